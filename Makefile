@@ -1,0 +1,59 @@
+# The two commands a newcomer needs: `make demo` and `make test`.
+# Each builds its own environment in .venv on first use (Python >= 3.11 and
+# network access to PyPI are the only prerequisites; `make test` also installs
+# net-snmp's command-line tools from Debian when it runs as root and they are missing).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+UV     := $(BIN)/uv
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+.PHONY: help env demo test lint typecheck pytest bench lock clean system-deps
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(UV):
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check 'uv>=0.5'
+
+$(VENV)/.synced: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --all-extras --python $(BIN)/python
+	@touch $@
+
+env: $(VENV)/.synced  ## create .venv with every extra and the dev tools
+
+system-deps:  ## net-snmp tools used by the interoperability tests (Debian, root only)
+	@if ! command -v snmpbulkwalk >/dev/null 2>&1 || ! command -v snmpd >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing net-snmp (snmp, snmpd) from Debian"; \
+	    (apt-get install -y -qq snmp snmpd >/dev/null 2>&1 || \
+	     (apt-get update -qq && apt-get install -y -qq snmp snmpd >/dev/null)) ; \
+	  else echo "net-snmp tools missing and not root: SNMP interop tests will be skipped"; fi; \
+	fi
+
+demo: env  ## run the whole pipeline on this machine (embedded servers unless *_URL are set)
+	$(BIN)/resmon demo $(ARGS)
+
+lint: env  ## ruff lint + format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: env  ## mypy --strict on the packages
+	$(BIN)/mypy
+
+pytest: env system-deps  ## the test suite (starts its own Kafka-protocol broker)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test: lint typecheck pytest  ## everything CI runs
+
+bench: env  ## benchmarks; writes BENCHMARKS.md
+	$(BIN)/resmon bench --output BENCHMARKS.md
+
+lock:  ## refresh uv.lock after editing pyproject.toml
+	$(UV) lock
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .resmon-state

@@ -1,0 +1,59 @@
+"""resmon's wire protocol: usage readings, gaps, alerts and optimization events,
+their CloudEvents 1.0 Kafka encoding (binary content mode), deterministic ids,
+and exact unit conversion.
+
+Both the edge agent and the hub import only this package to talk to each other.
+"""
+
+from ._cloudevents import (
+    TOPIC_ALERTS,
+    TOPIC_OPTIMIZATION,
+    TOPIC_USAGE_RAW,
+    TYPE_ALERT,
+    TYPE_OPTIMIZATION,
+    TYPE_THRESHOLD,
+    TYPE_USAGE_GAP,
+    TYPE_USAGE_RAW,
+    DecodedEvent,
+    KafkaRecord,
+    decode_record,
+    encode_event,
+)
+from ._events import AlertEvent, OptimizationEvent, UsageGap, UsageReading, resource_key
+from ._exceptions import DecodeError, ProtocolError, UnitError
+from ._ids import event_id
+from ._ingest import UsageEvent, decode_usage_events, to_reading
+from ._units import BASE_UNITS, RESOURCE_BASE_UNIT, base_unit_of, from_base, to_base, unit_factor
+
+__all__ = [
+    "BASE_UNITS",
+    "RESOURCE_BASE_UNIT",
+    "TOPIC_ALERTS",
+    "TOPIC_OPTIMIZATION",
+    "TOPIC_USAGE_RAW",
+    "TYPE_ALERT",
+    "TYPE_OPTIMIZATION",
+    "TYPE_THRESHOLD",
+    "TYPE_USAGE_GAP",
+    "TYPE_USAGE_RAW",
+    "AlertEvent",
+    "DecodeError",
+    "DecodedEvent",
+    "KafkaRecord",
+    "OptimizationEvent",
+    "ProtocolError",
+    "UnitError",
+    "UsageEvent",
+    "UsageGap",
+    "UsageReading",
+    "base_unit_of",
+    "decode_record",
+    "decode_usage_events",
+    "encode_event",
+    "event_id",
+    "from_base",
+    "resource_key",
+    "to_base",
+    "to_reading",
+    "unit_factor",
+]

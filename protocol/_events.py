@@ -1,0 +1,117 @@
+"""Wire structs: what travels between agents, the hub and the outside world.
+
+Schema evolution follows msgspec's rules: a new field always has a default and
+an existing field never changes type. JSON field names are camelCase, as in the
+original plan's ``UsageEvent``.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Literal
+
+import msgspec
+
+__all__ = [
+    "AlertEvent",
+    "OptimizationEvent",
+    "UsageGap",
+    "UsageReading",
+    "resource_key",
+]
+
+Kind = Literal["delta", "level"]
+Direction = Literal["in", "out"]
+
+
+def resource_key(customer_id: str, resource_type: str, name: str | None = None) -> str:
+    """The identity of one customer resource: the Kafka key and the hub actor's name.
+
+    ``name`` tells apart two resources of one type (two circuits of one customer).
+    """
+    return f"{customer_id}/{resource_type}/{name}" if name else f"{customer_id}/{resource_type}"
+
+
+class UsageReading(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=True):
+    """One exact usage figure for one customer resource over ``[start_ms, end_ms)``.
+
+    ``kind="delta"`` values are summed over the billing period (bytes moved,
+    requests served, CPU seconds); ``kind="level"`` values are the level at
+    ``end_ms`` (storage or memory in use). ``value`` is an integer count of
+    ``unit``, which is a base unit (``byte``, ``request``, ``second``).
+    """
+
+    customer_id: str
+    resource_type: str
+    resource_key: str
+    value: int
+    unit: str
+    start_ms: int
+    end_ms: int
+    kind: Kind = "delta"
+    source: str = "snmp"
+    tenant_id: str | None = None
+    device: str | None = None
+    interface: str | None = None
+    direction: Direction | None = None
+
+
+class UsageGap(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=True):
+    """An interval for which no usage could be measured, and why.
+
+    A failed poll, a device reboot or a counter discontinuity is never billed
+    as zero or as garbage: it is reported as a gap so the hub and the billing
+    team can see it.
+    """
+
+    customer_id: str
+    resource_type: str
+    resource_key: str
+    start_ms: int
+    end_ms: int
+    reason: Literal[
+        "poll_failed", "reboot", "discontinuity", "over_speed", "counter_missing", "agent_restart"
+    ]
+    source: str = "snmp"
+    tenant_id: str | None = None
+    device: str | None = None
+    interface: str | None = None
+    direction: Direction | None = None
+    detail: str | None = None
+
+
+class AlertEvent(msgspec.Struct, frozen=True, rename="camel"):
+    """An alert raised, escalated or resolved by the hub (``resource.alerts``).
+
+    Values are in the catalog unit (``unit``), as exact decimals.
+    """
+
+    alert_id: str
+    customer_id: str
+    resource_type: str
+    resource_key: str
+    alert_type: str
+    severity: str
+    status: str
+    message: str
+    current_usage: Decimal
+    threshold: Decimal | None
+    limit: Decimal | None
+    percentage: Decimal | None
+    unit: str
+    at_ms: int
+    tenant_id: str | None = None
+
+
+class OptimizationEvent(msgspec.Struct, frozen=True, rename="camel"):
+    """A cost optimization recommendation (``optimization.events``)."""
+
+    recommendation_id: str
+    customer_id: str
+    recommendation_type: str
+    potential_savings: Decimal
+    currency: str
+    description: str
+    at_ms: int
+    resource_key: str | None = None
+    tenant_id: str | None = None

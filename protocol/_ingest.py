@@ -1,0 +1,90 @@
+"""The plan's HTTP ``UsageEvent``, as API gateways and apps post it.
+
+``POST /api/metrics/ingest`` accepts this JSON (one object, or a list for the
+batch form). It is converted to an exact :class:`UsageReading` in base units;
+a value that is not a whole number of base units is refused, not rounded.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Literal
+
+import msgspec
+
+from ._events import UsageReading, resource_key
+from ._exceptions import DecodeError, UnitError
+from ._units import RESOURCE_BASE_UNIT, to_base, unit_factor
+
+__all__ = ["UsageEvent", "decode_usage_events", "to_reading"]
+
+ResourceType = Literal["bandwidth", "storage", "api_calls", "cpu", "memory"]
+_LEVEL_TYPES = frozenset({"storage", "memory"})
+
+
+class UsageEvent(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=True):
+    customer_id: str
+    resource_type: ResourceType
+    value: Decimal
+    unit: str
+    timestamp: datetime | None = None
+    source: str = "api_gateway"
+    resource_name: str | None = None
+    tenant_id: str | None = None
+    #: an idempotency key; when set, posting the same event twice counts it once
+    event_id: str | None = None
+    #: the start of the interval the value covers; defaults to ``timestamp``
+    interval_start: datetime | None = None
+
+
+_one = msgspec.json.Decoder(UsageEvent)
+_many = msgspec.json.Decoder(list[UsageEvent] | UsageEvent)
+
+
+def decode_usage_events(body: bytes) -> list[UsageEvent]:
+    """Decode one event or a list of them; raise :class:`DecodeError` naming the bad field."""
+    try:
+        decoded = _many.decode(body)
+    except msgspec.ValidationError as exc:
+        raise DecodeError(str(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise DecodeError(f"body is not valid JSON: {exc}") from None
+    return decoded if isinstance(decoded, list) else [decoded]
+
+
+def _ms(dt: datetime) -> int:
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp() * 1000)
+
+
+def to_reading(event: UsageEvent, *, now_ms: int) -> UsageReading:
+    """Convert to an exact reading in the resource type's base unit."""
+    expected = RESOURCE_BASE_UNIT[event.resource_type]
+    try:
+        base, _ = unit_factor(event.unit)
+        if base != expected:
+            raise UnitError(
+                f"unit {event.unit!r} measures {base}s but {event.resource_type} "
+                f"is measured in {expected}s"
+            )
+        value = to_base(event.value, event.unit)
+    except UnitError as exc:
+        raise DecodeError(str(exc), where="$.unit/$.value") from None
+    end = _ms(event.timestamp) if event.timestamp else now_ms
+    start = _ms(event.interval_start) if event.interval_start else end
+    if start > end:
+        raise DecodeError("intervalStart is after timestamp", where="$.intervalStart")
+    return UsageReading(
+        customer_id=event.customer_id,
+        resource_type=event.resource_type,
+        resource_key=resource_key(event.customer_id, event.resource_type, event.resource_name),
+        value=value,
+        unit=expected,
+        start_ms=start,
+        end_ms=end,
+        kind="level" if event.resource_type in _LEVEL_TYPES else "delta",
+        source=event.source,
+        tenant_id=event.tenant_id,
+    )

@@ -1,0 +1,90 @@
+"""Units: exact integer base units on the wire, catalog units for display and cost.
+
+Counters travel as integers in a *base unit* (bytes, requests, CPU seconds).
+Catalog units (GB, hour, ...) exist only for thresholds shown to people and for
+cost, and conversions use :class:`decimal.Decimal`, never floats.
+
+GB means 10^9 bytes (SI, as ISPs bill); GiB is 2^30 when a catalog asks for it.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Final
+
+from ._exceptions import UnitError
+
+__all__ = [
+    "BASE_UNITS",
+    "RESOURCE_BASE_UNIT",
+    "base_unit_of",
+    "from_base",
+    "to_base",
+    "unit_factor",
+]
+
+#: catalog/display unit -> (base unit, how many base units one of it is)
+_FACTORS: Final[dict[str, tuple[str, int]]] = {
+    "byte": ("byte", 1),
+    "B": ("byte", 1),
+    "KB": ("byte", 10**3),
+    "MB": ("byte", 10**6),
+    "GB": ("byte", 10**9),
+    "TB": ("byte", 10**12),
+    "KiB": ("byte", 2**10),
+    "MiB": ("byte", 2**20),
+    "GiB": ("byte", 2**30),
+    "TiB": ("byte", 2**40),
+    "request": ("request", 1),
+    "requests": ("request", 1),
+    "second": ("second", 1),
+    "seconds": ("second", 1),
+    "minute": ("second", 60),
+    "hour": ("second", 3600),
+    "hours": ("second", 3600),
+}
+
+BASE_UNITS: Final = frozenset({"byte", "request", "second"})
+
+#: the base unit each known resource type is measured in
+RESOURCE_BASE_UNIT: Final[dict[str, str]] = {
+    "bandwidth": "byte",
+    "storage": "byte",
+    "memory": "byte",
+    "api_calls": "request",
+    "cpu": "second",
+}
+
+
+def unit_factor(unit: str) -> tuple[str, int]:
+    """Return ``(base_unit, factor)`` for a catalog or base unit name."""
+    try:
+        return _FACTORS[unit]
+    except KeyError:
+        known = ", ".join(sorted(_FACTORS))
+        raise UnitError(f"unknown unit {unit!r}; known units: {known}") from None
+
+
+def base_unit_of(unit: str) -> str:
+    return unit_factor(unit)[0]
+
+
+def to_base(value: Decimal | int, unit: str) -> int:
+    """Convert ``value`` in ``unit`` to an exact integer count of the base unit.
+
+    Raises :class:`UnitError` when the result is not a whole number of base
+    units (1.5 bytes cannot be billed) or is negative.
+    """
+    base, factor = unit_factor(unit)
+    exact = Decimal(value) * factor
+    if exact != exact.to_integral_value():
+        raise UnitError(f"{value} {unit} is not a whole number of {base}s ({exact})")
+    if exact < 0:
+        raise UnitError(f"{value} {unit} is negative; usage cannot go below zero")
+    return int(exact)
+
+
+def from_base(value: int, unit: str) -> Decimal:
+    """Convert an integer count of base units to ``unit``, exactly."""
+    _, factor = unit_factor(unit)
+    return Decimal(value) / Decimal(factor)
