@@ -8,7 +8,7 @@ original plan's ``UsageEvent``.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -22,6 +22,10 @@ __all__ = [
 
 Kind = Literal["delta", "level"]
 Direction = Literal["in", "out"]
+#: a count of base units: usage never goes below zero
+Count = Annotated[int, msgspec.Meta(ge=0)]
+#: milliseconds since the Unix epoch
+EpochMs = Annotated[int, msgspec.Meta(ge=0)]
 
 
 def resource_key(customer_id: str, resource_type: str, name: str | None = None) -> str:
@@ -44,10 +48,10 @@ class UsageReading(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_f
     customer_id: str
     resource_type: str
     resource_key: str
-    value: int
+    value: Count
     unit: str
-    start_ms: int
-    end_ms: int
+    start_ms: EpochMs
+    end_ms: EpochMs
     kind: Kind = "delta"
     source: str = "snmp"
     tenant_id: str | None = None
@@ -67,8 +71,8 @@ class UsageGap(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_field
     customer_id: str
     resource_type: str
     resource_key: str
-    start_ms: int
-    end_ms: int
+    start_ms: EpochMs
+    end_ms: EpochMs
     reason: Literal[
         "poll_failed", "reboot", "discontinuity", "over_speed", "counter_missing", "agent_restart"
     ]

@@ -9,7 +9,7 @@ GB means 10^9 bytes (SI, as ISPs bill); GiB is 2^30 when a catalog asks for it.
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Final
 
 from ._exceptions import UnitError
@@ -84,7 +84,17 @@ def to_base(value: Decimal | int, unit: str) -> int:
     return int(exact)
 
 
+#: enough digits for any 64-bit count divided by 2^40 or 10^12, exactly
+_EXACT = Context(prec=80)
+
+
 def from_base(value: int, unit: str) -> Decimal:
-    """Convert an integer count of base units to ``unit``, exactly."""
+    """Convert an integer count of base units to ``unit``.
+
+    Exact for byte units (their factors are powers of 2 and 10, whose
+    quotients terminate); hours are 3600 s, so a seconds count that is not a
+    multiple of 9 has no finite decimal form and is carried to 80 digits.
+    Cost code multiplies before it divides for that reason.
+    """
     _, factor = unit_factor(unit)
-    return Decimal(value) / Decimal(factor)
+    return _EXACT.divide(Decimal(value), Decimal(factor))

@@ -1,0 +1,125 @@
+"""The hub's exception tree, and the translation of library errors into it.
+
+asyncpg, aiokafka and redis raise their own exceptions; the hub's code catches
+them at the boundary (:func:`storage_errors`, :func:`broker_errors`,
+:func:`cache_errors`) and raises one of these, so a caller handles one tree and
+an operator reads one line that names the server and the variable to fix.
+
+::
+
+    HubError
+    ├── ConfigError          an environment variable is missing or malformed
+    ├── UnreachableError     a server does not answer (names host:port and the variable)
+    ├── StorageError         PostgreSQL refused or failed a statement
+    │   └── MigrationError   a migration failed or an applied file was changed
+    ├── BrokerError          Kafka refused or failed a request
+    ├── CacheError           Redis failed
+    └── NotFoundError        an entity the caller named does not exist
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import Iterator
+
+__all__ = [
+    "BrokerError",
+    "CacheError",
+    "ConfigError",
+    "HubError",
+    "MigrationError",
+    "NotFoundError",
+    "StorageError",
+    "UnreachableError",
+    "broker_errors",
+    "cache_errors",
+    "storage_errors",
+]
+
+
+class HubError(Exception):
+    """Base class for everything the hub raises on purpose."""
+
+
+class ConfigError(HubError):
+    """An environment variable is missing or malformed; the message names it."""
+
+
+class UnreachableError(HubError):
+    """A server does not answer at ``address``; ``variable`` is where it was configured."""
+
+    def __init__(self, what: str, address: str, variable: str, reason: str) -> None:
+        self.address = address
+        self.variable = variable
+        super().__init__(f"cannot reach {what} at {address} (set by {variable}): {reason}")
+
+
+class StorageError(HubError):
+    """PostgreSQL failed a statement."""
+
+
+class MigrationError(StorageError):
+    """A migration failed, or a migration file changed after it was applied."""
+
+
+class BrokerError(HubError):
+    """Kafka failed a request."""
+
+
+class CacheError(HubError):
+    """Redis failed a command."""
+
+
+class NotFoundError(HubError):
+    """The named entity (alert, customer, ...) does not exist."""
+
+
+_CONNECT_ERRORS = (OSError, socket.gaierror, TimeoutError)
+
+
+@contextlib.contextmanager
+def storage_errors(address: str = "PostgreSQL", variable: str = "DATABASE_URL") -> Iterator[None]:
+    """Translate asyncpg / connection errors raised inside the block."""
+    import asyncpg
+
+    try:
+        yield
+    except HubError:
+        raise
+    except _CONNECT_ERRORS as exc:
+        raise UnreachableError("PostgreSQL", address, variable, str(exc) or type(exc).__name__) from exc
+    except asyncpg.PostgresError as exc:
+        raise StorageError(f"PostgreSQL: {exc.__class__.__name__}: {exc}") from exc
+    except asyncpg.InterfaceError as exc:
+        raise StorageError(f"PostgreSQL client: {exc}") from exc
+
+
+@contextlib.contextmanager
+def broker_errors(address: str = "Kafka", variable: str = "KAFKA_BOOTSTRAP_SERVERS") -> Iterator[None]:
+    """Translate aiokafka errors raised inside the block."""
+    from aiokafka.errors import KafkaConnectionError, KafkaError
+
+    try:
+        yield
+    except HubError:
+        raise
+    except KafkaConnectionError as exc:
+        raise UnreachableError("Kafka", address, variable, str(exc)) from exc
+    except KafkaError as exc:
+        raise BrokerError(f"Kafka: {exc}") from exc
+
+
+@contextlib.contextmanager
+def cache_errors(address: str = "Redis", variable: str = "REDIS_URL") -> Iterator[None]:
+    """Translate redis errors raised inside the block."""
+    import redis.exceptions
+
+    try:
+        yield
+    except HubError:
+        raise
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        raise UnreachableError("Redis", address, variable, str(exc)) from exc
+    except redis.exceptions.RedisError as exc:
+        raise CacheError(f"Redis: {exc}") from exc

@@ -1,0 +1,187 @@
+"""CloudEvents binary-mode encoding: ids, headers, round trips, SDK interop, garbage."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import msgspec
+import pytest
+from cloudevents.core.bindings.kafka import KafkaMessage, from_binary, to_binary
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent
+
+from protocol import (
+    TYPE_THRESHOLD,
+    TYPE_USAGE_GAP,
+    TYPE_USAGE_RAW,
+    AlertEvent,
+    DecodeError,
+    UsageGap,
+    UsageReading,
+    decode_record,
+    encode_event,
+    resource_key,
+)
+
+
+def _reading(value: int = 1_234_567_890_123, end_ms: int = 1_700_000_060_000) -> UsageReading:
+    return UsageReading(
+        customer_id="cust-0001",
+        resource_type="bandwidth",
+        resource_key=resource_key("cust-0001", "bandwidth"),
+        value=value,
+        unit="byte",
+        start_ms=end_ms - 60_000,
+        end_ms=end_ms,
+        device="rtr-1",
+        interface="ge-0/0/1",
+        direction="in",
+    )
+
+
+def test_same_reading_always_gets_the_same_event_id() -> None:
+    first = encode_event(_reading(), source="urn:resmon:agent:a1")
+    again = encode_event(_reading(), source="urn:resmon:agent:a1")
+    assert first.event_id == again.event_id
+    assert first.value == again.value
+
+
+def test_different_readings_get_different_event_ids() -> None:
+    ids = {
+        encode_event(_reading(end_ms=1_700_000_000_000 + i), source="s").event_id
+        for i in range(500)
+    }
+    assert len(ids) == 500
+
+
+def test_record_key_is_the_resource_key_so_one_resource_stays_ordered() -> None:
+    record = encode_event(_reading(), source="s")
+    assert record.key == b"cust-0001/bandwidth"
+
+
+def test_binary_mode_headers_carry_the_required_attributes() -> None:
+    record = encode_event(_reading(), source="urn:resmon:agent:a1")
+    headers = dict(record.headers)
+    assert headers["ce_specversion"] == b"1.0"
+    assert headers["ce_type"] == TYPE_USAGE_RAW.encode()
+    assert headers["ce_source"] == b"urn:resmon:agent:a1"
+    assert headers["ce_id"] == record.event_id.encode()
+    assert headers["ce_time"] == b"2023-11-14T22:14:20.000Z"
+    assert headers["content-type"] == b"application/json"
+
+
+def test_reading_round_trips_with_exact_integer_value() -> None:
+    big = 2**64 - 1
+    record = encode_event(_reading(value=big), source="s")
+    decoded = decode_record(record.value, record.headers)
+    assert decoded.data == _reading(value=big)
+    assert decoded.id == record.event_id
+    assert decoded.type == TYPE_USAGE_RAW
+
+
+def test_gap_round_trips() -> None:
+    gap = UsageGap(
+        customer_id="c",
+        resource_type="bandwidth",
+        resource_key="c/bandwidth",
+        start_ms=1,
+        end_ms=2,
+        reason="reboot",
+    )
+    record = encode_event(gap, source="s")
+    decoded = decode_record(record.value, record.headers)
+    assert decoded.type == TYPE_USAGE_GAP
+    assert decoded.data == gap
+
+
+def test_alert_event_needs_an_explicit_type_and_keeps_decimals_exact() -> None:
+    alert = AlertEvent(
+        alert_id="a1",
+        customer_id="c",
+        resource_type="bandwidth",
+        resource_key="c/bandwidth",
+        alert_type="THRESHOLD_WARNING",
+        severity="HIGH",
+        status="ACTIVE",
+        message="m",
+        current_usage=Decimal("800.000000001"),
+        threshold=Decimal("800"),
+        limit=Decimal("1000"),
+        percentage=Decimal("80.0000000001"),
+        unit="GB",
+        at_ms=5,
+    )
+    with pytest.raises(TypeError, match="event_type is required"):
+        encode_event(alert, source="s")
+    record = encode_event(alert, source="s", event_type=TYPE_THRESHOLD, id="a1")
+    decoded = decode_record(record.value, record.headers)
+    assert decoded.data == alert
+
+
+def test_cloudevents_sdk_reads_what_we_write() -> None:
+    record = encode_event(_reading(), source="urn:resmon:agent:a1")
+    message = KafkaMessage(headers=dict(record.headers), key=record.key, value=record.value)
+    event = from_binary(message, JSONFormat())
+    assert event.get_id() == record.event_id
+    assert event.get_type() == TYPE_USAGE_RAW
+    assert event.get_source() == "urn:resmon:agent:a1"
+    data = event.get_data()
+    assert isinstance(data, dict)
+    assert data["value"] == 1_234_567_890_123
+
+
+def test_we_read_what_the_cloudevents_sdk_writes() -> None:
+    event = CloudEvent(
+        attributes={
+            "type": TYPE_USAGE_RAW,
+            "source": "urn:other",
+            "id": "x-1",
+            "datacontenttype": "application/json",
+        },
+        data=msgspec.to_builtins(_reading()),
+    )
+    message = to_binary(event, JSONFormat())
+    decoded = decode_record(message.value, list(message.headers.items()))
+    assert decoded.id == "x-1"
+    assert decoded.data == _reading()
+
+
+@pytest.mark.parametrize(
+    ("value", "headers", "where"),
+    [
+        (b"{}", [], "ce_specversion"),
+        (b"{}", [("ce_specversion", b"0.3")], "ce_specversion"),
+        (b"{}", [("ce_specversion", b"1.0"), ("ce_type", b"nope")], "ce_type"),
+        (b"not json", [("ce_specversion", b"1.0"), ("ce_type", TYPE_USAGE_RAW.encode())], "data"),
+        (
+            b'{"value": 1}',
+            [("ce_specversion", b"1.0"), ("ce_type", TYPE_USAGE_RAW.encode())],
+            "data",
+        ),
+        (None, [("ce_specversion", b"1.0"), ("ce_type", TYPE_USAGE_RAW.encode())], "value"),
+        (
+            b"{}",
+            [
+                ("ce_specversion", b"1.0"),
+                ("ce_type", TYPE_USAGE_RAW.encode()),
+                ("content-type", b"text/xml"),
+            ],
+            "content-type",
+        ),
+    ],
+)
+def test_garbage_raises_a_decode_error_naming_the_bad_part(
+    value: bytes | None, headers: list[tuple[str, bytes]], where: str
+) -> None:
+    with pytest.raises(DecodeError) as info:
+        decode_record(value, headers)
+    assert info.value.where == where
+    assert str(info.value).startswith(where)
+
+
+def test_negative_or_float_values_are_refused() -> None:
+    good = encode_event(_reading(), source="s")
+    for bad in (b'"value":-1', b'"value":1.5'):
+        raw = good.value.replace(b'"value":1234567890123', bad)
+        with pytest.raises(DecodeError):
+            decode_record(raw, good.headers)

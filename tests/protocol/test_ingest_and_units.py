@@ -1,0 +1,81 @@
+"""The plan's HTTP UsageEvent and exact unit conversion."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from protocol import DecodeError, UnitError, decode_usage_events, from_base, to_base, to_reading
+
+NOW = 1_700_000_000_000
+
+
+def test_plan_example_event_converts_to_exact_bytes() -> None:
+    body = (
+        b'{"customerId": "cust-123", "resourceType": "bandwidth", "value": 1024.5,'
+        b' "unit": "GB", "timestamp": "2024-01-15T10:30:00Z", "source": "snmp"}'
+    )
+    [event] = decode_usage_events(body)
+    reading = to_reading(event, now_ms=NOW)
+    assert reading.value == 1_024_500_000_000
+    assert reading.unit == "byte"
+    assert reading.resource_key == "cust-123/bandwidth"
+    assert reading.end_ms == 1_705_314_600_000
+    assert reading.kind == "delta"
+
+
+def test_batch_form_decodes_a_list() -> None:
+    body = (
+        b'[{"customerId":"a","resourceType":"api_calls","value":3,"unit":"request"},'
+        b'{"customerId":"b","resourceType":"storage","value":2,"unit":"GiB"}]'
+    )
+    first, second = (to_reading(e, now_ms=NOW) for e in decode_usage_events(body))
+    assert (first.value, first.kind, first.end_ms) == (3, "delta", NOW)
+    assert (second.value, second.kind) == (2 * 2**30, "level")
+
+
+def test_unknown_field_is_refused_by_name() -> None:
+    with pytest.raises(DecodeError, match="unknownField"):
+        decode_usage_events(
+            b'{"customerId":"a","resourceType":"cpu","value":1,"unit":"hour","unknownField":1}'
+        )
+
+
+def test_unknown_resource_type_is_refused() -> None:
+    with pytest.raises(DecodeError, match="resourceType"):
+        decode_usage_events(b'{"customerId":"a","resourceType":"gold","value":1,"unit":"GB"}')
+
+
+def test_unit_of_the_wrong_dimension_is_refused() -> None:
+    [event] = decode_usage_events(
+        b'{"customerId":"a","resourceType":"bandwidth","value":1,"unit":"hour"}'
+    )
+    with pytest.raises(DecodeError, match="measured in bytes"):
+        to_reading(event, now_ms=NOW)
+
+
+def test_fraction_of_a_byte_is_refused_not_rounded() -> None:
+    [event] = decode_usage_events(
+        b'{"customerId":"a","resourceType":"bandwidth","value":0.0000000001,"unit":"GB"}'
+    )
+    with pytest.raises(DecodeError, match="whole number"):
+        to_reading(event, now_ms=NOW)
+
+
+def test_unknown_unit_lists_the_known_ones() -> None:
+    with pytest.raises(UnitError, match="known units"):
+        to_base(1, "furlong")
+
+
+@given(st.integers(min_value=0, max_value=2**64), st.sampled_from(["GB", "MB", "GiB", "TiB", "TB"]))
+def test_byte_units_convert_back_and_forth_exactly(value: int, unit: str) -> None:
+
+    assert to_base(from_base(value, unit), unit) == value
+
+
+def test_one_gigabyte_is_ten_to_the_ninth_bytes() -> None:
+    assert to_base(Decimal("1"), "GB") == 10**9
+    assert from_base(1_500_000_000, "GB") == Decimal("1.5")
