@@ -1,0 +1,164 @@
+"""How many GetBulk responses per second one core answers.
+
+``python -m simulator.bench`` prints two figures:
+
+- :func:`bench_handler`: the agent alone (decode, MIB, encode), in process;
+- :func:`bench_responses`: over UDP loopback, the fleet in this process's
+  event loop and a load generator in a child process keeping a window of
+  requests in flight.
+
+The request is a GetBulk (non-repeaters 0, max-repetitions 10) starting at
+one or more ifXTable columns, by default ifHCInOctets (Counter64 values
+computed per request).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+
+from ._ber import GETBULK, NULL, Message, Oid, Pdu, Value, encode_message
+from ._fleet import Fleet
+from ._mib import OIDS
+
+__all__ = ["bench_handler", "bench_responses", "bulk_request"]
+
+_DEFAULT_COLUMNS: tuple[Oid, ...] = (OIDS.ifHCInOctets,)
+
+
+def bulk_request(
+    columns: Sequence[Oid] = _DEFAULT_COLUMNS,
+    *,
+    max_repetitions: int = 10,
+    community: str = "public",
+    request_id: int = 1,
+) -> bytes:
+    """An encoded GetBulk request starting at ``columns``."""
+    varbinds = [(tuple(oid), Value(NULL)) for oid in columns]
+    pdu = Pdu(GETBULK, request_id, 0, max_repetitions, varbinds)
+    return encode_message(Message(1, community.encode(), pdu))
+
+
+def bench_handler(
+    seconds: float = 1.0,
+    *,
+    interfaces: int = 16,
+    max_repetitions: int = 10,
+    columns: Sequence[Oid] = _DEFAULT_COLUMNS,
+) -> float:
+    """Responses per second of :meth:`Agent.handle` alone (no sockets)."""
+    fleet = Fleet.generate(routers=1, interfaces=interfaces, base_port=0)
+    agent = fleet.agent(fleet.routers[0])
+    request = bulk_request(columns, max_repetitions=max_repetitions)
+    assert agent.handle(request) is not None
+    handle = agent.handle
+    count = 0
+    start = time.perf_counter()
+    deadline = start + seconds
+    while True:
+        for _ in range(1000):
+            handle(request)
+        count += 1000
+        now = time.perf_counter()
+        if now >= deadline:
+            return count / (now - start)
+
+
+async def _serve_and_drive(
+    seconds: float, interfaces: int, max_repetitions: int, window: int, columns: Sequence[Oid]
+) -> tuple[float, float]:
+    fleet = Fleet.generate(routers=1, interfaces=interfaces, base_port=0)
+    request = bulk_request(columns, max_repetitions=max_repetitions)
+    async with fleet.serve():
+        _, host, port, _ = fleet.endpoints[0]
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "simulator.bench",
+            "client",
+            host,
+            str(port),
+            str(seconds),
+            str(window),
+            request.hex(),
+            stdout=subprocess.PIPE,
+        )
+        cpu0 = time.process_time()
+        out, _ = await proc.communicate()
+        cpu = time.process_time() - cpu0
+    rate = float(out.decode().strip())
+    return rate, cpu / seconds
+
+
+def bench_responses(
+    seconds: float = 3.0,
+    *,
+    interfaces: int = 16,
+    max_repetitions: int = 10,
+    window: int = 64,
+    columns: Sequence[Oid] = _DEFAULT_COLUMNS,
+) -> tuple[float, float]:
+    """Responses per second over UDP loopback, and the share of one core the
+    simulator used meanwhile (below 1.0: the load generator was the limit).
+
+    The fleet runs on uvloop when it is installed (as ``resmon sim`` does).
+    """
+    coro = _serve_and_drive(seconds, interfaces, max_repetitions, window, columns)
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is optional
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
+
+
+def _client(host: str, port: int, seconds: float, window: int, request: bytes) -> float:
+    """Keep ``window`` requests in flight; count responses for ``seconds``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.connect((host, port))
+        sock.settimeout(1.0)
+        for _ in range(window):
+            sock.send(request)
+        received = 0
+        start = time.perf_counter()
+        deadline = start + seconds
+        while time.perf_counter() < deadline:
+            try:
+                sock.recv(65535)
+            except TimeoutError:  # a lost datagram: refill the window
+                sock.send(request)
+                continue
+            received += 1
+            sock.send(request)
+        return received / (time.perf_counter() - start)
+
+
+def main(argv: Sequence[str]) -> None:
+    if argv and argv[0] == "client":
+        host, port, seconds, window, request = argv[1:6]
+        rate = _client(host, int(port), float(seconds), int(window), bytes.fromhex(request))
+        print(f"{rate:.0f}")
+        return
+    columns: list[tuple[str, Sequence[Oid]]] = [
+        ("ifHCInOctets column (10 x Counter64)", (OIDS.ifHCInOctets,)),
+        ("ifXTable from the top (10 x ifName)", ((1, 3, 6, 1, 2, 1, 31, 1, 1),)),
+        (
+            "ifName+ifHCIn+ifHCOut (30 varbinds)",
+            (OIDS.ifName, OIDS.ifHCInOctets, OIDS.ifHCOutOctets),
+        ),
+    ]
+    for label, cols in columns:
+        handler = bench_handler(2.0, columns=cols)
+        udp, busy = bench_responses(3.0, columns=cols)
+        print(
+            f"{label}: handler alone {handler:,.0f}/s; UDP loopback {udp:,.0f} responses/s "
+            f"with the simulator {busy:.0%} busy (~{udp / max(busy, 1e-9):,.0f}/s per core)"
+        )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
