@@ -1,0 +1,170 @@
+"""Wire the agent together: config -> SNMP client -> poller -> disk buffer -> forwarder.
+
+:func:`run_agent` runs everything in one anyio task group with a small aiohttp
+status server (``/healthz``, ``/metrics``) and returns only when cancelled,
+after stopping the Kafka producer, syncing and closing the buffer and
+releasing the SNMP engine. ``task_status.started()`` hands the caller a
+:class:`RunningAgent` (its buffer, metrics and the status server's port), so
+the demo and end-to-end tests can run an agent in-process::
+
+    async with anyio.create_task_group() as tg:
+        agent = await tg.start(run_agent, config)
+        ...
+        tg.cancel_scope.cancel()
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import anyio
+import msgspec
+import structlog
+from anyio.abc import TaskStatus
+
+from ._exceptions import AgentError
+from .buffer import DiskBuffer
+from .config import AgentConfig
+from .forwarder import Forwarder, KafkaSender, Sender
+from .metrics import AgentMetrics
+from .poller import Poller
+from .snmp import PysnmpClient, SnmpClient
+
+__all__ = ["RunningAgent", "run_agent"]
+
+log = structlog.get_logger("edge_agent.app")
+
+
+class RunningAgent(msgspec.Struct, frozen=True):
+    """Handles to a running agent, for tests, the demo and the status server."""
+
+    config: AgentConfig
+    buffer: DiskBuffer
+    metrics: AgentMetrics
+    poller: Poller
+    forwarder: Forwarder
+    #: the status server's port (``None`` when ``http.enabled`` is false)
+    http_port: int | None
+
+
+def _refresh_gauges(agent: RunningAgent) -> None:
+    m, b = agent.metrics, agent.buffer
+    m.buffer_records.set(b.pending_records)
+    m.buffer_bytes.set(b.pending_bytes)
+    m.buffer_dropped.set(b.dropped)
+    m.buffer_corrupt.set(b.corrupt)
+
+
+def _health(agent: RunningAgent) -> dict[str, Any]:
+    return {
+        "status": "ok",
+        "agentId": agent.config.agent_id,
+        "cycles": agent.poller.cycles,
+        "targets": {
+            name: {"consecutiveFailures": state.consecutive_failures}
+            for name, state in agent.poller.states.items()
+        },
+        "buffer": {
+            "pendingRecords": agent.buffer.pending_records,
+            "pendingBytes": agent.buffer.pending_bytes,
+            "dropped": agent.buffer.dropped,
+            "corrupt": agent.buffer.corrupt,
+        },
+        "sent": agent.forwarder.sent,
+    }
+
+
+async def _start_http(config: AgentConfig, holder: list[RunningAgent]) -> tuple[Any, int]:
+    from aiohttp import web
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response(_health(holder[0]), dumps=json.dumps)
+
+    async def metrics(request: web.Request) -> web.Response:
+        _refresh_gauges(holder[0])
+        return web.Response(
+            body=holder[0].metrics.render(), content_type="text/plain", charset="utf-8"
+        )
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, config.http.host, config.http.port)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise AgentError(
+            f"cannot serve status on {config.http.host}:{config.http.port}: {exc.strerror or exc}"
+        ) from None
+    port = int(runner.addresses[0][1])
+    return runner, port
+
+
+async def _housekeeping(agent: RunningAgent) -> None:
+    """Sync the buffer when the fsync interval is due and keep the gauges fresh."""
+    period = min(1.0, agent.config.buffer.fsync_interval_ms / 1000)
+    while True:
+        await anyio.sleep(period)
+        agent.buffer.sync_if_due()
+        _refresh_gauges(agent)
+
+
+async def run_agent(
+    config: AgentConfig,
+    *,
+    client: SnmpClient | None = None,
+    sender: Sender | None = None,
+    task_status: TaskStatus[RunningAgent] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the agent until cancelled. ``client`` and ``sender`` default to the real ones."""
+    metrics = AgentMetrics()
+    buffer = DiskBuffer.open(config.buffer)
+    owns_client = client is None
+    snmp: SnmpClient = client if client is not None else PysnmpClient()
+    runner: Any = None
+    try:
+        forwarder = Forwarder(
+            buffer,
+            sender if sender is not None else KafkaSender(config.kafka),
+            batch_size=config.kafka.max_batch_records,
+            metrics=metrics,
+        )
+        poller = Poller(
+            config,
+            snmp,
+            buffer.put,
+            metrics=metrics,
+            checkpoint=Path(config.buffer.directory) / "poller.checkpoint",
+            before_checkpoint=buffer.sync,
+        )
+        holder: list[RunningAgent] = []
+        port = None
+        if config.http.enabled:
+            runner, port = await _start_http(config, holder)
+        agent = RunningAgent(config, buffer, metrics, poller, forwarder, port)
+        holder.append(agent)
+        async with anyio.create_task_group() as tg:
+            await tg.start(forwarder.run)
+            tg.start_soon(_housekeeping, agent)
+            await tg.start(poller.run)
+            log.info(
+                "agent_started",
+                agent_id=config.agent_id,
+                targets=len(config.targets),
+                http_port=port,
+                pending=buffer.pending_records,
+            )
+            task_status.started(agent)
+    finally:
+        with anyio.CancelScope(shield=True):
+            if runner is not None:
+                await runner.cleanup()
+            if owns_client:
+                await snmp.aclose()
+        buffer.close()
+        log.info("agent_stopped", agent_id=config.agent_id)

@@ -1,0 +1,431 @@
+"""A crash-safe local disk buffer between the poller and Kafka.
+
+Records are appended to segment files (``seg-<first seq>.log``) as frames::
+
+    <u32 payload length> <u64 sequence number> <u32 CRC32 of seq + payload> <payload>
+
+where the payload is the msgpack encoding of a :class:`protocol.KafkaRecord`.
+Readers :meth:`~DiskBuffer.peek` the oldest unacknowledged records in order;
+:meth:`~DiskBuffer.ack` marks everything up to a sequence number as delivered,
+records it atomically in the ``acked`` file and deletes segments that are
+entirely delivered. Nothing is removed that Kafka did not acknowledge, except
+by the ``drop_oldest`` policy when the buffer is full (counted in ``dropped``).
+
+On open, every segment is scanned: a torn or corrupt frame (a crash in the
+middle of a write, a bad disk) ends that segment's readable part; the tail of
+the last segment is truncated so appends continue cleanly. Each such event is
+counted in ``corrupt``. After a crash, records sent but not yet acknowledged in
+the ``acked`` file are sent again; their event ids are deterministic, so the
+hub drops the copies.
+
+Pending bytes are bounded by ``max_bytes``; the disk may hold up to one
+segment more (delivered records in a segment still being written).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import struct
+import time
+import zlib
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Final
+
+import anyio
+import msgspec
+
+from protocol import KafkaRecord
+
+from ._exceptions import BufferFullError, DiskBufferError
+from .config import BufferConfig
+
+__all__ = ["BufferedRecord", "DiskBuffer"]
+
+_HEADER: Final = struct.Struct("<IQI")
+_ACKED: Final = struct.Struct("<QI")
+_MAX_PAYLOAD: Final = 64 * 1024 * 1024
+_SEGMENT_GLOB: Final = "seg-*.log"
+
+
+class BufferedRecord(msgspec.Struct, frozen=True):
+    """A record read back from the buffer, with its sequence number for :meth:`DiskBuffer.ack`."""
+
+    seq: int
+    record: KafkaRecord
+
+
+class _Segment:
+    __slots__ = ("first_seq", "path", "size")
+
+    def __init__(self, first_seq: int, path: Path, size: int) -> None:
+        self.first_seq = first_seq
+        self.path = path
+        self.size = size  # bytes of valid frames
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(KafkaRecord)
+
+
+def _crc(seq: int, payload: bytes) -> int:
+    return zlib.crc32(payload, zlib.crc32(seq.to_bytes(8, "little")))
+
+
+class DiskBuffer:
+    """The buffer in ``config.directory``. Use :meth:`open`; close with :meth:`close`."""
+
+    def __init__(self, config: BufferConfig, *, clock: Callable[[], float] = time.monotonic):
+        self.config = config
+        self.directory = Path(config.directory)
+        self._clock = clock
+        self._segments: list[_Segment] = []
+        self._read_pos = 0  # offset of the first pending frame in self._segments[0]
+        self._acked = 0  # every seq <= this one is delivered (or dropped)
+        self._next_seq = 1
+        self._fd: int | None = None
+        self._lock_fd: int | None = None
+        self._last_sync = clock()
+        self._dirty = False
+        self._data_event: anyio.Event | None = None
+        self._space_event: anyio.Event | None = None
+        self._empty_event: anyio.Event | None = None
+        #: counters, for metrics
+        self.pending_records = 0
+        self.pending_bytes = 0
+        self.dropped = 0
+        self.corrupt = 0
+        self.appended = 0
+
+    # -- opening and closing ----------------------------------------------------------
+
+    @classmethod
+    def open(cls, config: BufferConfig, **kwargs: Callable[[], float]) -> DiskBuffer:
+        buffer = cls(config, **kwargs)
+        try:
+            buffer._open()
+        except OSError as exc:
+            buffer.close()
+            raise DiskBufferError(f"cannot open buffer in {config.directory}: {exc}") from None
+        except BaseException:
+            buffer.close()
+            raise
+        return buffer
+
+    def _open(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = os.open(self.directory / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DiskBufferError(
+                f"buffer {self.directory} is in use by another agent process"
+            ) from None
+        self._acked = self._read_acked()
+        paths = sorted(
+            (p for p in self.directory.glob(_SEGMENT_GLOB) if p.stem[4:].isdigit()),
+            key=lambda p: int(p.stem[4:]),
+        )
+        last_seq = self._acked
+        for i, path in enumerate(paths):
+            segment, last_seq = self._scan(path, last_seq, is_last=i == len(paths) - 1)
+            self._segments.append(segment)
+        self._next_seq = last_seq + 1
+        self._skip_delivered()
+        if not self._segments:
+            self._new_segment()
+        self._fd = os.open(self._segments[-1].path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+
+    def _scan(self, path: Path, last_seq: int, *, is_last: bool) -> tuple[_Segment, int]:
+        """Validate a segment's frames; count pending ones; cut a torn tail."""
+        data = path.read_bytes()
+        pos = 0
+        while pos < len(data):
+            frame = self._parse(data, pos)
+            if frame is None or (frame[0] <= last_seq and frame[0] > self._acked):
+                self.corrupt += 1
+                if is_last:
+                    with path.open("r+b") as f:
+                        f.truncate(pos)
+                        os.fsync(f.fileno())
+                break
+            seq, size = frame
+            if seq > self._acked:
+                self.pending_records += 1
+                self.pending_bytes += size
+            last_seq = max(last_seq, seq)
+            pos += size
+        return _Segment(int(path.stem[4:]), path, pos), last_seq
+
+    @staticmethod
+    def _parse(data: bytes, pos: int) -> tuple[int, int] | None:
+        """``(seq, frame size)`` of the valid frame at ``pos``, or ``None``."""
+        if pos + _HEADER.size > len(data):
+            return None
+        length, seq, crc = _HEADER.unpack_from(data, pos)
+        end = pos + _HEADER.size + length
+        if length > _MAX_PAYLOAD or end > len(data):
+            return None
+        if _crc(seq, data[pos + _HEADER.size : end]) != crc:
+            return None
+        return seq, end - pos
+
+    def _read_acked(self) -> int:
+        try:
+            raw = (self.directory / "acked").read_bytes()
+        except FileNotFoundError:
+            return 0
+        if len(raw) != _ACKED.size:
+            self.corrupt += 1
+            return 0
+        seq, crc = _ACKED.unpack(raw)
+        if zlib.crc32(raw[:8]) != crc:
+            self.corrupt += 1
+            return 0  # replaying is safe: event ids are deterministic
+        return int(seq)
+
+    def close(self) -> None:
+        """Sync and release the files. The buffer can be opened again afterwards."""
+        if self._fd is not None:
+            if self.config.fsync != "never":
+                os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> DiskBuffer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writing ---------------------------------------------------------------------
+
+    def _new_segment(self) -> None:
+        path = self.directory / f"seg-{self._next_seq:020d}.log"
+        path.touch()
+        self._segments.append(_Segment(self._next_seq, path, 0))
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND, 0o600)
+        if self.config.fsync != "never":
+            self._sync_dir()
+
+    def _sync_dir(self) -> None:
+        dir_fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def _frame(self, record: KafkaRecord) -> tuple[bytes, int]:
+        payload = _encoder.encode(record)
+        seq = self._next_seq
+        if _HEADER.size + len(payload) > self.config.max_bytes:
+            raise DiskBufferError(
+                f"record {record.event_id} of {len(payload)} bytes is larger than max_bytes"
+            )
+        return _HEADER.pack(len(payload), seq, _crc(seq, payload)) + payload, seq
+
+    def fits(self, nbytes: int) -> bool:
+        return self.pending_bytes + nbytes <= self.config.max_bytes
+
+    def append_nowait(self, records: Iterable[KafkaRecord]) -> list[int]:
+        """Append records in order and return their sequence numbers.
+
+        When full, ``drop_oldest`` drops the oldest pending records (counted);
+        ``block`` raises :class:`BufferFullError` before writing that record
+        (records before it are written).
+        """
+        if self._fd is None:
+            raise DiskBufferError("buffer is closed")
+        seqs: list[int] = []
+        dropped = self.dropped
+        try:
+            for record in records:
+                frame, seq = self._frame(record)
+                if not self.fits(len(frame)):
+                    if self.config.when_full == "block":
+                        raise BufferFullError(
+                            f"buffer {self.directory} is full ({self.pending_bytes} bytes pending)",
+                            written=seqs,
+                        )
+                    while not self.fits(len(frame)):
+                        self._drop_oldest()
+                if self._segments[-1].size >= self.config.segment_bytes:
+                    self._new_segment()
+                os.write(self._fd, frame)
+                self._segments[-1].size += len(frame)
+                self._next_seq += 1
+                self.pending_records += 1
+                self.pending_bytes += len(frame)
+                self.appended += 1
+                self._dirty = True
+                seqs.append(seq)
+        except OSError as exc:
+            raise DiskBufferError(f"cannot write to buffer {self.directory}: {exc}") from None
+        finally:
+            if self.dropped != dropped:
+                self._write_acked()
+            if seqs:
+                self._after_write()
+        return seqs
+
+    async def put(self, records: Iterable[KafkaRecord]) -> list[int]:
+        """Append records; with ``when_full: block``, wait for acks to free space."""
+        pending = list(records)
+        seqs: list[int] = []
+        while True:
+            try:
+                return seqs + self.append_nowait(pending)
+            except BufferFullError as exc:
+                seqs += exc.written
+                pending = pending[len(exc.written) :]
+                self._space_event = self._space_event or anyio.Event()
+                await self._space_event.wait()
+
+    def _after_write(self) -> None:
+        policy = self.config.fsync
+        if policy == "always" or (
+            policy == "interval"
+            and (self._clock() - self._last_sync) * 1000 >= self.config.fsync_interval_ms
+        ):
+            self.sync()
+        if self._data_event is not None:
+            self._data_event.set()
+            self._data_event = None
+
+    def sync(self) -> None:
+        """Make appended records durable now (the ``interval`` policy calls it when due)."""
+        if self._fd is not None and self._dirty:
+            os.fsync(self._fd)
+        self._dirty = False
+        self._last_sync = self._clock()
+
+    def sync_if_due(self) -> None:
+        if (
+            self.config.fsync == "interval"
+            and self._dirty
+            and (self._clock() - self._last_sync) * 1000 >= self.config.fsync_interval_ms
+        ):
+            self.sync()
+
+    # -- reading and acknowledging ----------------------------------------------------------
+
+    def peek(self, limit: int) -> list[BufferedRecord]:
+        """Up to ``limit`` of the oldest pending records, in order. Does not consume them."""
+        out: list[BufferedRecord] = []
+        pos = self._read_pos
+        for segment in self._segments:
+            if len(out) >= limit:
+                break
+            if pos < segment.size:
+                with segment.path.open("rb") as f:
+                    f.seek(pos)
+                    while pos < segment.size and len(out) < limit:
+                        length, seq, _ = _HEADER.unpack(f.read(_HEADER.size))
+                        out.append(BufferedRecord(seq, _decoder.decode(f.read(length))))
+                        pos += _HEADER.size + length
+            pos = 0
+        return out
+
+    def ack(self, upto: int) -> int:
+        """Mark every record with ``seq <= upto`` delivered; return how many were pending."""
+        if upto <= self._acked:
+            return 0
+        before = self.pending_records
+        self._consume(upto)
+        self._write_acked()
+        return before - self.pending_records
+
+    def _consume(self, upto: int) -> None:
+        """Advance the read position past every frame with ``seq <= upto``."""
+        while self._segments:
+            segment = self._segments[0]
+            if self._read_pos >= segment.size:
+                if len(self._segments) == 1:
+                    break
+                self._drop_segment()
+                continue
+            with segment.path.open("rb") as f:
+                f.seek(self._read_pos)
+                while self._read_pos < segment.size:
+                    length, seq, _ = _HEADER.unpack(f.read(_HEADER.size))
+                    if seq > upto:
+                        break
+                    f.seek(length, os.SEEK_CUR)
+                    self._read_pos += _HEADER.size + length
+                    self.pending_records -= 1
+                    self.pending_bytes -= _HEADER.size + length
+                    self._acked = seq
+            if self._read_pos < segment.size:
+                break
+        self._acked = max(self._acked, min(upto, self._next_seq - 1))
+        if self._space_event is not None:
+            self._space_event.set()
+            self._space_event = None
+        if self._empty_event is not None and self.pending_records == 0:
+            self._empty_event.set()
+            self._empty_event = None
+
+    def _drop_segment(self) -> None:
+        segment = self._segments.pop(0)
+        with contextlib.suppress(FileNotFoundError):
+            segment.path.unlink()
+        self._read_pos = 0
+
+    def _skip_delivered(self) -> None:
+        """After open: move the read position past frames already delivered."""
+        while self._segments:
+            segment = self._segments[0]
+            data_seq = self._first_seq_at(segment, self._read_pos)
+            if data_seq is None:
+                if len(self._segments) == 1:
+                    return
+                self._drop_segment()
+                continue
+            seq, size = data_seq
+            if seq > self._acked:
+                return
+            self._read_pos += size
+
+    def _first_seq_at(self, segment: _Segment, pos: int) -> tuple[int, int] | None:
+        if pos >= segment.size:
+            return None
+        with segment.path.open("rb") as f:
+            f.seek(pos)
+            length, seq, _ = _HEADER.unpack(f.read(_HEADER.size))
+        return seq, _HEADER.size + length
+
+    def _drop_oldest(self) -> None:
+        first = self.peek(1)
+        if not first:
+            raise DiskBufferError("buffer is full but has nothing to drop")
+        self._consume(first[0].seq)
+        self.dropped += 1
+
+    def _write_acked(self) -> None:
+        tmp = self.directory / "acked.tmp"
+        raw = self._acked.to_bytes(8, "little")
+        with tmp.open("wb") as f:
+            f.write(raw + zlib.crc32(raw).to_bytes(4, "little"))
+            if self.config.fsync == "always":
+                f.flush()
+                os.fsync(f.fileno())
+        tmp.replace(self.directory / "acked")
+
+    async def wait_for_records(self) -> None:
+        """Return when there is at least one pending record."""
+        while self.pending_records == 0:
+            self._data_event = self._data_event or anyio.Event()
+            await self._data_event.wait()
+
+    async def wait_empty(self) -> None:
+        """Return when every record has been acknowledged (or dropped)."""
+        while self.pending_records:
+            self._empty_event = self._empty_event or anyio.Event()
+            await self._empty_event.wait()

@@ -1,0 +1,197 @@
+"""Counter delta math. Pure functions: no I/O, no clock, no logging.
+
+A router's octet counters only ever grow, modulo their width (2^32 or 2^64).
+Between two samples of one counter the exact usage is the difference modulo
+the width, unless something broke the series; then the interval is a *gap*
+with a reason, never a guess and never a zero:
+
+- ``reboot``: sysUpTime went back (the counters restarted from zero);
+- ``discontinuity``: the counter width changed (HC counters appeared or
+  vanished), the agent's clock did not advance, or a Counter32 on a fast
+  interface could have wrapped more than once since the last sample;
+- ``over_speed``: the delta is more than the interface could have carried in
+  the elapsed time at ``ifHighSpeed`` (plus a tolerance) -- a counter reset
+  the router did not announce, or a Counter32 that wrapped more than once;
+- ``counter_missing``: the router gave no value for the counter;
+- ``poll_failed``: the router did not answer;
+- ``agent_restart``: the agent itself was not running (see :func:`resume`).
+
+:class:`Track` is the per-counter state the poller keeps; :func:`advance` and
+:func:`fail` move it forward and say what the interval since the last sample
+was. Every interval after the first sample is covered by exactly one delta or
+one gap, with no holes and no overlaps.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+import msgspec
+
+__all__ = [
+    "OVER_SPEED_SLACK_BYTES",
+    "OVER_SPEED_TOLERANCE_PCT",
+    "UPTIME_MODULUS",
+    "CounterReading",
+    "Delta",
+    "Gap",
+    "GapReason",
+    "Track",
+    "advance",
+    "compute_delta",
+    "fail",
+    "max_plausible_bytes",
+    "resume",
+]
+
+GapReason = Literal[
+    "poll_failed", "reboot", "discontinuity", "over_speed", "counter_missing", "agent_restart"
+]
+
+#: sysUpTime is a TimeTicks (hundredths of a second) that wraps after ~497 days
+UPTIME_MODULUS: Final = 2**32
+#: how far over the line rate a delta may be before it is called over-speed
+OVER_SPEED_TOLERANCE_PCT: Final = 10
+#: plus this many bytes, for tiny intervals and timestamp jitter
+OVER_SPEED_SLACK_BYTES: Final = 1_000_000
+
+
+class CounterReading(msgspec.Struct, frozen=True):
+    """One sample of one counter.
+
+    ``value`` is ``None`` when the router gave no value. ``uptime_cs`` is the
+    router's sysUpTime (hundredths of a second) and ``at_ms`` the agent's wall
+    clock (Unix ms) of the sample. ``high_speed_mbps`` is ifHighSpeed (0 or
+    ``None`` = unknown, no over-speed check).
+    """
+
+    value: int | None
+    width: Literal[32, 64]
+    uptime_cs: int
+    at_ms: int
+    high_speed_mbps: int | None = None
+
+
+class Delta(msgspec.Struct, frozen=True):
+    """Exactly ``value`` units moved over ``[start_ms, end_ms)``."""
+
+    value: int
+    start_ms: int
+    end_ms: int
+
+
+class Gap(msgspec.Struct, frozen=True):
+    """Nothing can be said about ``[start_ms, end_ms)``, because of ``reason``."""
+
+    reason: GapReason
+    start_ms: int
+    end_ms: int
+    detail: str = ""
+
+
+def _uptime_advanced(prev: CounterReading, cur: CounterReading) -> bool:
+    """Whether sysUpTime went forward, allowing for its own 2^32 wrap."""
+    if cur.uptime_cs >= prev.uptime_cs:
+        return True
+    # sysUpTime itself wraps after 497 days: a wrap is only plausible when the
+    # wall clock elapsed roughly what the modular uptime difference says.
+    elapsed_cs = max(0, cur.at_ms - prev.at_ms) // 10
+    modular_cs = (cur.uptime_cs - prev.uptime_cs) % UPTIME_MODULUS
+    return prev.uptime_cs + elapsed_cs >= UPTIME_MODULUS and abs(modular_cs - elapsed_cs) <= max(
+        6000, elapsed_cs // 10
+    )
+
+
+def max_plausible_bytes(speed_mbps: int, elapsed_ms: int) -> int:
+    """The most bytes an interface of ``speed_mbps`` can move in ``elapsed_ms``, with tolerance."""
+    bits = speed_mbps * 1_000_000 * elapsed_ms // 1000
+    return bits * (100 + OVER_SPEED_TOLERANCE_PCT) // (8 * 100) + OVER_SPEED_SLACK_BYTES
+
+
+def compute_delta(prev: CounterReading, cur: CounterReading) -> Delta | Gap:
+    """The usage between two samples of one counter, or a gap saying why there is none."""
+    start, end = prev.at_ms, cur.at_ms
+    if prev.value is None or cur.value is None:
+        return Gap("counter_missing", start, end, "the router gave no counter value")
+    if end <= start:
+        return Gap("discontinuity", start, end, "the agent clock did not advance")
+    if not _uptime_advanced(prev, cur):
+        return Gap(
+            "reboot", start, end, f"sysUpTime went back from {prev.uptime_cs} to {cur.uptime_cs}"
+        )
+    if prev.width != cur.width:
+        return Gap(
+            "discontinuity", start, end, f"counter width changed {prev.width} -> {cur.width} bits"
+        )
+    value = (cur.value - prev.value) % (1 << cur.width)
+    speed = max(prev.high_speed_mbps or 0, cur.high_speed_mbps or 0)
+    if speed > 0:
+        # the router's own clock is the better measure of elapsed time; take the
+        # larger of the two so a late poll is never mistaken for over-speed
+        uptime_ms = ((cur.uptime_cs - prev.uptime_cs) % UPTIME_MODULUS) * 10
+        limit = max_plausible_bytes(speed, max(end - start, uptime_ms))
+        if cur.width == 32 and limit >= 1 << 32:
+            return Gap(
+                "discontinuity",
+                start,
+                end,
+                f"a Counter32 at {speed} Mbit/s may have wrapped more than once "
+                f"in {(end - start) // 1000}s; poll faster or use HC counters",
+            )
+        if value > limit:
+            return Gap(
+                "over_speed",
+                start,
+                end,
+                f"delta of {value} bytes is more than {speed} Mbit/s allows ({limit})",
+            )
+    return Delta(value, start, end)
+
+
+class Track(msgspec.Struct, frozen=True):
+    """What the poller remembers about one counter between polls.
+
+    ``baseline`` is the last good sample (``None`` before the first or after a
+    gap), ``last_end_ms`` the end of the last reported interval, and
+    ``pending`` the reason for the next gap when there is no baseline.
+    """
+
+    baseline: CounterReading | None = None
+    last_end_ms: int | None = None
+    pending: GapReason | None = None
+
+
+def advance(track: Track, cur: CounterReading) -> tuple[Track, Delta | Gap | None]:
+    """Take a new sample; say what happened since the last one (``None`` for the first).
+
+    A sample that is not later than the last reported interval (the agent's
+    clock went back) is ignored: the track is returned unchanged.
+    """
+    start = track.last_end_ms
+    if start is not None and cur.at_ms <= start:
+        return track, None
+    if cur.value is None:
+        gap = None
+        if start is not None:
+            gap = Gap("counter_missing", start, cur.at_ms, "the router gave no counter value")
+        return Track(None, cur.at_ms, "counter_missing"), gap
+    if track.baseline is None:
+        gap = None
+        if start is not None:
+            gap = Gap(track.pending or "discontinuity", start, cur.at_ms, "no baseline sample")
+        return Track(cur, cur.at_ms), gap
+    return Track(cur, cur.at_ms), compute_delta(track.baseline, cur)
+
+
+def fail(track: Track, now_ms: int, detail: str = "") -> tuple[Track, Gap | None]:
+    """A poll failed at ``now_ms``: the interval since the last sample is a gap."""
+    start = track.last_end_ms
+    if start is None or now_ms <= start:
+        return Track(None, start, "poll_failed"), None
+    return Track(None, now_ms, "poll_failed"), Gap("poll_failed", start, now_ms, detail)
+
+
+def resume(last_end_ms: int) -> Track:
+    """The track of a counter after an agent restart: the interval since the last one
+    reported before the restart becomes an ``agent_restart`` gap at the next sample."""
+    return Track(None, last_end_ms, "agent_restart")

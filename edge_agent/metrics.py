@@ -1,0 +1,46 @@
+"""The agent's Prometheus metrics, in a registry of its own (one per running agent)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+__all__ = ["AgentMetrics"]
+
+
+class AgentMetrics:
+    """Counters the poller, buffer and forwarder update; ``render()`` is ``/metrics``."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.polls = Counter("resmon_agent_polls", "Polls attempted", ["target"], registry=r)
+        self.poll_errors = Counter(
+            "resmon_agent_poll_errors", "Polls that failed", ["target", "kind"], registry=r
+        )
+        self.poll_seconds = Histogram(
+            "resmon_agent_poll_seconds", "Time one target's poll took", ["target"], registry=r
+        )
+        self.readings = Counter("resmon_agent_readings", "Usage readings produced", registry=r)
+        self.gaps = Counter("resmon_agent_gaps", "Usage gaps produced", ["reason"], registry=r)
+        self.buffer_records = Gauge(
+            "resmon_agent_buffer_records", "Records waiting in the disk buffer", registry=r
+        )
+        self.buffer_bytes = Gauge(
+            "resmon_agent_buffer_bytes", "Bytes waiting in the disk buffer", registry=r
+        )
+        self.buffer_dropped = Gauge(
+            "resmon_agent_buffer_dropped", "Records dropped because the buffer was full", registry=r
+        )
+        self.buffer_corrupt = Gauge(
+            "resmon_agent_buffer_corrupt", "Torn or corrupt buffer frames skipped", registry=r
+        )
+        self.sent = Counter("resmon_agent_records_sent", "Records Kafka acknowledged", registry=r)
+        self.send_errors = Counter(
+            "resmon_agent_send_errors", "Batches Kafka did not acknowledge", registry=r
+        )
+        self.send_seconds = Histogram(
+            "resmon_agent_send_seconds", "Time from send to Kafka acknowledgement", registry=r
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,328 @@
+"""Poll every target on an aligned schedule and turn counters into usage events.
+
+Each cycle starts at a multiple of ``interval`` (plus up to ``jitter``
+seconds, so a fleet of agents does not poll in lockstep). Targets are polled
+concurrently, at most ``max_concurrency`` at a time, each within its own
+deadline: a dead router costs its own deadline, never the others' time.
+
+Per target the poller walks the interface table (on the first poll, every
+``rediscover_interval`` and after a reboot), maps interfaces to customer
+resources (:mod:`edge_agent.mapping`), GETs the counters, runs the pure delta
+math (:mod:`edge_agent.delta`) per interface name and direction, and appends
+``UsageReading`` / ``UsageGap`` CloudEvents to the buffer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import msgspec
+import structlog
+from anyio.abc import TaskStatus
+
+from protocol import KafkaRecord, UsageGap, UsageReading, encode_event
+
+from ._exceptions import SnmpError
+from .config import AgentConfig, TargetConfig
+from .delta import CounterReading, Delta, Gap, Track, advance, fail, resume
+from .mapping import Direction, MappedInterface, map_interfaces
+from .metrics import AgentMetrics
+from .snmp import CounterSample, SnmpClient
+
+__all__ = ["Poller", "TargetState"]
+
+log = structlog.get_logger("edge_agent.poller")
+
+Sink = Callable[[list[KafkaRecord]], Awaitable[Any]]
+
+#: target -> "ifName direction" -> end of the last interval reported (Unix ms)
+_Checkpoint = dict[str, dict[str, int]]
+_checkpoint_decoder = msgspec.msgpack.Decoder(_Checkpoint)
+_DIRECTIONS: dict[str, Direction] = {"in": "in", "out": "out"}
+
+
+class TargetState:
+    """What the poller remembers about one router between cycles."""
+
+    def __init__(self) -> None:
+        self.interfaces: dict[str, MappedInterface] | None = None  # by ifName
+        self.discovered_at = -math.inf
+        self.last_uptime_cs: int | None = None
+        self.tracks: dict[tuple[str, Direction], Track] = {}  # (ifName, direction)
+        self.consecutive_failures = 0
+
+
+class Poller:
+    """Polls ``config.targets`` through ``client`` and hands encoded events to ``sink``."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        client: SnmpClient,
+        sink: Sink,
+        *,
+        metrics: AgentMetrics | None = None,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        checkpoint: Path | None = None,
+        before_checkpoint: Callable[[], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.client = client
+        self.sink = sink
+        self.metrics = metrics
+        self._clock = clock
+        self._monotonic = monotonic
+        self._source = f"urn:resmon:agent:{config.agent_id}"
+        self._limiter = anyio.CapacityLimiter(config.max_concurrency)
+        self.states: dict[str, TargetState] = {t.name: TargetState() for t in config.targets}
+        self.cycles = 0
+        self._cycle_event: anyio.Event | None = None
+        self._checkpoint = checkpoint
+        self._before_checkpoint = before_checkpoint
+        if checkpoint is not None:
+            self._load_checkpoint(checkpoint)
+
+    # -- scheduling ----------------------------------------------------------------
+
+    def next_tick(self, now: float) -> float:
+        """The next interval-aligned start time after ``now`` (wall clock seconds)."""
+        interval = self.config.interval
+        return (math.floor(now / interval) + 1) * interval
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Poll all targets once now, then at every aligned tick, until cancelled."""
+        task_status.started()
+        while True:
+            await self.poll_all()
+            now = self._clock()
+            delay = self.next_tick(now) - now + random.uniform(0, self.config.jitter)
+            await anyio.sleep(delay)
+
+    async def poll_all(self) -> None:
+        """One cycle: every target, concurrently, each within its deadline."""
+        async with anyio.create_task_group() as tg:
+            for target in self.config.targets:
+                tg.start_soon(self._poll_and_store, target, name=f"poll {target.name}")
+        self.cycles += 1
+        if self._checkpoint is not None:
+            self._save_checkpoint(self._checkpoint)
+        if self._cycle_event is not None:
+            self._cycle_event.set()
+            self._cycle_event = None
+
+    # -- restarts -------------------------------------------------------------------
+
+    def _load_checkpoint(self, path: Path) -> None:
+        """Resume every track that was reporting before a restart (see :func:`resume`)."""
+        try:
+            saved = _checkpoint_decoder.decode(path.read_bytes())
+        except FileNotFoundError:
+            return
+        except (OSError, msgspec.DecodeError) as exc:
+            log.warning("checkpoint_unreadable", path=str(path), error=str(exc))
+            return
+        for name, tracks in saved.items():
+            state = self.states.get(name)
+            if state is None:
+                continue
+            for key, last_end_ms in tracks.items():
+                if_name, _, word = key.rpartition(" ")
+                direction = _DIRECTIONS.get(word)
+                if if_name and direction is not None:
+                    state.tracks[(if_name, direction)] = resume(last_end_ms)
+
+    def _save_checkpoint(self, path: Path) -> None:
+        """Record where each track's reported timeline ends, after the events are durable."""
+        if self._before_checkpoint is not None:
+            self._before_checkpoint()
+        data: _Checkpoint = {
+            name: {
+                f"{if_name} {direction}": track.last_end_ms
+                for (if_name, direction), track in state.tracks.items()
+                if track.last_end_ms is not None
+            }
+            for name, state in self.states.items()
+        }
+        tmp = path.with_suffix(".tmp")
+        try:
+            tmp.write_bytes(msgspec.msgpack.encode(data))
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.warning("checkpoint_failed", path=str(path), error=str(exc))
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+    async def wait_for_cycle(self, count: int) -> None:
+        """Return once ``count`` cycles have completed (for the demo and tests)."""
+        while self.cycles < count:
+            self._cycle_event = self._cycle_event or anyio.Event()
+            await self._cycle_event.wait()
+
+    async def _poll_and_store(self, target: TargetConfig) -> None:
+        async with self._limiter:
+            started = self._monotonic()
+            records: list[KafkaRecord] | None = None
+            with anyio.move_on_after(self.config.effective_poll_deadline):
+                records = await self.poll_target(target)
+            if records is None:
+                error = SnmpError(
+                    f"poll exceeded its deadline of {self.config.effective_poll_deadline}s",
+                    target=target.name,
+                )
+                records = self._failed(target, error, kind="deadline")
+            if self.metrics:
+                self.metrics.poll_seconds.labels(target.name).observe(self._monotonic() - started)
+        if records:
+            await self.sink(records)
+
+    # -- one target ------------------------------------------------------------------
+
+    async def poll_target(self, target: TargetConfig) -> list[KafkaRecord]:
+        """Poll one router once; return the events to store. Never raises SnmpError."""
+        state = self.states.setdefault(target.name, TargetState())
+        if self.metrics:
+            self.metrics.polls.labels(target.name).inc()
+        try:
+            if (
+                state.interfaces is None
+                or self._monotonic() - state.discovered_at >= self.config.rediscover_interval
+            ):
+                await self._discover(target, state)
+            assert state.interfaces is not None
+            if not state.interfaces:
+                return []
+            sample = await self._sample(target, state)
+            if state.last_uptime_cs is not None and sample.sys_uptime_cs < state.last_uptime_cs:
+                # rebooted: ifIndex may have been renumbered, so map again before using it
+                log.info("router_rebooted", target=target.name)
+                await self._discover(target, state)
+                sample = await self._sample(target, state)
+        except SnmpError as exc:
+            return self._failed(target, exc, kind=exc.kind)
+        except Exception as exc:  # a bug or library surprise: this router only, loudly
+            log.exception("poll_crashed", target=target.name, error_type=type(exc).__name__)
+            error = SnmpError(f"internal error: {type(exc).__name__}", target=target.name)
+            return self._failed(target, error, kind="internal")
+        state.last_uptime_cs = sample.sys_uptime_cs
+        state.consecutive_failures = 0
+        return self._account(target, state, sample)
+
+    async def _discover(self, target: TargetConfig, state: TargetState) -> None:
+        rows = await self.client.walk_interfaces(target)
+        mapped = map_interfaces(self.config.mapping, rows)
+        state.interfaces = {m.if_name: m for m in mapped}
+        state.discovered_at = self._monotonic()
+        wanted = {(m.if_name, d) for m in mapped for d in m.directions}
+        for key in list(state.tracks):
+            if key not in wanted:
+                del state.tracks[key]
+        log.info(
+            "interfaces_discovered", target=target.name, interfaces=len(rows), mapped=len(mapped)
+        )
+
+    async def _sample(self, target: TargetConfig, state: TargetState) -> CounterSample:
+        assert state.interfaces is not None
+        indexes = sorted({m.if_index for m in state.interfaces.values()})
+        return await self.client.poll_counters(target, indexes)
+
+    def _account(
+        self, target: TargetConfig, state: TargetState, sample: CounterSample
+    ) -> list[KafkaRecord]:
+        assert state.interfaces is not None
+        records = []
+        for iface in state.interfaces.values():
+            counters = sample.interfaces.get(iface.if_index)
+            for direction in iface.directions:
+                value = None
+                if counters is not None:
+                    value = counters.in_octets if direction == "in" else counters.out_octets
+                reading = CounterReading(
+                    value=value.value if value else None,
+                    width=value.width if value else 64,
+                    uptime_cs=sample.sys_uptime_cs,
+                    at_ms=sample.taken_ms,
+                    high_speed_mbps=(counters.high_speed_mbps if counters else None)
+                    or iface.high_speed_mbps,
+                )
+                key = (iface.if_name, direction)
+                track, outcome = advance(state.tracks.get(key, Track()), reading)
+                state.tracks[key] = track
+                if outcome is not None:
+                    records.append(self._encode(target, iface, direction, outcome))
+        return records
+
+    def _failed(self, target: TargetConfig, error: SnmpError, *, kind: str) -> list[KafkaRecord]:
+        state = self.states.setdefault(target.name, TargetState())
+        state.consecutive_failures += 1
+        if self.metrics:
+            self.metrics.poll_errors.labels(target.name, kind).inc()
+        log.warning(
+            "poll_failed",
+            target=target.name,
+            kind=kind,
+            error=str(error),
+            consecutive=state.consecutive_failures,
+        )
+        now_ms = int(self._clock() * 1000)
+        records = []
+        for (if_name, direction), track in list(state.tracks.items()):
+            new_track, gap = fail(track, now_ms, detail=str(error))
+            state.tracks[(if_name, direction)] = new_track
+            iface = (state.interfaces or {}).get(if_name)
+            if gap is not None and iface is not None:
+                records.append(self._encode(target, iface, direction, gap))
+        return records
+
+    def _encode(
+        self,
+        target: TargetConfig,
+        iface: MappedInterface,
+        direction: Direction,
+        outcome: Delta | Gap,
+    ) -> KafkaRecord:
+        payload: UsageReading | UsageGap
+        if isinstance(outcome, Delta):
+            payload = UsageReading(
+                customer_id=iface.customer_id,
+                resource_type=iface.resource_type,
+                resource_key=iface.resource_key,
+                value=outcome.value,
+                unit="byte",
+                start_ms=outcome.start_ms,
+                end_ms=outcome.end_ms,
+                kind="delta",
+                source="snmp",
+                tenant_id=self.config.tenant_id,
+                device=target.name,
+                interface=iface.if_name,
+                direction=direction,
+            )
+            if self.metrics:
+                self.metrics.readings.inc()
+        else:
+            payload = UsageGap(
+                customer_id=iface.customer_id,
+                resource_type=iface.resource_type,
+                resource_key=iface.resource_key,
+                start_ms=outcome.start_ms,
+                end_ms=outcome.end_ms,
+                reason=outcome.reason,
+                source="snmp",
+                tenant_id=self.config.tenant_id,
+                device=target.name,
+                interface=iface.if_name,
+                direction=direction,
+                detail=outcome.detail or None,
+            )
+            if self.metrics:
+                self.metrics.gaps.labels(outcome.reason).inc()
+        return encode_event(payload, source=self._source)

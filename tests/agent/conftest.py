@@ -1,0 +1,156 @@
+"""Agent test helpers: a real SNMP responder (Debian's snmpd) and a scriptable fake client."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import anyio
+import pytest
+
+from edge_agent._exceptions import SnmpTimeout
+from edge_agent.config import TargetConfig
+from edge_agent.snmp import CounterSample, CounterValue, InterfaceCounters, InterfaceRow
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def snmpd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+    """``(host, port)`` of a real net-snmp ``snmpd`` answering community ``public``."""
+    binary = shutil.which("snmpd") or (
+        "/usr/sbin/snmpd" if Path("/usr/sbin/snmpd").exists() else None
+    )
+    if binary is None:
+        pytest.skip("snmpd is not installed (apt-get install -y snmpd)")
+    workdir = tmp_path_factory.mktemp("snmpd")
+    port = _free_udp_port()
+    conf = workdir / "snmpd.conf"
+    conf.write_text(f"agentAddress udp:127.0.0.1:{port}\nrocommunity public 127.0.0.1\n")
+    env = {**os.environ, "MIBS": "", "SNMP_PERSISTENT_DIR": str(workdir)}
+    log = (workdir / "snmpd.log").open("wb")
+    proc = subprocess.Popen(
+        [binary, "-f", "-Lo", "-C", "-c", str(conf), "-p", str(workdir / "pid")],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while b"NET-SNMP version" not in (workdir / "snmpd.log").read_bytes():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.skip(f"snmpd did not start: {(workdir / 'snmpd.log').read_text()[-500:]}")
+            time.sleep(0.05)
+        yield "127.0.0.1", port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+class FakeRouter:
+    """A scriptable router for :class:`FakeClient`: interfaces by name, counters by hand."""
+
+    def __init__(self, interfaces: dict[str, str], *, speed: int = 1000) -> None:
+        self.names = list(interfaces)  # ifName -> ifAlias, in ifIndex order
+        self.aliases = interfaces
+        self.speed = speed
+        self.uptime_cs = 100_000
+        self.counters: dict[tuple[str, str], int] = {
+            (n, d): 0 for n in interfaces for d in ("in", "out")
+        }
+        self.dead = False
+        self.hang = False
+        self.explode = False  # raise something that is not an SnmpError
+        self.renumbered = False
+        self.missing: set[tuple[str, str]] = set()
+
+    def index_of(self, name: str) -> int:
+        i = self.names.index(name)
+        return len(self.names) - i if self.renumbered else i + 1
+
+    def add(self, name: str, direction: str, octets: int) -> None:
+        self.counters[(name, direction)] += octets
+
+    def reboot(self, *, renumber: bool = False) -> None:
+        self.uptime_cs = 10
+        self.counters = dict.fromkeys(self.counters, 0)
+        self.renumbered = renumber
+
+
+class FakeClient:
+    """An :class:`edge_agent.snmp.SnmpClient` over :class:`FakeRouter` objects."""
+
+    def __init__(self, routers: dict[str, FakeRouter], clock: Callable[[], int]) -> None:
+        self.routers = routers
+        self.clock = clock
+        self.walks = 0
+
+    async def _check(self, target: TargetConfig) -> FakeRouter:
+        router = self.routers[target.name]
+        if router.hang:
+            await anyio.sleep_forever()
+        if router.dead:
+            raise SnmpTimeout("no answer", target=target.name)
+        if router.explode:
+            raise RuntimeError("library surprise")
+        return router
+
+    async def walk_interfaces(self, target: TargetConfig) -> list[InterfaceRow]:
+        router = await self._check(target)
+        self.walks += 1
+        return sorted(
+            (
+                InterfaceRow(router.index_of(n), n, router.aliases[n], n, router.speed)
+                for n in router.names
+            ),
+            key=lambda r: r.if_index,
+        )
+
+    async def poll_counters(self, target: TargetConfig, if_indexes: Sequence[int]) -> CounterSample:
+        router = await self._check(target)
+        by_index = {router.index_of(n): n for n in router.names}
+        out = {}
+        for index in if_indexes:
+            name = by_index[index]
+
+            def value(d: str, name: str = name) -> CounterValue | None:
+                if (name, d) in router.missing:
+                    return None
+                return CounterValue(router.counters[(name, d)] % 2**64, 64)
+
+            out[index] = InterfaceCounters(index, value("in"), value("out"), router.speed)
+        return CounterSample(target.name, router.uptime_cs, self.clock(), out)
+
+    async def aclose(self) -> None:
+        pass
+
+
+class ManualClock:
+    """Wall clock in ms that tests move forward by hand."""
+
+    def __init__(self, start_ms: int = 1_700_000_000_000) -> None:
+        self.ms = start_ms
+
+    def __call__(self) -> int:
+        return self.ms
+
+    def seconds(self) -> float:
+        return self.ms / 1000
+
+    def tick(self, routers: dict[str, FakeRouter], seconds: int = 60) -> None:
+        self.ms += seconds * 1000
+        for router in routers.values():
+            router.uptime_cs += seconds * 100

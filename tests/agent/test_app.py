@@ -1,0 +1,162 @@
+"""The whole agent in-process: simulated routers -> agent -> Kafka, plus its status server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from edge_agent.app import RunningAgent, run_agent
+from edge_agent.config import AgentConfig, config_from_dict
+from protocol import UsageGap, UsageReading, decode_record
+
+from .conftest import FakeClient, FakeRouter, ManualClock
+
+
+class CollectingSender:
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.got = anyio.Event()
+
+    async def start(self) -> None:
+        pass
+
+    async def send(self, records: Any) -> None:
+        self.ids += [r.event_id for r in records]
+        self.got.set()
+
+    async def stop(self) -> None:
+        pass
+
+
+def agent_config(tmp_path: Path, targets: list[dict[str, Any]], **extra: Any) -> AgentConfig:
+    return config_from_dict(
+        {
+            "agent_id": "e2e",
+            "interval": 0.3,
+            "jitter": 0,
+            "targets": targets,
+            "buffer": {"directory": str(tmp_path / "buffer"), "fsync": "interval"},
+            "http": {"port": 0},
+            **extra,
+        }
+    )
+
+
+@pytest.mark.anyio
+async def test_run_agent_serves_health_and_metrics_and_shuts_down_cleanly(tmp_path: Path) -> None:
+    import aiohttp
+
+    clock = ManualClock()
+    routers = {"r1": FakeRouter({"ge-0": "CUST:acme"})}
+    config = agent_config(
+        tmp_path, [{"name": "r1", "host": "192.0.2.1", "community": "CANARY-s3cr3t"}]
+    )
+    sender = CollectingSender()
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            agent: RunningAgent = await tg.start(
+                lambda task_status: run_agent(
+                    config,
+                    client=FakeClient(routers, clock),
+                    sender=sender,
+                    task_status=task_status,
+                )
+            )
+            assert agent.http_port
+            for cycle in (1, 2):
+                await agent.poller.wait_for_cycle(cycle)
+                clock.tick(routers)
+                routers["r1"].add("ge-0", "in", 1000)
+            await sender.got.wait()
+            base = f"http://127.0.0.1:{agent.http_port}"
+            async with aiohttp.ClientSession() as session:
+                async with session.get(f"{base}/healthz") as resp:
+                    assert resp.status == 200
+                    health = await resp.json()
+                async with session.get(f"{base}/metrics") as resp:
+                    assert resp.status == 200
+                    metrics = await resp.text()
+            tg.cancel_scope.cancel()
+    assert health["status"] == "ok"
+    assert health["agentId"] == "e2e"
+    assert "resmon_agent_polls_total" in metrics
+    assert "resmon_agent_buffer_records" in metrics
+    assert "CANARY" not in metrics
+    assert "CANARY" not in str(health)
+    # the buffer was closed: it can be opened again, and the lock is released
+    from edge_agent.buffer import DiskBuffer
+
+    DiskBuffer.open(config.buffer).close()
+
+
+@pytest.mark.integration
+@pytest.mark.snmp
+@pytest.mark.anyio
+async def test_simulated_routers_usage_reaches_kafka_matching_ground_truth(
+    tmp_path: Path, kafka_bootstrap: str, unique: str
+) -> None:
+    simulator = pytest.importorskip("simulator")
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    topic = f"usage-{unique}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    with anyio.fail_after(30):
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
+        finally:
+            await admin.close()
+
+    fleet = simulator.Fleet.generate(routers=2, interfaces=2, base_port=0, rate_bps=10_000)
+    with anyio.fail_after(60):
+        async with fleet.serve(host="127.0.0.1"):
+            targets = [
+                {"name": e.router, "host": e.host, "port": e.port, "community": e.community}
+                for e in fleet.endpoints
+            ]
+            targets.append(
+                {"name": "dead", "host": "127.0.0.1", "port": 1, "community": "x", "timeout": 0.1}
+            )
+            config = agent_config(
+                tmp_path,
+                targets,
+                kafka={"bootstrap_servers": kafka_bootstrap, "topic": topic, "linger_ms": 5},
+            )
+            consumer = AIOKafkaConsumer(
+                topic, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest"
+            )
+            await consumer.start()
+            readings: list[UsageReading] = []
+            try:
+                async with anyio.create_task_group() as tg:
+                    agent: RunningAgent = await tg.start(run_agent, config)
+                    # 2 routers x 2 interfaces x 2 directions, two intervals' worth
+                    while len(readings) < 16:
+                        batches = await consumer.getmany(timeout_ms=500)
+                        for messages in batches.values():
+                            for msg in messages:
+                                data = decode_record(msg.value, list(msg.headers)).data
+                                if isinstance(data, UsageReading):
+                                    readings.append(data)
+                                else:
+                                    assert isinstance(data, UsageGap)
+                    await agent.buffer.wait_empty()
+                    tg.cancel_scope.cancel()
+            finally:
+                await consumer.stop()
+    assert {r.device for r in readings} == {"rtr-0001", "rtr-0002"}
+    for r in readings:
+        assert r.interface is not None
+        assert r.direction is not None
+        truth = fleet.bytes_between(
+            r.device, r.interface, r.direction, r.start_ms / 1000, r.end_ms / 1000
+        )
+        # the agent stamps a sample when the answer arrives, the router counts when the
+        # request arrives: allow the traffic of 0.2 s of latency jitter on a busy machine
+        assert abs(r.value - truth) <= 10_000 * 0.2, (r, truth)
+        assert r.value > 0
+    assert agent.metrics.poll_errors.labels("dead", "timeout")._value.get() >= 1

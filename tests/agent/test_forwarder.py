@@ -1,0 +1,154 @@
+"""The forwarder moves buffered records to Kafka and acks the buffer only after Kafka did."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import anyio
+import pytest
+
+from edge_agent._exceptions import SendError
+from edge_agent.buffer import DiskBuffer
+from edge_agent.config import BufferConfig, KafkaConfig
+from edge_agent.forwarder import Forwarder, KafkaSender
+from protocol import KafkaRecord, UsageReading, decode_record, encode_event, resource_key
+
+
+def readings(n: int) -> list[KafkaRecord]:
+    out = []
+    for i in range(n):
+        key = resource_key(f"c{i % 3}", "bandwidth")
+        reading = UsageReading(
+            customer_id=f"c{i % 3}",
+            resource_type="bandwidth",
+            resource_key=key,
+            value=1000 + i,
+            unit="byte",
+            start_ms=1_700_000_000_000 + i * 60_000,
+            end_ms=1_700_000_060_000 + i * 60_000,
+            device="r1",
+            interface="ge-0/0/1",
+            direction="in",
+        )
+        out.append(encode_event(reading, source="urn:resmon:agent:test"))
+    return out
+
+
+class FlakySender:
+    """Acknowledges ``accept`` records of the first batch, then fails once, then works."""
+
+    def __init__(self, accept: int) -> None:
+        self.accept = accept
+        self.failed = False
+        self.received: list[str] = []
+        self.stopped = False
+        self.all_in = anyio.Event()
+        self.expected = 0
+
+    async def start(self) -> None:
+        pass
+
+    async def send(self, records: Sequence[KafkaRecord]) -> None:
+        if not self.failed:
+            self.failed = True
+            self.received += [r.event_id for r in records[: self.accept]]
+            raise SendError("broker went away", acked=self.accept)
+        self.received += [r.event_id for r in records]
+        if len(set(self.received)) >= self.expected:
+            self.all_in.set()
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+
+@pytest.mark.anyio
+async def test_a_failed_send_is_retried_and_only_acknowledged_records_leave_the_buffer(
+    tmp_path: Path,
+) -> None:
+    with anyio.fail_after(10):
+        buffer = DiskBuffer.open(BufferConfig(directory=str(tmp_path / "buf"), fsync="never"))
+        records = readings(10)
+        sender = FlakySender(accept=4)
+        sender.expected = 10
+        forwarder = Forwarder(buffer, sender, batch_size=10, backoff_initial=0.01)
+        buffer.append_nowait(records)
+        assert not await forwarder.forward_once()
+        assert buffer.pending_records == 6  # the 4 acknowledged ones are gone
+        async with anyio.create_task_group() as tg:
+            await tg.start(forwarder.run)
+            await sender.all_in.wait()
+            tg.cancel_scope.cancel()
+        assert sender.received == [r.event_id for r in records]
+        assert buffer.pending_records == 0
+        assert sender.stopped
+        buffer.close()
+
+
+@pytest.mark.anyio
+async def test_a_dead_broker_keeps_records_in_the_buffer(tmp_path: Path) -> None:
+    with anyio.fail_after(20):
+        buffer = DiskBuffer.open(BufferConfig(directory=str(tmp_path / "buf"), fsync="never"))
+        buffer.append_nowait(readings(3))
+        sender = KafkaSender(KafkaConfig(bootstrap_servers="127.0.0.1:1", request_timeout_ms=1000))
+        forwarder = Forwarder(buffer, sender)
+        assert not await forwarder.forward_once()
+        assert buffer.pending_records == 3
+        await sender.stop()
+        buffer.close()
+
+
+@pytest.mark.integration
+@pytest.mark.anyio
+async def test_records_go_through_buffer_and_forwarder_to_kafka(
+    tmp_path: Path, kafka_bootstrap: str, unique: str
+) -> None:
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    topic = f"usage-{unique}"
+    with anyio.fail_after(60):
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
+        finally:
+            await admin.close()
+
+        records = readings(50)
+        buffer = DiskBuffer.open(BufferConfig(directory=str(tmp_path / "buf"), fsync="always"))
+        buffer.append_nowait(records)
+        sender = KafkaSender(
+            KafkaConfig(bootstrap_servers=kafka_bootstrap, topic=topic, linger_ms=5)
+        )
+        forwarder = Forwarder(buffer, sender, batch_size=20)
+        async with anyio.create_task_group() as tg:
+            await tg.start(forwarder.run)
+            await buffer.wait_empty()
+            tg.cancel_scope.cancel()
+        assert forwarder.sent == 50
+        buffer.close()
+        reopened = DiskBuffer.open(BufferConfig(directory=str(tmp_path / "buf")))
+        assert reopened.pending_records == 0
+        reopened.close()
+
+        consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=kafka_bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        await consumer.start()
+        try:
+            seen: dict[str, bytes] = {}
+            while len(seen) < 50:
+                batches = await consumer.getmany(timeout_ms=1000)
+                for messages in batches.values():
+                    for msg in messages:
+                        event = decode_record(msg.value, list(msg.headers))
+                        assert msg.key is not None
+                        seen[event.id] = msg.key
+        finally:
+            await consumer.stop()
+        assert set(seen) == {r.event_id for r in records}
+        assert all(seen[r.event_id] == r.key for r in records)

@@ -1,0 +1,309 @@
+"""The poller turns counters into exact readings and failures into gaps, per target."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import pytest
+import structlog
+
+from edge_agent.config import AgentConfig, config_from_dict
+from edge_agent.metrics import AgentMetrics
+from edge_agent.poller import Poller
+from protocol import KafkaRecord, UsageGap, UsageReading, decode_record
+
+from .conftest import FakeClient, FakeRouter, ManualClock
+
+
+def make_config(*names: str, **extra: object) -> AgentConfig:
+    return config_from_dict(
+        {
+            "agent_id": "agent-1",
+            "targets": [{"name": n, "host": "192.0.2.1", "community": "public"} for n in names],
+            **extra,
+        }
+    )
+
+
+class Setup:
+    def __init__(self, *names: str, **extra: object) -> None:
+        self.clock = ManualClock()
+        self.routers = {
+            n: FakeRouter({"ge-0/0/0": "CUST:acme", "ge-0/0/1": "CUST:bob:c2", "lo0": ""})
+            for n in names
+        }
+        self.client = FakeClient(self.routers, self.clock)
+        self.records: list[KafkaRecord] = []
+        self.metrics = AgentMetrics()
+
+        async def sink(records: list[KafkaRecord]) -> None:
+            self.records += records
+
+        self.poller = Poller(
+            make_config(*names, **extra),
+            self.client,
+            sink,
+            metrics=self.metrics,
+            clock=self.clock.seconds,
+        )
+
+    def events(self) -> list[UsageReading | UsageGap]:
+        out = []
+        for r in self.records:
+            data = decode_record(r.value, r.headers).data
+            assert isinstance(data, UsageReading | UsageGap)
+            out.append(data)
+        self.records.clear()
+        return out
+
+    def tick(self, seconds: int = 60) -> None:
+        self.clock.tick(self.routers, seconds)
+
+
+@pytest.mark.anyio
+async def test_the_second_poll_yields_exact_readings_per_interface_and_direction() -> None:
+    s = Setup("r1")
+    with anyio.fail_after(5):
+        await s.poller.poll_all()
+        assert s.events() == []  # first poll: baselines only
+        t0 = s.clock.ms
+        s.tick()
+        s.routers["r1"].add("ge-0/0/0", "in", 123_456)
+        s.routers["r1"].add("ge-0/0/1", "out", 42)
+        await s.poller.poll_all()
+    readings = {(e.interface, e.direction): e for e in s.events()}
+    assert set(readings) == {
+        ("ge-0/0/0", "in"),
+        ("ge-0/0/0", "out"),
+        ("ge-0/0/1", "in"),
+        ("ge-0/0/1", "out"),
+    }
+    acme_in = readings[("ge-0/0/0", "in")]
+    assert isinstance(acme_in, UsageReading)
+    assert acme_in.value == 123_456
+    assert acme_in.unit == "byte"
+    assert acme_in.kind == "delta"
+    assert (acme_in.start_ms, acme_in.end_ms) == (t0, s.clock.ms)
+    assert acme_in.device == "r1"
+    assert acme_in.resource_key == "acme/bandwidth"
+    bob_out = readings[("ge-0/0/1", "out")]
+    assert isinstance(bob_out, UsageReading)
+    assert bob_out.value == 42
+    assert bob_out.resource_key == "bob/bandwidth/c2"
+
+
+@pytest.mark.anyio
+async def test_events_carry_the_agent_as_cloudevents_source_and_stable_ids() -> None:
+    s = Setup("r1")
+    with anyio.fail_after(5):
+        await s.poller.poll_all()
+        s.tick()
+        await s.poller.poll_all()
+    record = s.records[0]
+    decoded = decode_record(record.value, record.headers)
+    assert decoded.source == "urn:resmon:agent:agent-1"
+    assert decoded.id == record.event_id
+    assert record.key == b"acme/bandwidth"
+
+
+@pytest.mark.anyio
+async def test_a_dead_router_is_a_gap_and_an_error_and_does_not_stop_the_others() -> None:
+    s = Setup("r1", "r2")
+    with anyio.fail_after(5):
+        await s.poller.poll_all()
+        s.tick()
+        s.routers["r2"].dead = True
+        s.routers["r1"].add("ge-0/0/0", "in", 10)
+        await s.poller.poll_all()
+    events = s.events()
+    gaps = [e for e in events if isinstance(e, UsageGap)]
+    readings = [e for e in events if isinstance(e, UsageReading)]
+    assert {e.device for e in gaps} == {"r2"}
+    assert {g.reason for g in gaps} == {"poll_failed"}
+    assert len(gaps) == 4
+    assert {e.device for e in readings} == {"r1"}
+    assert s.metrics.poll_errors.labels("r2", "timeout")._value.get() == 1
+
+
+@pytest.mark.anyio
+async def test_a_hanging_router_costs_only_its_own_deadline() -> None:
+    s = Setup("r1", "r2", poll_deadline=0.2)
+    with anyio.fail_after(5):
+        await s.poller.poll_all()
+        s.tick()
+        s.routers["r2"].hang = True
+        await s.poller.poll_all()
+    events = s.events()
+    assert {(e.device, type(e).__name__) for e in events} == {
+        ("r1", "UsageReading"),
+        ("r2", "UsageGap"),
+    }
+    assert s.metrics.poll_errors.labels("r2", "deadline")._value.get() == 1
+
+
+@pytest.mark.anyio
+async def test_a_reboot_with_renumbering_is_a_gap_and_usage_stays_with_the_interface_name() -> None:
+    s = Setup("r1")
+    with anyio.fail_after(5):
+        await s.poller.poll_all()
+        s.tick()
+        s.routers["r1"].reboot(renumber=True)
+        s.routers["r1"].add("ge-0/0/0", "in", 500)
+        await s.poller.poll_all()
+        assert {type(e).__name__ for e in s.events()} == {"UsageGap"}
+        s.tick()
+        s.routers["r1"].add("ge-0/0/0", "in", 700)
+        await s.poller.poll_all()
+    readings = {(e.interface, e.direction): e for e in s.events()}
+    acme_in = readings[("ge-0/0/0", "in")]
+    assert isinstance(acme_in, UsageReading)
+    assert acme_in.value == 700
+    assert acme_in.resource_key == "acme/bandwidth"
+
+
+@pytest.mark.anyio
+async def test_a_reboot_gap_says_reboot() -> None:
+    s = Setup("r1")
+    with anyio.fail_after(5):
+        await s.poller.poll_all()
+        s.tick()
+        s.routers["r1"].reboot()
+        await s.poller.poll_all()
+    assert {e.reason for e in s.events() if isinstance(e, UsageGap)} == {"reboot"}
+
+
+@pytest.mark.anyio
+async def test_a_missing_counter_is_a_gap_not_a_zero_reading() -> None:
+    s = Setup("r1")
+    with anyio.fail_after(5):
+        await s.poller.poll_all()
+        s.tick()
+        s.routers["r1"].missing.add(("ge-0/0/0", "in"))
+        await s.poller.poll_all()
+    acme_in = [e for e in s.events() if (e.interface, e.direction) == ("ge-0/0/0", "in")]
+    assert len(acme_in) == 1
+    assert isinstance(acme_in[0], UsageGap)
+    assert acme_in[0].reason == "counter_missing"
+
+
+@pytest.mark.anyio
+async def test_the_run_loop_polls_at_aligned_ticks_until_cancelled() -> None:
+    s = Setup("r1", interval=0.05, jitter=0)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            await tg.start(s.poller.run)
+            await s.poller.wait_for_cycle(3)
+            tg.cancel_scope.cancel()
+    assert s.client.walks == 1
+    assert s.poller.next_tick(100.0) == pytest.approx(100.05)
+    assert s.poller.next_tick(100.01) == pytest.approx(100.05)
+
+
+@pytest.mark.snmp
+@pytest.mark.anyio
+async def test_poll_errors_never_log_or_send_the_community(snmpd: tuple[str, int]) -> None:
+    """With the real pysnmp client: a dead router and one that ignores a wrong community."""
+    from edge_agent.snmp import PysnmpClient
+
+    canary = "CANARY-s3cr3t"
+    host, port = snmpd
+    config = config_from_dict(
+        {
+            "agent_id": "agent-1",
+            "targets": [
+                {"name": name, "host": h, "port": p, "community": canary, "timeout": 0.2}
+                for name, h, p in [("dead", "127.0.0.1", 1), ("wrong", host, port)]
+            ],
+        }
+    )
+    records: list[KafkaRecord] = []
+
+    async def sink(batch: list[KafkaRecord]) -> None:
+        records.extend(batch)
+
+    # a first poll through a fake client gives both targets baselines, so the
+    # failures below produce gap events whose detail is the real error message
+    clock = ManualClock()
+    routers = {n: FakeRouter({"ge-0": "CUST:acme"}) for n in ("dead", "wrong")}
+    poller = Poller(config, FakeClient(routers, clock), sink, metrics=AgentMetrics())
+    await poller.poll_all()
+    client = PysnmpClient()
+    poller.client = client
+    try:
+        with anyio.fail_after(10), structlog.testing.capture_logs() as logs:
+            await poller.poll_all()
+    finally:
+        await client.aclose()
+    assert [entry["event"] for entry in logs].count("poll_failed") == 2
+    assert len(records) == 4
+    assert all(b"poll_failed" in r.value for r in records)
+    assert canary not in repr(logs)
+    assert all(canary.encode() not in r.value for r in records)
+    assert all(canary.encode() not in v for r in records for _, v in r.headers)
+
+
+@pytest.mark.anyio
+async def test_after_an_agent_restart_the_unmeasured_time_is_an_agent_restart_gap(
+    tmp_path: Path,
+) -> None:
+    checkpoint = tmp_path / "poller.checkpoint"
+    synced: list[int] = []
+    s = Setup("r1")
+    s.poller = Poller(
+        s.poller.config,
+        s.client,
+        s.poller.sink,
+        clock=s.clock.seconds,
+        checkpoint=checkpoint,
+        before_checkpoint=lambda: synced.append(1),
+    )
+    with anyio.fail_after(5):
+        await s.poller.poll_all()
+        s.tick()
+        await s.poller.poll_all()
+        last_end = s.clock.ms
+        assert synced  # events are made durable before the checkpoint is written
+        s.events()
+        # the agent restarts: a new poller, the same checkpoint
+        restarted = Poller(
+            s.poller.config, s.client, s.poller.sink, clock=s.clock.seconds, checkpoint=checkpoint
+        )
+        s.tick(300)
+        await restarted.poll_all()
+        gaps = s.events()
+        assert len(gaps) == 4
+        assert all(isinstance(g, UsageGap) and g.reason == "agent_restart" for g in gaps)
+        assert {(g.start_ms, g.end_ms) for g in gaps} == {(last_end, s.clock.ms)}
+        s.tick()
+        s.routers["r1"].add("ge-0/0/0", "in", 99)
+        await restarted.poll_all()
+    readings = {(e.interface, e.direction): e for e in s.events()}
+    assert isinstance(readings[("ge-0/0/0", "in")], UsageReading)
+    assert readings[("ge-0/0/0", "in")].value == 99
+
+
+def test_an_unreadable_checkpoint_is_ignored(tmp_path: Path) -> None:
+    checkpoint = tmp_path / "poller.checkpoint"
+    checkpoint.write_bytes(b"\xff\x00garbage")
+    s = Setup("r1")
+    poller = Poller(s.poller.config, s.client, s.poller.sink, checkpoint=checkpoint)
+    assert poller.states["r1"].tracks == {}
+
+
+@pytest.mark.anyio
+async def test_an_unexpected_client_error_fails_only_that_router() -> None:
+    s = Setup("r1", "r2")
+
+    with anyio.fail_after(5):
+        await s.poller.poll_all()
+        s.tick()
+        s.routers["r2"].explode = True
+        with structlog.testing.capture_logs():
+            await s.poller.poll_all()
+    events = s.events()
+    assert {(e.device, type(e).__name__) for e in events} == {
+        ("r1", "UsageReading"),
+        ("r2", "UsageGap"),
+    }
+    assert s.metrics.poll_errors.labels("r2", "internal")._value.get() == 1
