@@ -34,6 +34,7 @@ __all__ = [
     "UnreachableError",
     "broker_errors",
     "cache_errors",
+    "single_hub_error",
     "storage_errors",
 ]
 
@@ -81,14 +82,16 @@ _CONNECT_ERRORS = (OSError, socket.gaierror, TimeoutError)
 @contextlib.contextmanager
 def storage_errors(address: str = "PostgreSQL", variable: str = "DATABASE_URL") -> Iterator[None]:
     """Translate asyncpg / connection errors raised inside the block."""
-    import asyncpg
+    import asyncpg  # type: ignore[import-untyped]
 
     try:
         yield
     except HubError:
         raise
     except _CONNECT_ERRORS as exc:
-        raise UnreachableError("PostgreSQL", address, variable, str(exc) or type(exc).__name__) from exc
+        raise UnreachableError(
+            "PostgreSQL", address, variable, str(exc) or type(exc).__name__
+        ) from exc
     except asyncpg.PostgresError as exc:
         raise StorageError(f"PostgreSQL: {exc.__class__.__name__}: {exc}") from exc
     except asyncpg.InterfaceError as exc:
@@ -96,7 +99,9 @@ def storage_errors(address: str = "PostgreSQL", variable: str = "DATABASE_URL") 
 
 
 @contextlib.contextmanager
-def broker_errors(address: str = "Kafka", variable: str = "KAFKA_BOOTSTRAP_SERVERS") -> Iterator[None]:
+def broker_errors(
+    address: str = "Kafka", variable: str = "KAFKA_BOOTSTRAP_SERVERS"
+) -> Iterator[None]:
     """Translate aiokafka errors raised inside the block."""
     from aiokafka.errors import KafkaConnectionError, KafkaError
 
@@ -123,3 +128,18 @@ def cache_errors(address: str = "Redis", variable: str = "REDIS_URL") -> Iterato
         raise UnreachableError("Redis", address, variable, str(exc)) from exc
     except redis.exceptions.RedisError as exc:
         raise CacheError(f"Redis: {exc}") from exc
+
+
+def single_hub_error(group: BaseExceptionGroup[BaseException]) -> HubError | None:
+    """The one :class:`HubError` a (nested) task-group failure boils down to, if so."""
+    leaves: list[BaseException] = []
+    stack: list[BaseException] = [group]
+    while stack:
+        exc = stack.pop()
+        if isinstance(exc, BaseExceptionGroup):
+            stack.extend(exc.exceptions)
+        else:
+            leaves.append(exc)
+    if len(leaves) == 1 and isinstance(leaves[0], HubError):
+        return leaves[0]
+    return None

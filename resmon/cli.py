@@ -23,6 +23,7 @@ _COMMANDS: Final[dict[str, tuple[str, str]]] = {
     "hub": ("hub.cli:hub", "Central hub: consume usage, run checks, store, serve REST."),
     "sim": ("simulator.cli:sim", "Simulated routers answering SNMP, for demos and load tests."),
     "demo": ("resmon.demo:demo", "Run routers, agent, hub and servers on this machine."),
+    "bench": ("resmon.bench:bench", "Run the benchmark suites and write BENCHMARKS.md."),
 }
 
 

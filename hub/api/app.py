@@ -1,0 +1,241 @@
+"""REST routes. Errors are JSON: ``{"error": "...", "where": "..."}``.
+
+=======  ==============================================  =====================================
+method   path                                            what
+=======  ==============================================  =====================================
+GET      /healthz                                        PostgreSQL reachable -> 200, else 503
+GET      /metrics                                        Prometheus text
+POST     /api/metrics/ingest                             UsageEvent or list -> 202 + event ids
+GET      /api/metrics/customer/{customerId}/current      usage now (Redis, else PostgreSQL)
+GET      /api/monitoring/customers/{customerId}/resources  resources as stored
+GET      /api/alerts?status=&customerId=&resourceKey=&limit=  alerts, newest first
+POST     /api/alerts/{id}/acknowledge                    body {"by": "..."}
+POST     /api/alerts/{id}/resolve                        body {"by": "..."} (optional)
+=======  ==============================================  =====================================
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+import structlog
+from aiohttp import web
+from aiokafka import AIOKafkaProducer
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from protocol import DecodeError, decode_usage_events, encode_event, to_reading
+
+from .._exceptions import HubError, NotFoundError, UnreachableError, storage_errors
+from ..config import HubConfig
+from ..consumer import validate_reading
+from ..kafka import publish_many
+from ..metrics import HubMetrics
+from ..storage import queries
+from ..storage.provision import Executor
+from ..storage.redis_cache import RedisCache
+
+__all__ = ["CONTEXT", "ApiContext", "create_app"]
+
+_log = structlog.get_logger("hub.api")
+_encoder = msgspec.json.Encoder(decimal_format="string")
+_PATH = re.compile(r"at `(\$[^`]*)`")
+_STATUSES = frozenset({"ACTIVE", "ACKNOWLEDGED", "RESOLVED"})
+
+
+class ApiContext(msgspec.Struct):
+    """What the handlers need; ``producer``/``cache`` may be None (ingest/cache disabled)."""
+
+    config: HubConfig
+    db: Executor
+    metrics: HubMetrics
+    cache: RedisCache | None = None
+    producer: AIOKafkaProducer | None = None
+
+
+CONTEXT = web.AppKey("context", ApiContext)
+
+
+class _By(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    by: str | None = None
+
+
+_by_decoder = msgspec.json.Decoder(_By)
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        body=_encoder.encode(data), status=status, content_type="application/json", headers=headers
+    )
+
+
+def _error(status: int, message: str, where: str | None = None) -> web.Response:
+    return _json({"error": message, "where": where}, status)
+
+
+@web.middleware
+async def _errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except NotFoundError as exc:
+        return _error(404, str(exc), request.path)
+    except UnreachableError as exc:
+        return _error(503, str(exc), exc.variable)
+    except HubError as exc:
+        _log.error("request_failed", path=request.path, error=str(exc))
+        return _error(503, str(exc), request.path)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _error(exc.status, exc.reason, request.path)
+
+
+def _ctx(request: web.Request) -> ApiContext:
+    return request.app[CONTEXT]
+
+
+async def healthz(request: web.Request) -> web.Response:
+    ctx = _ctx(request)
+    with storage_errors(ctx.config.database_address):
+        await ctx.db.fetchval("SELECT 1")
+    return _json({"status": "ok"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = _ctx(request).metrics.render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def current(request: web.Request) -> web.Response:
+    ctx = _ctx(request)
+    customer = request.match_info["customerId"]
+    if ctx.cache is not None:
+        try:
+            cached = await ctx.cache.current_usage(customer)
+        except HubError as exc:
+            _log.warning("cache_read_failed", error=str(exc))
+        else:
+            if cached is not None:
+                return _json(cached, headers={"X-Resmon-Source": "redis"})
+    usage = await queries.current_usage(ctx.db, customer)
+    if ctx.cache is not None:
+        try:
+            await ctx.cache.fill_usage(customer, usage)
+        except HubError as exc:
+            _log.warning("cache_update_failed", error=str(exc))
+    return _json(usage, headers={"X-Resmon-Source": "postgresql"})
+
+
+async def resources(request: web.Request) -> web.Response:
+    ctx = _ctx(request)
+    return _json(await queries.customer_resources(ctx.db, request.match_info["customerId"]))
+
+
+async def alerts(request: web.Request) -> web.Response:
+    q = request.query
+    status = q.get("status")
+    if status is not None and status.upper() not in _STATUSES:
+        return _error(400, f"status must be one of {sorted(_STATUSES)}", "status")
+    try:
+        limit = int(q.get("limit", "100"))
+        if not 1 <= limit <= 1000:
+            raise ValueError
+    except ValueError:
+        return _error(400, "limit must be an integer 1-1000", "limit")
+    rows = await queries.list_alerts(
+        _ctx(request).db,
+        status=status.upper() if status else None,
+        customer_id=q.get("customerId"),
+        resource_key=q.get("resourceKey"),
+        limit=limit,
+    )
+    return _json(rows)
+
+
+async def _body_by(request: web.Request, *, required: bool) -> str | web.Response | None:
+    raw = await request.read()
+    try:
+        by = _by_decoder.decode(raw).by if raw.strip() else None
+    except msgspec.ValidationError as exc:
+        return _error(400, str(exc), "body")
+    except msgspec.DecodeError as exc:
+        return _error(400, f"body is not valid JSON: {exc}", "body")
+    if required and not (by and by.strip()):
+        return _error(400, 'who acknowledges is required: {"by": "name"}', "$.by")
+    return by
+
+
+async def acknowledge(request: web.Request) -> web.Response:
+    by = await _body_by(request, required=True)
+    if isinstance(by, web.Response):
+        return by
+    assert by is not None
+    row, changed = await queries.acknowledge_alert(_ctx(request).db, request.match_info["id"], by)
+    if not changed and row.status != "ACKNOWLEDGED":
+        return _error(
+            409, f"alert is {row.status}, only an ACTIVE alert can be acknowledged", "status"
+        )
+    return _json(row)
+
+
+async def resolve(request: web.Request) -> web.Response:
+    by = await _body_by(request, required=False)
+    if isinstance(by, web.Response):
+        return by
+    ctx = _ctx(request)
+    row, changed = await queries.resolve_alert(ctx.db, request.match_info["id"], by)
+    if changed and ctx.cache is not None:
+        try:
+            await ctx.cache.forget_alert(row.customer_id, row.resource_key)
+        except HubError as exc:
+            _log.warning("cache_update_failed", error=str(exc))
+    return _json(row)
+
+
+async def ingest(request: web.Request) -> web.Response:
+    ctx = _ctx(request)
+    if ctx.producer is None:
+        return _error(503, "ingest is disabled on this hub (no Kafka producer)", "producer")
+    body = await request.read()
+    try:
+        events = decode_usage_events(body)
+    except DecodeError as exc:
+        path = _PATH.search(str(exc))
+        return _error(400, str(exc), exc.where or (path.group(1) if path else "body"))
+    if not events:
+        return _error(400, "no events in the body", "body")
+    now = time.time_ns() // 1_000_000
+    records = []
+    for i, event in enumerate(events):
+        at = f"$[{i}]" if len(events) > 1 else "$"
+        try:
+            reading = to_reading(event, now_ms=now)
+        except DecodeError as exc:
+            where = (exc.where or "$").replace("$", at)
+            return _error(400, f"event {at}: {exc}", where)
+        if (why := validate_reading(reading)) is not None:
+            return _error(400, f"event {at}: {why}", at)
+        records.append(encode_event(reading, source=ctx.config.source, id=event.event_id))
+    await publish_many(ctx.producer, ctx.config.usage_topic, records)
+    ctx.metrics.ingested.inc(len(records))
+    return _json({"accepted": len(records), "eventIds": [r.event_id for r in records]}, 202)
+
+
+def create_app(context: ApiContext) -> web.Application:
+    """The aiohttp application; run it with :func:`hub.api.serve` or a test client."""
+    app = web.Application(middlewares=[_errors], client_max_size=4 * 1024 * 1024)
+    app[CONTEXT] = context
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_post("/api/metrics/ingest", ingest)
+    app.router.add_get("/api/metrics/customer/{customerId}/current", current)
+    app.router.add_get("/api/monitoring/customers/{customerId}/resources", resources)
+    app.router.add_get("/api/alerts", alerts)
+    app.router.add_post("/api/alerts/{id}/acknowledge", acknowledge)
+    app.router.add_post("/api/alerts/{id}/resolve", resolve)
+    return app

@@ -1,0 +1,183 @@
+"""The hub process: storage, cache, broker, actors, consumer and REST in one task group.
+
+In-process use (tests, ``resmon demo``)::
+
+    async with anyio.create_task_group() as tg:
+        hub = await tg.start(run_hub, config)      # migrated, consuming, serving
+        ...                                         # hub.http_url, hub.pool, hub.metrics
+        tg.cancel_scope.cancel()                    # clean shutdown
+
+``resmon hub run`` does the same and cancels on SIGINT / SIGTERM.
+"""
+
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo
+
+import anyio
+import asyncpg  # type: ignore[import-untyped]
+import structlog
+from aiokafka import AIOKafkaProducer
+from anyio.abc import TaskStatus
+
+from ._exceptions import HubError, single_hub_error, storage_errors
+from .actors import Registry
+from .api import ApiContext, create_app, serve
+from .checks.thresholds import percent_to_bp
+from .config import HubConfig, redact
+from .consumer import UsageConsumer
+from .kafka import ensure_topics, start_producer
+from .metrics import HubMetrics
+from .storage.migrate import migrate
+from .storage.provision import CHANGES_CHANNEL
+from .storage.redis_cache import RedisCache
+
+__all__ = ["RunningHub", "run_hub"]
+
+_log = structlog.get_logger("hub")
+
+
+class RunningHub:
+    """Handles to a running hub, given to the caller of ``tg.start(run_hub, config)``."""
+
+    def __init__(
+        self,
+        config: HubConfig,
+        pool: asyncpg.Pool,
+        cache: RedisCache,
+        registry: Registry,
+        consumer: UsageConsumer,
+        metrics: HubMetrics,
+        http_port: int | None,
+    ) -> None:
+        self.config = config
+        self.pool = pool
+        self.cache = cache
+        self.registry = registry
+        self.consumer = consumer
+        self.metrics = metrics
+        self.http_port = http_port
+
+    @property
+    def http_url(self) -> str | None:
+        """Base URL of the REST API, e.g. ``http://127.0.0.1:8080``."""
+        if self.http_port is None:
+            return None
+        return f"http://{self.config.http_host}:{self.http_port}"
+
+
+async def run_hub(
+    config: HubConfig,
+    *,
+    http: bool = True,
+    task_status: TaskStatus[RunningHub] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Migrate, connect, and run the hub until cancelled.
+
+    ``task_status.started`` receives a :class:`RunningHub` once the consumer
+    has joined its group and (if ``http``) the API listens; ``http_port=0``
+    in the config binds a free port.
+    """
+    _log.info(
+        "hub_starting",
+        database=redact(config.database_url),
+        redis=redact(config.redis_url),
+        kafka=config.kafka_bootstrap_servers,
+        group=config.consumer_group,
+    )
+    applied = await migrate(config.database_url, address=config.database_address)
+    if applied:
+        _log.info("migrations_applied", versions=applied)
+    with storage_errors(config.database_address):
+        pool = await asyncpg.create_pool(config.database_url, min_size=1, max_size=10, timeout=10)
+    cache = RedisCache.from_url(
+        config.redis_url,
+        prefix=config.redis_prefix,
+        ttl=config.cache_ttl_seconds,
+        address=config.redis_address,
+    )
+    producer = None
+    try:
+        await cache.ping()
+        await ensure_topics(config)
+        producer = await start_producer(config)
+        metrics = HubMetrics()
+        registry = Registry(
+            pool,
+            tz=ZoneInfo(config.billing_tz),
+            gap_bp=percent_to_bp(config.hysteresis_points),
+            shards=config.actor_shards,
+            mailbox_size=config.mailbox_size,
+            idle_seconds=config.actor_idle_seconds,
+            default_warning=config.warning_percent,
+            default_critical=config.critical_percent,
+        )
+        consumer = UsageConsumer(
+            config, pool, registry, cache=cache, producer=producer, metrics=metrics
+        )
+        try:
+            hub = RunningHub(config, pool, cache, registry, consumer, metrics, None)
+            await _serve_all(hub, producer, http, task_status)
+        except BaseExceptionGroup as group:
+            if (error := single_hub_error(group)) is not None:
+                raise error from None
+            raise
+    finally:
+        with anyio.CancelScope(shield=True):
+            if producer is not None:
+                await producer.stop()
+            await cache.aclose()
+            await pool.close()
+            _log.info("hub_stopped")
+
+
+async def _serve_all(
+    hub: RunningHub,
+    producer: AIOKafkaProducer,
+    http: bool,
+    task_status: TaskStatus[RunningHub],
+) -> None:
+    config = hub.config
+    async with anyio.create_task_group() as tg:
+        await tg.start(hub.registry.run)
+        await tg.start(hub.consumer.run)
+        await tg.start(_watch_resource_changes, hub)
+        if http:
+            context = ApiContext(
+                config=config, db=hub.pool, metrics=hub.metrics, cache=hub.cache, producer=producer
+            )
+            app = create_app(context)
+            hub.http_port = await tg.start(serve, app, config.http_host, config.http_port)
+            _log.info("hub_started", http=f"{config.http_host}:{hub.http_port}")
+        else:
+            _log.info("hub_started", http=None)
+        task_status.started(hub)
+
+
+async def _watch_resource_changes(
+    hub: RunningHub, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+) -> None:
+    """Retire the actor of a resource whose limit or thresholds were changed in PostgreSQL."""
+    send, receive = anyio.create_memory_object_stream[str](1024)
+
+    def on_notify(_conn: object, _pid: int, _channel: str, key: str) -> None:
+        try:
+            send.send_nowait(key)
+        except anyio.WouldBlock:
+            _log.warning("resource_change_dropped", resource_key=key)
+
+    with send, receive, storage_errors(hub.config.database_address):
+        async with hub.pool.acquire() as conn:
+            await conn.add_listener(CHANGES_CHANNEL, on_notify)
+            try:
+                task_status.started()
+                async for key in receive:
+                    await hub.registry.forget_keys([key])
+                    try:
+                        await hub.cache.forget_customer(key.split("/", 1)[0])
+                    except HubError as exc:
+                        _log.warning("cache_update_failed", error=str(exc))
+                    _log.info("resource_reloading", resource_key=key)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await conn.remove_listener(CHANGES_CHANNEL, on_notify)

@@ -1,0 +1,177 @@
+"""The hub's configuration, read from the environment and validated at load.
+
+=========================  ==========================================  =====================
+variable                   meaning                                     default
+=========================  ==========================================  =====================
+DATABASE_URL               postgresql://user:pass@host:port/db         (required)
+REDIS_URL                  redis://host:port/db                        (required)
+KAFKA_BOOTSTRAP_SERVERS    host:port[,host:port...]                    (required)
+RESMON_HUB_HTTP            host:port the REST API listens on           127.0.0.1:8080
+RESMON_HUB_GROUP           Kafka consumer group                        resmon-hub
+RESMON_HUB_USAGE_TOPIC     topic of usage readings                     resource.usage.raw
+RESMON_HUB_ALERTS_TOPIC    topic alerts are published to               resource.alerts
+RESMON_WARNING_PERCENT     default warning threshold, % of the limit   80
+RESMON_CRITICAL_PERCENT    default critical threshold, % of the limit  95
+RESMON_HYSTERESIS_POINTS   resolve only below warning% minus this      5
+RESMON_BILLING_TZ          time zone billing months start in           UTC
+=========================  ==========================================  =====================
+
+URLs keep their passwords in memory only: :func:`redact` is what gets logged.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Final
+from urllib.parse import urlsplit, urlunsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import msgspec
+
+from ._exceptions import ConfigError
+
+__all__ = ["ENV_HELP", "HubConfig", "redact"]
+
+ENV_HELP: Final = __doc__.split("\n\n", 2)[1] if __doc__ else ""
+
+
+def redact(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (safe to log)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+def _host_port(value: str, variable: str, default_port: int | None = None) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep:
+        if default_port is None:
+            raise ConfigError(f"{variable}={value!r}: expected host:port")
+        host, port = value, str(default_port)
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{variable}={value!r}: expected host:port with a port 0-65535")
+    return host, int(port)
+
+
+class HubConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Everything the hub needs to run. Build it with :meth:`from_env` or directly in tests."""
+
+    database_url: str
+    redis_url: str
+    kafka_bootstrap_servers: str
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    consumer_group: str = "resmon-hub"
+    usage_topic: str = "resource.usage.raw"
+    alerts_topic: str = "resource.alerts"
+    usage_partitions: int = 8
+    warning_percent: Decimal = Decimal(80)
+    critical_percent: Decimal = Decimal(95)
+    hysteresis_points: Decimal = Decimal(5)
+    billing_tz: str = "UTC"
+    #: worker tasks of the actor runtime; each owns the actors whose key hashes to it
+    actor_shards: int = 8
+    #: envelopes a shard's mailbox holds before the consumer waits
+    mailbox_size: int = 256
+    #: actors untouched this long are retired (state is in PostgreSQL)
+    actor_idle_seconds: float = 900.0
+    #: most records taken from Kafka per batch (one PostgreSQL transaction)
+    batch_max_records: int = 2000
+    batch_timeout_ms: int = 200
+    cache_ttl_seconds: int = 3600
+    #: Redis key prefix (``{prefix}:usage:{customer}``)
+    redis_prefix: str = "resmon"
+    #: Kafka client id and CloudEvents source of published alerts
+    source: str = "urn:resmon:hub"
+
+    def __post_init__(self) -> None:
+        if not self.database_url.startswith(("postgresql://", "postgres://")):
+            raise ConfigError(
+                f"DATABASE_URL={redact(self.database_url)!r}: expected postgresql://user@host:port/db"
+            )
+        if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(
+                f"REDIS_URL={redact(self.redis_url)!r}: expected redis://host:port/db"
+            )
+        for server in self.kafka_bootstrap_servers.split(","):
+            _host_port(server.strip(), "KAFKA_BOOTSTRAP_SERVERS", 9092)
+        if not Decimal(0) < self.warning_percent <= self.critical_percent <= Decimal(1000):
+            raise ConfigError(
+                "RESMON_WARNING_PERCENT / RESMON_CRITICAL_PERCENT: need "
+                f"0 < warning ({self.warning_percent}) <= critical ({self.critical_percent})"
+            )
+        try:
+            ZoneInfo(self.billing_tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(f"RESMON_BILLING_TZ={self.billing_tz!r}: unknown time zone") from None
+        if self.actor_shards < 1 or self.mailbox_size < 1 or self.usage_partitions < 1:
+            raise ConfigError("actor_shards, mailbox_size and usage_partitions must be >= 1")
+
+    def __repr__(self) -> str:
+        return (
+            f"HubConfig(database_url={redact(self.database_url)!r}, "
+            f"redis_url={redact(self.redis_url)!r}, "
+            f"kafka_bootstrap_servers={self.kafka_bootstrap_servers!r}, "
+            f"http={self.http_host}:{self.http_port}, group={self.consumer_group!r})"
+        )
+
+    __str__ = __repr__
+
+    @property
+    def database_address(self) -> str:
+        parts = urlsplit(self.database_url)
+        return f"{parts.hostname or 'localhost'}:{parts.port or 5432}"
+
+    @property
+    def redis_address(self) -> str:
+        parts = urlsplit(self.redis_url)
+        return f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> HubConfig:
+        """Read the variables above from ``env`` (default: ``os.environ``)."""
+        env = os.environ if env is None else env
+        values: dict[str, object] = {}
+        for var, field in (
+            ("DATABASE_URL", "database_url"),
+            ("REDIS_URL", "redis_url"),
+            ("KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers"),
+        ):
+            value = env.get(var, "").strip()
+            if not value:
+                raise ConfigError(f"{var} is not set; see `resmon hub run --help`")
+            values[field] = value
+        if http := env.get("RESMON_HUB_HTTP", "").strip():
+            values["http_host"], values["http_port"] = _host_port(http, "RESMON_HUB_HTTP")
+        for var, field in (
+            ("RESMON_HUB_GROUP", "consumer_group"),
+            ("RESMON_HUB_USAGE_TOPIC", "usage_topic"),
+            ("RESMON_HUB_ALERTS_TOPIC", "alerts_topic"),
+            ("RESMON_BILLING_TZ", "billing_tz"),
+        ):
+            if value := env.get(var, "").strip():
+                values[field] = value
+        for var, field in (
+            ("RESMON_WARNING_PERCENT", "warning_percent"),
+            ("RESMON_CRITICAL_PERCENT", "critical_percent"),
+            ("RESMON_HYSTERESIS_POINTS", "hysteresis_points"),
+        ):
+            if value := env.get(var, "").strip():
+                try:
+                    values[field] = Decimal(value)
+                except InvalidOperation:
+                    raise ConfigError(f"{var}={value!r}: expected a number") from None
+        values.update(overrides)
+        try:
+            return cls(**values)  # type: ignore[arg-type]
+        except TypeError as exc:
+            raise ConfigError(str(exc)) from None

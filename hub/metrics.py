@@ -1,0 +1,58 @@
+"""The hub's Prometheus metrics, in a registry of its own (several hubs can share a process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+__all__ = ["HubMetrics"]
+
+
+class HubMetrics:
+    """Counters and timings served at ``GET /metrics``."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.readings = Counter(
+            "resmon_hub_readings_consumed", "Usage readings applied to totals", registry=r
+        )
+        self.duplicates = Counter(
+            "resmon_hub_duplicates_dropped", "Events dropped because their id was seen", registry=r
+        )
+        self.dead_letters = Counter(
+            "resmon_hub_dead_letters", "Records written to dead_letters", registry=r
+        )
+        self.gaps = Counter("resmon_hub_usage_gaps", "Usage gaps recorded", registry=r)
+        self.late = Counter(
+            "resmon_hub_late_readings",
+            "Readings of an earlier billing period (not counted)",
+            registry=r,
+        )
+        self.alerts = Counter(
+            "resmon_hub_alerts", "Alert transitions", ["alert_type", "status"], registry=r
+        )
+        self.provisioned = Counter(
+            "resmon_hub_resources_auto_provisioned", "Unknown resources created", registry=r
+        )
+        self.batch_failures = Counter(
+            "resmon_hub_batch_failures", "Batches rolled back and retried", registry=r
+        )
+        self.side_effect_failures = Counter(
+            "resmon_hub_side_effect_failures",
+            "Redis updates or alert publishes that failed after a commit",
+            ["target"],
+            registry=r,
+        )
+        self.ingested = Counter(
+            "resmon_hub_http_ingested", "Events accepted by POST /api/metrics/ingest", registry=r
+        )
+        self.batch_seconds = Histogram(
+            "resmon_hub_batch_commit_seconds",
+            "Time to process and commit one batch",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=r,
+        )
+        self.actors = Gauge("resmon_hub_actors", "Live resource actors", registry=r)
+
+    def render(self) -> bytes:
+        return bytes(generate_latest(self.registry))

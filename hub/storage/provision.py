@@ -1,0 +1,194 @@
+"""Customers and their resources: provisioning with limits, and loading one for an actor."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any, Final, TypeAlias
+
+import asyncpg  # type: ignore[import-untyped]
+import msgspec
+
+from protocol import resource_key as make_key
+
+from .._exceptions import NotFoundError, storage_errors
+
+__all__ = [
+    "CHANGES_CHANNEL",
+    "DEFAULT_TENANT",
+    "ResourceRow",
+    "auto_provision",
+    "load_resource",
+    "provision_resource",
+]
+
+DEFAULT_TENANT: Final = "00000000-0000-0000-0000-000000000000"
+#: NOTIFY channel carrying the key of a resource whose limit/thresholds changed
+CHANGES_CHANNEL: Final = "resmon_resource_changed"
+_LEVEL_TYPES: Final = frozenset({"storage", "memory"})
+
+Executor: TypeAlias = Any  # asyncpg.Pool | asyncpg.Connection (asyncpg ships no types)
+
+
+@contextlib.asynccontextmanager
+async def _connection(conn_or_pool: Executor) -> AsyncIterator[asyncpg.Connection]:
+    if isinstance(conn_or_pool, asyncpg.Pool):
+        async with conn_or_pool.acquire() as conn:
+            yield conn
+    else:
+        yield conn_or_pool
+
+
+class ResourceRow(msgspec.Struct, frozen=True):
+    """What an actor needs of a customer resource, as stored."""
+
+    id: str
+    resource_key: str
+    customer_id: str
+    resource_type: str
+    unit: str
+    kind: str
+    current_usage: int
+    period_start: dt.date | None
+    limit_value: int | None
+    warning_threshold: Decimal
+    critical_threshold: Decimal
+    #: 0 none, 1 warning, 2 critical: the open threshold episode, if any
+    alert_level: int
+
+
+_SELECT: Final = """
+SELECT cr.id::text AS id, cr.resource_key, cr.customer_id, rc.resource_type, rc.unit, cr.kind,
+       cr.current_usage, cr.period_start, cr.limit_value, cr.warning_threshold,
+       cr.critical_threshold,
+       COALESCE((SELECT max(CASE a.alert_type WHEN 'THRESHOLD_CRITICAL' THEN 2
+                                              WHEN 'THRESHOLD_WARNING' THEN 1 ELSE 0 END)
+                 FROM alerts a
+                 WHERE a.customer_resource_id = cr.id AND a.status <> 'RESOLVED'), 0) AS alert_level
+FROM customer_resources cr JOIN resource_catalogs rc ON rc.id = cr.resource_catalog_id
+WHERE cr.resource_key = $1
+"""
+
+
+async def load_resource(conn_or_pool: Executor, key: str) -> ResourceRow | None:
+    """The stored resource ``key``, or None."""
+    with storage_errors():
+        async with _connection(conn_or_pool) as conn:
+            row = await conn.fetchrow(_SELECT, key)
+    if row is None:
+        return None
+    return ResourceRow(**dict(row))
+
+
+_INSERT_CUSTOMER: Final = """
+INSERT INTO customers (id, tenant_id) VALUES ($1, $2::uuid) ON CONFLICT (id) DO NOTHING
+"""
+
+_CATALOG: Final = """
+SELECT id FROM resource_catalogs
+WHERE tenant_id = $1::uuid AND resource_type = $2 AND ($3::text IS NULL OR resource_name = $3)
+ORDER BY created_at, resource_name LIMIT 1
+"""
+
+
+async def _catalog_id(
+    conn: asyncpg.Connection, resource_type: str, catalog_name: str | None
+) -> object:
+    catalog_id = await conn.fetchval(_CATALOG, DEFAULT_TENANT, resource_type, catalog_name)
+    if catalog_id is None:
+        what = f"named {catalog_name!r} " if catalog_name else ""
+        raise NotFoundError(f"no catalog entry {what}for resource type {resource_type!r}")
+    return catalog_id
+
+
+async def auto_provision(
+    conn_or_pool: Executor,
+    customer_id: str,
+    resource_type: str,
+    key: str,
+    kind: str,
+    *,
+    warning: Decimal = Decimal(80),
+    critical: Decimal = Decimal(95),
+) -> bool:
+    """Create an unknown customer/resource with no limit; True if it was created now."""
+    name = key.split("/", 2)[2] if key.count("/") >= 2 else None
+    with storage_errors():
+        async with _connection(conn_or_pool) as conn, conn.transaction():
+            catalog_id = await _catalog_id(conn, resource_type, None)
+            await conn.execute(_INSERT_CUSTOMER, customer_id, DEFAULT_TENANT)
+            status = await conn.execute(
+                """INSERT INTO customer_resources (customer_id, resource_catalog_id,
+                       resource_key, name, kind, auto_provisioned, warning_threshold,
+                       critical_threshold)
+                   VALUES ($1, $2, $3, $4, $5, true, $6, $7)
+                   ON CONFLICT (resource_key) DO NOTHING""",
+                customer_id,
+                catalog_id,
+                key,
+                name,
+                kind,
+                warning,
+                critical,
+            )
+    return bool(status.endswith(" 1"))
+
+
+async def provision_resource(
+    conn_or_pool: Executor,
+    customer_id: str,
+    resource_type: str,
+    limit_base_units: int | None,
+    name: str | None = None,
+    warning: Decimal | int | None = None,
+    critical: Decimal | int | None = None,
+    *,
+    catalog_name: str | None = None,
+) -> str:
+    """Create or update a customer's resource with a limit in base units; return its key.
+
+    ``limit_base_units`` is bytes / requests / seconds (None = unlimited);
+    ``warning`` and ``critical`` are percentages of the limit (default 80 / 95).
+    The catalog entry is ``catalog_name`` or the first default-tenant entry of
+    ``resource_type``. An existing resource keeps its usage; its limit and
+    thresholds are replaced, and running hubs are told (``NOTIFY
+    resmon_resource_changed``) so the live actor reloads before its next
+    reading.
+    """
+    if limit_base_units is not None and limit_base_units < 0:
+        raise ValueError("limit_base_units must be >= 0 or None")
+    key = make_key(customer_id, resource_type, name)
+    kind = "level" if resource_type in _LEVEL_TYPES else "delta"
+    warn = Decimal(80 if warning is None else warning)
+    crit = Decimal(95 if critical is None else critical)
+    if not Decimal(0) < warn <= crit:
+        raise ValueError(f"need 0 < warning ({warn}) <= critical ({crit})")
+    with storage_errors():
+        async with _connection(conn_or_pool) as conn, conn.transaction():
+            catalog_id = await _catalog_id(conn, resource_type, catalog_name)
+            await conn.execute(_INSERT_CUSTOMER, customer_id, DEFAULT_TENANT)
+            await conn.execute(
+                """INSERT INTO customer_resources
+                       (customer_id, resource_catalog_id, resource_key, name, kind, limit_value,
+                        warning_threshold, critical_threshold)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                   ON CONFLICT (resource_key) DO UPDATE SET
+                       resource_catalog_id = EXCLUDED.resource_catalog_id,
+                       limit_value = EXCLUDED.limit_value,
+                       warning_threshold = EXCLUDED.warning_threshold,
+                       critical_threshold = EXCLUDED.critical_threshold,
+                       auto_provisioned = false,
+                       updated_at = now()""",
+                customer_id,
+                catalog_id,
+                key,
+                name,
+                kind,
+                limit_base_units,
+                warn,
+                crit,
+            )
+            await conn.execute("SELECT pg_notify($1, $2)", CHANGES_CHANNEL, key)
+    return key

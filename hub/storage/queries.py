@@ -1,0 +1,237 @@
+"""Reads and operator actions the REST API needs, over PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+from typing import Any, Final
+
+import msgspec
+
+from protocol import RESOURCE_BASE_UNIT
+
+from .._exceptions import NotFoundError, storage_errors
+from ..alerts.records import display_unit, percentage, plain, to_unit
+from ..checks.thresholds import Level
+from .provision import Executor
+from .redis_cache import CachedUsage
+
+__all__ = [
+    "AlertRow",
+    "ResourceView",
+    "acknowledge_alert",
+    "current_usage",
+    "customer_exists",
+    "customer_resources",
+    "list_alerts",
+    "resolve_alert",
+]
+
+
+class ResourceView(msgspec.Struct, frozen=True, rename="camel"):
+    id: str
+    resource_key: str
+    customer_id: str
+    resource_type: str
+    resource_name: str
+    name: str | None
+    kind: str
+    unit: str
+    catalog_unit: str
+    current_usage: int
+    usage_in_unit: str
+    limit: int | None
+    limit_in_unit: str | None
+    percentage: str | None
+    warning_threshold: Decimal
+    critical_threshold: Decimal
+    status: str
+    period_start: dt.date | None
+    auto_provisioned: bool
+    updated_at: dt.datetime
+    #: NONE, WARNING or CRITICAL: the open threshold episode
+    alert_level: str
+
+
+class AlertRow(msgspec.Struct, frozen=True, rename="camel"):
+    id: str
+    customer_id: str
+    resource_key: str
+    resource_type: str
+    alert_type: str
+    severity: str
+    message: str
+    current_value: Decimal | None
+    threshold_value: Decimal | None
+    unit: str | None
+    status: str
+    acknowledged_by: str | None
+    acknowledged_at: dt.datetime | None
+    resolved_by: str | None
+    resolved_at: dt.datetime | None
+    resolution: str | None
+    created_at: dt.datetime
+
+
+_RESOURCES: Final = """
+SELECT cr.id::text AS id, cr.resource_key, cr.customer_id, rc.resource_type, rc.resource_name,
+       cr.name, cr.kind, rc.unit AS catalog_unit, cr.current_usage, cr.limit_value,
+       cr.warning_threshold, cr.critical_threshold, cr.status, cr.period_start,
+       cr.auto_provisioned, cr.updated_at,
+       COALESCE((SELECT max(CASE a.alert_type WHEN 'THRESHOLD_CRITICAL' THEN 2
+                                              WHEN 'THRESHOLD_WARNING' THEN 1 ELSE 0 END)
+                 FROM alerts a
+                 WHERE a.customer_resource_id = cr.id AND a.status <> 'RESOLVED'), 0) AS alert_level
+FROM customer_resources cr JOIN resource_catalogs rc ON rc.id = cr.resource_catalog_id
+WHERE cr.customer_id = $1 ORDER BY cr.resource_key
+"""
+
+
+def _view(row: Any) -> ResourceView:
+    base = RESOURCE_BASE_UNIT.get(row["resource_type"], "byte")
+    unit = display_unit(row["catalog_unit"], base)
+    total, limit = int(row["current_usage"]), row["limit_value"]
+    pct = percentage(total, limit)
+    return ResourceView(
+        id=row["id"],
+        resource_key=row["resource_key"],
+        customer_id=row["customer_id"],
+        resource_type=row["resource_type"],
+        resource_name=row["resource_name"],
+        name=row["name"],
+        kind=row["kind"],
+        unit=base,
+        catalog_unit=unit,
+        current_usage=total,
+        usage_in_unit=str(to_unit(total, unit)),
+        limit=limit,
+        limit_in_unit=str(to_unit(limit, unit)) if limit is not None else None,
+        percentage=str(pct) if pct is not None else None,
+        warning_threshold=row["warning_threshold"],
+        critical_threshold=row["critical_threshold"],
+        status=row["status"],
+        period_start=row["period_start"],
+        auto_provisioned=row["auto_provisioned"],
+        updated_at=row["updated_at"],
+        alert_level=Level(row["alert_level"]).name,
+    )
+
+
+async def customer_exists(db: Executor, customer_id: str) -> bool:
+    with storage_errors():
+        return bool(await db.fetchval("SELECT 1 FROM customers WHERE id = $1", customer_id))
+
+
+async def customer_resources(db: Executor, customer_id: str) -> list[ResourceView]:
+    """Every resource of ``customer_id``; NotFoundError if the customer is unknown."""
+    with storage_errors():
+        rows = await db.fetch(_RESOURCES, customer_id)
+    if not rows and not await customer_exists(db, customer_id):
+        raise NotFoundError(f"customer {customer_id!r} not found")
+    return [_view(r) for r in rows]
+
+
+async def current_usage(db: Executor, customer_id: str) -> list[CachedUsage]:
+    """The same view as the Redis cache, computed from PostgreSQL."""
+    return [
+        CachedUsage(
+            resource_key=v.resource_key,
+            resource_type=v.resource_type,
+            usage=v.current_usage,
+            unit=v.unit,
+            limit=v.limit,
+            catalog_unit=v.catalog_unit,
+            usage_in_unit=v.usage_in_unit,
+            limit_in_unit=v.limit_in_unit,
+            percentage=v.percentage,
+            level=v.alert_level,
+            updated=int(v.updated_at.timestamp() * 1000),
+        )
+        for v in await customer_resources(db, customer_id)
+    ]
+
+
+_ALERTS: Final = """
+SELECT a.id::text AS id, cr.customer_id, cr.resource_key, rc.resource_type, a.alert_type,
+       a.severity, a.message, a.current_value, a.threshold_value, a.unit, a.status,
+       a.acknowledged_by, a.acknowledged_at, a.resolved_by, a.resolved_at, a.resolution,
+       a.created_at
+FROM alerts a
+JOIN customer_resources cr ON cr.id = a.customer_resource_id
+JOIN resource_catalogs rc ON rc.id = cr.resource_catalog_id
+"""
+
+
+async def list_alerts(
+    db: Executor,
+    *,
+    status: str | None = None,
+    customer_id: str | None = None,
+    resource_key: str | None = None,
+    limit: int = 100,
+) -> list[AlertRow]:
+    """Alerts, newest first, filtered by the given fields."""
+    with storage_errors():
+        rows = await db.fetch(
+            _ALERTS
+            + """WHERE ($1::text IS NULL OR a.status = $1)
+                   AND ($2::text IS NULL OR cr.customer_id = $2)
+                   AND ($3::text IS NULL OR cr.resource_key = $3)
+                 ORDER BY a.created_at DESC, a.id LIMIT $4""",
+            status,
+            customer_id,
+            resource_key,
+            limit,
+        )
+    return [_alert(r) for r in rows]
+
+
+def _alert_uuid(alert_id: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(alert_id)
+    except ValueError:
+        raise NotFoundError(f"alert {alert_id!r} not found (not a UUID)") from None
+
+
+async def _one_alert(db: Executor, alert_id: uuid.UUID) -> AlertRow:
+    row = await db.fetchrow(_ALERTS + "WHERE a.id = $1", alert_id)
+    if row is None:
+        raise NotFoundError(f"alert {alert_id} not found")
+    return _alert(row)
+
+
+def _alert(row: Any) -> AlertRow:
+    values = dict(row)
+    for field in ("current_value", "threshold_value"):
+        if values[field] is not None:
+            values[field] = plain(values[field])
+    return AlertRow(**values)
+
+
+async def acknowledge_alert(db: Executor, alert_id: str, by: str) -> tuple[AlertRow, bool]:
+    """ACTIVE -> ACKNOWLEDGED; returns the alert and whether it changed now."""
+    aid = _alert_uuid(alert_id)
+    with storage_errors():
+        changed = await db.fetchval(
+            """UPDATE alerts SET status = 'ACKNOWLEDGED', acknowledged_by = $2,
+                   acknowledged_at = now()
+               WHERE id = $1 AND status = 'ACTIVE' RETURNING true""",
+            aid,
+            by,
+        )
+        return await _one_alert(db, aid), bool(changed)
+
+
+async def resolve_alert(db: Executor, alert_id: str, by: str | None) -> tuple[AlertRow, bool]:
+    """ACTIVE/ACKNOWLEDGED -> RESOLVED by an operator; returns the alert and whether it changed."""
+    aid = _alert_uuid(alert_id)
+    with storage_errors():
+        changed = await db.fetchval(
+            """UPDATE alerts SET status = 'RESOLVED', resolved_at = now(), resolved_by = $2,
+                   resolution = 'manual'
+               WHERE id = $1 AND status <> 'RESOLVED' RETURNING true""",
+            aid,
+            by,
+        )
+        return await _one_alert(db, aid), bool(changed)

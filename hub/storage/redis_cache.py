@@ -1,0 +1,162 @@
+"""Live state in Redis: current usage per customer and active alerts.
+
+Keys (``prefix`` defaults to ``resmon``):
+
+- ``{prefix}:usage:{customer}`` hash: field resource key -> JSON
+  ``{"resourceKey", "resourceType", "usage", "unit", "limit", "catalogUnit",
+  "usageInUnit", "limitInUnit", "percentage", "level", "updated"}`` with
+  usage/limit in base units (ints) and the ``*InUnit`` values as decimal
+  strings;
+- ``{prefix}:alerts:{customer}`` hash: field resource key -> the open alert
+  (JSON of :class:`protocol.AlertEvent`), deleted when it resolves.
+
+Both expire ``ttl`` seconds after their last update. A usage hash is
+*complete* (lists every resource of the customer) only when it holds the
+field ``_complete``: the API fills it from PostgreSQL on a miss
+(:meth:`RedisCache.fill_usage`) and trusts it only then, since batch updates
+write just the resources that had readings. Changing a resource
+(``provision_resource`` → NOTIFY) drops the customer's hash. The cache is written
+after each committed batch; PostgreSQL stays the source of truth, so a Redis
+failure is logged and counted, never fatal.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import msgspec
+import redis.asyncio as aioredis
+
+from protocol import RESOURCE_BASE_UNIT, AlertEvent
+
+from .._exceptions import cache_errors
+
+__all__ = ["CachedUsage", "RedisCache"]
+
+
+class CachedUsage(msgspec.Struct, frozen=True, rename="camel"):
+    """One resource's current usage, as cached and as served by the REST API."""
+
+    resource_key: str
+    resource_type: str
+    usage: int
+    unit: str
+    limit: int | None
+    catalog_unit: str
+    usage_in_unit: str
+    limit_in_unit: str | None
+    percentage: str | None
+    level: str
+    updated: int
+
+
+_usage_decoder = msgspec.json.Decoder(CachedUsage)
+_COMPLETE = b"_complete"
+_encoder = msgspec.json.Encoder(decimal_format="string")
+
+
+def base_unit(resource_type: str) -> str:
+    return RESOURCE_BASE_UNIT.get(resource_type, "byte")
+
+
+class RedisCache:
+    """A thin, typed wrapper over ``redis.asyncio``."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis[bytes],
+        *,
+        prefix: str = "resmon",
+        ttl: int = 3600,
+        address: str = "Redis",
+    ) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.ttl = ttl
+        self._address = address
+
+    @classmethod
+    def from_url(
+        cls, url: str, *, prefix: str = "resmon", ttl: int = 3600, address: str = "Redis"
+    ) -> RedisCache:
+        client: aioredis.Redis[bytes] = aioredis.Redis.from_url(
+            url, socket_connect_timeout=5, socket_timeout=5
+        )
+        return cls(client, prefix=prefix, ttl=ttl, address=address)
+
+    async def ping(self) -> None:
+        with cache_errors(self._address):
+            await self.client.ping()
+
+    async def aclose(self) -> None:
+        await self.client.aclose()  # type: ignore[attr-defined]  # stubs predate aclose
+
+    def _usage_key(self, customer: str) -> str:
+        return f"{self.prefix}:usage:{customer}"
+
+    def _alerts_key(self, customer: str) -> str:
+        return f"{self.prefix}:alerts:{customer}"
+
+    async def update(self, usage: Sequence[CachedUsage], alerts: Sequence[AlertEvent]) -> None:
+        """Write one committed batch's usage and alert changes."""
+        if not usage and not alerts:
+            return
+        touched: set[str] = set()
+        with cache_errors(self._address):
+            async with self.client.pipeline(transaction=False) as pipe:
+                for u in usage:
+                    key = self._usage_key(u.resource_key.split("/", 1)[0])
+                    pipe.hset(key, u.resource_key, _encoder.encode(u))
+                    touched.add(key)
+                for a in alerts:
+                    key = self._alerts_key(a.customer_id)
+                    if a.status == "RESOLVED":
+                        pipe.hdel(key, a.resource_key)
+                    else:
+                        pipe.hset(key, a.resource_key, _encoder.encode(a))
+                    touched.add(key)
+                for key in touched:
+                    pipe.expire(key, self.ttl)
+                await pipe.execute()
+
+    async def current_usage(self, customer: str) -> list[CachedUsage] | None:
+        """Every resource of ``customer`` if the cache has them all, else None."""
+        with cache_errors(self._address):
+            raw = await self.client.hgetall(self._usage_key(customer))
+        if _COMPLETE not in raw:
+            return None
+        return sorted(
+            (_usage_decoder.decode(v) for k, v in raw.items() if k != _COMPLETE),
+            key=lambda u: u.resource_key,
+        )
+
+    async def fill_usage(self, customer: str, usage: Sequence[CachedUsage]) -> None:
+        """Store the complete list of ``customer``'s resources (read from PostgreSQL)."""
+        key = self._usage_key(customer)
+        with cache_errors(self._address):
+            async with self.client.pipeline(transaction=True) as pipe:
+                for u in usage:
+                    pipe.hset(key, u.resource_key, _encoder.encode(u))
+                pipe.hset(key, _COMPLETE, b"1")
+                pipe.expire(key, self.ttl)
+                await pipe.execute()
+
+    async def forget_customer(self, customer: str) -> None:
+        """Drop ``customer``'s cached usage (a resource was added or changed)."""
+        with cache_errors(self._address):
+            await self.client.delete(self._usage_key(customer))
+
+    async def forget_alert(self, customer: str, resource_key: str) -> None:
+        """Drop the cached open alert of ``resource_key`` (an operator resolved it)."""
+        with cache_errors(self._address):
+            await self.client.hdel(self._alerts_key(customer), resource_key)
+
+    async def active_alerts(self, customer: str) -> list[bytes]:
+        with cache_errors(self._address):
+            raw = await self.client.hgetall(self._alerts_key(customer))
+        return [bytes(v) for v in raw.values()]
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000

@@ -1,0 +1,169 @@
+"""``resmon bench``: run the benchmark suites and write BENCHMARKS.md.
+
+Each suite is a function in the package it measures that returns
+:class:`Figure` values; every figure carries the baseline measured in the
+same run (the naive way of doing the same job) so the ratio means something
+on whatever machine ran it. Latency percentiles come from HdrHistogram.
+
+Suites are imported lazily: a suite whose package is missing is reported as
+"not run", never silently skipped.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final
+
+import click
+import msgspec
+
+__all__ = ["SUITES", "Figure", "bench", "machine_description", "render_markdown"]
+
+
+class Figure(msgspec.Struct, frozen=True, kw_only=True):
+    """One measured figure and the baseline measured beside it."""
+
+    suite: str
+    name: str
+    value: float
+    unit: str
+    command: str
+    higher_is_better: bool = True
+    target: float | None = None
+    baseline_name: str | None = None
+    baseline_value: float | None = None
+    notes: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        if not self.baseline_value or not self.value:
+            return None
+        if self.higher_is_better:
+            return self.value / self.baseline_value
+        return self.baseline_value / self.value
+
+    @property
+    def target_met(self) -> bool | None:
+        if self.target is None:
+            return None
+        return self.value >= self.target if self.higher_is_better else self.value <= self.target
+
+
+#: suite name -> ("module:function", what it measures). The function takes
+#: ``quick: bool`` and returns ``list[Figure]``.
+SUITES: Final[dict[str, tuple[str, str]]] = {
+    "simulator": ("simulator.bench:suite", "GETBULK responses/s the simulator answers"),
+}
+
+
+def machine_description() -> str:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"{os.cpu_count()} cores, {cpu}; Python {platform.python_version()} "
+        f"({platform.python_implementation()}), {platform.system()} {platform.release()}"
+    )
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:,.3g}"
+
+
+def render_markdown(figures: list[Figure], not_run: dict[str, str], *, started: datetime) -> str:
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Run: {started.strftime('%Y-%m-%d %H:%M UTC')} with `make bench` "
+        "(`resmon bench --output BENCHMARKS.md`).",
+        f"Machine: {machine_description()}.",
+        "",
+        "Every figure is measured in the same run as its baseline; the ratio is "
+        "ours over the baseline (higher is better for rates, lower for times).",
+        "",
+        "| suite | figure | value | target | met | baseline | baseline value | ratio |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for f in figures:
+        met = {True: "yes", False: "**no**", None: "-"}[f.target_met]
+        target = (
+            "-" if f.target is None else ("≥ " if f.higher_is_better else "≤ ") + _fmt(f.target)
+        )
+        ratio = "-" if f.ratio is None else f"{f.ratio:.2f}x"
+        lines.append(
+            f"| {f.suite} | {f.name} | {_fmt(f.value)} {f.unit} | {target} | {met} "
+            f"| {f.baseline_name or '-'} | {_fmt(f.baseline_value)} | {ratio} |"
+        )
+    lines += ["", "## How to reproduce each figure", ""]
+    for f in figures:
+        note = f" {f.notes}" if f.notes else ""
+        lines.append(f"- **{f.suite} / {f.name}**: `{f.command}`.{note}")
+    if not_run:
+        lines += ["", "## Suites not run", ""]
+        lines += [f"- **{name}**: {why}" for name, why in not_run.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _load(target: str) -> Callable[[bool], list[Figure]]:
+    module, _, attr = target.partition(":")
+    fn = getattr(importlib.import_module(module), attr)
+    assert callable(fn)
+    return fn  # type: ignore[no-any-return]
+
+
+@click.command("bench")
+@click.option(
+    "--only",
+    multiple=True,
+    type=click.Choice(sorted(SUITES)),
+    help="Run only this suite (repeatable). Default: all.",
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the Markdown report here (e.g. BENCHMARKS.md). Default: print it.",
+)
+@click.option("--quick", is_flag=True, help="Shorter runs, for a smoke check of the suites.")
+def bench(only: tuple[str, ...], output: Path | None, quick: bool) -> None:
+    """Run the benchmark suites and report figures beside same-run baselines."""
+    started = datetime.now(UTC)
+    figures: list[Figure] = []
+    not_run: dict[str, str] = {}
+    for name in only or tuple(SUITES):
+        target, what = SUITES[name]
+        click.echo(f"[bench] {name}: {what} ...", err=True)
+        t0 = time.monotonic()
+        try:
+            suite = _load(target)
+        except ImportError as exc:
+            not_run[name] = f"cannot import {target}: {exc}"
+            click.echo(f"[bench] {name}: not run ({exc})", err=True)
+            continue
+        results = suite(quick)
+        figures.extend(results)
+        for f in results:
+            click.echo(f"[bench]   {f.name}: {_fmt(f.value)} {f.unit}", err=True)
+        click.echo(f"[bench] {name}: done in {time.monotonic() - t0:.0f} s", err=True)
+    report = render_markdown(figures, not_run, started=started)
+    if output is None:
+        sys.stdout.write(report)
+    else:
+        output.write_text(report)
+        click.echo(f"[bench] wrote {output}", err=True)

@@ -1,0 +1,30 @@
+"""Helpers shared by the hub tests."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import asyncpg  # type: ignore[import-untyped]
+
+
+async def until(check: Callable[[], Awaitable[bool] | bool], interval: float = 0.02) -> None:
+    """Poll ``check`` until it is true; the caller bounds the wait with ``fail_after``."""
+    while True:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        await anyio.sleep(interval)
+
+
+async def wait_for(conn: asyncpg.Connection, sql: str, expected: Any, *args: Any) -> None:
+    """Poll ``sql`` until it returns ``expected``."""
+
+    async def check() -> bool:
+        return bool(await conn.fetchval(sql, *args) == expected)
+
+    await until(check)

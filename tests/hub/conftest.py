@@ -1,0 +1,61 @@
+"""Fixtures for hub tests: a migrated database and a config with unique names."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg  # type: ignore[import-untyped]
+import pytest
+import redis
+from aiokafka import AIOKafkaProducer
+
+from hub import HubConfig, migrate
+
+
+@pytest.fixture
+def hub_config(
+    pg_dsn: str, redis_url: str, kafka_bootstrap: str, unique: str
+) -> Iterator[HubConfig]:
+    config = HubConfig(
+        database_url=pg_dsn,
+        redis_url=redis_url,
+        kafka_bootstrap_servers=kafka_bootstrap,
+        http_port=0,
+        consumer_group=f"hub-{unique}",
+        usage_topic=f"usage-{unique}",
+        alerts_topic=f"alerts-{unique}",
+        usage_partitions=4,
+        redis_prefix=f"resmon-test-{unique}",
+        actor_shards=4,
+        batch_timeout_ms=50,
+        cache_ttl_seconds=120,
+    )
+    yield config
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(f"{config.redis_prefix}:*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+async def db(hub_config: HubConfig) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to the test database, migrated."""
+    await migrate(hub_config.database_url)
+    conn = await asyncpg.connect(hub_config.database_url)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def producer(kafka_bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
+    p = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=False, acks="all")
+    await p.start()
+    try:
+        yield p
+    finally:
+        await p.stop()

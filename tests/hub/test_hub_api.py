@@ -1,0 +1,257 @@
+"""The REST API on a real bound port, in front of a running hub."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import anyio
+import asyncpg  # type: ignore[import-untyped]
+import pytest
+from _hub_testing import until, wait_for
+
+from hub import HubConfig, HubError, RunningHub, provision_resource, run_hub
+
+pytestmark = [pytest.mark.integration, pytest.mark.anyio]
+
+TOTAL = "SELECT current_usage FROM customer_resources WHERE resource_key = $1"
+
+
+@pytest.fixture
+async def hub(hub_config: HubConfig, db: asyncpg.Connection) -> AsyncIterator[RunningHub]:
+    async with anyio.create_task_group() as tg:
+        running: RunningHub = await tg.start(run_hub, hub_config)
+        yield running
+        tg.cancel_scope.cancel()
+
+
+@pytest.fixture
+async def http(hub: RunningHub) -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(base_url=hub.http_url) as session:
+        yield session
+
+
+def event(customer: str, value: str, unit: str = "GB", **extra: Any) -> dict[str, Any]:
+    return {
+        "customerId": customer,
+        "resourceType": "bandwidth",
+        "value": value,
+        "unit": unit,
+        "timestamp": "2026-11-20T10:00:00Z",
+        **extra,
+    }
+
+
+async def test_ingest_then_current_usage_in_base_and_catalog_units(
+    hub: RunningHub, http: aiohttp.ClientSession, db: asyncpg.Connection, unique: str
+) -> None:
+    customer = f"cust-{unique}"
+    key = await provision_resource(db, customer, "bandwidth", 10**9)  # 1 GB
+    with anyio.fail_after(60):
+        resp = await http.post(
+            "/api/metrics/ingest",
+            json=[event(customer, "0.25", eventId=f"e1-{unique}"), event(customer, "125", "MB")],
+        )
+        assert resp.status == 202, await resp.text()
+        body = await resp.json()
+        assert body["accepted"] == 2
+        assert body["eventIds"][0] == f"e1-{unique}"
+        # the same idempotency key again is counted once
+        resp = await http.post(
+            "/api/metrics/ingest", json=event(customer, "0.25", eventId=f"e1-{unique}")
+        )
+        assert resp.status == 202
+        await wait_for(db, TOTAL, 375_000_000, key)
+        await until(lambda: hub.metrics.duplicates._value.get() == 1)
+        assert await db.fetchval(TOTAL, key) == 375_000_000
+        url = f"/api/metrics/customer/{customer}/current"
+
+        async def cached() -> bool:
+            async with http.get(url) as resp:
+                return resp.headers.get("X-Resmon-Source") == "redis"
+
+        await until(cached)
+        resp = await http.get(url)
+        current = await resp.json()
+    assert current == [
+        {
+            "resourceKey": key,
+            "resourceType": "bandwidth",
+            "usage": 375_000_000,
+            "unit": "byte",
+            "limit": 10**9,
+            "catalogUnit": "GB",
+            "usageInUnit": "0.375",
+            "limitInUnit": "1",
+            "percentage": "37.50",
+            "level": "NONE",
+            "updated": current[0]["updated"],
+        }
+    ]
+    with anyio.fail_after(10):
+        resp = await http.get(f"/api/monitoring/customers/{customer}/resources")
+        assert resp.status == 200
+        (resource,) = await resp.json()
+    assert resource["resourceKey"] == key
+    assert resource["currentUsage"] == 375_000_000
+    assert resource["usageInUnit"] == "0.375"
+    assert resource["resourceName"] == "Internet 100Mbps"
+    assert resource["warningThreshold"] == "80.00"
+
+
+async def test_current_usage_falls_back_to_postgresql_and_lists_every_resource(
+    hub: RunningHub, http: aiohttp.ClientSession, db: asyncpg.Connection, unique: str
+) -> None:
+    customer = f"cust-{unique}"
+    url = f"/api/metrics/customer/{customer}/current"
+    await provision_resource(db, customer, "storage", 2 * 10**12, name="nas")
+    busy = await provision_resource(db, customer, "bandwidth", None)
+    with anyio.fail_after(60):
+        resp = await http.post("/api/metrics/ingest", json=event(customer, "3", "byte"))
+        assert resp.status == 202
+        await wait_for(db, TOTAL, 3, busy)
+        await until(lambda: hub.consumer.batches > 0)
+        sources = []
+        for _ in range(2):  # a miss fills the cache from PostgreSQL; then Redis answers
+            resp = await http.get(url)
+            assert resp.status == 200
+            sources.append(resp.headers["X-Resmon-Source"])
+            usage = await resp.json()
+            assert [u["resourceKey"] for u in usage] == [busy, f"{customer}/storage/nas"]
+        assert sources == ["postgresql", "redis"]
+        assert usage[1]["limitInUnit"] == "2000"
+        assert (usage[0]["usage"], usage[1]["usage"]) == (3, 0)
+        # a new resource drops the customer's cached usage (NOTIFY), so it is listed at once
+        await provision_resource(db, customer, "cpu", 3600)
+
+        async def listed() -> bool:
+            async with http.get(url) as resp:
+                return len(await resp.json()) == 3
+
+        await until(listed)
+
+
+async def test_unknown_customer_is_404_json(http: aiohttp.ClientSession, unique: str) -> None:
+    with anyio.fail_after(10):
+        resp = await http.get(f"/api/metrics/customer/nobody-{unique}/current")
+        assert resp.status == 404
+        body = await resp.json()
+    assert "not found" in body["error"]
+    assert body["where"].startswith("/api/metrics/customer/")
+
+
+@pytest.mark.parametrize(
+    ("payload", "where"),
+    [
+        ({"customerId": "c", "resourceType": "bandwidth", "unit": "GB"}, "value"),
+        ({"customerId": "c", "resourceType": "warp", "value": "1", "unit": "GB"}, "resourceType"),
+        ({"customerId": "c", "resourceType": "bandwidth", "value": "1", "unit": "hour"}, "unit"),
+        ({"customerId": "c", "resourceType": "bandwidth", "value": "0.5", "unit": "byte"}, "value"),
+    ],
+)
+async def test_invalid_ingest_is_400_naming_the_field_and_publishes_nothing(
+    hub: RunningHub,
+    http: aiohttp.ClientSession,
+    db: asyncpg.Connection,
+    unique: str,
+    payload: dict[str, Any],
+    where: str,
+) -> None:
+    good = event(f"cust-{unique}", "1", "byte")
+    with anyio.fail_after(60):
+        resp = await http.post("/api/metrics/ingest", json=[good, payload])
+        assert resp.status == 400
+        body = await resp.json()
+        assert where in body["error"]  # names the field
+        assert where in body["where"] or body["where"] == "$[1]"
+        assert body["where"].startswith("$[1]")
+        # a later valid event is applied; the rejected batch's good event never was
+        resp = await http.post("/api/metrics/ingest", json=event(f"cust-{unique}", "2", "byte"))
+        assert resp.status == 202
+        await wait_for(db, TOTAL, 2, f"cust-{unique}/bandwidth")
+    assert await db.fetchval("SELECT count(*) FROM processed_events") == 1
+
+
+async def test_alert_list_acknowledge_and_resolve(
+    hub: RunningHub, http: aiohttp.ClientSession, db: asyncpg.Connection, unique: str
+) -> None:
+    customer = f"cust-{unique}"
+    await provision_resource(db, customer, "api_calls", 1000)
+    with anyio.fail_after(60):
+        resp = await http.post(
+            "/api/metrics/ingest",
+            json={
+                "customerId": customer,
+                "resourceType": "api_calls",
+                "value": 850,
+                "unit": "request",
+            },
+        )
+        assert resp.status == 202
+        await wait_for(db, "SELECT count(*) FROM alerts", 1)
+        resp = await http.get("/api/alerts", params={"status": "ACTIVE", "customerId": customer})
+        (alert,) = await resp.json()
+        assert alert["alertType"] == "THRESHOLD_WARNING"
+        assert alert["currentValue"] == "850"
+        assert alert["thresholdValue"] == "800"
+        assert alert["unit"] == "request"
+
+        resp = await http.post(f"/api/alerts/{alert['id']}/acknowledge", json={})
+        assert resp.status == 400
+        assert (await resp.json())["where"] == "$.by"
+        resp = await http.post(f"/api/alerts/{alert['id']}/acknowledge", json={"by": "noc-alice"})
+        assert resp.status == 200
+        acked = await resp.json()
+        assert (acked["status"], acked["acknowledgedBy"]) == ("ACKNOWLEDGED", "noc-alice")
+        assert acked["acknowledgedAt"] is not None
+
+        resp = await http.post(f"/api/alerts/{alert['id']}/resolve", json={"by": "noc-bob"})
+        resolved = await resp.json()
+        assert (resolved["status"], resolved["resolvedBy"]) == ("RESOLVED", "noc-bob")
+        resp = await http.post(f"/api/alerts/{alert['id']}/acknowledge", json={"by": "x"})
+        assert resp.status == 409
+
+        resp = await http.get("/api/alerts", params={"status": "ACTIVE", "customerId": customer})
+        assert await resp.json() == []
+        resp = await http.post("/api/alerts/not-a-uuid/resolve")
+        assert resp.status == 404
+        resp = await http.post("/api/alerts/00000000-0000-0000-0000-000000000001/resolve")
+        assert resp.status == 404
+        resp = await http.get("/api/alerts", params={"status": "BOGUS"})
+        assert resp.status == 400
+
+
+async def test_healthz_and_prometheus_metrics(http: aiohttp.ClientSession) -> None:
+    with anyio.fail_after(10):
+        resp = await http.get("/healthz")
+        assert resp.status == 200
+        assert await resp.json() == {"status": "ok"}
+        resp = await http.get("/metrics")
+        text = await resp.text()
+    assert resp.status == 200
+    for name in (
+        "resmon_hub_readings_consumed_total",
+        "resmon_hub_duplicates_dropped_total",
+        "resmon_hub_dead_letters_total",
+        "resmon_hub_batch_commit_seconds_bucket",
+    ):
+        assert name in text
+
+
+async def test_http_port_in_use_is_a_clear_error(
+    hub_config: HubConfig, db: asyncpg.Connection
+) -> None:
+    import msgspec
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = msgspec.structs.replace(hub_config, http_port=port)
+        with (
+            anyio.fail_after(60),
+            pytest.raises(HubError, match=f"127.0.0.1:{port} is already in use"),
+        ):
+            await run_hub(config)  # fails while starting: the HubError itself, not a group

@@ -1,0 +1,96 @@
+"""`resmon demo` on a bare machine: embedded servers, routers, agent and hub.
+
+The promise in the README: within 60 s the REST API shows resources with
+non-zero usage and at least one alert.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from resmon._ports import free_tcp_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture
+def state_dir() -> Iterator[Path]:
+    # Embedded PostgreSQL runs as an unprivileged user when we are root, so the
+    # state directory must be reachable by others (pytest's tmp_path is 0700).
+    path = Path(tempfile.mkdtemp(prefix="resmon-demo-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _get(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=2) as resp:
+        return json.loads(resp.read())
+
+
+def test_demo_shows_usage_and_an_alert_within_60_seconds(state_dir: Path) -> None:
+    port = free_tcp_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DATABASE_URL", "REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS"}
+    }
+    resmon = str(Path(sys.executable).with_name("resmon"))
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [
+            resmon,
+            "--log-format",
+            "json",
+            "demo",
+            "--duration",
+            "90",
+            "--state-dir",
+            str(state_dir),
+            "--http",
+            f"127.0.0.1:{port}",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        resources: list[dict[str, Any]] = []
+        alerts: list[dict[str, Any]] = []
+        while time.monotonic() - started < 60:
+            assert proc.poll() is None, "resmon demo exited early"
+            try:
+                resources = _get(f"{base}/api/metrics/customer/cust-0001/current")
+                alerts = _get(f"{base}/api/alerts")
+            except (urllib.error.URLError, ConnectionError):
+                pass
+            if alerts and any(r["usage"] > 0 for r in resources):
+                break
+            time.sleep(1)
+        assert any(r["usage"] > 0 for r in resources), resources
+        assert alerts, "no alert within 60 s"
+        assert alerts[0]["customerId"] == "cust-0001"
+        assert alerts[0]["alertType"] in {"THRESHOLD_WARNING", "THRESHOLD_CRITICAL"}
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    assert "hub REST API on" in out
+    assert "stopped." in out

@@ -1,0 +1,167 @@
+"""The walking skeleton, end to end on real servers.
+
+Simulated router --SNMP--> edge agent --Kafka (tansu)--> hub --> PostgreSQL,
+Redis and REST. The simulator runs on a clock the test moves by hand, so the
+bytes an interface carried are known exactly and the alert thresholds are
+crossed at moments the test chooses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+import anyio
+import asyncpg
+import pytest
+
+from edge_agent.app import run_agent
+from edge_agent.config import config_from_dict
+from hub.app import run_hub
+from hub.config import HubConfig
+from hub.storage.migrate import migrate
+from hub.storage.provision import provision_resource
+from simulator import Fleet
+
+pytestmark = [pytest.mark.anyio, pytest.mark.integration, pytest.mark.snmp]
+
+RATE = 1_000  # bytes/s into the customer's interface (simulated time)
+LIMIT = 100_000  # bytes: 80 % at 80 s of traffic, 95 % at 95 s
+STEP_S = 10  # simulated seconds per step -> 10,000 bytes
+
+
+class ManualClock:
+    """Nanoseconds since the epoch, moved forward only by the test."""
+
+    def __init__(self) -> None:
+        self.ns = 1_700_000_000 * 10**9
+
+    def __call__(self) -> int:
+        return self.ns
+
+    def advance(self, seconds: int) -> None:
+        self.ns += seconds * 10**9
+
+
+async def _eventually(check: Callable[[], Awaitable[bool]]) -> None:
+    """Poll ``check`` until it holds; the caller's fail_after bounds the wait."""
+    while not await check():  # noqa: ASYNC110 - PostgreSQL rows have no event to wait on
+        await anyio.sleep(0.05)
+
+
+async def test_traffic_crossing_95_percent_raises_one_warning_then_one_critical_with_exact_bytes(
+    kafka_bootstrap: str, pg_dsn: str, redis_url: str, unique: str, tmp_path: Path
+) -> None:
+    clock = ManualClock()
+    fleet = Fleet.generate(
+        routers=1, interfaces=1, base_port=0, rate_bps=RATE, out_rate_bps=0, clock=clock
+    )
+    customer = fleet.config.routers[0].interfaces[0].customer
+    assert customer is not None
+    await migrate(pg_dsn)
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        key = await provision_resource(conn, customer, "bandwidth", LIMIT)
+    finally:
+        await conn.close()
+    hub_config = HubConfig(
+        database_url=pg_dsn,
+        redis_url=redis_url,
+        kafka_bootstrap_servers=kafka_bootstrap,
+        http_port=0,
+        consumer_group=f"hub-{unique}",
+        usage_topic=f"usage-{unique}",
+        alerts_topic=f"alerts-{unique}",
+        redis_prefix=f"resmon-test-{unique}",
+    )
+
+    with anyio.fail_after(90):
+        async with anyio.create_task_group() as tg:
+            endpoints = await tg.start(fleet.run, "127.0.0.1")
+            hub = await tg.start(run_hub, hub_config)
+            agent_config = config_from_dict(
+                {
+                    "agent_id": f"e2e-{unique}",
+                    "interval": 0.5,
+                    "jitter": 0,
+                    "targets": [
+                        {"name": e.router, "host": e.host, "port": e.port, "community": e.community}
+                        for e in endpoints
+                    ],
+                    "mapping": [{"pattern": r"^CUST:(?P<customer>\S+)", "direction": "in"}],
+                    "kafka": {
+                        "bootstrap_servers": kafka_bootstrap,
+                        "topic": hub_config.usage_topic,
+                        "linger_ms": 1,
+                    },
+                    "buffer": {"directory": str(tmp_path / "buffer")},
+                    "http": {"port": 0},
+                },
+                file="<e2e>",
+            )
+            agent = await tg.start(run_agent, agent_config)
+            pool = hub.pool
+
+            async def total() -> int:
+                value = await pool.fetchval(
+                    "SELECT current_usage FROM customer_resources WHERE resource_key = $1", key
+                )
+                return int(value)
+
+            async def alerts() -> list[tuple[str, str]]:
+                rows = await pool.fetch(
+                    "SELECT a.alert_type, a.status FROM alerts a JOIN customer_resources r"
+                    " ON r.id = a.customer_resource_id WHERE r.resource_key = $1"
+                    " ORDER BY a.created_at",
+                    key,
+                )
+                return [(r["alert_type"], r["status"]) for r in rows]
+
+            # Two polls make the first (zero) delta: the baseline is set.
+            await agent.poller.wait_for_cycle(2)
+            start_ns = clock.ns
+            seen_after_step: list[list[tuple[str, str]]] = []
+            for step in range(1, 11):
+                clock.advance(STEP_S)
+                expected = step * STEP_S * RATE
+
+                async def reached(expected: int = expected) -> bool:
+                    return await total() == expected
+
+                await _eventually(reached)
+                seen_after_step.append([a for a, _ in await alerts()])
+
+            # Every byte the simulator served after the baseline, no more, no less.
+            served = fleet.bytes_between(fleet.routers[0], "ge-0/0/0", "in", start_ns, clock.ns)
+            assert served == LIMIT
+            assert await total() == served
+
+            # 70 %: nothing; 80 %: one warning; 90 %: still one; 100 % (>= 95 %): critical.
+            assert seen_after_step[6] == []
+            assert seen_after_step[7] == ["THRESHOLD_WARNING"]
+            assert seen_after_step[8] == ["THRESHOLD_WARNING"]
+            assert seen_after_step[9] == ["THRESHOLD_WARNING", "THRESHOLD_CRITICAL"]
+            final = await alerts()
+            assert [a for a, _ in final] == ["THRESHOLD_WARNING", "THRESHOLD_CRITICAL"]
+            assert final[1][1] == "ACTIVE"
+
+            # The REST API shows the exact usage and both alerts.
+            async with aiohttp.ClientSession(hub.http_url) as http:
+                async with http.get(f"/api/metrics/customer/{customer}/current") as resp:
+                    assert resp.status == 200
+                    current = await resp.json()
+                async with http.get("/api/alerts", params={"customerId": customer}) as resp:
+                    assert resp.status == 200
+                    listed = await resp.json()
+            [resource] = current
+            assert resource["resourceKey"] == key
+            assert resource["usage"] == LIMIT
+            assert resource["limit"] == LIMIT
+            assert resource["percentage"] == "100.00"
+            assert resource["level"] == "CRITICAL"
+            by_type = {a["alertType"]: a for a in listed}
+            assert set(by_type) == {"THRESHOLD_WARNING", "THRESHOLD_CRITICAL"}
+            assert by_type["THRESHOLD_CRITICAL"]["currentValue"] == "0.0001"
+            assert by_type["THRESHOLD_WARNING"]["resolution"] == "escalated"
+            tg.cancel_scope.cancel()
