@@ -14,6 +14,7 @@ RESMON_WARNING_PERCENT     default warning threshold, % of the limit   80
 RESMON_CRITICAL_PERCENT    default critical threshold, % of the limit  95
 RESMON_HYSTERESIS_POINTS   resolve only below warning% minus this      5
 RESMON_BILLING_TZ          time zone billing months start in           UTC
+RESMON_HUB_SESSION_MS      Kafka group session timeout, milliseconds   10000
 =========================  ==========================================  =====================
 
 URLs keep their passwords in memory only: :func:`redact` is what gets logged.
@@ -87,6 +88,10 @@ class HubConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     #: most records taken from Kafka per batch (one PostgreSQL transaction)
     batch_max_records: int = 2000
     batch_timeout_ms: int = 200
+    #: Kafka group session timeout. A new member is assigned partitions about
+    #: half of this after joining, and a dead hub's partitions move after it.
+    #: Apache Kafka refuses values below its group.min.session.timeout.ms (6 s).
+    session_timeout_ms: int = 10_000
     cache_ttl_seconds: int = 3600
     #: Redis key prefix (``{prefix}:usage:{customer}``)
     redis_prefix: str = "resmon"
@@ -160,6 +165,12 @@ class HubConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
         ):
             if value := env.get(var, "").strip():
                 values[field] = value
+        if value := env.get("RESMON_HUB_SESSION_MS", "").strip():
+            if not value.isdigit() or not 1000 <= int(value) <= 600_000:
+                raise ConfigError(
+                    f"RESMON_HUB_SESSION_MS={value!r}: expected milliseconds, 1000-600000"
+                )
+            values["session_timeout_ms"] = int(value)
         for var, field in (
             ("RESMON_WARNING_PERCENT", "warning_percent"),
             ("RESMON_CRITICAL_PERCENT", "critical_percent"),

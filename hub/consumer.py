@@ -154,6 +154,8 @@ class UsageConsumer:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=cfg.batch_max_records,
+            session_timeout_ms=cfg.session_timeout_ms,
+            heartbeat_interval_ms=max(100, cfg.session_timeout_ms // 4),
         )
         consumer.subscribe([cfg.usage_topic], listener=_Rebalance(self, consumer))
         with broker_errors(cfg.kafka_bootstrap_servers):

@@ -86,6 +86,8 @@ async def run_demo(
                 "REDIS_URL": urls.redis_url,
                 "KAFKA_BOOTSTRAP_SERVERS": urls.kafka_bootstrap_servers,
                 "RESMON_HUB_HTTP": f"{host}:{port_text}",
+                # one hub: no reason to wait long for other group members
+                "RESMON_HUB_SESSION_MS": "2000",
             }
         )
         await migrate(config.database_url)

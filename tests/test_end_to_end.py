@@ -74,6 +74,7 @@ async def test_traffic_crossing_95_percent_raises_one_warning_then_one_critical_
         usage_topic=f"usage-{unique}",
         alerts_topic=f"alerts-{unique}",
         redis_prefix=f"resmon-test-{unique}",
+        session_timeout_ms=2000,
     )
 
     with anyio.fail_after(90):

@@ -29,6 +29,7 @@ def hub_config(
         actor_shards=4,
         batch_timeout_ms=50,
         cache_ttl_seconds=120,
+        session_timeout_ms=2000,  # the test broker assigns partitions ~half of this after a join
     )
     yield config
     client = redis.Redis.from_url(redis_url)
