@@ -60,6 +60,11 @@ class Figure(msgspec.Struct, frozen=True, kw_only=True):
 #: ``quick: bool`` and returns ``list[Figure]``.
 SUITES: Final[dict[str, tuple[str, str]]] = {
     "simulator": ("simulator.bench:suite", "GETBULK responses/s the simulator answers"),
+    "agent": ("edge_agent.bench:suite", "varbinds/s polled per core; a 1,000 x 48 poll"),
+    "hub-core": ("hub.bench:core_suite", "actor core readings/s; RSS with 1,000,000 resources"),
+    "hub-e2e": ("hub.bench:e2e_suite", "readings/s and alert latency through broker, PG, Redis"),
+    "ingest": ("hub.bench:ingest_suite", "POST /api/metrics/ingest events/s"),
+    "loadtest": ("loadtest.bench:suite", "isp-10k and faults scenarios end to end"),
 }
 
 

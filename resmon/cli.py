@@ -24,6 +24,7 @@ _COMMANDS: Final[dict[str, tuple[str, str]]] = {
     "sim": ("simulator.cli:sim", "Simulated routers answering SNMP, for demos and load tests."),
     "demo": ("resmon.demo:demo", "Run routers, agent, hub and servers on this machine."),
     "bench": ("resmon.bench:bench", "Run the benchmark suites and write BENCHMARKS.md."),
+    "loadtest": ("loadtest.cli:loadtest", "Drive scenarios of simulated routers through it all."),
 }
 
 
