@@ -35,6 +35,7 @@ command line, on Linux) is stopped before a new one starts.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
 import os
 import re
@@ -545,6 +546,50 @@ def _postgres_identity(data: Path, bindir: Path) -> tuple[int, int, str] | None:
             ) from None
     uid, gid = (entry.pw_uid, entry.pw_gid) if entry else (owner, data.stat().st_gid)
     name = entry.pw_name if entry else f"uid {owner}"
+    return uid, gid, name
+
+
+def _reachable(
+    data: Path,
+    bindir: Path,
+    identity: tuple[int, int, str] | None,
+    progress: Callable[[str], None],
+) -> tuple[Path, Path]:
+    """Data and binary directories the unprivileged PostgreSQL user can enter.
+
+    As root, PostgreSQL runs as another user, who may not be able to enter a
+    private home or checkout (mode 700) holding the state directory or the
+    virtualenv. Then the binaries are copied once to the system's temporary
+    directory and the data directory lives there too, keyed by the state
+    directory, and the user is told where.
+    """
+    if identity is None:
+        return data, bindir
+    uid, gid, name = identity
+    base = Path(tempfile.gettempdir())
+    if _traversal_blocker(bindir, uid, gid) is not None:
+        install = bindir.parent
+        digest = hashlib.sha256(str(install.resolve()).encode()).hexdigest()[:12]
+        copy = base / f"resmon-pginstall-{digest}"
+        if not (copy / "bin" / "postgres").exists():
+            progress(f"copying PostgreSQL binaries to {copy} so user {name!r} can run them ...")
+            staging = Path(tempfile.mkdtemp(prefix="resmon-pginstall-", dir=base))
+            shutil.copytree(install, staging / "pginstall", symlinks=True)
+            staging.chmod(0o755)
+            try:
+                (staging / "pginstall").rename(copy)
+            except OSError:  # another process copied it first
+                shutil.rmtree(staging / "pginstall", ignore_errors=True)
+            shutil.rmtree(staging, ignore_errors=True)
+        bindir = copy / "bin"
+    blocker = _traversal_blocker(data.parent, uid, gid)
+    if blocker is not None:
+        digest = hashlib.sha256(str(data.resolve()).encode()).hexdigest()[:12]
+        moved = base / f"resmon-pgdata-{digest}"
+        progress(
+            f"user {name!r} cannot enter {blocker}; PostgreSQL keeps its data in {moved} instead"
+        )
+        data = moved
     for target in (data.parent, bindir):
         blocker = _traversal_blocker(target, uid, gid)
         if blocker is not None:
@@ -555,7 +600,7 @@ def _postgres_identity(data: Path, bindir: Path) -> tuple[int, int, str] | None:
                 f"users can reach (e.g. under /tmp or /srv), run resmon as a normal user, "
                 f"or set DATABASE_URL"
             )
-    return uid, gid, name
+    return data, bindir
 
 
 def _prepare_pgdata(
@@ -637,10 +682,12 @@ async def _start_postgres(
     started = time.monotonic()
     deadline = started + time_limit
     bindir = _package_dir("pgserver", _PG, "DATABASE_URL") / "pginstall" / "bin"
-    postgres = _executable(bindir / "postgres", _PG, "DATABASE_URL")
+    _executable(bindir / "postgres", _PG, "DATABASE_URL")
     data = state / "postgres"
     progress(f"starting PostgreSQL (pgserver) in {_shown(data)} ...")
     identity = _postgres_identity(data, bindir)
+    data, bindir = await anyio.to_thread.run_sync(_reachable, data, bindir, identity, progress)
+    postgres = _executable(bindir / "postgres", _PG, "DATABASE_URL")
     await anyio.to_thread.run_sync(
         _prepare_pgdata, bindir, data, state, identity, time_limit, progress
     )

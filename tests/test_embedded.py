@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
+import asyncpg  # type: ignore[import-untyped]
 import pytest
 
 from resmon import embedded
@@ -317,13 +318,59 @@ def test_empty_values_count_as_unset() -> None:
 
 
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="root only")
+@pytest.mark.integration
 @pytest.mark.anyio
-async def test_root_with_unreachable_state_dir_explains(tmp_path: Path) -> None:
+async def test_root_with_unreachable_state_dir_keeps_postgres_data_in_the_temp_dir(
+    tmp_path: Path,
+) -> None:
     # pytest's tmp_path is below /tmp/pytest-of-root (mode 0700): nobody cannot enter it.
-    with pytest.raises(EmbeddedServerError, match=r"runs it as user 'nobody', who cannot enter"):
-        async with embedded_servers(tmp_path / "state", {}, progress=lambda _: None):
-            pytest.fail("must not get here")
+    said: list[str] = []
+    env = {"REDIS_URL": "redis://127.0.0.1:1/0", "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
+    moved: Path | None = None
+    try:
+        with anyio.fail_after(60):
+            async with embedded_servers(tmp_path / "state", env, progress=said.append) as urls:
+                conn = await asyncpg.connect(urls.database_url)
+                try:
+                    assert await conn.fetchval("SELECT 1") == 1
+                finally:
+                    await conn.close()
+        [note] = [line for line in said if "keeps its data in" in line]
+        moved = Path(note.rsplit(" ", 2)[-2])
+        assert moved.parent == Path(tempfile.gettempdir())
+        assert (moved / "PG_VERSION").exists()
+    finally:
+        if moved is not None:
+            shutil.rmtree(moved, ignore_errors=True)
     assert procs_in(tmp_path / "state") == []
+
+
+def test_binaries_nobody_can_reach_are_copied_where_they_can(tmp_path: Path) -> None:
+    import pwd
+
+    from resmon.embedded import _reachable
+
+    nobody = pwd.getpwnam("nobody")
+    private = tmp_path / "private"  # mode 0700 below /tmp/pytest-of-<user>
+    (private / "pginstall" / "bin").mkdir(parents=True)
+    (private / "pginstall" / "bin" / "postgres").write_text("#!/bin/sh\n")
+    reachable_data = Path(tempfile.mkdtemp(prefix="resmon-emb-")) / "postgres"
+    reachable_data.parent.chmod(0o755)
+    said: list[str] = []
+    data, bindir = _reachable(
+        reachable_data,
+        private / "pginstall" / "bin",
+        (nobody.pw_uid, nobody.pw_gid, "nobody"),
+        said.append,
+    )
+    try:
+        assert data == reachable_data
+        assert bindir.parent.parent == Path(tempfile.gettempdir())
+        assert (bindir / "postgres").read_text() == "#!/bin/sh\n"
+        assert any("copying PostgreSQL binaries" in line for line in said)
+    finally:
+        shutil.rmtree(bindir.parent, ignore_errors=True)
+        shutil.rmtree(reachable_data.parent, ignore_errors=True)
 
 
 @pytest.fixture
