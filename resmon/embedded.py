@@ -568,20 +568,26 @@ def _reachable(
     uid, gid, name = identity
     base = Path(tempfile.gettempdir())
     if _traversal_blocker(bindir, uid, gid) is not None:
+        # Keep the wheel's layout: the binaries find their bundled libraries
+        # through an rpath of $ORIGIN/../../../pgserver.libs.
         install = bindir.parent
+        site = install.parent.parent
         digest = hashlib.sha256(str(install.resolve()).encode()).hexdigest()[:12]
         copy = base / f"resmon-pginstall-{digest}"
-        if not (copy / "bin" / "postgres").exists():
+        if not (copy / "pgserver" / "pginstall" / "bin" / "postgres").exists():
             progress(f"copying PostgreSQL binaries to {copy} so user {name!r} can run them ...")
             staging = Path(tempfile.mkdtemp(prefix="resmon-pginstall-", dir=base))
-            shutil.copytree(install, staging / "pginstall", symlinks=True)
-            staging.chmod(0o755)
-            try:
-                (staging / "pginstall").rename(copy)
-            except OSError:  # another process copied it first
-                shutil.rmtree(staging / "pginstall", ignore_errors=True)
+            shutil.copytree(install, staging / "tree" / "pgserver" / "pginstall", symlinks=True)
+            if (site / "pgserver.libs").is_dir():
+                shutil.copytree(
+                    site / "pgserver.libs", staging / "tree" / "pgserver.libs", symlinks=True
+                )
+            (staging / "tree").chmod(0o755)
+            (staging / "tree" / "pgserver").chmod(0o755)
+            with contextlib.suppress(OSError):  # another process may have copied it first
+                (staging / "tree").rename(copy)
             shutil.rmtree(staging, ignore_errors=True)
-        bindir = copy / "bin"
+        bindir = copy / "pgserver" / "pginstall" / "bin"
     blocker = _traversal_blocker(data.parent, uid, gid)
     if blocker is not None:
         digest = hashlib.sha256(str(data.resolve()).encode()).hexdigest()[:12]

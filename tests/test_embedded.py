@@ -345,32 +345,51 @@ async def test_root_with_unreachable_state_dir_keeps_postgres_data_in_the_temp_d
     assert procs_in(tmp_path / "state") == []
 
 
-def test_binaries_nobody_can_reach_are_copied_where_they_can(tmp_path: Path) -> None:
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="root only")
+def test_binaries_nobody_can_reach_are_copied_where_nobody_can_run_them(tmp_path: Path) -> None:
+    import importlib.util
     import pwd
 
     from resmon.embedded import _reachable
 
+    # A virtualenv inside a private checkout (mode 0700), as in a fresh `git clone` below
+    # `mktemp -d`: copy the real wheel's files there, keeping their layout.
+    spec = importlib.util.find_spec("pgserver")
+    assert spec is not None
+    assert spec.origin is not None
+    site = Path(spec.origin).parent.parent
+    private = tmp_path / "site"
+    shutil.copytree(site / "pgserver" / "pginstall", private / "pgserver" / "pginstall")
+    if (site / "pgserver.libs").is_dir():
+        shutil.copytree(site / "pgserver.libs", private / "pgserver.libs")
     nobody = pwd.getpwnam("nobody")
-    private = tmp_path / "private"  # mode 0700 below /tmp/pytest-of-<user>
-    (private / "pginstall" / "bin").mkdir(parents=True)
-    (private / "pginstall" / "bin" / "postgres").write_text("#!/bin/sh\n")
-    reachable_data = Path(tempfile.mkdtemp(prefix="resmon-emb-")) / "postgres"
-    reachable_data.parent.chmod(0o755)
+    data_parent = Path(tempfile.mkdtemp(prefix="resmon-emb-"))
+    data_parent.chmod(0o755)
     said: list[str] = []
     data, bindir = _reachable(
-        reachable_data,
-        private / "pginstall" / "bin",
+        data_parent / "postgres",
+        private / "pgserver" / "pginstall" / "bin",
         (nobody.pw_uid, nobody.pw_gid, "nobody"),
         said.append,
     )
     try:
-        assert data == reachable_data
-        assert bindir.parent.parent == Path(tempfile.gettempdir())
-        assert (bindir / "postgres").read_text() == "#!/bin/sh\n"
+        assert data == data_parent / "postgres"
+        assert bindir.parents[3] == Path(tempfile.gettempdir())
         assert any("copying PostgreSQL binaries" in line for line in said)
+        result = subprocess.run(
+            [str(bindir / "initdb"), "--version"],
+            user=nobody.pw_uid,
+            group=nobody.pw_gid,
+            extra_groups=[],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "initdb (PostgreSQL)" in result.stdout
     finally:
-        shutil.rmtree(bindir.parent, ignore_errors=True)
-        shutil.rmtree(reachable_data.parent, ignore_errors=True)
+        shutil.rmtree(bindir.parents[2], ignore_errors=True)
+        shutil.rmtree(data_parent, ignore_errors=True)
 
 
 @pytest.fixture
