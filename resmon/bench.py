@@ -5,8 +5,11 @@ Each suite is a function in the package it measures that returns
 same run (the naive way of doing the same job) so the ratio means something
 on whatever machine ran it. Latency percentiles come from HdrHistogram.
 
-Suites are imported lazily: a suite whose package is missing is reported as
-"not run", never silently skipped.
+Suites are imported lazily: a suite whose package is missing, or that raises,
+is reported as "not run" with the reason (the other suites still run), never
+silently skipped. The report names the date, the machine and how long each
+suite took. A suite module may also define ``markdown_sections()`` returning
+extra Markdown (e.g. the load-test summaries) appended to the report.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import os
 import platform
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +28,15 @@ from typing import Final
 import click
 import msgspec
 
-__all__ = ["SUITES", "Figure", "bench", "machine_description", "render_markdown"]
+__all__ = [
+    "SUITES",
+    "Figure",
+    "SuiteRun",
+    "bench",
+    "machine_description",
+    "render_markdown",
+    "run_suites",
+]
 
 
 class Figure(msgspec.Struct, frozen=True, kw_only=True):
@@ -68,6 +80,17 @@ SUITES: Final[dict[str, tuple[str, str]]] = {
 }
 
 
+class SuiteRun(msgspec.Struct, kw_only=True):
+    """How one suite went: ``status`` is "ok", "not run" or "failed"."""
+
+    name: str
+    what: str
+    status: str
+    seconds: float = 0.0
+    reason: str = ""
+    figures: int = 0
+
+
 def machine_description() -> str:
     cpu = platform.processor() or "unknown CPU"
     try:
@@ -91,13 +114,31 @@ def _fmt(value: float | None) -> str:
     return f"{value:,.3g}"
 
 
-def render_markdown(figures: list[Figure], not_run: dict[str, str], *, started: datetime) -> str:
+def _memory() -> str:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return f", {int(line.split()[1]) / 2**20:.0f} GiB RAM"
+    except (OSError, ValueError, IndexError):
+        pass
+    return ""
+
+
+def render_markdown(
+    figures: list[Figure],
+    not_run: dict[str, str],
+    *,
+    started: datetime,
+    suites: list[SuiteRun] | None = None,
+    sections: list[str] | None = None,
+    total_s: float | None = None,
+) -> str:
     lines = [
         "# Benchmarks",
         "",
         f"Run: {started.strftime('%Y-%m-%d %H:%M UTC')} with `make bench` "
         "(`resmon bench --output BENCHMARKS.md`).",
-        f"Machine: {machine_description()}.",
+        f"Machine: {machine_description()}{_memory()}.",
         "",
         "Every figure is measured in the same run as its baseline; the ratio is "
         "ours over the baseline (higher is better for rates, lower for times).",
@@ -115,6 +156,13 @@ def render_markdown(figures: list[Figure], not_run: dict[str, str], *, started: 
             f"| {f.suite} | {f.name} | {_fmt(f.value)} {f.unit} | {target} | {met} "
             f"| {f.baseline_name or '-'} | {_fmt(f.baseline_value)} | {ratio} |"
         )
+    if suites:
+        took = f" (all suites: {total_s:,.0f} s)" if total_s is not None else ""
+        lines += ["", f"## Suites{took}", "", "| suite | measures | status | seconds |"]
+        lines.append("| --- | --- | --- | --- |")
+        for run in suites:
+            status = run.status if not run.reason else f"{run.status}: {run.reason}"
+            lines.append(f"| {run.name} | {run.what} | {status} | {run.seconds:,.0f} |")
     lines += ["", "## How to reproduce each figure", ""]
     for f in figures:
         note = f" {f.notes}" if f.notes else ""
@@ -122,6 +170,8 @@ def render_markdown(figures: list[Figure], not_run: dict[str, str], *, started: 
     if not_run:
         lines += ["", "## Suites not run", ""]
         lines += [f"- **{name}**: {why}" for name, why in not_run.items()]
+    for section in sections or []:
+        lines += ["", section.rstrip()]
     return "\n".join(lines) + "\n"
 
 
@@ -149,26 +199,75 @@ def _load(target: str) -> Callable[[bool], list[Figure]]:
 def bench(only: tuple[str, ...], output: Path | None, quick: bool) -> None:
     """Run the benchmark suites and report figures beside same-run baselines."""
     started = datetime.now(UTC)
+    t0 = time.monotonic()
+    figures, not_run, suites, sections = run_suites(only or tuple(SUITES), quick)
+    report = render_markdown(
+        figures,
+        not_run,
+        started=started,
+        suites=suites,
+        sections=sections,
+        total_s=time.monotonic() - t0,
+    )
+    if output is None:
+        sys.stdout.write(report)
+    else:
+        output.write_text(report)
+        click.echo(f"[bench] wrote {output}", err=True)
+
+
+def run_suites(
+    names: tuple[str, ...], quick: bool
+) -> tuple[list[Figure], dict[str, str], list[SuiteRun], list[str]]:
+    """Run the named suites; one that cannot be imported or raises is "not run"."""
     figures: list[Figure] = []
     not_run: dict[str, str] = {}
-    for name in only or tuple(SUITES):
+    suites: list[SuiteRun] = []
+    sections: list[str] = []
+    for name in names:
         target, what = SUITES[name]
         click.echo(f"[bench] {name}: {what} ...", err=True)
         t0 = time.monotonic()
         try:
             suite = _load(target)
         except ImportError as exc:
-            not_run[name] = f"cannot import {target}: {exc}"
+            reason = f"cannot import {target}: {exc}"
+            not_run[name] = reason
+            suites.append(SuiteRun(name=name, what=what, status="not run", reason=reason))
             click.echo(f"[bench] {name}: not run ({exc})", err=True)
             continue
-        results = suite(quick)
+        try:
+            results = suite(quick)
+        except Exception as exc:
+            leaf: BaseException = exc
+            while isinstance(leaf, BaseExceptionGroup) and leaf.exceptions:
+                leaf = leaf.exceptions[0]  # the first real error, not the task-group wrapper
+            reason = f"{type(leaf).__name__}: {leaf}".strip()
+            where = traceback.format_exc(limit=-1).strip().splitlines()
+            where_line = next((ln.strip() for ln in where if ln.strip().startswith("File ")), "")
+            not_run[name] = f"failed after {time.monotonic() - t0:.0f} s: {reason} ({where_line})"
+            suites.append(
+                SuiteRun(
+                    name=name,
+                    what=what,
+                    status="failed",
+                    seconds=time.monotonic() - t0,
+                    reason=reason[:200],
+                )
+            )
+            click.echo(f"[bench] {name}: FAILED ({reason})", err=True)
+            continue
         figures.extend(results)
         for f in results:
             click.echo(f"[bench]   {f.name}: {_fmt(f.value)} {f.unit}", err=True)
-        click.echo(f"[bench] {name}: done in {time.monotonic() - t0:.0f} s", err=True)
-    report = render_markdown(figures, not_run, started=started)
-    if output is None:
-        sys.stdout.write(report)
-    else:
-        output.write_text(report)
-        click.echo(f"[bench] wrote {output}", err=True)
+        extra = getattr(
+            importlib.import_module(target.partition(":")[0]), "markdown_sections", None
+        )
+        if callable(extra):
+            sections.extend(extra())
+        seconds = time.monotonic() - t0
+        suites.append(
+            SuiteRun(name=name, what=what, status="ok", seconds=seconds, figures=len(results))
+        )
+        click.echo(f"[bench] {name}: done in {seconds:.0f} s", err=True)
+    return figures, not_run, suites, sections

@@ -1,4 +1,4 @@
-"""Simulated routers answering SNMPv2c, with ground truth for their counters.
+"""Simulated routers answering SNMPv2c and SNMPv3 (USM), with ground truth for their counters.
 
 One asyncio process serves N routers x M interfaces (system group, ifTable,
 ifXTable) with a hand-written BER codec, fast enough for load tests. Counters
@@ -29,24 +29,30 @@ from ._exceptions import (
 from ._fleet import Endpoint, Fleet, FleetStats
 from ._mib import OIDS, MibView
 from ._model import (
+    AnomalyConfig,
+    FaultConfig,
     FleetConfig,
     InterfaceConfig,
     RouterConfig,
+    UserConfig,
     generate_config,
     load_config,
     validate_config,
 )
 from ._router import Direction, SimRouter
+from ._usm import UsmUser, localize_key, password_to_key
 
 __all__ = [
     "OIDS",
     "Agent",
     "AgentStats",
+    "AnomalyConfig",
     "BerError",
     "BindError",
     "ConfigError",
     "Direction",
     "Endpoint",
+    "FaultConfig",
     "Fleet",
     "FleetConfig",
     "FleetStats",
@@ -57,7 +63,11 @@ __all__ = [
     "SimRouter",
     "SimulatorError",
     "UnknownRouterError",
+    "UserConfig",
+    "UsmUser",
     "generate_config",
     "load_config",
+    "localize_key",
+    "password_to_key",
     "validate_config",
 ]

@@ -1,58 +1,47 @@
-"""The SNMPv2c agent logic: request datagram in, response datagram (or nothing) out.
+"""The SNMP agent logic: request datagram in, response datagram (or nothing) out.
 
 No I/O here, so it is tested and benchmarked without sockets. One
 :class:`Agent` serves one UDP socket; it finds the router by community (one
-router per port, or many on a shared port). Requests it cannot or must not
-answer return ``None`` and are counted in :class:`AgentStats`:
+router per port, or many on a shared port) for v2c, and answers SNMPv3 (USM)
+when the socket serves one router and the fleet has v3 users. Requests it
+cannot or must not answer return ``None`` and are counted in
+:class:`AgentStats`:
 
-- wrong community, SNMP version other than v2c, a dead router: no reply;
+- wrong community, SNMP v1, v3 on a shared port, a dead router: no reply;
 - bytes that are not a valid message: no reply, never an exception;
-- SetRequest: a Response with error-status notWritable (the MIB is read-only).
+- SetRequest: a Response with error-status notWritable (the MIB is read-only);
+- injected faults (:class:`~simulator.FaultConfig`): dropped requests,
+  malformed replies, and a delay the socket layer applies (``last_delay``).
 
-GetBulk follows RFC 3416 4.2.3: non-repeaters first, then up to
-max-repetitions rows of the repeaters; rows that would push the message past
-``max_response_bytes`` are left out (fewer rows, not tooBig), and the walk stops
-early once every repeater is at endOfMibView.
+PDU handling (Get, GetNext, GetBulk, Set) is in :mod:`._pdu`, SNMPv3 in :mod:`._v3`.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping
 from typing import Final
 
 import structlog
 
-from ._ber import (
-    GET,
-    GETBULK,
-    GETNEXT,
-    INTEGER,
-    OBJECT_IDENTIFIER,
-    OCTET_STRING,
-    SEQUENCE,
-    SET,
-    encode_length,
-    encode_signed,
-    encode_tlv,
-    read_tlv,
-)
+from ._ber import INTEGER, OCTET_STRING, SEQUENCE, encode_length, encode_signed, read_tlv
 from ._exceptions import BerError
-from ._mib import end_of_mib_view
+from ._pdu import ANSWERED, answer, parse_pdu
 from ._router import SimRouter
+from ._usm import UsmUser
+from ._v3 import V3Stats, handle_v3
 
 __all__ = ["Agent", "AgentStats"]
 
 _log = structlog.get_logger()
 
-_TOO_BIG: Final = 1
-_NOT_WRITABLE: Final = 17
 _NO_ERROR: Final = b"\x02\x01\x00\x02\x01\x00"
 _V2C: Final = b"\x02\x01\x01"
 #: worst-case bytes around the varbinds: headers, lengths, ids (community added per request)
 _OVERHEAD: Final = 48
 
 
-class AgentStats:
+class AgentStats(V3Stats):
     """What one socket saw. Plain integer attributes, summed by the fleet."""
 
     __slots__ = (
@@ -60,6 +49,9 @@ class AgentStats:
         "bad_version",
         "dropped_dead",
         "errors",
+        "faults_delayed",
+        "faults_dropped",
+        "faults_malformed",
         "malformed",
         "requests",
         "responses",
@@ -67,20 +59,34 @@ class AgentStats:
     )
 
     def __init__(self) -> None:
+        super().__init__()
         self.requests = 0  #: datagrams received
-        self.responses = 0  #: responses sent
+        self.responses = 0  #: responses sent (including v3 reports)
         self.bad_community = 0  #: no router has the community: no reply
-        self.bad_version = 0  #: SNMP v1 or v3: no reply
+        self.bad_version = 0  #: SNMP v1, or v3 where it is not served: no reply
         self.malformed = 0  #: not valid BER / SNMP: no reply
         self.dropped_dead = 0  #: addressed to a router switched dead: no reply
         self.unsupported = 0  #: PDUs an agent does not answer (Response, traps): no reply
         self.errors = 0  #: bugs: an exception while answering; logged, no reply
+        self.faults_dropped = 0  #: injected packet loss
+        self.faults_malformed = 0  #: injected malformed replies (sent)
+        self.faults_delayed = 0  #: injected slow replies
 
 
 class Agent:
     """Answers the requests that arrive on one socket."""
 
-    __slots__ = ("_label", "_routers", "max_response_bytes", "port", "stats")
+    __slots__ = (
+        "_label",
+        "_random",
+        "_routers",
+        "_single",
+        "_users",
+        "last_delay",
+        "max_response_bytes",
+        "port",
+        "stats",
+    )
 
     def __init__(
         self,
@@ -89,19 +95,28 @@ class Agent:
         max_response_bytes: int = 1400,
         label: str = "",
         port: int = 0,
+        users: Mapping[bytes, UsmUser] | None = None,
+        seed: int | None = None,
     ) -> None:
-        """``routers`` maps community (bytes) to router; ``label`` and ``port`` are for logs."""
+        """``routers`` maps community (bytes) to router; ``users`` are the SNMPv3
+        users (by name); ``label`` and ``port`` are for logs."""
         self._routers = dict(routers)
+        self._single = next(iter(self._routers.values())) if len(self._routers) == 1 else None
+        self._users = dict(users or {})
         self.max_response_bytes = max_response_bytes
         self.stats = AgentStats()
         self._label = label
+        self._random = random.Random(seed if seed is not None else label)
         #: the UDP port this agent answers on (set once bound), for logs
         self.port = port
+        #: seconds the last reply should be held back (slow-response fault), 0 for none
+        self.last_delay = 0.0
 
     def handle(self, data: bytes) -> bytes | None:
         """The response datagram for ``data``, or ``None`` for no reply."""
         stats = self.stats
         stats.requests += 1
+        self.last_delay = 0.0
         try:
             reply = self._handle(data)
         except BerError:
@@ -118,6 +133,23 @@ class Agent:
             stats.responses += 1
         return reply
 
+    def _faulty(self, router: SimRouter, reply: bytes | None) -> bytes | None:
+        faults = router.faults
+        if reply is None or faults is None:
+            return reply
+        rnd = self._random.random
+        if faults.loss and rnd() < faults.loss:
+            self.stats.faults_dropped += 1
+            return None
+        if faults.delay_ms:
+            self.last_delay = (faults.delay_ms + faults.delay_jitter_ms * rnd()) / 1000
+            self.stats.faults_delayed += 1
+        if faults.malformed and rnd() < faults.malformed:
+            self.stats.faults_malformed += 1
+            cut = 1 + int(rnd() * (len(reply) - 2))
+            return reply[:cut] + bytes((0xFF,)) * min(3, len(reply) - cut)
+        return reply
+
     def _handle(self, data: bytes) -> bytes | None:
         end = len(data)
         tag, pos, msg_end = read_tlv(data, 0, end)
@@ -126,7 +158,15 @@ class Agent:
         tag, s, pos = read_tlv(data, pos, end)
         if tag != INTEGER or s == pos:
             raise BerError("bad version")
-        if data[s:pos] != b"\x01":
+        version = data[s:pos]
+        single = self._single
+        if version == b"\x03" and self._users and single is not None:
+            if single.dead:
+                self.stats.dropped_dead += 1
+                return None
+            reply = handle_v3(single, self._users, self.stats, data, pos, self.max_response_bytes)
+            return self._faulty(single, reply)
+        if version != b"\x01":
             self.stats.bad_version += 1
             return None
         community_start = pos
@@ -138,120 +178,17 @@ class Agent:
             self.stats.bad_community += 1
             return None
         community_tlv = data[community_start:pos]
-        pdu_tag, pos, pdu_end = read_tlv(data, pos, end)
-        if pdu_end != end:
-            raise BerError("trailing bytes after the PDU")
-        if pdu_tag not in (GET, GETNEXT, GETBULK, SET):
+        pdu = parse_pdu(data, pos, end)
+        if pdu.tag not in ANSWERED:
             self.stats.unsupported += 1
             return None
-        rid_start = pos
-        tag, s, pos = read_tlv(data, pos, end)
-        if tag != INTEGER or s == pos:
-            raise BerError("bad request-id")
-        request_id_tlv = data[rid_start:pos]
-        tag, s, pos = read_tlv(data, pos, end)
-        if tag != INTEGER or s == pos:
-            raise BerError("bad error-status / non-repeaters")
-        field_a = int.from_bytes(data[s:pos], "big", signed=True)
-        tag, s, pos = read_tlv(data, pos, end)
-        if tag != INTEGER or s == pos:
-            raise BerError("bad error-index / max-repetitions")
-        field_b = int.from_bytes(data[s:pos], "big", signed=True)
-        tag, vbl_start, vbl_end = read_tlv(data, pos, end)
-        if tag != SEQUENCE or vbl_end != end:
-            raise BerError("bad variable-bindings")
-        oids: list[bytes] = []
-        pos = vbl_start
-        while pos < vbl_end:
-            tag, vb, pos = read_tlv(data, pos, vbl_end)
-            if tag != SEQUENCE:
-                raise BerError("a variable binding is a SEQUENCE")
-            tag, s, e = read_tlv(data, vb, pos)
-            if tag != OBJECT_IDENTIFIER or s == e:
-                raise BerError("a variable binding starts with an OID")
-            if read_tlv(data, e, pos)[2] != pos:
-                raise BerError("trailing bytes in a variable binding")
-            oids.append(data[s:e])
-
         if router.dead:
             self.stats.dropped_dead += 1
             return None
-        now = router.clock()
-        mib = router.mib
         budget = self.max_response_bytes - _OVERHEAD - len(community_tlv)
-        if pdu_tag == GET:
-            varbinds = [mib.get(c, now) for c in oids]
-        elif pdu_tag == GETNEXT:
-            varbinds = [mib.get_next(c, now) for c in oids]
-        elif pdu_tag == SET:
-            vbl = data[vbl_start:vbl_end]
-            return _response(community_tlv, request_id_tlv, _NOT_WRITABLE, 1 if oids else 0, vbl)
-        else:
-            varbinds = self._bulk(router, oids, field_a, field_b, now, budget)
-        vbl = b"".join(varbinds)
-        if len(vbl) > budget:
-            return _response(community_tlv, request_id_tlv, _TOO_BIG, 0, b"")
-        return _response(community_tlv, request_id_tlv, 0, 0, vbl)
-
-    @staticmethod
-    def _bulk(
-        router: SimRouter,
-        oids: list[bytes],
-        non_repeaters: int,
-        max_repetitions: int,
-        now: int,
-        budget: int,
-    ) -> list[bytes]:
-        mib = router.mib
-        n = min(max(non_repeaters, 0), len(oids))
-        out = [mib.get_next(c, now) for c in oids[:n]]
-        size = sum(map(len, out))
-        repeaters = oids[n:]
-        if not repeaters or max_repetitions <= 0 or size > budget:
-            return out
-        count = len(mib)
-        varbind = mib.varbind
-        if len(repeaters) == 1:  # the common walk of one column: no per-row lists
-            first = i = mib.index_after(repeaters[0])
-            for _ in range(max_repetitions):
-                if i < count:
-                    vb = varbind(i, now)
-                    i += 1
-                else:
-                    # named after the last OID returned for it, or the one requested
-                    name = mib.oid_tlv(i - 1) if i > first else None
-                    vb = end_of_mib_view(name or encode_tlv(OBJECT_IDENTIFIER, repeaters[0]))
-                    if size + len(vb) <= budget:
-                        out.append(vb)
-                    break
-                if size + len(vb) > budget:
-                    break
-                out.append(vb)
-                size += len(vb)
-            return out
-        positions = [mib.index_after(c) for c in repeaters]
-        last = [encode_tlv(OBJECT_IDENTIFIER, c) for c in repeaters]
-        for _ in range(max_repetitions):
-            row: list[bytes] = []
-            row_size = 0
-            at_end = 0
-            for k, i in enumerate(positions):
-                if i < count:
-                    vb = varbind(i, now)
-                    last[k] = mib.oid_tlv(i)
-                    positions[k] = i + 1
-                else:
-                    vb = end_of_mib_view(last[k])
-                    at_end += 1
-                row.append(vb)
-                row_size += len(vb)
-            if size + row_size > budget:
-                break
-            out += row
-            size += row_size
-            if at_end == len(positions):
-                break
-        return out
+        status, index, vbl = answer(router, pdu, budget)
+        reply = _response(community_tlv, pdu.request_id_tlv, status, index, vbl)
+        return reply if router.faults is None else self._faulty(router, reply)
 
 
 def _response(

@@ -28,9 +28,10 @@ from anyio.abc import TaskStatus
 
 from ._agent import Agent
 from ._exceptions import SimulatorError, UnknownRouterError
-from ._model import FleetConfig, generate_config, load_config, validate_config
+from ._model import FaultConfig, FleetConfig, generate_config, load_config, validate_config
 from ._responder import Binding, BoundSocket, bind, unbind
 from ._router import Direction, SimRouter
+from ._usm import UsmUser
 
 __all__ = ["Endpoint", "Fleet", "FleetStats"]
 
@@ -58,6 +59,15 @@ class FleetStats(msgspec.Struct, frozen=True, kw_only=True):
     dropped_dead: int = 0
     unsupported: int = 0
     errors: int = 0
+    faults_dropped: int = 0
+    faults_malformed: int = 0
+    faults_delayed: int = 0
+    unsupported_sec_levels: int = 0
+    not_in_time_windows: int = 0
+    unknown_user_names: int = 0
+    unknown_engine_ids: int = 0
+    wrong_digests: int = 0
+    decryption_errors: int = 0
 
 
 def _ns(at: int | float) -> int:
@@ -82,6 +92,13 @@ class Fleet:
                 clock=clock,
             )
         size = self.config.max_response_bytes
+        #: SNMPv3 users by name (password-to-key runs once here)
+        self.users: dict[bytes, UsmUser] = {
+            u.name.encode(): UsmUser(
+                u.name, auth=u.auth, auth_key=u.auth_key, priv=u.priv, priv_key=u.priv_key
+            )
+            for u in self.config.v3_users
+        }
         if self.config.shared_port:
             routers = {r.community.encode(): r for r in self._routers.values()}
             label = f"shared port ({len(routers)} routers)"
@@ -99,6 +116,7 @@ class Fleet:
                         max_response_bytes=size,
                         label=r.name,
                         port=r.port,
+                        users=self.users,
                     ),
                     r.port,
                     r.name,
@@ -230,6 +248,15 @@ class Fleet:
         """A dead router receives requests and answers none (counted in ``dropped_dead``)."""
         self.router(router).dead = dead
         _log.info("sim.router_dead" if dead else "sim.router_alive", router=router)
+
+    def set_faults(self, router: str, faults: FaultConfig | None) -> None:
+        """Replace the injected faults of ``router`` (``None``: a healthy router)."""
+        self.router(router).faults = faults
+        _log.info("sim.router_faults", router=router, faults=faults and msgspec.to_builtins(faults))
+
+    def engine_id(self, router: str) -> bytes:
+        """The SNMPv3 snmpEngineID of ``router`` (what discovery reports)."""
+        return self.router(router).engine_id
 
     def reboot(self, router: str, *, at: int | float | None = None, renumber: bool = False) -> None:
         """Reboot ``router`` now (or at ``at``): sysUpTime and counters restart at 0.

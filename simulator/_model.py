@@ -20,9 +20,12 @@ from ._ber import parse_oid
 from ._exceptions import BerError, ConfigError
 
 __all__ = [
+    "AnomalyConfig",
+    "FaultConfig",
     "FleetConfig",
     "InterfaceConfig",
     "RouterConfig",
+    "UserConfig",
     "generate_config",
     "load_config",
     "validate_config",
@@ -31,6 +34,18 @@ __all__ = [
 _NonNeg = Annotated[int, msgspec.Meta(ge=0)]
 _Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 _Name = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+
+
+_Fraction = Annotated[float, msgspec.Meta(ge=0, le=1)]
+_Seconds = Annotated[float, msgspec.Meta(ge=0)]
+
+
+class AnomalyConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A window where an interface's rate is multiplied by ``factor`` (an injected anomaly)."""
+
+    start_s: _Seconds  #: seconds after the fleet epoch
+    duration_s: Annotated[float, msgspec.Meta(gt=0)]
+    factor: Annotated[float, msgspec.Meta(ge=0)] = 10.0  #: rate multiplier (0 = outage)
 
 
 class InterfaceConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -59,6 +74,20 @@ class InterfaceConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     out_ramp: _NonNeg = 0  #: octets/s added to out_rate every second
     in_initial: _NonNeg = 0  #: ifHCInOctets when the fleet starts (low 32 bits in ifInOctets)
     out_initial: _NonNeg = 0  #: ifHCOutOctets when the fleet starts
+    #: diurnal profile: the rate swings by +-amplitude (fraction, < 0.95) over ``diurnal_period_s``
+    diurnal_amplitude: Annotated[float, msgspec.Meta(ge=0, le=0.95)] = 0.0
+    diurnal_period_s: Annotated[float, msgspec.Meta(gt=0)] = 86_400.0
+    diurnal_phase_s: _Seconds = 0.0  #: shift of the curve (seconds)
+    #: burst profile: every ``burst_every_s`` the rate is multiplied by ``burst_factor``
+    #: for ``burst_length_s`` (0 = no bursts)
+    burst_every_s: _Seconds = 0.0
+    burst_length_s: _Seconds = 0.0
+    burst_factor: Annotated[float, msgspec.Meta(ge=0)] = 1.0
+    anomalies: list[AnomalyConfig] = []  #: injected anomalies (rate multipliers in windows)
+    #: traffic flows only between these seconds after the epoch (counters stand still
+    #: outside), so a load test can read exact totals however its polls fall
+    active_from_s: _Seconds = 0.0
+    active_until_s: _Seconds | None = None
 
     @property
     def if_alias(self) -> str:
@@ -68,6 +97,32 @@ class InterfaceConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
         if self.customer is None:
             return ""
         return f"CUST:{self.customer}" + (f" RES:{self.resource}" if self.resource else "")
+
+
+class FaultConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Injected faults of one router (``resmon sim`` and load tests).
+
+    A timeout is ``loss: 1.0`` (or a dead router, or ``delay_ms`` beyond the
+    poller's timeout).
+    """
+
+    loss: _Fraction = 0.0  #: probability a request gets no reply
+    malformed: _Fraction = 0.0  #: probability a reply is truncated / corrupted
+    delay_ms: _Seconds = 0.0  #: every reply is held back this long ...
+    delay_jitter_ms: _Seconds = 0.0  #: ... plus up to this much
+
+
+class UserConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """An SNMPv3 USM user every router of the fleet accepts (keys localised per router)."""
+
+    name: _Name
+    auth: Literal["none", "md5", "sha", "sha224", "sha256", "sha384", "sha512"] = "sha"
+    auth_key: str | None = None  #: the auth passphrase (>= 8 characters); never logged
+    priv: Literal["none", "aes", "aes128", "aes192", "aes256"] = "aes"
+    priv_key: str | None = None  #: the privacy passphrase (>= 8 characters); never logged
+
+    def __repr__(self) -> str:
+        return f"UserConfig(name={self.name!r}, auth={self.auth!r}, priv={self.priv!r})"
 
 
 class RouterConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -80,6 +135,9 @@ class RouterConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     sys_object_id: str = "1.3.6.1.4.1.8072.3.2.10"  #: sysObjectID
     sys_name: str | None = None  #: default: the name
     uptime: Annotated[float, msgspec.Meta(ge=0)] = 0.0  #: seconds already up at fleet start
+    #: SNMPv3 snmpEngineID in hex; default 80001f8804 + "sim:<name>" (or a hash if long)
+    engine_id: str | None = None
+    faults: FaultConfig | None = None  #: injected faults
     interfaces: list[InterfaceConfig] = []
 
 
@@ -91,6 +149,8 @@ class FleetConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     community: str = "public"  #: default read community
     shared_port: bool = False  #: all routers on ``base_port``, told apart by community
     max_response_bytes: Annotated[int, msgspec.Meta(ge=484, le=65507)] = 1400
+    #: SNMPv3 users (served when each router has its own port)
+    v3_users: list[UserConfig] = []
 
     def router_port(self, position: int) -> int:
         """The UDP port the router at ``position`` is configured for (0: OS picks)."""
@@ -131,6 +191,13 @@ def _check(config: FleetConfig, source: str) -> FleetConfig:
         if router.name in names:
             raise fail(f"{where}.name", f"duplicate router name {router.name!r}")
         names.add(router.name)
+        if router.engine_id is not None:
+            try:
+                engine = bytes.fromhex(router.engine_id)
+            except ValueError:
+                raise fail(f"{where}.engine_id", "must be hex digits") from None
+            if not 5 <= len(engine) <= 32:
+                raise fail(f"{where}.engine_id", "must be 5 to 32 octets")
         try:
             parse_oid(router.sys_object_id)
         except BerError as exc:
@@ -165,6 +232,18 @@ def _check(config: FleetConfig, source: str) -> FleetConfig:
             for key in ("in_initial", "out_initial"):
                 if getattr(iface, key) >= 2**64:
                     raise fail(f"{iwhere}.{key}", "must be below 2^64 (a Counter64)")
+    users: set[str] = set()
+    for i, user in enumerate(config.v3_users):
+        where = f"$.v3_users[{i}]"
+        if user.name in users:
+            raise fail(f"{where}.name", f"duplicate user {user.name!r}")
+        users.add(user.name)
+        if user.priv != "none" and user.auth == "none":
+            raise fail(f"{where}.priv", "privacy needs an auth protocol")
+        for key, proto in (("auth_key", user.auth), ("priv_key", user.priv)):
+            secret = getattr(user, key)
+            if proto != "none" and (secret is None or len(secret) < 8):
+                raise fail(f"{where}.{key}", "required, at least 8 characters")
     return config
 
 

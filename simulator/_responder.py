@@ -36,8 +36,16 @@ class _Protocol(asyncio.DatagramProtocol):
         self._transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
-        reply = self._agent.handle(data)
+        agent = self._agent
+        reply = agent.handle(data)
         if reply is not None and self._transport is not None:
+            if agent.last_delay:  # slow-response fault
+                asyncio.get_running_loop().call_later(agent.last_delay, self._send, reply, addr)
+            else:
+                self._transport.sendto(reply, addr)
+
+    def _send(self, reply: bytes, addr: tuple[str | object, ...]) -> None:
+        if self._transport is not None and not self._transport.is_closing():
             self._transport.sendto(reply, addr)
 
     def error_received(self, exc: Exception) -> None:

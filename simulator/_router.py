@@ -14,13 +14,15 @@ in one boot are exactly ``T(t1) - T(t0)``: the ground truth.
 
 from __future__ import annotations
 
+import hashlib
+import math
 from bisect import bisect_right
 from collections.abc import Callable
 from typing import Final, Literal
 
 from ._exceptions import SimulatorError, UnknownRouterError
 from ._mib import MibView, build_router_mib
-from ._model import InterfaceConfig, RouterConfig
+from ._model import FaultConfig, InterfaceConfig, RouterConfig
 
 __all__ = ["Direction", "SimRouter"]
 
@@ -32,21 +34,104 @@ _MASK64: Final = 2**64 - 1
 
 
 class _Traffic:
-    """Cumulative octets of one interface direction since the epoch."""
+    """Cumulative octets of one interface direction since the epoch.
 
-    __slots__ = ("initial", "ramp", "rate")
+    The sum of non-decreasing parts, each floored on its own: the constant
+    rate, the ramp, the diurnal swing, bursts and anomalies (see
+    :class:`~simulator.InterfaceConfig`). Only the diurnal part uses floats.
+    """
 
-    def __init__(self, rate: int, ramp: int, initial: int) -> None:
+    __slots__ = (
+        "_anomalies",
+        "_bursts",
+        "_diurnal",
+        "_window",
+        "initial",
+        "ramp",
+        "rate",
+        "total",
+    )
+
+    def __init__(
+        self, rate: int, ramp: int, initial: int, iface: InterfaceConfig | None = None
+    ) -> None:
         self.rate = rate
         self.ramp = ramp
         self.initial = initial
+        self._diurnal: tuple[float, float, float] | None = None
+        self._bursts: tuple[int, int, int] | None = None
+        self._anomalies: list[tuple[int, int, int]] = []
+        self._window: tuple[int, int | None] | None = None
+        #: octets carried ``elapsed_ns`` after the epoch (the fastest formula that applies)
+        self.total: Callable[[int], int] = self._constant if not ramp else self._raw
+        if iface is None:
+            return
+        if iface.active_from_s or iface.active_until_s is not None:
+            until = iface.active_until_s
+            self._window = (
+                round(iface.active_from_s * _NS),
+                None if until is None else round(until * _NS),
+            )
+            self.total = self._windowed
+        if not rate:
+            return
+        if iface.diurnal_amplitude:
+            omega = 2 * math.pi / iface.diurnal_period_s
+            phase = omega * iface.diurnal_phase_s
+            self._diurnal = (iface.diurnal_amplitude * rate / omega, omega, phase)
+        if iface.burst_every_s and iface.burst_length_s and iface.burst_factor != 1:
+            self._bursts = (
+                round(iface.burst_every_s * _NS),
+                round(min(iface.burst_length_s, iface.burst_every_s) * _NS),
+                round((iface.burst_factor - 1) * 1000),
+            )
+        for a in iface.anomalies:
+            start = round(a.start_s * _NS)
+            self._anomalies.append(
+                (start, start + round(a.duration_s * _NS), round((a.factor - 1) * 1000))
+            )
+        if self._window is None and (self._diurnal or self._bursts or self._anomalies):
+            self.total = self._raw
 
-    def total(self, elapsed_ns: int) -> int:
+    def _constant(self, elapsed_ns: int) -> int:
+        return self.rate * elapsed_ns // _NS if elapsed_ns > 0 else 0
+
+    def _windowed(self, elapsed_ns: int) -> int:
+        window = self._window
+        if window is None:
+            return self._raw(elapsed_ns)
+        start, stop = window
+        if stop is not None and elapsed_ns > stop:
+            elapsed_ns = stop
+        if elapsed_ns <= start:
+            return 0
+        return self._raw(elapsed_ns) - self._raw(start)
+
+    def _raw(self, elapsed_ns: int) -> int:
         if elapsed_ns <= 0:
             return 0
-        if not self.ramp:
-            return self.rate * elapsed_ns // _NS
-        return (2 * self.rate * elapsed_ns * _NS + self.ramp * elapsed_ns * elapsed_ns) // _TWO_NS2
+        if self._diurnal is not None:  # rate * (1 + a sin(wt + p)) integrated, in one floor
+            scale, omega, phase = self._diurnal
+            e = elapsed_ns / _NS
+            swing = scale * (math.cos(phase) - math.cos(omega * e + phase))
+            t = math.floor(self.rate * e + swing) + self.ramp * elapsed_ns * elapsed_ns // _TWO_NS2
+        elif not self.ramp:
+            t = self.rate * elapsed_ns // _NS
+        else:
+            t = (2 * self.rate * elapsed_ns * _NS + self.ramp * elapsed_ns * elapsed_ns) // _TWO_NS2
+        if self._bursts is not None:
+            every, length, milli = self._bursts
+            inside = (elapsed_ns // every) * length + min(elapsed_ns % every, length)
+            t += _scaled(self.rate, milli, inside)
+        for start, stop, milli in self._anomalies:
+            if elapsed_ns > start:
+                t += _scaled(self.rate, milli, min(elapsed_ns, stop) - start)
+        return t
+
+
+def _scaled(rate: int, milli: int, ns: int) -> int:
+    """floor(rate * milli/1000 * ns/1e9), towards minus infinity for negative factors."""
+    return rate * milli * ns // (1000 * _NS)
 
 
 class SimRouter:
@@ -73,14 +158,18 @@ class SimRouter:
         self.boots: list[int] = [epoch_ns - round(config.uptime * _NS)]
         #: a dead router drops every request
         self.dead = False
+        #: injected faults (loss, malformed replies, delay); switchable at run time
+        self.faults: FaultConfig | None = config.faults
+        #: SNMPv3 snmpEngineID
+        self.engine_id = _engine_id(config)
         self._traffic: dict[tuple[str, str], _Traffic] = {}
         self._if_index: dict[str, int] = {}
         for position, iface in enumerate(config.interfaces):
             self._traffic[iface.name, "in"] = _Traffic(
-                iface.in_rate, iface.in_ramp, iface.in_initial
+                iface.in_rate, iface.in_ramp, iface.in_initial, iface
             )
             self._traffic[iface.name, "out"] = _Traffic(
-                iface.out_rate, iface.out_ramp, iface.out_initial
+                iface.out_rate, iface.out_ramp, iface.out_initial, iface
             )
             self._if_index[iface.name] = iface.if_index or position + 1
         self.mib: MibView = build_router_mib(self)
@@ -113,6 +202,14 @@ class SimRouter:
         """sysUpTime at ``t_ns``: hundredths of a second since boot, modulo 2^32."""
         return (max(t_ns - self.boot_at(t_ns), 0) // 10_000_000) & 0xFFFFFFFF
 
+    def engine_boots(self, t_ns: int) -> int:
+        """snmpEngineBoots: 1 for the first boot, +1 per simulated reboot."""
+        return max(bisect_right(self.boots, t_ns), 1)
+
+    def engine_time(self, t_ns: int) -> int:
+        """snmpEngineTime: whole seconds since the current boot."""
+        return max(t_ns - self.boot_at(t_ns), 0) // _NS
+
     def octets(self, if_name: str, direction: str, t_ns: int) -> int:
         """The interface's 64-bit octet counter at ``t_ns`` (Counter32 is its low 32 bits)."""
         traffic = self.traffic(if_name, direction)
@@ -144,3 +241,13 @@ class SimRouter:
             for iface, index in zip(self.config.interfaces, reversed(indexes), strict=True):
                 self._if_index[iface.name] = index
             self.mib = build_router_mib(self)
+
+
+def _engine_id(config: RouterConfig) -> bytes:
+    """RFC 3411 SnmpEngineID: net-snmp's enterprise (8072), text format, or octets if long."""
+    if config.engine_id is not None:
+        return bytes.fromhex(config.engine_id)
+    text = b"sim:" + config.name.encode()
+    if len(text) <= 27:
+        return b"\x80\x00\x1f\x88\x04" + text
+    return b"\x80\x00\x1f\x88\x05" + hashlib.sha256(text).digest()[:16]
