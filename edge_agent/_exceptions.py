@@ -3,7 +3,7 @@
 Library exceptions (pysnmp, aiokafka, PyYAML, msgspec, OS errors of the disk
 buffer) are translated at the boundary into these, so callers handle one family
 with messages that name what failed (file and key, router, record) and never a
-secret: community strings and passwords are not part of any message.
+secret: community strings, SNMPv3 keys and passwords are not part of any message.
 
 ::
 
@@ -11,6 +11,7 @@ secret: community strings and passwords are not part of any message.
     ├── ConfigError          bad agent.yaml: file, key path, reason
     ├── SnmpError            one router could not be polled (``target`` names it)
     │   ├── SnmpTimeout      no answer within timeout x retries
+    │   ├── SnmpAuthError    SNMPv3 credentials refused (unknown user, wrong digest...)
     │   ├── SnmpResponseError  the router answered with an error status
     │   └── SnmpMalformedResponse  an answer that cannot be a valid reading
     ├── DiskBufferError      the local disk buffer cannot be used
@@ -26,6 +27,7 @@ __all__ = [
     "ConfigError",
     "DiskBufferError",
     "SendError",
+    "SnmpAuthError",
     "SnmpError",
     "SnmpMalformedResponse",
     "SnmpResponseError",
@@ -70,10 +72,24 @@ class SnmpTimeout(SnmpError):
     kind = "timeout"
 
 
+class SnmpAuthError(SnmpError):
+    """The router refused our SNMPv3 credentials (unknown user, wrong digest, bad key)."""
+
+    kind = "auth"
+
+
 class SnmpResponseError(SnmpError):
-    """The router answered with an SNMP error status (``noSuchName``, ``tooBig``...)."""
+    """The router answered with an SNMP error status (``noSuchName``, ``tooBig``...).
+
+    ``status`` is the error-status number, ``index`` the 1-based varbind it names.
+    """
 
     kind = "response"
+
+    def __init__(self, message: str, *, target: str, status: int = 0, index: int = 0) -> None:
+        self.status = status
+        self.index = index
+        super().__init__(message, target=target)
 
 
 class SnmpMalformedResponse(SnmpError):

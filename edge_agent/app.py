@@ -16,6 +16,8 @@ the demo and end-to-end tests can run an agent in-process::
 from __future__ import annotations
 
 import json
+import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,7 @@ from .config import AgentConfig
 from .forwarder import Forwarder, KafkaSender, Sender
 from .metrics import AgentMetrics
 from .poller import Poller
-from .snmp import PysnmpClient, SnmpClient
+from .snmp import FastV2cClient, SnmpClient
 
 __all__ = ["RunningAgent", "run_agent"]
 
@@ -49,8 +51,24 @@ class RunningAgent(msgspec.Struct, frozen=True):
     http_port: int | None
 
 
+def _oldest_age(buffer: DiskBuffer) -> float:
+    """Seconds since the oldest unacknowledged record's event time (``ce_time``)."""
+    oldest = buffer.peek(1)
+    if not oldest:
+        return 0.0
+    raw = dict(oldest[0].record.headers).get("ce_time")
+    if raw is None:
+        return 0.0
+    try:
+        at = datetime.fromisoformat(raw.decode().replace("Z", "+00:00"))
+    except ValueError:
+        return 0.0
+    return max(0.0, time.time() - at.timestamp())
+
+
 def _refresh_gauges(agent: RunningAgent) -> None:
     m, b = agent.metrics, agent.buffer
+    m.buffer_oldest_age.set(_oldest_age(b))
     m.buffer_records.set(b.pending_records)
     m.buffer_bytes.set(b.pending_bytes)
     m.buffer_dropped.set(b.dropped)
@@ -62,11 +80,9 @@ def _health(agent: RunningAgent) -> dict[str, Any]:
         "status": "ok",
         "agentId": agent.config.agent_id,
         "cycles": agent.poller.cycles,
-        "targets": {
-            name: {"consecutiveFailures": state.consecutive_failures}
-            for name, state in agent.poller.states.items()
-        },
+        "targets": agent.poller.status(),
         "buffer": {
+            "oldestAgeS": round(_oldest_age(agent.buffer), 3),
             "pendingRecords": agent.buffer.pending_records,
             "pendingBytes": agent.buffer.pending_bytes,
             "dropped": agent.buffer.dropped,
@@ -125,7 +141,7 @@ async def run_agent(
     metrics = AgentMetrics()
     buffer = DiskBuffer.open(config.buffer)
     owns_client = client is None
-    snmp: SnmpClient = client if client is not None else PysnmpClient()
+    snmp: SnmpClient = client if client is not None else FastV2cClient()
     runner: Any = None
     try:
         forwarder = Forwarder(

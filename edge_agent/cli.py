@@ -38,7 +38,14 @@ def _summary(config: AgentConfig) -> str:
         f"deadline {config.effective_poll_deadline:g}s, concurrency {config.max_concurrency})",
         f"targets: {len(config.targets)}",
     ]
-    lines += [f"  - {t.name} {t.host}:{t.port} v{t.version}" for t in config.targets]
+    for t in config.targets:
+        security = (
+            f" {t.security_level} user={t.security_name} {t.auth_protocol}"
+            + (f"/{t.priv_protocol}" if t.security_level == "authPriv" else "")
+            if t.version == "3"
+            else ""
+        )
+        lines.append(f"  - {t.name} {t.host}:{t.port} v{t.version}{security}")
     lines.append(f"mapping rules: {len(config.mapping)}")
     lines += [
         f"  - {r.match_on} ~ /{r.pattern}/ -> {r.resource_type} ({r.direction})"
@@ -108,6 +115,10 @@ def _agent_error(exc: BaseException) -> AgentError | None:
     return None
 
 
+#: IF-MIB ifOperStatus values
+_OPER_STATUS = {1: "up", 2: "down", 3: "test", 5: "dormant", 6: "absent", 7: "lldwn"}
+
+
 @agent.command("discover")
 @_config_option
 @click.option("--target", "target_name", default=None, help="Only this target (by name).")
@@ -141,8 +152,9 @@ def discover(config_path: Path, target_name: str | None) -> None:
                         else "(not mapped)"
                     )
                     speed = f"{row.high_speed_mbps}M" if row.high_speed_mbps else "-"
+                    status = _OPER_STATUS.get(row.oper_status or 0, "?")
                     click.echo(
-                        f"  {row.if_index:>6}  {row.if_name:<20} {speed:>7}  "
+                        f"  {row.if_index:>6}  {row.if_name:<20} {speed:>7} {status:<5} "
                         f"alias={row.if_alias!r}  {verdict}"
                     )
         finally:

@@ -5,7 +5,7 @@ repository root (a test keeps the two in step). Unknown keys fail, values are
 validated at load, and every problem raises :class:`ConfigError` naming the
 file, the key path (``targets[2].community``) and the reason.
 
-Secrets (SNMP communities, Kafka passwords) are :class:`Secret` values: their
+Secrets (SNMP communities, SNMPv3 auth/priv keys, Kafka passwords) are :class:`Secret` values: their
 ``repr``/``str`` is ``***``, and no error message or log line contains them.
 """
 
@@ -70,17 +70,63 @@ NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
 Name = Annotated[str, msgspec.Meta(min_length=1, pattern=r"^[A-Za-z0-9_.:@-]+$")]
 
 
+AuthProtocol = Literal["MD5", "SHA", "SHA224", "SHA256", "SHA384", "SHA512"]
+#: AES is AES-128 (RFC 3826). AES192/AES256 extend the key as net-snmp and most
+#: vendors do (draft-blumenthal); AES192C/AES256C as Cisco IOS does (draft-reeder).
+PrivProtocol = Literal["AES", "AES192", "AES256", "AES192C", "AES256C", "DES"]
+
+
 class TargetConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    """One router to poll."""
+    """One router to poll: SNMP v1, v2c (``community``) or v3 (USM user and keys)."""
 
     name: Name
     host: Annotated[str, msgspec.Meta(min_length=1)]
-    community: Secret
     port: Port = 161
-    version: Literal["2c"] = "2c"
+    version: Literal["1", "2c", "3"] = "2c"
+    community: Secret | None = None
     timeout: Positive = 2.0
     retries: Annotated[int, msgspec.Meta(ge=0, le=10)] = 1
     max_repetitions: Annotated[int, msgspec.Meta(ge=1, le=200)] = 25
+    #: requests to this device in flight at once (the per-device limit)
+    max_in_flight: Annotated[int, msgspec.Meta(ge=1, le=64)] = 2
+    # -- SNMPv3 (USM) -------------------------------------------------------------
+    security_name: str | None = None
+    security_level: Literal["authNoPriv", "authPriv"] = "authPriv"
+    auth_protocol: AuthProtocol = "SHA"
+    auth_key: Secret | None = None
+    priv_protocol: PrivProtocol = "AES"
+    priv_key: Secret | None = None
+    allow_legacy_des: bool = False
+    context_name: str = ""
+
+    def __post_init__(self) -> None:
+        if self.version in ("1", "2c"):
+            if self.community is None:
+                raise ValueError(f"key `community`: required for SNMP version {self.version}")
+            for key in ("security_name", "auth_key", "priv_key"):
+                if getattr(self, key) is not None:
+                    raise ValueError(f"key `{key}`: only used with version 3")
+            return
+        if self.community is not None:
+            raise ValueError("key `community`: not used with version 3 (USM has keys)")
+        if not self.security_name:
+            raise ValueError("key `security_name`: required for SNMP version 3")
+        if self.auth_key is None:
+            raise ValueError("key `auth_key`: required for SNMP version 3")
+        if len(self.auth_key.get_secret_value()) < 8:
+            raise ValueError("key `auth_key`: must be at least 8 characters (RFC 3414)")
+        if self.security_level == "authPriv":
+            if self.priv_key is None:
+                raise ValueError("key `priv_key`: required with security_level authPriv")
+            if len(self.priv_key.get_secret_value()) < 8:
+                raise ValueError("key `priv_key`: must be at least 8 characters (RFC 3414)")
+            if self.priv_protocol == "DES" and not self.allow_legacy_des:
+                raise ValueError(
+                    "key `priv_protocol`: DES is broken; use AES, or set "
+                    "allow_legacy_des: true for a device that cannot do better"
+                )
+        elif self.priv_key is not None:
+            raise ValueError("key `priv_key`: only used with security_level authPriv")
 
 
 class MappingRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -157,6 +203,8 @@ class AgentConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     max_concurrency: Annotated[int, msgspec.Meta(ge=1)] = 64
     poll_deadline: Positive | None = None
     rediscover_interval: Positive = 3600.0
+    backoff_after_failures: Annotated[int, msgspec.Meta(ge=1)] = 3
+    backoff_max: Positive = 900.0
     tenant_id: str | None = None
     mapping: tuple[MappingRule, ...] = DEFAULT_MAPPING
     kafka: KafkaConfig = msgspec.field(default_factory=KafkaConfig)
@@ -178,10 +226,12 @@ class AgentConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
 
 # -- loading -------------------------------------------------------------------------
 
-_SECRET_KEYS: Final = frozenset({"community", "sasl_password"})
+_SECRET_KEYS: Final = frozenset({"community", "auth_key", "priv_key", "sasl_password"})
 _PATH_RE: Final = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
 _UNKNOWN_RE: Final = re.compile(r"^Object contains unknown field `(?P<field>[^`]*)`$")
 _MISSING_RE: Final = re.compile(r"^Object missing required field `(?P<field>[^`]*)`$")
+#: ``__post_init__`` checks name the offending key as "key `name`: reason"
+_KEY_RE: Final = re.compile(r"^key `(?P<field>[^`]*)`: (?P<reason>.*)$", re.S)
 
 
 def _dec_hook(tp: type, obj: Any) -> Any:
@@ -224,6 +274,11 @@ def _validation_error(exc: msgspec.ValidationError, file: str, raw: Any) -> Conf
             path = f"{path}.{field['field']}" if path else field["field"]
             msg = reason
             break
+    else:
+        keyed = _KEY_RE.match(msg)
+        if keyed:
+            path = f"{path}.{keyed['field']}" if path else keyed["field"]
+            msg = keyed["reason"]
     return ConfigError(_scrub(msg, _secret_values(raw)), file=file, key=path or None)
 
 

@@ -6,9 +6,10 @@ the width, unless something broke the series; then the interval is a *gap*
 with a reason, never a guess and never a zero:
 
 - ``reboot``: sysUpTime went back (the counters restarted from zero);
-- ``discontinuity``: the counter width changed (HC counters appeared or
-  vanished), the agent's clock did not advance, or a Counter32 on a fast
-  interface could have wrapped more than once since the last sample;
+- ``discontinuity``: the router says so (``ifCounterDiscontinuityTime``
+  changed), the counter width changed (HC counters appeared or vanished), the
+  agent's clock did not advance, or a Counter32 on a fast interface could have
+  wrapped more than once since the last sample;
 - ``over_speed``: the delta is more than the interface could have carried in
   the elapsed time at ``ifHighSpeed`` (plus a tolerance) -- a counter reset
   the router did not announce, or a Counter32 that wrapped more than once;
@@ -62,7 +63,9 @@ class CounterReading(msgspec.Struct, frozen=True):
     ``value`` is ``None`` when the router gave no value. ``uptime_cs`` is the
     router's sysUpTime (hundredths of a second) and ``at_ms`` the agent's wall
     clock (Unix ms) of the sample. ``high_speed_mbps`` is ifHighSpeed (0 or
-    ``None`` = unknown, no over-speed check).
+    ``None`` = unknown, no over-speed check). ``discontinuity_cs`` is the
+    interface's ifCounterDiscontinuityTime (``None`` when the router has none):
+    when it changes, the counter was reset without a reboot.
     """
 
     value: int | None
@@ -70,6 +73,7 @@ class CounterReading(msgspec.Struct, frozen=True):
     uptime_cs: int
     at_ms: int
     high_speed_mbps: int | None = None
+    discontinuity_cs: int | None = None
 
 
 class Delta(msgspec.Struct, frozen=True):
@@ -118,6 +122,18 @@ def compute_delta(prev: CounterReading, cur: CounterReading) -> Delta | Gap:
     if not _uptime_advanced(prev, cur):
         return Gap(
             "reboot", start, end, f"sysUpTime went back from {prev.uptime_cs} to {cur.uptime_cs}"
+        )
+    if (
+        prev.discontinuity_cs is not None
+        and cur.discontinuity_cs is not None
+        and prev.discontinuity_cs != cur.discontinuity_cs
+    ):
+        return Gap(
+            "discontinuity",
+            start,
+            end,
+            f"ifCounterDiscontinuityTime changed from {prev.discontinuity_cs} "
+            f"to {cur.discontinuity_cs}",
         )
     if prev.width != cur.width:
         return Gap(

@@ -20,6 +20,24 @@ class AgentMetrics:
         self.poll_seconds = Histogram(
             "resmon_agent_poll_seconds", "Time one target's poll took", ["target"], registry=r
         )
+        self.polls_skipped = Counter(
+            "resmon_agent_polls_skipped",
+            "Polls not attempted because the target is backed off",
+            ["target"],
+            registry=r,
+        )
+        self.target_up = Gauge(
+            "resmon_agent_target_up",
+            "1 if the target's last poll succeeded",
+            ["target"],
+            registry=r,
+        )
+        self.target_backoff = Gauge(
+            "resmon_agent_target_backoff_seconds",
+            "Seconds a failing target is skipped before its next try (0 = not backed off)",
+            ["target"],
+            registry=r,
+        )
         self.readings = Counter("resmon_agent_readings", "Usage readings produced", registry=r)
         self.gaps = Counter("resmon_agent_gaps", "Usage gaps produced", ["reason"], registry=r)
         self.buffer_records = Gauge(
@@ -27,6 +45,11 @@ class AgentMetrics:
         )
         self.buffer_bytes = Gauge(
             "resmon_agent_buffer_bytes", "Bytes waiting in the disk buffer", registry=r
+        )
+        self.buffer_oldest_age = Gauge(
+            "resmon_agent_buffer_oldest_age_seconds",
+            "Age of the oldest record Kafka has not acknowledged yet (0 = none)",
+            registry=r,
         )
         self.buffer_dropped = Gauge(
             "resmon_agent_buffer_dropped", "Records dropped because the buffer was full", registry=r

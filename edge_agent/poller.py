@@ -2,8 +2,14 @@
 
 Each cycle starts at a multiple of ``interval`` (plus up to ``jitter``
 seconds, so a fleet of agents does not poll in lockstep). Targets are polled
-concurrently, at most ``max_concurrency`` at a time, each within its own
-deadline: a dead router costs its own deadline, never the others' time.
+concurrently, at most ``max_concurrency`` at a time (and at most
+``max_in_flight`` requests per device, in the client), each within its own
+deadline: a dead router costs its own deadline, never the others' time. After
+``backoff_after_failures`` failed polls in a row a target is backed off: it is
+skipped for ``interval x 2^k`` seconds (at most ``backoff_max``) before the
+next try, and the skipped time is reported as part of the next gap. Each
+target's state (``ok``, ``failing``, ``backoff``) is in :meth:`Poller.status`,
+the ``/healthz`` document and the ``resmon_agent_target_*`` metrics.
 
 Per target the poller walks the interface table (on the first poll, every
 ``rediscover_interval`` and after a reboot), maps interfaces to customer
@@ -58,6 +64,10 @@ class TargetState:
         self.last_uptime_cs: int | None = None
         self.tracks: dict[tuple[str, Direction], Track] = {}  # (ifName, direction)
         self.consecutive_failures = 0
+        self.next_attempt = -math.inf  # monotonic seconds; later while backed off
+        self.last_error_kind: str | None = None
+        self.last_success_ms: int | None = None
+        self.skipped = 0
 
 
 class Poller:
@@ -167,7 +177,55 @@ class Poller:
             self._cycle_event = self._cycle_event or anyio.Event()
             await self._cycle_event.wait()
 
+    def status(self) -> dict[str, dict[str, Any]]:
+        """Per target: state, failures in a row, last error kind, when it is tried next."""
+        now = self._monotonic()
+        out = {}
+        for name, state in self.states.items():
+            if state.next_attempt > now:
+                word = "backoff"
+            elif state.consecutive_failures:
+                word = "failing"
+            elif state.last_success_ms is None:
+                word = "pending"
+            else:
+                word = "ok"
+            out[name] = {
+                "state": word,
+                "consecutiveFailures": state.consecutive_failures,
+                "lastErrorKind": state.last_error_kind,
+                "lastSuccessMs": state.last_success_ms,
+                "nextAttemptInS": round(max(0.0, state.next_attempt - now), 3),
+                "skippedPolls": state.skipped,
+            }
+        return out
+
+    def _backoff(self, target: TargetConfig, state: TargetState) -> None:
+        """Set when a failing target is tried next; report it in the metrics."""
+        over = state.consecutive_failures - self.config.backoff_after_failures
+        delay = 0.0
+        if over >= 0:
+            delay = min(self.config.interval * 2.0**over, self.config.backoff_max)
+            state.next_attempt = self._monotonic() + delay
+            log.info(
+                "target_backed_off",
+                target=target.name,
+                consecutive=state.consecutive_failures,
+                seconds=delay,
+            )
+        else:
+            state.next_attempt = -math.inf
+        if self.metrics:
+            self.metrics.target_up.labels(target.name).set(0 if state.consecutive_failures else 1)
+            self.metrics.target_backoff.labels(target.name).set(delay)
+
     async def _poll_and_store(self, target: TargetConfig) -> None:
+        state = self.states.setdefault(target.name, TargetState())
+        if state.next_attempt > self._monotonic():
+            state.skipped += 1
+            if self.metrics:
+                self.metrics.polls_skipped.labels(target.name).inc()
+            return
         async with self._limiter:
             started = self._monotonic()
             records: list[KafkaRecord] | None = None
@@ -181,6 +239,7 @@ class Poller:
                 records = self._failed(target, error, kind="deadline")
             if self.metrics:
                 self.metrics.poll_seconds.labels(target.name).observe(self._monotonic() - started)
+        self._backoff(target, state)
         if records:
             await self.sink(records)
 
@@ -214,6 +273,7 @@ class Poller:
             return self._failed(target, error, kind="internal")
         state.last_uptime_cs = sample.sys_uptime_cs
         state.consecutive_failures = 0
+        state.last_success_ms = sample.taken_ms
         return self._account(target, state, sample)
 
     async def _discover(self, target: TargetConfig, state: TargetState) -> None:
@@ -252,6 +312,7 @@ class Poller:
                     at_ms=sample.taken_ms,
                     high_speed_mbps=(counters.high_speed_mbps if counters else None)
                     or iface.high_speed_mbps,
+                    discontinuity_cs=counters.discontinuity_cs if counters else None,
                 )
                 key = (iface.if_name, direction)
                 track, outcome = advance(state.tracks.get(key, Track()), reading)
@@ -263,6 +324,7 @@ class Poller:
     def _failed(self, target: TargetConfig, error: SnmpError, *, kind: str) -> list[KafkaRecord]:
         state = self.states.setdefault(target.name, TargetState())
         state.consecutive_failures += 1
+        state.last_error_kind = kind
         if self.metrics:
             self.metrics.poll_errors.labels(target.name, kind).inc()
         log.warning(

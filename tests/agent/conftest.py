@@ -24,19 +24,113 @@ def _free_udp_port() -> int:
         return int(s.getsockname()[1])
 
 
+#: SNMPv3 users of the test snmpd: name -> (auth protocol, priv protocol or None).
+#: Every user has auth key ``SNMPD_AUTH_KEY`` and priv key ``SNMPD_PRIV_KEY``.
+SNMPD_USERS: dict[str, tuple[str, str | None]] = {
+    "u-sha-aes": ("SHA", "AES"),
+    "u-sha224-aes": ("SHA224", "AES"),
+    "u-sha256-aes192": ("SHA256", "AES192"),
+    "u-sha384-aes256": ("SHA384", "AES256"),
+    "u-sha512-aes256": ("SHA512", "AES256"),
+    "u-md5-des": ("MD5", "DES"),
+    "u-sha-noauth-priv": ("SHA", None),
+}
+SNMPD_AUTH_KEY = "auth-CANARY-k3y"
+SNMPD_PRIV_KEY = "priv-CANARY-k3y"
+_NETSNMP_NAMES = {"SHA224": "SHA-224", "SHA256": "SHA-256", "SHA384": "SHA-384"}
+_NETSNMP_NAMES |= {"SHA512": "SHA-512", "AES192": "AES-192", "AES256": "AES-256"}
+#: NET-SNMP-AGENT-MIB::nsCacheTimeout of the ifTable (ifXTable shares its cache)
+_IFTABLE_CACHE_TIMEOUT = (1, 3, 6, 1, 4, 1, 8072, 1, 5, 3, 1, 2, 1, 3, 6, 1, 2, 1, 2, 2)
+
+
+class Snmpd:
+    """A running net-snmp ``snmpd``: community ``public`` and the users of ``SNMPD_USERS``."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+
+    def __iter__(self) -> Iterator[object]:  # (host, port) = snmpd
+        return iter((self.host, self.port))
+
+    def v3_target(self, user: str, **extra: object) -> dict[str, object]:
+        auth, priv = SNMPD_USERS[user]
+        target: dict[str, object] = {
+            "name": "snmpd",
+            "host": self.host,
+            "port": self.port,
+            "version": "3",
+            "security_name": user,
+            "auth_protocol": auth,
+            "auth_key": SNMPD_AUTH_KEY,
+        }
+        if priv is None:
+            target["security_level"] = "authNoPriv"
+        else:
+            target |= {"priv_protocol": priv, "priv_key": SNMPD_PRIV_KEY}
+            target["allow_legacy_des"] = priv == "DES"
+        return target | extra
+
+
+def _snmpd_config(port: int) -> str:
+    lines = [
+        f"agentAddress udp:127.0.0.1:{port}",
+        "rocommunity public 127.0.0.1",
+        # only the agent's own cache table is writable, to turn caching off
+        "rwcommunity resmon-cache-rw 127.0.0.1 .1.3.6.1.4.1.8072.1.5",
+    ]
+    for user, (auth, priv) in SNMPD_USERS.items():
+        auth_name = _NETSNMP_NAMES.get(auth, auth)
+        if priv is None:
+            lines.append(f'createUser {user} {auth_name} "{SNMPD_AUTH_KEY}"')
+            lines.append(f"rouser {user} auth")
+        else:
+            priv_name = _NETSNMP_NAMES.get(priv, priv)
+            lines.append(
+                f'createUser {user} {auth_name} "{SNMPD_AUTH_KEY}" {priv_name} "{SNMPD_PRIV_KEY}"'
+            )
+            lines.append(f"rouser {user} priv")
+    return "\n".join(lines) + "\n"
+
+
+async def _disable_iftable_cache(host: str, port: int) -> None:
+    """snmpd caches the interface table for 3 s; the loopback test needs live values."""
+    from pysnmp.hlapi.v3arch import asyncio as hl
+    from pysnmp.proto.rfc1902 import Integer32
+
+    engine = hl.SnmpEngine()
+    try:
+        transport = await hl.UdpTransportTarget.create((host, port), timeout=2, retries=2)
+        error, status, _, _ = await hl.set_cmd(
+            engine,
+            hl.CommunityData("resmon-cache-rw", mpModel=1),
+            transport,
+            hl.ContextData(),
+            hl.ObjectType(hl.ObjectIdentity(_IFTABLE_CACHE_TIMEOUT), Integer32(0)),
+            lookupMib=False,
+        )
+        assert not error, error
+        assert not status, status
+    finally:
+        engine.close_dispatcher()
+
+
 @pytest.fixture(scope="session")
-def snmpd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
-    """``(host, port)`` of a real net-snmp ``snmpd`` answering community ``public``."""
+def snmpd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Snmpd]:
+    """A real net-snmp ``snmpd`` on 127.0.0.1: v1/v2c community ``public`` and SNMPv3
+    users (``SNMPD_USERS``), with the interface-table cache off so counters are live."""
     binary = shutil.which("snmpd") or (
         "/usr/sbin/snmpd" if Path("/usr/sbin/snmpd").exists() else None
     )
     if binary is None:
         pytest.skip("snmpd is not installed (apt-get install -y snmpd)")
     workdir = tmp_path_factory.mktemp("snmpd")
+    persistent = workdir / "persistent"  # snmpd writes its own snmpd.conf there
+    persistent.mkdir()
     port = _free_udp_port()
     conf = workdir / "snmpd.conf"
-    conf.write_text(f"agentAddress udp:127.0.0.1:{port}\nrocommunity public 127.0.0.1\n")
-    env = {**os.environ, "MIBS": "", "SNMP_PERSISTENT_DIR": str(workdir)}
+    conf.write_text(_snmpd_config(port))
+    env = {**os.environ, "MIBS": "", "SNMP_PERSISTENT_DIR": str(persistent)}
     log = (workdir / "snmpd.log").open("wb")
     proc = subprocess.Popen(
         [binary, "-f", "-Lo", "-C", "-c", str(conf), "-p", str(workdir / "pid")],
@@ -50,7 +144,8 @@ def snmpd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.skip(f"snmpd did not start: {(workdir / 'snmpd.log').read_text()[-500:]}")
             time.sleep(0.05)
-        yield "127.0.0.1", port
+        anyio.run(_disable_iftable_cache, "127.0.0.1", port)
+        yield Snmpd("127.0.0.1", port)
     finally:
         proc.terminate()
         try:

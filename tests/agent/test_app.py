@@ -82,8 +82,21 @@ async def test_run_agent_serves_health_and_metrics_and_shuts_down_cleanly(tmp_pa
             tg.cancel_scope.cancel()
     assert health["status"] == "ok"
     assert health["agentId"] == "e2e"
-    assert "resmon_agent_polls_total" in metrics
-    assert "resmon_agent_buffer_records" in metrics
+    assert health["targets"]["r1"]["state"] == "ok"
+    assert health["targets"]["r1"]["consecutiveFailures"] == 0
+    assert "oldestAgeS" in health["buffer"]
+    for name in (
+        "resmon_agent_polls_total",
+        "resmon_agent_poll_errors_total",
+        "resmon_agent_buffer_records",
+        "resmon_agent_buffer_bytes",
+        "resmon_agent_buffer_oldest_age_seconds",
+        "resmon_agent_buffer_dropped",
+        "resmon_agent_send_seconds",
+        "resmon_agent_target_up",
+        "resmon_agent_target_backoff_seconds",
+    ):
+        assert name in metrics, name
     assert "CANARY" not in metrics
     assert "CANARY" not in str(health)
     # the buffer was closed: it can be opened again, and the lock is released

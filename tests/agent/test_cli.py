@@ -5,9 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from resmon.cli import main
+
+from .conftest import Snmpd
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "agent.yaml.example"
 
@@ -35,9 +38,7 @@ def test_check_config_names_file_key_and_reason_and_exits_1(tmp_path: Path) -> N
 
 
 @pytest.mark.snmp
-def test_discover_shows_interfaces_and_how_rules_map_them(
-    tmp_path: Path, snmpd: tuple[str, int]
-) -> None:
+def test_discover_shows_interfaces_and_how_rules_map_them(tmp_path: Path, snmpd: Snmpd) -> None:
     host, port = snmpd
     path = tmp_path / "agent.yaml"
     path.write_text(
@@ -49,6 +50,24 @@ def test_discover_shows_interfaces_and_how_rules_map_them(
     assert result.exit_code == 0, result.output
     assert "r1 (" in result.output
     assert "-> lo/bandwidth [in/out]" in result.output
+
+
+@pytest.mark.snmp
+def test_discover_speaks_snmpv3_authpriv_and_shows_oper_status(
+    tmp_path: Path, snmpd: Snmpd
+) -> None:
+    path = tmp_path / "agent.yaml"
+    config = {
+        "agent_id": "a",
+        "targets": [snmpd.v3_target("u-sha512-aes256")],
+        "mapping": [{"pattern": "^(?P<customer>lo)$", "match_on": "ifName"}],
+    }
+    path.write_text(yaml.safe_dump(config))
+    result = CliRunner().invoke(main, ["agent", "discover", "-c", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "-> lo/bandwidth [in/out]" in result.output
+    assert " up " in result.output
+    assert "CANARY" not in result.output
 
 
 def test_discover_reports_an_unknown_target() -> None:

@@ -63,9 +63,16 @@ def test_a_bad_type_names_the_key_path_and_the_reason(tmp_path: Path) -> None:
 
 def test_a_missing_required_key_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as excinfo:
+        load_config(write(tmp_path, "agent_id: a1\ntargets:\n  - community: c\n    host: h\n"))
+    assert excinfo.value.key == "targets[0].name"
+    assert excinfo.value.reason == "required key missing"
+
+
+def test_a_v2c_target_without_a_community_names_the_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as excinfo:
         load_config(write(tmp_path, "agent_id: a1\ntargets:\n  - name: r1\n    host: h\n"))
     assert excinfo.value.key == "targets[0].community"
-    assert excinfo.value.reason == "required key missing"
+    assert excinfo.value.reason == "required for SNMP version 2c"
 
 
 def test_a_yaml_syntax_error_names_the_file_and_the_line(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from typing import Literal, cast
 
+import msgspec
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -107,6 +108,23 @@ def test_a_counter_width_change_is_a_discontinuity() -> None:
     outcome = compute_delta(reading(5, at_s=0, width=32), reading(10, at_s=60, width=64))
     assert isinstance(outcome, Gap)
     assert outcome.reason == "discontinuity"
+
+
+def test_a_changed_if_counter_discontinuity_time_is_a_discontinuity_gap() -> None:
+    prev = msgspec.structs.replace(reading(1000, at_s=0), discontinuity_cs=500)
+    same = msgspec.structs.replace(reading(2000, at_s=60), discontinuity_cs=500)
+    moved = msgspec.structs.replace(reading(10, at_s=60), discontinuity_cs=5900)
+    assert compute_delta(prev, same) == Delta(1000, T0, T0 + 60_000)
+    gap = compute_delta(prev, moved)
+    assert isinstance(gap, Gap)
+    assert gap.reason == "discontinuity"
+    assert "ifCounterDiscontinuityTime" in gap.detail
+
+
+def test_a_router_without_if_counter_discontinuity_time_is_not_a_discontinuity() -> None:
+    prev = msgspec.structs.replace(reading(1000, at_s=0), discontinuity_cs=None)
+    cur = msgspec.structs.replace(reading(2000, at_s=60), discontinuity_cs=77)
+    assert compute_delta(prev, cur) == Delta(1000, T0, T0 + 60_000)
 
 
 def test_a_missing_counter_is_a_gap_not_zero() -> None:

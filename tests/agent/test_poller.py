@@ -13,7 +13,7 @@ from edge_agent.metrics import AgentMetrics
 from edge_agent.poller import Poller
 from protocol import KafkaRecord, UsageGap, UsageReading, decode_record
 
-from .conftest import FakeClient, FakeRouter, ManualClock
+from .conftest import FakeClient, FakeRouter, ManualClock, Snmpd
 
 
 def make_config(*names: str, **extra: object) -> AgentConfig:
@@ -202,7 +202,7 @@ async def test_the_run_loop_polls_at_aligned_ticks_until_cancelled() -> None:
 
 @pytest.mark.snmp
 @pytest.mark.anyio
-async def test_poll_errors_never_log_or_send_the_community(snmpd: tuple[str, int]) -> None:
+async def test_poll_errors_never_log_or_send_the_community(snmpd: Snmpd) -> None:
     """With the real pysnmp client: a dead router and one that ignores a wrong community."""
     from edge_agent.snmp import PysnmpClient
 

@@ -9,6 +9,8 @@ from edge_agent._exceptions import SnmpTimeout
 from edge_agent.config import TargetConfig, config_from_dict
 from edge_agent.snmp import PysnmpClient
 
+from .conftest import Snmpd
+
 pytestmark = [pytest.mark.snmp, pytest.mark.anyio]
 
 
@@ -24,7 +26,7 @@ def target(host: str, port: int, community: str = "public", **extra: object) -> 
     return config.targets[0]
 
 
-async def test_walking_snmpd_lists_interfaces_by_name(snmpd: tuple[str, int]) -> None:
+async def test_walking_snmpd_lists_interfaces_by_name(snmpd: Snmpd) -> None:
     client = PysnmpClient()
     try:
         with anyio.fail_after(10):
@@ -36,7 +38,7 @@ async def test_walking_snmpd_lists_interfaces_by_name(snmpd: tuple[str, int]) ->
     assert all(r.if_index > 0 for r in rows)
 
 
-async def test_polling_snmpd_gives_counter64_values_and_uptime(snmpd: tuple[str, int]) -> None:
+async def test_polling_snmpd_gives_counter64_values_and_uptime(snmpd: Snmpd) -> None:
     client = PysnmpClient()
     try:
         with anyio.fail_after(10):

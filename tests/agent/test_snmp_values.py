@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import Any
 
 import anyio
@@ -12,8 +12,10 @@ from pysnmp.proto.rfc1905 import NoSuchInstance, NoSuchObject
 
 from edge_agent._exceptions import SnmpMalformedResponse
 from edge_agent.config import TargetConfig, config_from_dict
+from edge_agent.snmp import PysnmpClient
 from edge_agent.snmp import client as snmp_client
-from edge_agent.snmp.client import PysnmpClient
+from edge_agent.snmp.client import Value
+from edge_agent.snmp.pysnmp_client import _value
 
 pytestmark = pytest.mark.anyio
 
@@ -27,8 +29,8 @@ class ScriptedClient(PysnmpClient):
         super().__init__()
         self.values = values
 
-    async def _get(self, target: TargetConfig, oids: Iterable[Oid]) -> dict[Oid, Any]:
-        return {oid: self.values.get(oid, NoSuchObject("")) for oid in oids}
+    async def _get_chunk(self, target: TargetConfig, oids: Sequence[Oid]) -> dict[Oid, Value]:
+        return {oid: _value(self.values.get(oid, NoSuchObject(""))) for oid in oids}
 
 
 TARGET = config_from_dict(

