@@ -14,7 +14,10 @@ an operator reads one line that names the server and the variable to fix.
     │   └── MigrationError   a migration failed or an applied file was changed
     ├── BrokerError          Kafka refused or failed a request
     ├── CacheError           Redis failed
-    └── NotFoundError        an entity the caller named does not exist
+    ├── NotFoundError        an entity the caller named does not exist
+    ├── RegistryClosedError  the actor registry stopped while a request was pending
+    └── FatalError           the hub must stop (the process exits non-zero)
+        └── RestartBudgetError  actors failed more often than the restart budget allows
 """
 
 from __future__ import annotations
@@ -27,9 +30,12 @@ __all__ = [
     "BrokerError",
     "CacheError",
     "ConfigError",
+    "FatalError",
     "HubError",
     "MigrationError",
     "NotFoundError",
+    "RegistryClosedError",
+    "RestartBudgetError",
     "StorageError",
     "UnreachableError",
     "broker_errors",
@@ -41,6 +47,18 @@ __all__ = [
 
 class HubError(Exception):
     """Base class for everything the hub raises on purpose."""
+
+
+class FatalError(HubError):
+    """The hub cannot go on; ``resmon hub run`` exits non-zero."""
+
+
+class RestartBudgetError(FatalError):
+    """Actors were restarted more often than the supervision budget allows."""
+
+
+class RegistryClosedError(HubError):
+    """The actor registry stopped while a request to it was pending."""
 
 
 class ConfigError(HubError):

@@ -23,12 +23,13 @@ from anyio.abc import TaskStatus
 from ._exceptions import HubError, single_hub_error, storage_errors
 from .actors import Registry
 from .api import ApiContext, create_app, serve
-from .checks.thresholds import percent_to_bp
 from .config import HubConfig, redact
 from .consumer import UsageConsumer
 from .kafka import ensure_topics, start_producer
 from .metrics import HubMetrics
+from .outbox import Outbox
 from .storage.migrate import migrate
+from .storage.partitions import drop_expired_partitions
 from .storage.provision import CHANGES_CHANNEL
 from .storage.redis_cache import RedisCache
 
@@ -105,16 +106,17 @@ async def run_hub(
         registry = Registry(
             pool,
             tz=ZoneInfo(config.billing_tz),
-            gap_bp=percent_to_bp(config.hysteresis_points),
+            settings=config.check_settings(),
+            max_restarts=config.restart_budget,
+            restart_window=config.restart_window_seconds,
             shards=config.actor_shards,
             mailbox_size=config.mailbox_size,
             idle_seconds=config.actor_idle_seconds,
             default_warning=config.warning_percent,
             default_critical=config.critical_percent,
         )
-        consumer = UsageConsumer(
-            config, pool, registry, cache=cache, producer=producer, metrics=metrics
-        )
+        outbox = Outbox(pool, producer, cache, metrics)
+        consumer = UsageConsumer(config, pool, registry, outbox=outbox, metrics=metrics)
         try:
             hub = RunningHub(config, pool, cache, registry, consumer, metrics, None)
             await _serve_all(hub, producer, http, task_status)
@@ -140,8 +142,14 @@ async def _serve_all(
     config = hub.config
     async with anyio.create_task_group() as tg:
         await tg.start(hub.registry.run)
+        await tg.start(hub.consumer.outbox.run)
+        tg.start_soon(_retention, hub)
         await tg.start(hub.consumer.run)
         await tg.start(_watch_resource_changes, hub)
+        if config.notify is not None:  # issue 5: notifications, apart from the actors
+            from .notify import run_notifier
+
+            await tg.start(run_notifier, hub.pool, config.notify, hub.metrics.registry)
         if http:
             context = ApiContext(
                 config=config, db=hub.pool, metrics=hub.metrics, cache=hub.cache, producer=producer
@@ -152,6 +160,18 @@ async def _serve_all(
         else:
             _log.info("hub_started", http=None)
         task_status.started(hub)
+
+
+async def _retention(hub: RunningHub) -> None:
+    """Drop expired ``usage_metrics`` partitions at start and then hourly."""
+    while True:
+        try:
+            async with hub.pool.acquire() as conn:
+                if await drop_expired_partitions(conn, hub.config.retention_days):
+                    hub.consumer.forget_partitions()
+        except (asyncpg.PostgresError, OSError) as exc:
+            _log.warning("retention_failed", error=str(exc))
+        await anyio.sleep(3600)
 
 
 async def _watch_resource_changes(

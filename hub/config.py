@@ -15,6 +15,13 @@ RESMON_CRITICAL_PERCENT    default critical threshold, % of the limit  95
 RESMON_HYSTERESIS_POINTS   resolve only below warning% minus this      5
 RESMON_BILLING_TZ          time zone billing months start in           UTC
 RESMON_HUB_SESSION_MS      Kafka group session timeout, milliseconds   10000
+RESMON_ANOMALY_WINDOW_H    anomaly history window (decay), hours       24
+RESMON_ANOMALY_Z           |z-score| above which a reading is anomalous 3
+RESMON_ANOMALY_MIN_POINTS  points needed before any anomaly verdict    10
+RESMON_FORECAST_CONFIDENCE confidence (0-1) a forecast alert needs     0.8
+RESMON_RETENTION_DAYS      raw usage_metrics kept (partitions dropped) 90
+RESMON_RESTART_BUDGET      actor restarts per minute before exiting    20
+RESMON_REDIS_PREFIX        prefix of the hub's Redis keys              resmon
 =========================  ==========================================  =====================
 
 URLs keep their passwords in memory only: :func:`redact` is what gets logged.
@@ -25,13 +32,17 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
-from typing import Final
+from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
 from ._exceptions import ConfigError
+from .notify.settings import NotifyConfig  # issue 5: SMTP_* / TWILIO_* / SLACK_WEBHOOK_URL
+
+if TYPE_CHECKING:
+    from .actors.actor import CheckSettings
 
 __all__ = ["ENV_HELP", "HubConfig", "redact"]
 
@@ -88,13 +99,27 @@ class HubConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     #: most records taken from Kafka per batch (one PostgreSQL transaction)
     batch_max_records: int = 2000
     batch_timeout_ms: int = 200
+    #: keep fetching up to this long to fill a batch (fewer, larger transactions)
+    batch_linger_ms: int = 25
+    #: longest a fetch waits at the broker for data (alert latency floor when idle)
+    fetch_max_wait_ms: int = 50
     #: Kafka group session timeout. A new member is assigned partitions about
     #: half of this after joining, and a dead hub's partitions move after it.
     #: Apache Kafka refuses values below its group.min.session.timeout.ms (6 s).
     session_timeout_ms: int = 10_000
     cache_ttl_seconds: int = 3600
+    anomaly_window_hours: float = 24.0
+    anomaly_z: float = 3.0
+    anomaly_min_points: int = 10
+    forecast_confidence: float = 0.8
+    retention_days: int = 90
+    #: actor restarts allowed per ``restart_window_seconds`` before the hub exits non-zero
+    restart_budget: int = 20
+    restart_window_seconds: float = 60.0
     #: Redis key prefix (``{prefix}:usage:{customer}``)
     redis_prefix: str = "resmon"
+    #: issue 5: notification channels (hub.notify.settings); None = no notifier
+    notify: NotifyConfig | None = None
     #: Kafka client id and CloudEvents source of published alerts
     source: str = "urn:resmon:hub"
 
@@ -118,8 +143,31 @@ class HubConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
             ZoneInfo(self.billing_tz)
         except (ZoneInfoNotFoundError, ValueError):
             raise ConfigError(f"RESMON_BILLING_TZ={self.billing_tz!r}: unknown time zone") from None
+        if not (self.anomaly_window_hours > 0 and self.anomaly_z > 0 and self.retention_days > 0):
+            raise ConfigError(
+                "RESMON_ANOMALY_WINDOW_H, RESMON_ANOMALY_Z and RESMON_RETENTION_DAYS must be > 0"
+            )
+        if not 0 <= self.forecast_confidence <= 1:
+            raise ConfigError("RESMON_FORECAST_CONFIDENCE must be between 0 and 1")
         if self.actor_shards < 1 or self.mailbox_size < 1 or self.usage_partitions < 1:
             raise ConfigError("actor_shards, mailbox_size and usage_partitions must be >= 1")
+
+    def check_settings(self) -> CheckSettings:
+        """The actors' check tunables."""
+        from .actors.actor import CheckSettings
+        from .checks.anomaly import AnomalySettings
+        from .checks.forecast import ForecastSettings
+        from .checks.thresholds import percent_to_bp
+
+        return CheckSettings(
+            gap_bp=percent_to_bp(self.hysteresis_points),
+            anomaly=AnomalySettings(
+                window_ms=int(self.anomaly_window_hours * 3_600_000),
+                threshold=self.anomaly_z,
+                min_points=self.anomaly_min_points,
+            ),
+            forecast=ForecastSettings(min_confidence=self.forecast_confidence),
+        )
 
     def __repr__(self) -> str:
         return (
@@ -162,6 +210,7 @@ class HubConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
             ("RESMON_HUB_USAGE_TOPIC", "usage_topic"),
             ("RESMON_HUB_ALERTS_TOPIC", "alerts_topic"),
             ("RESMON_BILLING_TZ", "billing_tz"),
+            ("RESMON_REDIS_PREFIX", "redis_prefix"),
         ):
             if value := env.get(var, "").strip():
                 values[field] = value
@@ -171,6 +220,19 @@ class HubConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
                     f"RESMON_HUB_SESSION_MS={value!r}: expected milliseconds, 1000-600000"
                 )
             values["session_timeout_ms"] = int(value)
+        for var, field, kind in (
+            ("RESMON_ANOMALY_WINDOW_H", "anomaly_window_hours", float),
+            ("RESMON_ANOMALY_Z", "anomaly_z", float),
+            ("RESMON_ANOMALY_MIN_POINTS", "anomaly_min_points", int),
+            ("RESMON_FORECAST_CONFIDENCE", "forecast_confidence", float),
+            ("RESMON_RETENTION_DAYS", "retention_days", int),
+            ("RESMON_RESTART_BUDGET", "restart_budget", int),
+        ):
+            if value := env.get(var, "").strip():
+                try:
+                    values[field] = kind(value)
+                except ValueError:
+                    raise ConfigError(f"{var}={value!r}: expected a number") from None
         for var, field in (
             ("RESMON_WARNING_PERCENT", "warning_percent"),
             ("RESMON_CRITICAL_PERCENT", "critical_percent"),
@@ -181,6 +243,7 @@ class HubConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
                     values[field] = Decimal(value)
                 except InvalidOperation:
                     raise ConfigError(f"{var}={value!r}: expected a number") from None
+        values["notify"] = NotifyConfig.from_env(env)  # issue 5
         values.update(overrides)
         try:
             return cls(**values)  # type: ignore[arg-type]

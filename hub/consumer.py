@@ -7,14 +7,19 @@ Per batch (``getmany``):
    values, impossible times, a key that does not match customer/type) become
    dead letters — counted, stored with their raw bytes, never blocking the
    partition;
-2. in ONE transaction: claim the event ids in ``processed_events`` (a
+2. make sure the monthly ``usage_metrics`` partitions of the batch exist
+   (a short transaction of its own);
+3. in ONE transaction: claim the event ids in ``processed_events`` (a
    duplicate is dropped here, before it reaches a total), apply the new
    readings to their actors (the registry; an unknown resource is
-   auto-provisioned), then write raw rows (COPY), gaps, dead letters, period
-   totals, alert transitions and the next offsets (``consumer_offsets``);
-3. after the commit: commit the Kafka offsets, publish alert CloudEvents
-   (``usage.threshold.v1``) and update Redis. These are best effort: a
-   failure is logged and counted (PostgreSQL has the truth).
+   auto-provisioned; a reading an actor refuses is dead-lettered), then write
+   raw rows (COPY), gaps, dead letters, aggregates, period totals with the
+   actors' statistics, alert transitions, the outbox row (alert CloudEvents
+   and Redis updates) and the next offsets (``consumer_offsets``);
+4. after the commit: commit the Kafka offsets and hand the outbox row to
+   :class:`~hub.outbox.Outbox`, which publishes (``usage.threshold.v1`` /
+   ``resource.alert.v1``), updates Redis and deletes the row; a crash before
+   that leaves the row for the next drain.
 
 If the transaction fails, the touched actors are forgotten (rebuilt from
 PostgreSQL on next use), the partitions are rewound to the batch start and
@@ -34,13 +39,12 @@ from zoneinfo import ZoneInfo
 import anyio
 import asyncpg  # type: ignore[import-untyped]
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import IllegalStateError, KafkaError
 from anyio.abc import TaskStatus
 
 from protocol import (
     RESOURCE_BASE_UNIT,
-    TYPE_THRESHOLD,
     DecodedEvent,
     DecodeError,
     UsageGap,
@@ -49,12 +53,21 @@ from protocol import (
     encode_event,
 )
 
-from ._exceptions import HubError, NotFoundError, broker_errors, storage_errors
+from ._exceptions import FatalError, HubError, NotFoundError, broker_errors, storage_errors
 from .actors import Outcome, Registry, period_start
-from .alerts.records import AlertRecord, alert_record, percentage, to_event, to_unit
+from .alerts.records import (
+    AlertRecord,
+    alert_record,
+    display_unit,
+    event_type,
+    percentage,
+    to_event,
+    to_unit,
+)
 from .config import HubConfig
-from .kafka import publish
 from .metrics import HubMetrics
+from .outbox import Outbox, OutboxBatch, OutboxEvent, insert_outbox
+from .storage.aggregates import AggregateInput, Bucketer, write_aggregates
 from .storage.batch import (
     DeadLetter,
     ReadingRow,
@@ -63,7 +76,8 @@ from .storage.batch import (
     stored_offsets,
     write_batch,
 )
-from .storage.redis_cache import CachedUsage, RedisCache, now_ms
+from .storage.partitions import ensure_partitions, month_of
+from .storage.redis_cache import CachedUsage, now_ms
 
 __all__ = ["UsageConsumer", "validate_reading"]
 
@@ -118,17 +132,20 @@ class UsageConsumer:
         pool: asyncpg.Pool,
         registry: Registry,
         *,
-        cache: RedisCache | None,
-        producer: AIOKafkaProducer | None,
+        outbox: Outbox,
         metrics: HubMetrics,
     ) -> None:
         self.config = config
         self.pool = pool
         self.registry = registry
-        self.cache = cache
-        self.producer = producer
+        self.outbox = outbox
         self.metrics = metrics
         self._tz = ZoneInfo(config.billing_tz)
+        self._bucketer = Bucketer(self._tz)
+        self._months: set[int] = set()
+        self._days: dict[int, int] = {}
+        #: wall seconds spent per stage of :meth:`process` (what limits throughput)
+        self.stage_seconds: dict[str, float] = {}
         self.batches = 0
         #: held from decoding a batch until its PostgreSQL commit (not while committing to
         #: Kafka, which may wait for a rebalance that waits for this lock)
@@ -154,6 +171,7 @@ class UsageConsumer:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=cfg.batch_max_records,
+            fetch_max_wait_ms=cfg.fetch_max_wait_ms,
             session_timeout_ms=cfg.session_timeout_ms,
             heartbeat_interval_ms=max(100, cfg.session_timeout_ms // 4),
         )
@@ -169,14 +187,14 @@ class UsageConsumer:
             failures = 0
             while True:
                 with broker_errors(cfg.kafka_bootstrap_servers):
-                    batch = await consumer.getmany(
-                        timeout_ms=cfg.batch_timeout_ms, max_records=cfg.batch_max_records
-                    )
+                    batch = await self._gather(consumer)
                 if not batch:
                     continue
                 try:
                     await self.process(consumer, batch)
                     failures = 0
+                except FatalError:
+                    raise
                 except HubError as exc:
                     failures += 1
                     self.metrics.batch_failures.inc()
@@ -190,6 +208,35 @@ class UsageConsumer:
         finally:
             with anyio.CancelScope(shield=True):
                 await consumer.stop()
+
+    async def _gather(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, list[Any]]:
+        """One batch: what ``getmany`` has, topped up for at most ``batch_linger_ms``.
+
+        A broker may hand out one small record batch per fetch; paying a
+        PostgreSQL transaction for each would cap throughput, so the consumer
+        keeps fetching until ``batch_max_records`` or the linger runs out.
+        """
+        cfg = self.config
+        batch: dict[TopicPartition, list[Any]] = await consumer.getmany(
+            timeout_ms=cfg.batch_timeout_ms, max_records=cfg.batch_max_records
+        )
+        if not batch or cfg.batch_linger_ms <= 0:
+            return batch
+        count = sum(map(len, batch.values()))
+        deadline = time.monotonic() + cfg.batch_linger_ms / 1000
+        while count < cfg.batch_max_records:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            more = await consumer.getmany(
+                timeout_ms=max(1, int(left * 1000)), max_records=cfg.batch_max_records - count
+            )
+            if not more:
+                break
+            for tp, records in more.items():
+                batch.setdefault(tp, []).extend(records)
+                count += len(records)
+        return batch
 
     async def process(
         self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[Any]]
@@ -230,27 +277,52 @@ class UsageConsumer:
             if records:
                 offsets[tp] = records[-1].offset + 1
 
+        stages = self.stage_seconds
+        mark = time.perf_counter()
+
+        def stage(name: str) -> None:
+            nonlocal mark
+            now = time.perf_counter()
+            stages[name] = stages.get(name, 0.0) + now - mark
+            mark = now
+
+        stage("decode")
         unique: dict[str, tuple[int, Any, DecodedEvent]] = {}
         for item in events:
             unique.setdefault(item[2].id, item)
         duplicates = len(events) - len(unique)
+        months = {
+            self._month(ev.data.end_ms)
+            for _, _, ev in unique.values()
+            if isinstance(ev.data, UsageReading)
+        }
+        with storage_errors(self.config.database_address):
+            await ensure_partitions(self.pool, months, self._months)
         results: dict[str, Outcome | Exception] = {}
         alerts: list[AlertRecord] = []
-        alert_ids: list[str] = []
         applied = 0
         gaps_written = 0
+        outbox: tuple[int, OutboxBatch] | None = None
         try:
             async with self.batch_lock:
                 with storage_errors(self.config.database_address):
                     async with self.pool.acquire() as conn, conn.transaction():
+                        stage("partitions+begin")
                         fresh_ids = await claim_events(conn, list(unique))
+                        stage("dedup")
                         fresh = [item for eid, item in unique.items() if eid in fresh_ids]
                         duplicates += len(unique) - len(fresh)
                         readings = [
                             (p, ev.data) for p, _, ev in fresh if isinstance(ev.data, UsageReading)
                         ]
                         results = await self.registry.apply(readings)
+                        stage("actors")
+                        outcomes = [r for r in results.values() if isinstance(r, Outcome)]
+                        poisoned = {
+                            id(reading): reason for o in outcomes for reading, reason in o.poisoned
+                        }
                         rows: list[ReadingRow] = []
+                        aggregates: list[AggregateInput] = []
                         for p, rec, ev in fresh:
                             data = ev.data
                             if not isinstance(data, UsageReading):
@@ -260,9 +332,13 @@ class UsageConsumer:
                                 bury(p, self.config.usage_topic, rec, f"unprovisionable: {res}")
                             elif isinstance(res, Exception):
                                 raise res
+                            elif (reason := poisoned.get(id(data))) is not None:
+                                bury(p, self.config.usage_topic, rec, f"actor refused: {reason}")
                             else:
                                 rows.append(ReadingRow(res.resource_id, ev.id, data))
-                        outcomes = [r for r in results.values() if isinstance(r, Outcome)]
+                                aggregates.append(
+                                    (res.resource_id, data, res.unit, res.cost_per_unit)
+                                )
                         for o in outcomes:
                             base = RESOURCE_BASE_UNIT.get(o.resource_type, "byte")
                             alerts.extend(alert_record(o, c, base) for c in o.changes)
@@ -280,14 +356,23 @@ class UsageConsumer:
                                     o.resource_id,
                                     o.total,
                                     period_start(o.period) if o.period >= 0 else None,
+                                    o.stats,
                                 )
                                 for o in outcomes
                             ],
                             alerts=alerts,
                             offsets=[(tp.topic, tp.partition, off) for tp, off in offsets.items()],
                         )
+                        stage("raw+totals+alerts")
+                        await write_aggregates(conn, aggregates, self._bucketer)
+                        stage("aggregates")
+                        batch_out = self._outbox_batch(outcomes, alerts, alert_ids, started)
+                        if batch_out.events or batch_out.usage:
+                            outbox = (await insert_outbox(conn, batch_out), batch_out)
                         applied = len(rows)
                         gaps_written = len(gaps)
+                        stage("outbox")
+                    stage("commit")
         except BaseException:
             if results:
                 with anyio.CancelScope(shield=True):
@@ -301,42 +386,12 @@ class UsageConsumer:
         m.dead_letters.inc(len(dead))
         m.gaps.inc(gaps_written)
         m.actors.set(len(self.registry))
-        outcomes = [r for r in results.values() if isinstance(r, Outcome)]
         for o in outcomes:
             m.late.inc(o.late)
             if o.provisioned:
                 m.provisioned.inc()
         for a in alerts:
             m.alerts.labels(a.alert_type, a.status).inc()
-        for d in dead:
-            _log.warning("dead_letter", partition=d.partition, offset=d.offset, reason=d.reason)
-        await self._after_commit(consumer, offsets, outcomes, alerts, alert_ids)
-
-    async def _after_commit(
-        self,
-        consumer: AIOKafkaConsumer,
-        offsets: dict[TopicPartition, int],
-        outcomes: list[Outcome],
-        alerts: list[AlertRecord],
-        alert_ids: list[str],
-    ) -> None:
-        try:
-            await consumer.commit(offsets)
-        except KafkaError as exc:  # PostgreSQL holds the offsets; the next start seeks there
-            _log.warning("kafka_commit_failed", error=str(exc))
-        events = [to_event(a, aid) for a, aid in zip(alerts, alert_ids, strict=True) if aid]
-        if self.producer is not None:
-            for event in events:
-                try:
-                    await publish(
-                        self.producer,
-                        self.config.alerts_topic,
-                        encode_event(event, source=self.config.source, event_type=TYPE_THRESHOLD),
-                    )
-                except HubError as exc:
-                    self.metrics.side_effect_failures.labels("kafka").inc()
-                    _log.warning("alert_publish_failed", alert_id=event.alert_id, error=str(exc))
-        for a in alerts:
             _log.info(
                 "alert",
                 resource_key=a.resource_key,
@@ -345,17 +400,61 @@ class UsageConsumer:
                 current=str(a.current_value),
                 unit=a.unit,
             )
-        if self.cache is not None and (outcomes or events):
-            try:
-                await self.cache.update([self._cached(o) for o in outcomes], events)
-            except HubError as exc:
-                self.metrics.side_effect_failures.labels("redis").inc()
-                _log.warning("cache_update_failed", error=str(exc))
+        for d in dead:
+            _log.warning("dead_letter", partition=d.partition, offset=d.offset, reason=d.reason)
+        try:
+            await consumer.commit(offsets)
+        except KafkaError as exc:  # PostgreSQL holds the offsets; the next start seeks there
+            _log.warning("kafka_commit_failed", error=str(exc))
+        stage("metrics")
+        if outbox is not None:
+            await self.outbox.submit(*outbox)
+        stage("kafka-commit+handoff")
+
+    def forget_partitions(self) -> None:
+        """Partitions were dropped: check again before the next COPY."""
+        self._months.clear()
+
+    def _month(self, ms: int) -> int:
+        day = ms // 86_400_000
+        month = self._days.get(day)
+        if month is None:
+            if len(self._days) > 4096:
+                self._days.clear()
+            month = self._days[day] = month_of(ms)
+        return month
+
+    def _outbox_batch(
+        self,
+        outcomes: list[Outcome],
+        alerts: list[AlertRecord],
+        alert_ids: list[str],
+        consumed: float,
+    ) -> OutboxBatch:
+        events: list[OutboxEvent] = []
+        payloads = []
+        for a, aid in zip(alerts, alert_ids, strict=True):
+            if not aid:
+                continue
+            payload = to_event(a, aid)
+            payloads.append(payload)
+            record = encode_event(
+                payload,
+                source=self.config.source,
+                event_type=event_type(a),
+                id=f"{aid}.{a.status.lower()}",
+            )
+            headers = list(record.headers)
+            events.append(OutboxEvent(record.key, record.value, headers, record.event_id, consumed))
+        return OutboxBatch(
+            topic=self.config.alerts_topic,
+            events=events,
+            usage=[self._cached(o) for o in outcomes],
+            alerts=payloads,
+        )
 
     @staticmethod
     def _cached(o: Outcome) -> CachedUsage:
-        from .alerts.records import display_unit
-
         base = RESOURCE_BASE_UNIT.get(o.resource_type, "byte")
         unit = display_unit(o.unit, base)
         pct = percentage(o.total, o.limit)

@@ -7,6 +7,15 @@ time and one key's readings are applied in order. When a mailbox is full,
 :meth:`Registry.apply` waits: back-pressure reaches the Kafka consumer instead
 of memory growing.
 
+Supervision is one-for-one: when an actor raises on a reading, only that
+actor is restarted — rebuilt from its stored state, the batch's earlier
+readings re-applied — and the reading that broke it (the poison message) is
+reported in :attr:`Outcome.poisoned` so the consumer dead-letters it instead
+of retrying it. More than ``max_restarts`` restarts within
+``restart_window`` seconds raise :class:`RestartBudgetError`: the process
+exits non-zero rather than limping on. When the registry stops, every
+pending :meth:`Registry.apply` fails with :class:`RegistryClosedError`.
+
 An actor is created on its first reading from PostgreSQL (its limit,
 thresholds, open alert and current-period total); an unknown resource key is
 auto-provisioned first (no limit). Idle actors are retired; so are the actors
@@ -17,6 +26,7 @@ which is how a failing actor is "restarted".
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import time
 import zlib
@@ -32,9 +42,9 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from protocol import UsageReading
 
-from .._exceptions import HubError
+from .._exceptions import HubError, RegistryClosedError, RestartBudgetError
 from ..storage.provision import Executor, auto_provision, load_resource
-from .actor import Outcome, ResourceActor, period_of
+from .actor import ActorFault, CheckSettings, Outcome, ResourceActor, period_of
 
 __all__ = ["Registry"]
 
@@ -44,12 +54,18 @@ _log = structlog.get_logger("hub.actors")
 class _Ask:
     """A reply slot the asking task waits on until every shard answered."""
 
-    __slots__ = ("done", "pending", "results")
+    __slots__ = ("done", "error", "pending", "results")
 
     def __init__(self, pending: int) -> None:
         self.pending = pending
         self.results: dict[str, Outcome | Exception] = {}
         self.done = anyio.Event()
+        self.error: BaseException | None = None
+
+    def fail(self, error: BaseException) -> None:
+        if self.error is None:
+            self.error = error
+        self.done.set()
 
     def answered(self) -> None:
         self.pending -= 1
@@ -95,6 +111,9 @@ class Registry:
         *,
         tz: ZoneInfo,
         gap_bp: int = 500,
+        settings: CheckSettings | None = None,
+        max_restarts: int = 20,
+        restart_window: float = 60.0,
         shards: int = 8,
         mailbox_size: int = 256,
         idle_seconds: float = 900.0,
@@ -104,11 +123,24 @@ class Registry:
         self._defaults = (default_warning, default_critical)
         self._db = db
         self._tz = tz
-        self._gap_bp = gap_bp
+        self.settings = settings or CheckSettings(gap_bp=gap_bp)
+        self._max_restarts = max_restarts
+        self._restart_window = restart_window
+        self._restarts: list[float] = []
+        self.restarts = 0
+        self._pending: set[_Ask] = set()
+        #: billing month -> (start ms, end ms), computed once per month
+        self._bounds: dict[int, tuple[int, int]] = {}
+        self._current: tuple[int, int, int] = (-1, 0, 0)
         self._shards = [_Shard(mailbox_size) for _ in range(shards)]
         self._idle = idle_seconds
         self._running = False
         self.provisioned = 0
+
+    @property
+    def pending(self) -> int:
+        """Requests (apply / forget) waiting for an answer."""
+        return len(self._pending)
 
     def __len__(self) -> int:
         return sum(len(s.actors) for s in self._shards)
@@ -135,6 +167,8 @@ class Registry:
                 await anyio.sleep_forever()
         finally:
             self._running = False
+            for ask in list(self._pending):
+                ask.fail(RegistryClosedError("the actor registry stopped"))
             for shard in self._shards:
                 if shard.send is not None:
                     shard.send.close()
@@ -157,9 +191,15 @@ class Registry:
         if not per_shard:
             return {}
         ask = _Ask(len(per_shard))
-        for index, work in per_shard.items():
-            await self._mailbox(index).send(_Apply(work, ask))
-        await ask.done.wait()
+        self._pending.add(ask)
+        try:
+            for index, work in per_shard.items():
+                await self._mailbox(index).send(_Apply(work, ask))
+            await ask.done.wait()
+        finally:
+            self._pending.discard(ask)
+        if ask.error is not None:
+            raise ask.error
         return ask.results
 
     async def forget(self, predicate: Callable[[ResourceActor], bool]) -> None:
@@ -170,9 +210,15 @@ class Registry:
                     del shard.actors[key]
             return
         ask = _Ask(len(self._shards))
-        for index in range(len(self._shards)):
-            await self._mailbox(index).send(_Retire(predicate, ask))
-        await ask.done.wait()
+        self._pending.add(ask)
+        try:
+            for index in range(len(self._shards)):
+                await self._mailbox(index).send(_Retire(predicate, ask))
+            await ask.done.wait()
+        finally:
+            self._pending.discard(ask)
+        if ask.error is not None:
+            raise ask.error
 
     async def forget_keys(self, keys: Iterable[str]) -> None:
         wanted = frozenset(keys)
@@ -200,14 +246,31 @@ class Registry:
             try:
                 match envelope:
                     case _Apply(items=items, ask=ask):
+                        actors = shard.actors
+                        now = time.monotonic()
                         for key, partition, readings in items:
+                            actor = actors.get(key)
+                            if actor is not None:  # the hot path: no await, no reload
+                                done = self.apply_loaded(actor, partition, readings, now)
+                                if done is not None:
+                                    ask.results[key] = done
+                                    continue
+                                del actors[key]  # it failed: the supervised path rebuilds it
                             ask.results[key] = await self._apply_one(
                                 shard, key, partition, readings
                             )
+                            if ask.error is not None:
+                                break
                     case _Retire(predicate=predicate):
                         for key in [k for k, a in shard.actors.items() if predicate(a)]:
                             del shard.actors[key]
-            finally:
+            except Exception as exc:  # the budget ran out, or a bug: the asker gets it
+                envelope.ask.fail(exc)
+                raise
+            except BaseException:  # cancelled: the registry is stopping
+                envelope.ask.fail(RegistryClosedError("the actor registry stopped"))
+                raise
+            else:
                 envelope.ask.answered()
 
     async def _load(
@@ -233,6 +296,80 @@ class Registry:
                 _log.info("resource_auto_provisioned", resource_key=key)
         return ResourceActor.from_row(row, partition=partition), provisioned
 
+    def bounds(self, period: int) -> tuple[int, int]:
+        """Start and end (ms) of billing month ``period`` in the billing time zone."""
+        got = self._bounds.get(period)
+        if got is None:
+            y, m = divmod(period, 12)
+            start = dt.datetime(y, m + 1, 1, tzinfo=self._tz)
+            y2, m2 = divmod(period + 1, 12)
+            end = dt.datetime(y2, m2 + 1, 1, tzinfo=self._tz)
+            got = (int(start.timestamp() * 1000), int(end.timestamp() * 1000))
+            self._bounds[period] = got
+        return got
+
+    def _period(self, ms: int) -> int:
+        period, start, end = self._current
+        if start <= ms < end:
+            return period
+        period = period_of(ms, self._tz)
+        start, end = self.bounds(period)
+        self._current = (period, start, end)
+        return period
+
+    def _restarted(self, key: str, error: BaseException) -> None:
+        now = time.monotonic()
+        self.restarts += 1
+        self._restarts = [t for t in self._restarts if t > now - self._restart_window]
+        self._restarts.append(now)
+        _log.warning("actor_restarted", resource_key=key, error=str(error))
+        if len(self._restarts) > self._max_restarts:
+            raise RestartBudgetError(
+                f"{len(self._restarts)} actor restarts within {self._restart_window:g} s "
+                f"(budget {self._max_restarts}); last: {key}: {error}"
+            )
+
+    def _run(
+        self, actor: ResourceActor, readings: list[UsageReading], outcome: Outcome
+    ) -> int | None:
+        """Apply ``readings``; None when all went through, else the index of the one that failed."""
+        settings = self.settings
+        changes = outcome.changes
+        handle = actor.handle
+        late = 0
+        try:
+            for reading in readings:
+                period, start, end = self._current
+                end_ms = reading.end_ms
+                if not start <= end_ms < end:
+                    period = self._period(end_ms)
+                    start, end = self._bounds[period]
+                if not handle(reading, period, (start, end), settings, changes):
+                    late += 1
+        except Exception as exc:
+            outcome.late += late
+            outcome.poisoned.append((reading, f"{type(exc).__name__}: {exc}"))
+            return readings.index(reading)
+        outcome.late += late
+        return None
+
+    def apply_loaded(
+        self, actor: ResourceActor, partition: int, readings: list[UsageReading], now: float
+    ) -> Outcome | None:
+        """Apply ``readings`` to a resident actor; None if one failed (state is then suspect).
+
+        This is what a shard worker does per key of a batch when the actor is
+        loaded (the benchmark drives it directly).
+        """
+        actor.partition = partition
+        actor.last_used = now
+        outcome = actor.outcome()
+        if self._run(actor, readings, outcome) is not None:
+            return None
+        outcome.total, outcome.period, outcome.level = actor.total, actor.period, actor.level
+        outcome.stats = actor.stats
+        return outcome
+
     async def _apply_one(
         self, shard: _Shard, key: str, partition: int, readings: list[UsageReading]
     ) -> Outcome | Exception:
@@ -246,18 +383,34 @@ class Registry:
             actor.last_used = time.monotonic()
             outcome = actor.outcome()
             outcome.provisioned = provisioned
-            for reading in readings:
-                result = actor.handle(
-                    reading, period_of(reading.end_ms, self._tz), gap_bp=self._gap_bp
-                )
-                if result is False:
-                    outcome.late += 1
-                elif result is not None and result is not True:
-                    outcome.changes.append(result)
-        except Exception as exc:  # supervision: drop the actor, report, rebuild on next use
+            good: list[UsageReading] = []
+            rest = readings
+            while (failed := self._run(actor, rest, outcome)) is not None:
+                # one-for-one restart: rebuild from stored state, replay what succeeded,
+                # skip the poison message (the consumer dead-letters it)
+                good.extend(rest[:failed])
+                rest = rest[failed + 1 :]
+                shard.actors.pop(key, None)
+                reason = outcome.poisoned[-1][1]
+                self._restarted(key, ActorFault(reason))
+                actor, _ = await self._load(key, partition, readings[0])
+                shard.actors[key] = actor
+                actor.partition = partition
+                replay = actor.outcome()
+                poisoned = outcome.poisoned
+                if self._run(actor, good, replay) is not None:  # pragma: no cover - determinism
+                    raise HubError(f"actor {key} failed replaying readings that succeeded")
+                outcome = replay
+                outcome.provisioned = provisioned
+                outcome.poisoned = poisoned
+        except RestartBudgetError:
+            shard.actors.pop(key, None)
+            raise
+        except Exception as exc:  # the actor could not even be loaded: drop it, report
             shard.actors.pop(key, None)
             _log.warning("actor_failed", resource_key=key, error=str(exc))
             return exc
         outcome.total, outcome.period, outcome.level = actor.total, actor.period, actor.level
         outcome.limit = actor.limit
+        outcome.stats = actor.stats
         return outcome

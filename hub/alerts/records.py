@@ -7,7 +7,16 @@ level reached       alert_type            severity
 ==================  ====================  ==========
 WARNING             THRESHOLD_WARNING     HIGH
 CRITICAL            THRESHOLD_CRITICAL    CRITICAL
+anomaly             ANOMALY_DETECTED      MEDIUM
+forecast            FORECAST_LIMIT        MEDIUM
 ==================  ====================  ==========
+
+Threshold and forecast alerts are published as ``usage.threshold.v1``,
+anomalies as ``resource.alert.v1``. An anomaly episode opens on a reading
+whose z-score passes the threshold and resolves on the next normal reading;
+a forecast episode opens when the pace reaches the limit before the period
+ends ("will reach 100 % on <date>", with its confidence) and resolves when
+the pace falls back (with a margin) or the period ends.
 
 WARNING is HIGH rather than MEDIUM because it means the customer will run
 over the limit within the period at the current pace; CRITICAL is what the
@@ -24,11 +33,12 @@ the catalog unit as exact decimals.
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import ROUND_DOWN, Decimal
 
 import msgspec
 
-from protocol import AlertEvent, UnitError, from_base, unit_factor
+from protocol import TYPE_ALERT, TYPE_THRESHOLD, AlertEvent, UnitError, from_base, unit_factor
 
 from ..actors.actor import Change, Outcome
 from ..checks.thresholds import Level, Transition
@@ -37,6 +47,7 @@ __all__ = [
     "AlertRecord",
     "alert_record",
     "display_unit",
+    "event_type",
     "percentage",
     "plain",
     "to_event",
@@ -95,10 +106,76 @@ class AlertRecord(msgspec.Struct, frozen=True):
     percentage: Decimal | None
     unit: str
     at_ms: int
+    check: str = "threshold"
+    z_score: float | None = None
+    forecast_ms: int | None = None
+    #: 0-100, two decimals
+    confidence: Decimal | None = None
+
+
+def event_type(record: AlertRecord) -> str:
+    """The CloudEvent type ``record`` is published as."""
+    return TYPE_ALERT if record.check == "anomaly" else TYPE_THRESHOLD
+
+
+def _day(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _other_record(outcome: Outcome, change: Change, unit: str) -> AlertRecord:
+    limit = outcome.limit
+    current = to_unit(change.total, unit)
+    pct = percentage(change.total, limit)
+    limit_d = to_unit(limit, unit) if limit is not None else None
+    resolved = change.transition is Transition.RESOLVE
+    what = f"{outcome.resource_type} usage of {outcome.key}"
+    confidence = None
+    if change.check == "anomaly":
+        alert_type = "ANOMALY_DETECTED"
+        rate = "level" if outcome.kind == "level" else "rate per second"
+        message = (
+            f"{what} is back to normal ({rate} {change.value:.6g}, z-score {change.z:.2f})"
+            if resolved
+            else f"{what} is anomalous: {rate} {change.value:.6g} against a mean of "
+            f"{change.expected:.6g} (z-score {change.z:.2f})"
+        )
+    else:
+        alert_type = "FORECAST_LIMIT"
+        confidence = Decimal(change.confidence * 100).quantize(_CENT, rounding=ROUND_DOWN)
+        message = (
+            f"{what} is no longer on track to reach its {limit_d} {unit} limit this period"
+            if resolved
+            else f"{what} will reach 100 % of its {limit_d} {unit} limit on "
+            f"{_day(change.forecast_ms)} at the current pace (confidence {confidence}%; "
+            f"now {current} {unit}, {pct}%)"
+        )
+    return AlertRecord(
+        resource_id=outcome.resource_id,
+        resource_key=outcome.key,
+        customer_id=outcome.customer_id,
+        resource_type=outcome.resource_type,
+        transition=change.transition.value,
+        alert_type=alert_type,
+        severity="MEDIUM",
+        status="RESOLVED" if resolved else "ACTIVE",
+        message=message,
+        current_value=current,
+        threshold_value=limit_d if change.check == "forecast" else None,
+        limit_value=limit_d,
+        percentage=pct,
+        unit=unit,
+        at_ms=change.at_ms,
+        check=change.check,
+        z_score=change.z if change.check == "anomaly" else None,
+        forecast_ms=change.forecast_ms or None,
+        confidence=confidence,
+    )
 
 
 def alert_record(outcome: Outcome, change: Change, base_unit: str) -> AlertRecord:
     unit = display_unit(outcome.unit, base_unit)
+    if change.check != "threshold":
+        return _other_record(outcome, change, unit)
     limit = outcome.limit
     current = to_unit(change.total, unit)
     pct = percentage(change.total, limit)
@@ -141,7 +218,7 @@ def alert_record(outcome: Outcome, change: Change, base_unit: str) -> AlertRecor
 
 
 def to_event(record: AlertRecord, alert_id: str) -> AlertEvent:
-    """The ``usage.threshold.v1`` payload published after the batch commits."""
+    """The payload published after the batch commits (type: :func:`event_type`)."""
     return AlertEvent(
         alert_id=alert_id,
         customer_id=record.customer_id,

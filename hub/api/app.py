@@ -8,9 +8,7 @@ GET      /metrics                                        Prometheus text
 POST     /api/metrics/ingest                             UsageEvent or list -> 202 + event ids
 GET      /api/metrics/customer/{customerId}/current      usage now (Redis, else PostgreSQL)
 GET      /api/monitoring/customers/{customerId}/resources  resources as stored
-GET      /api/alerts?status=&customerId=&resourceKey=&limit=  alerts, newest first
-POST     /api/alerts/{id}/acknowledge                    body {"by": "..."}
-POST     /api/alerts/{id}/resolve                        body {"by": "..."} (optional)
+*        /api/alerts/..., /api/notifications, ...      alerts, preferences: see api/alerts.py
 =======  ==============================================  =====================================
 """
 
@@ -43,7 +41,6 @@ __all__ = ["CONTEXT", "ApiContext", "create_app"]
 _log = structlog.get_logger("hub.api")
 _encoder = msgspec.json.Encoder(decimal_format="string")
 _PATH = re.compile(r"at `(\$[^`]*)`")
-_STATUSES = frozenset({"ACTIVE", "ACKNOWLEDGED", "RESOLVED"})
 
 
 class ApiContext(msgspec.Struct):
@@ -57,13 +54,6 @@ class ApiContext(msgspec.Struct):
 
 
 CONTEXT = web.AppKey("context", ApiContext)
-
-
-class _By(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    by: str | None = None
-
-
-_by_decoder = msgspec.json.Decoder(_By)
 
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -136,67 +126,6 @@ async def resources(request: web.Request) -> web.Response:
     return _json(await queries.customer_resources(ctx.db, request.match_info["customerId"]))
 
 
-async def alerts(request: web.Request) -> web.Response:
-    q = request.query
-    status = q.get("status")
-    if status is not None and status.upper() not in _STATUSES:
-        return _error(400, f"status must be one of {sorted(_STATUSES)}", "status")
-    try:
-        limit = int(q.get("limit", "100"))
-        if not 1 <= limit <= 1000:
-            raise ValueError
-    except ValueError:
-        return _error(400, "limit must be an integer 1-1000", "limit")
-    rows = await queries.list_alerts(
-        _ctx(request).db,
-        status=status.upper() if status else None,
-        customer_id=q.get("customerId"),
-        resource_key=q.get("resourceKey"),
-        limit=limit,
-    )
-    return _json(rows)
-
-
-async def _body_by(request: web.Request, *, required: bool) -> str | web.Response | None:
-    raw = await request.read()
-    try:
-        by = _by_decoder.decode(raw).by if raw.strip() else None
-    except msgspec.ValidationError as exc:
-        return _error(400, str(exc), "body")
-    except msgspec.DecodeError as exc:
-        return _error(400, f"body is not valid JSON: {exc}", "body")
-    if required and not (by and by.strip()):
-        return _error(400, 'who acknowledges is required: {"by": "name"}', "$.by")
-    return by
-
-
-async def acknowledge(request: web.Request) -> web.Response:
-    by = await _body_by(request, required=True)
-    if isinstance(by, web.Response):
-        return by
-    assert by is not None
-    row, changed = await queries.acknowledge_alert(_ctx(request).db, request.match_info["id"], by)
-    if not changed and row.status != "ACKNOWLEDGED":
-        return _error(
-            409, f"alert is {row.status}, only an ACTIVE alert can be acknowledged", "status"
-        )
-    return _json(row)
-
-
-async def resolve(request: web.Request) -> web.Response:
-    by = await _body_by(request, required=False)
-    if isinstance(by, web.Response):
-        return by
-    ctx = _ctx(request)
-    row, changed = await queries.resolve_alert(ctx.db, request.match_info["id"], by)
-    if changed and ctx.cache is not None:
-        try:
-            await ctx.cache.forget_alert(row.customer_id, row.resource_key)
-        except HubError as exc:
-            _log.warning("cache_update_failed", error=str(exc))
-    return _json(row)
-
-
 async def ingest(request: web.Request) -> web.Response:
     ctx = _ctx(request)
     if ctx.producer is None:
@@ -235,7 +164,7 @@ def create_app(context: ApiContext) -> web.Application:
     app.router.add_post("/api/metrics/ingest", ingest)
     app.router.add_get("/api/metrics/customer/{customerId}/current", current)
     app.router.add_get("/api/monitoring/customers/{customerId}/resources", resources)
-    app.router.add_get("/api/alerts", alerts)
-    app.router.add_post("/api/alerts/{id}/acknowledge", acknowledge)
-    app.router.add_post("/api/alerts/{id}/resolve", resolve)
+    from .alerts import add_alert_routes  # issue 5: alerts, preferences, notifications
+
+    add_alert_routes(app)
     return app

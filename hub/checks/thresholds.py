@@ -42,6 +42,8 @@ class Transition(enum.Enum):
     RAISE_WARNING = "raise_warning"
     RAISE_CRITICAL = "raise_critical"
     RESOLVE = "resolve"
+    #: an anomaly or forecast episode opens (they have one level)
+    RAISE = "raise"
 
 
 def percent_to_bp(percent: Decimal | int | str) -> int:

@@ -58,6 +58,8 @@ class TotalRow(msgspec.Struct, frozen=True):
     resource_id: str
     total: int
     period_start: dt.date | None
+    #: the actor's statistics: weight, mean, m2, last_ms, points, first_ms, anchor
+    stats: tuple[float, float, float, int, int, int, int] = (0.0, 0.0, 0.0, 0, 0, 0, 0)
 
 
 async def claim_events(conn: asyncpg.Connection, ids: Sequence[str]) -> set[str]:
@@ -169,10 +171,20 @@ async def write_batch(
             ],
         )
     if totals:
-        await conn.executemany(
-            """UPDATE customer_resources SET current_usage = $2, period_start = $3,
-                   updated_at = now() WHERE id = $1::uuid""",
-            [(t.resource_id, t.total, t.period_start) for t in totals],
+        cols = list(zip(*(t.stats for t in totals), strict=True))
+        await conn.execute(
+            """UPDATE customer_resources cr SET current_usage = u.total, period_start = u.ps,
+                   stat_weight = u.w, stat_mean = u.mean, stat_m2 = u.m2, stat_last_ms = u.lm,
+                   stat_points = u.pts, stat_first_ms = u.fm, stat_anchor = u.anchor,
+                   updated_at = now()
+               FROM unnest($1::uuid[], $2::bigint[], $3::date[], $4::float8[], $5::float8[],
+                           $6::float8[], $7::bigint[], $8::int[], $9::bigint[], $10::bigint[])
+                    AS u(id, total, ps, w, mean, m2, lm, pts, fm, anchor)
+               WHERE cr.id = u.id""",
+            [t.resource_id for t in totals],
+            [t.total for t in totals],
+            [t.period_start for t in totals],
+            *[list(c) for c in cols],
         )
     alert_ids = [await _write_alert(conn, a) for a in alerts]
     await conn.executemany(
@@ -186,14 +198,22 @@ async def write_batch(
     return alert_ids
 
 
+_CLOSE = """UPDATE alerts SET status = 'RESOLVED', resolved_at = now(), resolution = $2,
+               resolved_by = 'hub'
+           WHERE customer_resource_id = $1::uuid AND status <> 'RESOLVED' AND {family}
+           RETURNING id::text"""
+#: close the open episode of one family (threshold / anomaly / forecast)
+_CLOSE_FAMILY = {
+    "threshold": _CLOSE.format(family="alert_type LIKE 'THRESHOLD\\_%'"),
+    "anomaly": _CLOSE.format(family="alert_type = 'ANOMALY_DETECTED'"),
+    "forecast": _CLOSE.format(family="alert_type = 'FORECAST_LIMIT'"),
+}
+
+
 async def _write_alert(conn: asyncpg.Connection, a: AlertRecord) -> str:
     resolution = "recovered" if a.status == "RESOLVED" else "escalated"
     closed = await conn.fetchval(
-        """UPDATE alerts SET status = 'RESOLVED', resolved_at = now(), resolution = $2,
-               resolved_by = 'hub'
-           WHERE customer_resource_id = $1::uuid AND status <> 'RESOLVED'
-             AND alert_type LIKE 'THRESHOLD\\_%'
-           RETURNING id::text""",
+        _CLOSE_FAMILY[a.check],
         a.resource_id,
         resolution,
     )
@@ -202,8 +222,8 @@ async def _write_alert(conn: asyncpg.Connection, a: AlertRecord) -> str:
         return str(closed) if closed is not None else ""
     alert_id = await conn.fetchval(
         """INSERT INTO alerts (customer_resource_id, alert_type, severity, message,
-               current_value, threshold_value, unit, status)
-           VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, 'ACTIVE') RETURNING id::text""",
+               current_value, threshold_value, unit, status, z_score, forecast_at, confidence)
+           VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, 'ACTIVE', $8, $9, $10) RETURNING id::text""",
         a.resource_id,
         a.alert_type,
         a.severity,
@@ -211,6 +231,9 @@ async def _write_alert(conn: asyncpg.Connection, a: AlertRecord) -> str:
         a.current_value,
         a.threshold_value,
         a.unit,
+        a.z_score,
+        _ts(a.forecast_ms) if a.forecast_ms else None,
+        a.confidence,
     )
     return str(alert_id)
 

@@ -57,6 +57,17 @@ class ResourceRow(msgspec.Struct, frozen=True):
     critical_threshold: Decimal
     #: 0 none, 1 warning, 2 critical: the open threshold episode, if any
     alert_level: int
+    #: the actor's anomaly/forecast statistics (see hub.checks.anomaly)
+    stat_weight: float = 0.0
+    stat_mean: float = 0.0
+    stat_m2: float = 0.0
+    stat_last_ms: int = 0
+    stat_points: int = 0
+    stat_first_ms: int = 0
+    stat_anchor: int = 0
+    anomaly_open: bool = False
+    forecast_open: bool = False
+    cost_per_unit: Decimal | None = None
 
 
 _SELECT: Final = """
@@ -66,7 +77,15 @@ SELECT cr.id::text AS id, cr.resource_key, cr.customer_id, rc.resource_type, rc.
        COALESCE((SELECT max(CASE a.alert_type WHEN 'THRESHOLD_CRITICAL' THEN 2
                                               WHEN 'THRESHOLD_WARNING' THEN 1 ELSE 0 END)
                  FROM alerts a
-                 WHERE a.customer_resource_id = cr.id AND a.status <> 'RESOLVED'), 0) AS alert_level
+                 WHERE a.customer_resource_id = cr.id AND a.status <> 'RESOLVED'), 0)
+           AS alert_level,
+       cr.stat_weight, cr.stat_mean, cr.stat_m2, cr.stat_last_ms, cr.stat_points,
+       cr.stat_first_ms, cr.stat_anchor,
+       EXISTS (SELECT 1 FROM alerts a WHERE a.customer_resource_id = cr.id
+               AND a.status <> 'RESOLVED' AND a.alert_type = 'ANOMALY_DETECTED') AS anomaly_open,
+       EXISTS (SELECT 1 FROM alerts a WHERE a.customer_resource_id = cr.id
+               AND a.status <> 'RESOLVED' AND a.alert_type = 'FORECAST_LIMIT') AS forecast_open,
+       rc.cost_per_unit
 FROM customer_resources cr JOIN resource_catalogs rc ON rc.id = cr.resource_catalog_id
 WHERE cr.resource_key = $1
 """

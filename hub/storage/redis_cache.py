@@ -7,8 +7,10 @@ Keys (``prefix`` defaults to ``resmon``):
   "usageInUnit", "limitInUnit", "percentage", "level", "updated"}`` with
   usage/limit in base units (ints) and the ``*InUnit`` values as decimal
   strings;
-- ``{prefix}:alerts:{customer}`` hash: field resource key -> the open alert
-  (JSON of :class:`protocol.AlertEvent`), deleted when it resolves.
+- ``{prefix}:alerts:{customer}`` hash: field resource key -> the open
+  threshold alert (JSON of :class:`protocol.AlertEvent`), deleted when it
+  resolves; open anomaly and forecast alerts under ``{resource key}#anomaly``
+  and ``{resource key}#forecast``.
 
 Both expire ``ttl`` seconds after their last update. A usage hash is
 *complete* (lists every resource of the customer) only when it holds the
@@ -53,6 +55,7 @@ class CachedUsage(msgspec.Struct, frozen=True, rename="camel"):
 
 _usage_decoder = msgspec.json.Decoder(CachedUsage)
 _COMPLETE = b"_complete"
+_FIELD_SUFFIX = {"ANOMALY_DETECTED": "#anomaly", "FORECAST_LIMIT": "#forecast"}
 _encoder = msgspec.json.Encoder(decimal_format="string")
 
 
@@ -111,10 +114,11 @@ class RedisCache:
                     touched.add(key)
                 for a in alerts:
                     key = self._alerts_key(a.customer_id)
+                    field = a.resource_key + _FIELD_SUFFIX.get(a.alert_type, "")
                     if a.status == "RESOLVED":
-                        pipe.hdel(key, a.resource_key)
+                        pipe.hdel(key, field)
                     else:
-                        pipe.hset(key, a.resource_key, _encoder.encode(a))
+                        pipe.hset(key, field, _encoder.encode(a))
                     touched.add(key)
                 for key in touched:
                     pipe.expire(key, self.ttl)
@@ -147,10 +151,16 @@ class RedisCache:
         with cache_errors(self._address):
             await self.client.delete(self._usage_key(customer))
 
-    async def forget_alert(self, customer: str, resource_key: str) -> None:
+    async def forget_alert(
+        self, customer: str, resource_key: str, alert_type: str | None = None
+    ) -> None:
         """Drop the cached open alert of ``resource_key`` (an operator resolved it)."""
+        if alert_type is not None:
+            fields = [resource_key + _FIELD_SUFFIX.get(alert_type, "")]
+        else:
+            fields = [resource_key] + [resource_key + x for x in _FIELD_SUFFIX.values()]
         with cache_errors(self._address):
-            await self.client.hdel(self._alerts_key(customer), resource_key)
+            await self.client.hdel(self._alerts_key(customer), *fields)
 
     async def active_alerts(self, customer: str) -> list[bytes]:
         with cache_errors(self._address):

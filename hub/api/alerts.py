@@ -1,0 +1,226 @@
+"""Alert and notification routes. Errors are JSON ``{"error": ..., "where": ...}``.
+
+=======  ===============================================  ==================================
+method   path                                             what
+=======  ===============================================  ==================================
+GET      /api/alerts?status=&customerId=&resourceKey=&limit=  alerts, newest first
+GET      /api/alerts/{id}                                 one alert
+GET      /api/alerts/{id}/history                         audit trail of its episode
+POST     /api/alerts/{id}/acknowledge                     ``{"by": "...", "comment": "..."}``
+POST     /api/alerts/{id}/resolve                         ``{"by": "...", "comment": "..."}``
+GET/PUT  /api/customers/{customerId}/notification-preferences  effective / the customer's own
+GET/PUT  /api/tenants/{tenantId}/notification-preferences  tenant default (``default`` = built-in)
+GET      /api/notifications?status=&customerId=&alertId=&limit=  notification log, retries,
+                                                          dead letters (``status=DEAD``)
+=======  ===============================================  ==================================
+
+An illegal transition (acknowledging a RESOLVED alert, resolving twice) is
+409 with the current status in the message. Webhook URLs are shown as
+``scheme://host/***`` and secrets as ``***``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import msgspec
+import structlog
+from aiohttp import web
+
+from .._exceptions import HubError
+from ..alerts import lifecycle
+from ..notify import log as notify_log
+from ..notify._exceptions import PreferencesError
+from ..notify.preferences import Stored, decode_preferences, masked, save_preferences
+from ..notify.preferences import stored_preferences as load_preferences
+from ..notify.settings import NotifyConfig
+from ..storage import queries
+from ..storage.provision import DEFAULT_TENANT
+from .app import CONTEXT, ApiContext
+
+__all__ = ["add_alert_routes"]
+
+_log = structlog.get_logger("hub.api.alerts")
+_encoder = msgspec.json.Encoder(decimal_format="string")
+_STATUSES: Final = frozenset({"ACTIVE", "ACKNOWLEDGED", "RESOLVED"})
+_LOG_STATUSES: Final = frozenset({"PENDING", "SENDING", "SENT", "DEAD", "SUPPRESSED"})
+
+
+class _Action(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    by: str | None = None
+    comment: str | None = None
+
+
+_action_decoder = msgspec.json.Decoder(_Action)
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=_encoder.encode(data), status=status, content_type="application/json")
+
+
+def _error(status: int, message: str, where: str | None = None) -> web.Response:
+    return _json({"error": message, "where": where}, status)
+
+
+def _ctx(request: web.Request) -> ApiContext:
+    return request.app[CONTEXT]
+
+
+def _notify_config(ctx: ApiContext) -> NotifyConfig:
+    config = getattr(ctx.config, "notify", None)
+    return config if isinstance(config, NotifyConfig) else NotifyConfig()
+
+
+def _limit(request: web.Request) -> int | web.Response:
+    try:
+        limit = int(request.query.get("limit", "100"))
+        if not 1 <= limit <= 1000:
+            raise ValueError
+    except ValueError:
+        return _error(400, "limit must be an integer 1-1000", "limit")
+    return limit
+
+
+async def list_alerts(request: web.Request) -> web.Response:
+    q = request.query
+    status = q.get("status")
+    if status is not None and status.upper() not in _STATUSES:
+        return _error(400, f"status must be one of {sorted(_STATUSES)}", "status")
+    limit = _limit(request)
+    if isinstance(limit, web.Response):
+        return limit
+    rows = await queries.list_alerts(
+        _ctx(request).db,
+        status=status.upper() if status else None,
+        customer_id=q.get("customerId"),
+        resource_key=q.get("resourceKey"),
+        limit=limit,
+    )
+    return _json(rows)
+
+
+async def get_alert(request: web.Request) -> web.Response:
+    return _json(await lifecycle.get_alert(_ctx(request).db, request.match_info["id"]))
+
+
+async def history(request: web.Request) -> web.Response:
+    return _json(await lifecycle.history(_ctx(request).db, request.match_info["id"]))
+
+
+async def _action(request: web.Request) -> _Action | web.Response:
+    raw = await request.read()
+    try:
+        return _action_decoder.decode(raw) if raw.strip() else _Action()
+    except msgspec.ValidationError as exc:
+        return _error(400, str(exc), "body")
+    except msgspec.DecodeError as exc:
+        return _error(400, f"body is not valid JSON: {exc}", "body")
+
+
+async def acknowledge(request: web.Request) -> web.Response:
+    action = await _action(request)
+    if isinstance(action, web.Response):
+        return action
+    if not (action.by and action.by.strip()):
+        return _error(400, 'who acknowledges is required: {"by": "name"}', "$.by")
+    try:
+        row = await lifecycle.acknowledge(
+            _ctx(request).db, request.match_info["id"], action.by, action.comment
+        )
+    except lifecycle.IllegalTransitionError as exc:
+        return _error(409, str(exc), "status")
+    except ValueError as exc:
+        return _error(400, str(exc), "body")
+    return _json(row)
+
+
+async def resolve(request: web.Request) -> web.Response:
+    action = await _action(request)
+    if isinstance(action, web.Response):
+        return action
+    ctx = _ctx(request)
+    try:
+        row = await lifecycle.resolve(ctx.db, request.match_info["id"], action.by, action.comment)
+    except lifecycle.IllegalTransitionError as exc:
+        return _error(409, str(exc), "status")
+    except ValueError as exc:
+        return _error(400, str(exc), "body")
+    if ctx.cache is not None:
+        try:
+            await ctx.cache.forget_alert(row.customer_id, row.resource_key)
+        except HubError as exc:
+            _log.warning("cache_update_failed", error=str(exc))
+    return _json(row)
+
+
+def _shown(stored: Stored) -> Stored:
+    return msgspec.structs.replace(stored, preferences=masked(stored.preferences))
+
+
+def _tenant(request: web.Request) -> str:
+    tenant = request.match_info["tenantId"]
+    return DEFAULT_TENANT if tenant == "default" else tenant
+
+
+async def get_customer_prefs(request: web.Request) -> web.Response:
+    stored = await load_preferences(_ctx(request).db, customer_id=request.match_info["customerId"])
+    return _json(_shown(stored))
+
+
+async def get_tenant_prefs(request: web.Request) -> web.Response:
+    stored = await load_preferences(_ctx(request).db, tenant_id=_tenant(request))
+    return _json(_shown(stored))
+
+
+async def _put(request: web.Request, **scope: str) -> web.Response:
+    ctx = _ctx(request)
+    try:
+        prefs = decode_preferences(await request.read(), _notify_config(ctx).allow_networks)
+    except PreferencesError as exc:
+        return _error(400, str(exc), exc.where)
+    stored = await save_preferences(ctx.db, prefs, by=request.headers.get("X-Resmon-User"), **scope)
+    _log.info("notification_preferences_saved", **scope)
+    return _json(_shown(stored))
+
+
+async def put_customer_prefs(request: web.Request) -> web.Response:
+    return await _put(request, customer_id=request.match_info["customerId"])
+
+
+async def put_tenant_prefs(request: web.Request) -> web.Response:
+    return await _put(request, tenant_id=_tenant(request))
+
+
+async def notifications(request: web.Request) -> web.Response:
+    q = request.query
+    status = q.get("status")
+    if status is not None and status.upper() not in _LOG_STATUSES:
+        return _error(400, f"status must be one of {sorted(_LOG_STATUSES)}", "status")
+    limit = _limit(request)
+    if isinstance(limit, web.Response):
+        return limit
+    alert_id = q.get("alertId")
+    if alert_id is not None:
+        await lifecycle.get_alert(_ctx(request).db, alert_id)  # 404 for an unknown/garbled id
+    rows = await notify_log.list_log(
+        _ctx(request).db,
+        status=status.upper() if status else None,
+        customer_id=q.get("customerId"),
+        alert_id=alert_id,
+        limit=limit,
+    )
+    return _json(rows)
+
+
+def add_alert_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/api/alerts", list_alerts)
+    r.add_get("/api/alerts/{id}", get_alert)
+    r.add_get("/api/alerts/{id}/history", history)
+    r.add_post("/api/alerts/{id}/acknowledge", acknowledge)
+    r.add_post("/api/alerts/{id}/resolve", resolve)
+    r.add_get("/api/customers/{customerId}/notification-preferences", get_customer_prefs)
+    r.add_put("/api/customers/{customerId}/notification-preferences", put_customer_prefs)
+    r.add_get("/api/tenants/{tenantId}/notification-preferences", get_tenant_prefs)
+    r.add_put("/api/tenants/{tenantId}/notification-preferences", put_tenant_prefs)
+    r.add_get("/api/notifications", notifications)
