@@ -263,7 +263,8 @@ async def collect(run: _Run, drain_s: float) -> Result:
     r.peak_consumed_per_s = _peak(tl, "consumed")
     r.readings_stored = int(stored["d"])
     r.duplicate_readings = int(stored["n"]) - int(stored["d"])
-    r.lost_readings = max(r.readings_produced - r.readings_stored, 0)
+    r.left_in_agent_buffers = run.left_in_buffers
+    r.lost_readings = max(r.readings_produced - r.readings_stored - r.left_in_agent_buffers, 0)
     r.duplicates_dropped = int(last["dup_dropped"])
     r.gaps = int(gaps)
     r.max_consumer_lag = run.max_lag

@@ -61,6 +61,9 @@ class Result(msgspec.Struct, kw_only=True):
     #: stored; a poll between that scrape and the agent's exit can make stored > produced
     lost_readings: int = 0
     duplicate_readings: int = 0  #: stored twice (same event id)
+    #: in the agents' crash-safe disk buffers when they were stopped (sent on their next
+    #: start): not lost, not stored by this run
+    left_in_agent_buffers: int = 0
     duplicates_dropped: int = 0  #: redeliveries the hubs recognised and skipped
     max_consumer_lag: int = 0
     final_consumer_lag: int = 0
@@ -120,6 +123,7 @@ def render_markdown(r: Result) -> str:
         _row("peak readings/s consumed", f"{r.peak_consumed_per_s:,.0f}"),
         _row("readings produced / stored", f"{r.readings_produced:,} / {r.readings_stored:,}"),
         _row("lost / duplicate readings", f"{r.lost_readings:,} / {r.duplicate_readings:,}"),
+        _row("left in agent disk buffers at stop", f"{r.left_in_agent_buffers:,}"),
         _row("redeliveries dropped by id", f"{r.duplicates_dropped:,}"),
         _row("consumer lag max / final", f"{r.max_consumer_lag:,} / {r.final_consumer_lag:,}"),
         _row("drain after traffic stop", f"{r.drain_s:.1f} s"),

@@ -60,6 +60,7 @@ class _Run:
     timeline: list[dict[str, float]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     max_lag: int = 0
+    left_in_buffers: int = 0
     started_mono: float = field(default_factory=time.monotonic)
 
     @property
@@ -386,15 +387,21 @@ async def _drive(run: _Run) -> Result:
                         drain_started = time.monotonic()
                         # the agents' last polls saw the final counters; stop them so the
                         # drain measures catching up, not the endless zero-delta stream
-                        point = await _sample(run)  # the agents' last counters
+                        # let the agents' forwarders empty their disk buffers first (a few
+                        # intervals at most), then read their last counters
+                        with anyio.move_on_after(max(3 * s.interval, 10.0)):
+                            while (point := await _sample(run))["buffered"] > 0:  # noqa: ASYNC110
+                                await anyio.sleep(0.2)
                         buffered = point["buffered"]
+                        run.left_in_buffers = int(buffered)
                         with anyio.CancelScope(shield=True):
                             for agent in run.agents:
                                 await stop(agent)
                         if buffered:
                             run.notes.append(
-                                f"{buffered:,.0f} readings were in agent disk buffers when the "
-                                "agents were stopped after the traffic"
+                                f"{buffered:,.0f} readings were still in agent disk buffers when "
+                                "the agents were stopped (kept on disk for their next start; "
+                                "not counted as lost)"
                             )
                     exact_done = totals["exact_matching"] == totals["exact"]
                     applied = point["consumed"] + point["dup_dropped"]

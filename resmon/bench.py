@@ -242,9 +242,9 @@ def run_suites(
             leaf: BaseException = exc
             while isinstance(leaf, BaseExceptionGroup) and leaf.exceptions:
                 leaf = leaf.exceptions[0]  # the first real error, not the task-group wrapper
-            reason = f"{type(leaf).__name__}: {leaf}".strip()
-            where = traceback.format_exc(limit=-1).strip().splitlines()
-            where_line = next((ln.strip() for ln in where if ln.strip().startswith("File ")), "")
+            reason = type(leaf).__name__ + (f": {leaf}" if str(leaf) else "")
+            frames = traceback.extract_tb(leaf.__traceback__)
+            where_line = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
             not_run[name] = f"failed after {time.monotonic() - t0:.0f} s: {reason} ({where_line})"
             suites.append(
                 SuiteRun(
