@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
 from collections.abc import Iterable, Sequence
 
 import asyncpg  # type: ignore[import-untyped]
@@ -186,56 +187,113 @@ async def write_batch(
             [t.period_start for t in totals],
             *[list(c) for c in cols],
         )
-    alert_ids = [await _write_alert(conn, a) for a in alerts]
-    await conn.executemany(
-        """INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset)
-           VALUES ($1, $2, $3, $4)
-           ON CONFLICT (consumer_group, topic, partition) DO UPDATE
-           SET next_offset = GREATEST(consumer_offsets.next_offset, EXCLUDED.next_offset),
-               updated_at = now()""",
-        [(group, topic, partition, offset) for topic, partition, offset in offsets],
-    )
+    alert_ids = await _write_alerts(conn, alerts) if alerts else []
+    offs = list(offsets)
+    if offs:
+        await conn.execute(
+            """INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset)
+               SELECT $1, t, p, o FROM unnest($2::text[], $3::int[], $4::bigint[]) AS u(t, p, o)
+               ON CONFLICT (consumer_group, topic, partition) DO UPDATE
+               SET next_offset = GREATEST(consumer_offsets.next_offset, EXCLUDED.next_offset),
+                   updated_at = now()""",
+            group,
+            [o[0] for o in offs],
+            [o[1] for o in offs],
+            [o[2] for o in offs],
+        )
     return alert_ids
 
 
-_CLOSE = """UPDATE alerts SET status = 'RESOLVED', resolved_at = now(), resolution = $2,
-               resolved_by = 'hub'
-           WHERE customer_resource_id = $1::uuid AND status <> 'RESOLVED' AND {family}
-           RETURNING id::text"""
-#: close the open episode of one family (threshold / anomaly / forecast)
-_CLOSE_FAMILY = {
-    "threshold": _CLOSE.format(family="alert_type LIKE 'THRESHOLD\\_%'"),
-    "anomaly": _CLOSE.format(family="alert_type = 'ANOMALY_DETECTED'"),
-    "forecast": _CLOSE.format(family="alert_type = 'FORECAST_LIMIT'"),
-}
+#: close the open episode (threshold / anomaly / forecast family) of each (resource,
+#: family) of a round; returns what it closed
+_CLOSE_MANY = """UPDATE alerts al SET status = 'RESOLVED', resolved_at = now(),
+                     resolution = u.resolution, resolved_by = 'hub'
+                 FROM unnest($1::int[], $2::uuid[], $3::text[], $4::text[])
+                      AS u(i, rid, family, resolution)
+                 WHERE al.customer_resource_id = u.rid AND al.status <> 'RESOLVED'
+                   AND CASE u.family
+                       WHEN 'threshold' THEN al.alert_type LIKE 'THRESHOLD\\_%'
+                       WHEN 'anomaly' THEN al.alert_type = 'ANOMALY_DETECTED'
+                       WHEN 'forecast' THEN al.alert_type = 'FORECAST_LIMIT' END
+                 RETURNING u.i, al.id::text AS id"""
+_FAMILIES = frozenset({"threshold", "anomaly", "forecast"})
+_INSERT_MANY = """INSERT INTO alerts (id, customer_resource_id, alert_type, severity, message,
+                      current_value, threshold_value, unit, status, z_score, forecast_at,
+                      confidence)
+                  SELECT id, rid, t, sev, msg, cur, thr, unit, 'ACTIVE', z, fa, conf
+                  FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[],
+                              $6::numeric[], $7::numeric[], $8::text[], $9::float8[],
+                              $10::timestamptz[], $11::numeric[]) WITH ORDINALITY
+                       AS u(id, rid, t, sev, msg, cur, thr, unit, z, fa, conf, ord)
+                  ORDER BY ord"""
 
 
-async def _write_alert(conn: asyncpg.Connection, a: AlertRecord) -> str:
-    resolution = "recovered" if a.status == "RESOLVED" else "escalated"
-    closed = await conn.fetchval(
-        _CLOSE_FAMILY[a.check],
-        a.resource_id,
-        resolution,
-    )
-    if a.status == "RESOLVED":
-        # the episode's row, if one was open (a manual resolve may have closed it already)
-        return str(closed) if closed is not None else ""
-    alert_id = await conn.fetchval(
-        """INSERT INTO alerts (customer_resource_id, alert_type, severity, message,
-               current_value, threshold_value, unit, status, z_score, forecast_at, confidence)
-           VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, 'ACTIVE', $8, $9, $10) RETURNING id::text""",
-        a.resource_id,
-        a.alert_type,
-        a.severity,
-        a.message,
-        a.current_value,
-        a.threshold_value,
-        a.unit,
-        a.z_score,
-        _ts(a.forecast_ms) if a.forecast_ms else None,
-        a.confidence,
-    )
-    return str(alert_id)
+async def _write_alerts(conn: asyncpg.Connection, alerts: Sequence[AlertRecord]) -> list[str]:
+    """Write alert transitions, set-based, with the effect of writing them one by one.
+
+    Each transition closes the open episode of its resource and family ("escalated",
+    or "recovered" for a resolution), then an ACTIVE one opens a new row. Transitions
+    of different (resource, family) pairs are independent, so they go in rounds: the
+    k-th transition of every pair in round k, one UPDATE and one INSERT per round
+    (nearly always a single round) instead of two statements per transition.
+    Returns the row id per transition, in ``alerts`` order ("" for a resolution that
+    found nothing open).
+    """
+    ids = [""] * len(alerts)
+    rounds: list[list[int]] = []
+    seen: dict[tuple[str, str], int] = {}
+    for i, a in enumerate(alerts):
+        if a.check not in _FAMILIES:
+            raise ValueError(f"unknown alert check {a.check!r}")
+        k = seen.get((a.resource_id, a.check), 0)
+        seen[(a.resource_id, a.check)] = k + 1
+        if k == len(rounds):
+            rounds.append([])
+        rounds[k].append(i)
+    for members in rounds:
+        closed = await conn.fetch(
+            _CLOSE_MANY,
+            members,
+            [alerts[i].resource_id for i in members],
+            [alerts[i].check for i in members],
+            ["recovered" if alerts[i].status == "RESOLVED" else "escalated" for i in members],
+        )
+        for row in closed:
+            # the episode's row, if one was open (a manual resolve may have closed it already)
+            if alerts[row["i"]].status == "RESOLVED":
+                ids[row["i"]] = str(row["id"])
+        opened = [i for i in members if alerts[i].status != "RESOLVED"]
+        if not opened:
+            continue
+        new = [(i, str(uuid.uuid4())) for i in opened]
+        await conn.execute(
+            _INSERT_MANY,
+            [n for _, n in new],
+            *(
+                list(c)
+                for c in zip(
+                    *(
+                        (
+                            a.resource_id,
+                            a.alert_type,
+                            a.severity,
+                            a.message,
+                            a.current_value,
+                            a.threshold_value,
+                            a.unit,
+                            a.z_score,
+                            _ts(a.forecast_ms) if a.forecast_ms else None,
+                            a.confidence,
+                        )
+                        for a in (alerts[i] for i in opened)
+                    ),
+                    strict=True,
+                )
+            ),
+        )
+        for i, n in new:
+            ids[i] = n
+    return ids
 
 
 async def stored_offsets(
