@@ -5,17 +5,32 @@ Between two samples of one counter the exact usage is the difference modulo
 the width, unless something broke the series; then the interval is a *gap*
 with a reason, never a guess and never a zero:
 
-- ``reboot``: sysUpTime went back (the counters restarted from zero);
+- ``reboot``: sysUpTime went back, or is shorter than the time since the last
+  sample (the router restarted in between, so the counters restarted from zero);
 - ``discontinuity``: the router says so (``ifCounterDiscontinuityTime``
   changed), the counter width changed (HC counters appeared or vanished), the
-  agent's clock did not advance, or a Counter32 on a fast interface could have
-  wrapped more than once since the last sample;
+  agent's clock did not advance, or a Counter32 could have wrapped more than
+  once since the last sample (a fast interface, or an unknown speed across
+  failed polls);
 - ``over_speed``: the delta is more than the interface could have carried in
   the elapsed time at ``ifHighSpeed`` (plus a tolerance) -- a counter reset
   the router did not announce, or a Counter32 that wrapped more than once;
 - ``counter_missing``: the router gave no value for the counter;
-- ``poll_failed``: the router did not answer;
-- ``agent_restart``: the agent itself was not running (see :func:`resume`).
+- ``agent_restart``: the agent itself was not running (see :func:`resume`);
+- ``poll_failed``: no longer produced. Kept in :data:`GapReason` for wire
+  compatibility with events from older agents, which reported every failed
+  poll as a gap and dropped the baseline.
+
+A failed poll (the router did not answer, answered garbage, or was skipped
+while backed off) is *not* a gap: :func:`fail` keeps the last good sample as
+the baseline, so the next good sample yields one delta over the whole span
+since it (``compute_delta(baseline, cur)``, with every check above applied to
+that span) -- or one gap over that span when a check fails. Nothing is
+reported at the time of the failure; it stays visible in the agent's
+``resmon_agent_poll_errors`` / ``resmon_agent_target_up`` metrics and in the
+target's state (``failing`` / ``backoff``, ``consecutiveFailures``,
+``lastErrorKind``) in ``/healthz``. A router that never answers again yields
+no event at all until it does.
 
 :class:`Track` is the per-counter state the poller keeps; :func:`advance` and
 :func:`fail` move it forward and say what the interval since the last sample
@@ -33,6 +48,7 @@ __all__ = [
     "OVER_SPEED_SLACK_BYTES",
     "OVER_SPEED_TOLERANCE_PCT",
     "UPTIME_MODULUS",
+    "UPTIME_SLACK_MS",
     "CounterReading",
     "Delta",
     "Gap",
@@ -43,6 +59,7 @@ __all__ = [
     "fail",
     "max_plausible_bytes",
     "resume",
+    "uptime_continuous",
 ]
 
 GapReason = Literal[
@@ -55,6 +72,8 @@ UPTIME_MODULUS: Final = 2**32
 OVER_SPEED_TOLERANCE_PCT: Final = 10
 #: plus this many bytes, for tiny intervals and timestamp jitter
 OVER_SPEED_SLACK_BYTES: Final = 1_000_000
+#: how much shorter than the time since the last sample sysUpTime may be (at least)
+UPTIME_SLACK_MS: Final = 10_000
 
 
 class CounterReading(msgspec.Struct, frozen=True):
@@ -93,17 +112,30 @@ class Gap(msgspec.Struct, frozen=True):
     detail: str = ""
 
 
-def _uptime_advanced(prev: CounterReading, cur: CounterReading) -> bool:
-    """Whether sysUpTime went forward, allowing for its own 2^32 wrap."""
-    if cur.uptime_cs >= prev.uptime_cs:
-        return True
+def uptime_continuous(prev_uptime_cs: int, prev_ms: int, cur_uptime_cs: int, cur_ms: int) -> bool:
+    """Whether the router stayed up between two samples, judged by its sysUpTime.
+
+    sysUpTime must have gone forward (allowing for its own 2^32 wrap) *and* be
+    at least the wall-clock time between the samples: after a long outage a
+    router that restarted in between can report a larger sysUpTime than before,
+    yet one shorter than the span, and its counters restarted from zero.
+    """
+    elapsed_ms = max(0, cur_ms - prev_ms)
+    if cur_uptime_cs >= prev_uptime_cs:
+        # slack for the request's round trip and clock drift between the two clocks
+        slack_ms = max(UPTIME_SLACK_MS, elapsed_ms // 100)
+        return cur_uptime_cs * 10 + slack_ms >= elapsed_ms
     # sysUpTime itself wraps after 497 days: a wrap is only plausible when the
     # wall clock elapsed roughly what the modular uptime difference says.
-    elapsed_cs = max(0, cur.at_ms - prev.at_ms) // 10
-    modular_cs = (cur.uptime_cs - prev.uptime_cs) % UPTIME_MODULUS
-    return prev.uptime_cs + elapsed_cs >= UPTIME_MODULUS and abs(modular_cs - elapsed_cs) <= max(
+    elapsed_cs = elapsed_ms // 10
+    modular_cs = (cur_uptime_cs - prev_uptime_cs) % UPTIME_MODULUS
+    return prev_uptime_cs + elapsed_cs >= UPTIME_MODULUS and abs(modular_cs - elapsed_cs) <= max(
         6000, elapsed_cs // 10
     )
+
+
+def _uptime_advanced(prev: CounterReading, cur: CounterReading) -> bool:
+    return uptime_continuous(prev.uptime_cs, prev.at_ms, cur.uptime_cs, cur.at_ms)
 
 
 def max_plausible_bytes(speed_mbps: int, elapsed_ms: int) -> int:
@@ -168,20 +200,24 @@ class Track(msgspec.Struct, frozen=True):
     """What the poller remembers about one counter between polls.
 
     ``baseline`` is the last good sample (``None`` before the first or after a
-    gap), ``last_end_ms`` the end of the last reported interval, and
-    ``pending`` the reason for the next gap when there is no baseline.
+    gap), ``last_end_ms`` the end of the last reported interval, ``pending``
+    the reason for the next gap when there is no baseline, and ``failed_polls``
+    how many polls failed since the last sample (the next interval bridges them).
     """
 
     baseline: CounterReading | None = None
     last_end_ms: int | None = None
     pending: GapReason | None = None
+    failed_polls: int = 0
 
 
 def advance(track: Track, cur: CounterReading) -> tuple[Track, Delta | Gap | None]:
     """Take a new sample; say what happened since the last one (``None`` for the first).
 
-    A sample that is not later than the last reported interval (the agent's
-    clock went back) is ignored: the track is returned unchanged.
+    The interval since the last sample may span failed polls: it is still one
+    delta (or one gap). A sample that is not later than the last reported
+    interval (the agent's clock went back) is ignored: the track is returned
+    unchanged.
     """
     start = track.last_end_ms
     if start is not None and cur.at_ms <= start:
@@ -196,18 +232,42 @@ def advance(track: Track, cur: CounterReading) -> tuple[Track, Delta | Gap | Non
         if start is not None:
             gap = Gap(track.pending or "discontinuity", start, cur.at_ms, "no baseline sample")
         return Track(cur, cur.at_ms), gap
-    return Track(cur, cur.at_ms), compute_delta(track.baseline, cur)
+    outcome = compute_delta(track.baseline, cur)
+    if (
+        isinstance(outcome, Delta)
+        and track.failed_polls
+        and cur.width == 32
+        and not (track.baseline.high_speed_mbps or cur.high_speed_mbps)
+    ):
+        # without a speed nothing bounds how often a Counter32 wrapped across the outage
+        outcome = Gap(
+            "discontinuity",
+            outcome.start_ms,
+            outcome.end_ms,
+            f"a Counter32 of unknown speed may have wrapped more than once "
+            f"across {track.failed_polls} failed poll(s)",
+        )
+    return Track(cur, cur.at_ms), outcome
 
 
 def fail(track: Track, now_ms: int, detail: str = "") -> tuple[Track, Gap | None]:
-    """A poll failed at ``now_ms``: the interval since the last sample is a gap."""
-    start = track.last_end_ms
-    if start is None or now_ms <= start:
-        return Track(None, start, "poll_failed"), None
-    return Track(None, now_ms, "poll_failed"), Gap("poll_failed", start, now_ms, detail)
+    """A poll failed (or was skipped) at ``now_ms``: report nothing, keep the baseline.
+
+    The last good sample stays the baseline, so the next good sample covers the
+    whole span since it with one delta or one gap (see the module docstring).
+    Never returns a gap; the signature is kept for callers that forward one.
+    """
+    del now_ms, detail  # the failure is visible in the poller's metrics, not the timeline
+    if track.last_end_ms is None:
+        return track, None
+    return msgspec.structs.replace(track, failed_polls=track.failed_polls + 1), None
 
 
 def resume(last_end_ms: int) -> Track:
     """The track of a counter after an agent restart: the interval since the last one
-    reported before the restart becomes an ``agent_restart`` gap at the next sample."""
+    reported before the restart becomes an ``agent_restart`` gap at the next sample.
+
+    No baseline is checkpointed, so the span is never bridged by a delta: the
+    agent cannot know what happened to the router while it was not running.
+    """
     return Track(None, last_end_ms, "agent_restart")

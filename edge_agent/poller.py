@@ -7,7 +7,12 @@ concurrently, at most ``max_concurrency`` at a time (and at most
 deadline: a dead router costs its own deadline, never the others' time. After
 ``backoff_after_failures`` failed polls in a row a target is backed off: it is
 skipped for ``interval x 2^k`` seconds (at most ``backoff_max``) before the
-next try, and the skipped time is reported as part of the next gap. Each
+next try. A failed or skipped poll reports nothing: every track keeps its
+last good sample as the baseline (:func:`edge_agent.delta.fail`), so the
+next answer bridges the whole outage with one exact delta per counter, or one
+gap when the delta math cannot vouch for the span (a reboot in between, a
+Counter32 that may have wrapped twice, ...). The failures themselves show in
+``resmon_agent_poll_errors``, ``resmon_agent_target_up`` and ``/healthz``. Each
 target's state (``ok``, ``failing``, ``backoff``) is in :meth:`Poller.status`,
 the ``/healthz`` document and the ``resmon_agent_target_*`` metrics.
 
@@ -38,7 +43,7 @@ from protocol import KafkaRecord, UsageGap, UsageReading, encode_event
 
 from ._exceptions import SnmpError
 from .config import AgentConfig, TargetConfig
-from .delta import CounterReading, Delta, Gap, Track, advance, fail, resume
+from .delta import CounterReading, Delta, Gap, Track, advance, fail, resume, uptime_continuous
 from .mapping import Direction, MappedInterface, map_interfaces
 from .metrics import AgentMetrics
 from .snmp import CounterSample, SnmpClient
@@ -260,8 +265,18 @@ class Poller:
             if not state.interfaces:
                 return []
             sample = await self._sample(target, state)
-            if state.last_uptime_cs is not None and sample.sys_uptime_cs < state.last_uptime_cs:
-                # rebooted: ifIndex may have been renumbered, so map again before using it
+            if (
+                state.last_uptime_cs is not None
+                and state.last_success_ms is not None
+                and not uptime_continuous(
+                    state.last_uptime_cs,
+                    state.last_success_ms,
+                    sample.sys_uptime_cs,
+                    sample.taken_ms,
+                )
+            ):
+                # rebooted (perhaps during an outage, with sysUpTime now larger than
+                # before): ifIndex may have been renumbered, so map again before using it
                 log.info("router_rebooted", target=target.name)
                 await self._discover(target, state)
                 sample = await self._sample(target, state)
@@ -334,6 +349,7 @@ class Poller:
             error=str(error),
             consecutive=state.consecutive_failures,
         )
+        # the tracks keep their baselines: the next answer bridges this failure
         now_ms = int(self._clock() * 1000)
         records = []
         for (if_name, direction), track in list(state.tracks.items()):

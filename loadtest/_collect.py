@@ -87,8 +87,10 @@ async def close_consumers() -> None:
 
 
 #: events after which a router's resources may rightly miss bytes: a reboot makes
-#: the interval around it a gap; an unanswered poll is a ``poll_failed`` gap (the
-#: agent's documented semantics: never a guess)
+#: the interval around it a gap. An unanswered poll is no longer a gap (the agent
+#: keeps its baseline and the next answer bills the whole outage exactly), but a
+#: dead or faulty router can still end the run unanswered, or leave a Counter32 of
+#: unknown speed unbridgeable: its resources are checked as truth = billed + in gaps
 _GAP_ACTIONS = ("reboot", "renumber", "dead", "faults")
 
 

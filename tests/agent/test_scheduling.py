@@ -92,7 +92,9 @@ async def test_requests_to_one_device_stay_within_its_max_in_flight() -> None:
     assert sample.interfaces[77].in_octets.value == 77
 
 
-async def test_a_dead_router_is_backed_off_exponentially_and_its_gaps_leave_no_hole() -> None:
+async def test_a_dead_router_is_backed_off_exponentially_and_its_outage_is_bridged_exactly() -> (
+    None
+):
     clock = ManualClock()
     routers = {n: FakeRouter({"ge-0": "CUST:acme"}) for n in ("r1", "r2")}
     records: list[KafkaRecord] = []
@@ -128,6 +130,7 @@ async def test_a_dead_router_is_backed_off_exponentially_and_its_gaps_leave_no_h
     with anyio.fail_after(5):
         await poller.poll_all()  # baselines
         routers["r2"].dead = True
+        routers["r2"].add("ge-0", "in", 12_345)  # carried while the agent cannot see it
         await step()  # failure 1: tried again next cycle
         assert poller.status()["r2"]["state"] == "failing"
         await step()  # failure 2: backed off for one interval (60 s)
@@ -145,7 +148,11 @@ async def test_a_dead_router_is_backed_off_exponentially_and_its_gaps_leave_no_h
             await step()
         assert attempts() == 4
         assert metrics.polls_skipped.labels("r2")._value.get() == 4
+        assert metrics.poll_errors.labels("r2", "timeout")._value.get() == 3
+        assert not [r for r in records if b"r2" in r.value]  # no event while it is dead
+        routers["r2"].add("ge-0", "in", 678)
         routers["r2"].dead = False
+        answered = clock.ms + 30_000
         await step()  # tried again: it answers
         assert attempts() == 5
         assert poller.status()["r2"]["state"] == "ok"
@@ -157,9 +164,15 @@ async def test_a_dead_router_is_backed_off_exponentially_and_its_gaps_leave_no_h
         timeline = sorted(
             (e.start_ms, e.end_ms, type(e).__name__) for e in r2 if e.direction == direction
         )
-        # consecutive, no hole and no overlap, from the first baseline to the last poll
+        # consecutive, no hole and no overlap, from the first baseline to the last poll:
+        # the failed and skipped polls are bridged by one exact reading
         assert all(a[1] == b[0] for a, b in itertools.pairwise(timeline))
-        assert timeline[0][0] == 1_700_000_000_000
-        assert timeline[-1][1] == clock.ms
-        assert timeline[-1][2] == "UsageReading"
-        assert {kind for _, _, kind in timeline[:-1]} == {"UsageGap"}
+        assert timeline == [
+            (1_700_000_000_000, answered, "UsageReading"),
+            (answered, clock.ms, "UsageReading"),
+        ]
+    bridged = [e for e in r2 if e.start_ms == 1_700_000_000_000]
+    assert {(e.direction, e.value) for e in bridged if isinstance(e, UsageReading)} == {
+        ("in", 12_345 + 678),
+        ("out", 0),
+    }

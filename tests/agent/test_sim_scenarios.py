@@ -1,7 +1,7 @@
 """The poller with the lean SNMP client against simulated routers whose clock the test
 moves: wraps of both counter sizes, a reboot, ifIndex renumbering, a dead router, a slow
 router, noSuchInstance and malformed answers. Readings are checked against the
-simulator's exact ground truth."""
+simulator's exact ground truth; a failed poll is bridged by the next answer."""
 
 from __future__ import annotations
 
@@ -175,16 +175,20 @@ async def test_ifindex_renumbering_after_a_reboot_keeps_usage_with_the_interface
         assert e.value == run.truth(e)
 
 
-async def test_a_dead_router_is_a_gap_and_the_others_are_billed() -> None:
+async def test_a_dead_router_is_bridged_exactly_when_it_answers_and_the_others_are_billed() -> None:
     async with running() as run:
         await run.poll()
         run.fleet.set_dead("rtr-0002")
         events = await run.poll()
-    assert {(e.device, type(e).__name__) for e in events} == {
-        ("rtr-0001", "UsageReading"),
-        ("rtr-0002", "UsageGap"),
-    }
-    assert run.poller.status()["rtr-0002"]["lastErrorKind"] == "timeout"
+        assert {(e.device, type(e).__name__) for e in events} == {("rtr-0001", "UsageReading")}
+        assert run.poller.status()["rtr-0002"]["lastErrorKind"] == "timeout"
+        run.fleet.set_dead("rtr-0002", False)
+        after = await run.poll()
+    bridged = [e for e in after if e.device == "rtr-0002"]
+    assert len(bridged) == 6
+    for e in readings(bridged):
+        assert e.value == run.truth(e, polls_back=2) > 0  # both intervals, to the byte
+    assert len(readings(bridged)) == 6
 
 
 async def test_a_slow_router_costs_only_its_own_deadline() -> None:
@@ -194,26 +198,28 @@ async def test_a_slow_router_costs_only_its_own_deadline() -> None:
         started = anyio.current_time()
         events = await run.poll()
         elapsed = anyio.current_time() - started
-    # rtr-0002 answers after 1.5 s: past its 0.8 s deadline
-    assert {(e.device, type(e).__name__) for e in events} == {
-        ("rtr-0001", "UsageReading"),
-        ("rtr-0002", "UsageGap"),
-    }
+    # rtr-0002 answers after 1.5 s: past its 0.8 s deadline (an error, not an event)
+    assert {(e.device, type(e).__name__) for e in events} == {("rtr-0001", "UsageReading")}
     for e in readings(events):
         assert e.value == run.truth(e)
     assert run.poller.status()["rtr-0002"]["lastErrorKind"] == "deadline"
     assert elapsed < 1.5  # bounded by the slow router's deadline, not more
 
 
-async def test_malformed_answers_are_a_gap_never_a_reading() -> None:
+async def test_malformed_answers_are_never_a_reading_and_are_bridged_once_it_answers() -> None:
     async with running() as run:
         await run.poll()
         run.fleet.set_faults("rtr-0002", simulator.FaultConfig(malformed=1.0))
         events = await run.poll()
-    gaps = [e for e in events if isinstance(e, UsageGap)]
-    assert {g.device for g in gaps} == {"rtr-0002"}
-    assert {g.reason for g in gaps} == {"poll_failed"}
-    assert run.poller.status()["rtr-0002"]["lastErrorKind"] == "malformed"
+        assert {e.device for e in events} == {"rtr-0001"}
+        assert run.poller.status()["rtr-0002"]["lastErrorKind"] == "malformed"
+        run.fleet.set_faults("rtr-0002", None)
+        after = await run.poll()
+    bridged = readings([e for e in after if e.device == "rtr-0002"])
+    assert len(bridged) == 6
+    assert not [e for e in after if isinstance(e, UsageGap)]
+    for e in bridged:
+        assert e.value == run.truth(e, polls_back=2) > 0
 
 
 async def test_a_no_such_instance_counter_is_a_gap_not_a_zero() -> None:
