@@ -215,8 +215,14 @@ class Registry:
             for index in range(len(self._shards)):
                 await self._mailbox(index).send(_Retire(predicate, ask))
             await ask.done.wait()
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError, HubError):
+            if self._running and not self._closing():
+                raise
+            return  # the registry is stopping: every actor goes with it
         finally:
             self._pending.discard(ask)
+        if isinstance(ask.error, RegistryClosedError):
+            return  # stopped while retiring: every actor went with it
         if ask.error is not None:
             raise ask.error
 
@@ -233,6 +239,10 @@ class Registry:
         while True:
             await anyio.sleep(interval)
             await self.forget(_idle_since(time.monotonic() - self._idle))
+
+    def _closing(self) -> bool:
+        """Whether run() has begun closing the mailboxes."""
+        return any(shard.send is None for shard in self._shards)
 
     def _mailbox(self, index: int) -> MemoryObjectSendStream[_Envelope]:
         send = self._shards[index].send

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from zoneinfo import ZoneInfo
 
 import anyio
@@ -92,6 +93,46 @@ async def test_pending_requests_fail_cleanly_when_the_registry_stops(
                     await until(lambda: registry.pending == 1)
                     inner.cancel_scope.cancel()
             assert len(errors) == 1
+            assert registry.pending == 0
+    finally:
+        conn.terminate()
+
+
+async def test_retiring_actors_while_the_registry_stops_returns_quietly(
+    hub_config: HubConfig, db: asyncpg.Connection, unique: str
+) -> None:
+    # A batch that fails during shutdown retires its actors from a shielded scope;
+    # the registry closing its mailboxes meanwhile must not turn a clean stop into
+    # a ClosedResourceError.
+    key = await provision_resource(db, f"cust-{unique}", "bandwidth", None)
+    conn = await asyncpg.connect(hub_config.database_url)
+    registry = Registry(conn, tz=ZoneInfo("UTC"), shards=1, mailbox_size=1)
+    outcome: list[str] = []
+
+    async def ask() -> None:
+        with contextlib.suppress(RegistryClosedError):
+            await registry.apply([(0, reading(key, 0, 1))])
+
+    async def retire() -> None:
+        with anyio.CancelScope(shield=True):
+            await registry.forget_keys([key])
+        outcome.append("returned")
+
+    try:
+        with anyio.fail_after(20):
+            async with db.transaction():
+                # the worker blocks loading the actor, so the mailbox fills up
+                await db.execute("LOCK TABLE customer_resources IN ACCESS EXCLUSIVE MODE")
+                async with anyio.create_task_group() as outer, anyio.create_task_group() as inner:
+                    await inner.start(registry.run)
+                    outer.start_soon(ask)
+                    await until(lambda: registry.pending == 1)
+                    outer.start_soon(ask)  # fills the one-slot mailbox
+                    await until(lambda: registry.pending == 2)
+                    outer.start_soon(retire)  # waits for room in the mailbox
+                    await until(lambda: registry.pending == 3)
+                    inner.cancel_scope.cancel()
+            assert outcome == ["returned"]
             assert registry.pending == 0
     finally:
         conn.terminate()
