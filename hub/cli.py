@@ -10,6 +10,7 @@ import click
 
 from ._exceptions import HubError
 from .config import ENV_HELP, HubConfig
+from .notify.settings import ENV_HELP as NOTIFY_ENV_HELP
 
 __all__ = ["hub"]
 
@@ -37,8 +38,12 @@ def hub() -> None:
 @hub.command(
     "run",
     help="Run the hub: migrate the database, consume usage from Kafka, keep one actor per "
-    "resource, raise threshold alerts, store to PostgreSQL, cache in Redis, serve REST.\n\n"
-    "Configured by environment variables:\n\n\b\n" + ENV_HELP,
+    "resource, raise threshold, anomaly and forecast alerts, store to PostgreSQL, cache in "
+    "Redis, notify people, serve REST.\n\n"
+    "Configured by environment variables:\n\n\b\n"
+    + ENV_HELP
+    + "\n\nNotifications (email, SMS, Slack, webhooks; see docs/alerts.md):\n\n\b\n"
+    + NOTIFY_ENV_HELP,
 )
 def run() -> None:
     config = _config()
