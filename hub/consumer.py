@@ -305,6 +305,25 @@ class UsageConsumer:
         outbox: tuple[int, OutboxBatch] | None = None
         try:
             async with self.batch_lock:
+                owned = consumer.assignment()
+                if any(tp not in owned for tp in batch):
+                    # A rebalance took some of these partitions after they were fetched:
+                    # their new owner reads them from the offsets stored in PostgreSQL,
+                    # and so do we for the ones we kept. Applying them here would race
+                    # the new owner's actors and could overwrite its totals.
+                    kept = [tp for tp in batch if tp in owned and batch[tp]]
+                    with storage_errors(self.config.database_address):
+                        stored = await stored_offsets(
+                            self.pool, self.config.consumer_group, self.config.usage_topic
+                        )
+                    for tp in kept:  # never past a record we have not applied
+                        consumer.seek(tp, stored.get(tp.partition, batch[tp][0].offset))
+                    _log.info(
+                        "batch_dropped_after_rebalance",
+                        revoked=sorted(tp.partition for tp in batch if tp not in owned),
+                        reread=sorted(tp.partition for tp in kept),
+                    )
+                    return
                 with storage_errors(self.config.database_address):
                     async with self.pool.acquire() as conn, conn.transaction():
                         stage("partitions+begin")
