@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from decimal import Decimal
 from typing import Any, Final
 
@@ -20,12 +19,10 @@ from .redis_cache import CachedUsage
 __all__ = [
     "AlertRow",
     "ResourceView",
-    "acknowledge_alert",
     "current_usage",
     "customer_exists",
     "customer_resources",
     "list_alerts",
-    "resolve_alert",
 ]
 
 
@@ -187,51 +184,9 @@ async def list_alerts(
     return [_alert(r) for r in rows]
 
 
-def _alert_uuid(alert_id: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(alert_id)
-    except ValueError:
-        raise NotFoundError(f"alert {alert_id!r} not found (not a UUID)") from None
-
-
-async def _one_alert(db: Executor, alert_id: uuid.UUID) -> AlertRow:
-    row = await db.fetchrow(_ALERTS + "WHERE a.id = $1", alert_id)
-    if row is None:
-        raise NotFoundError(f"alert {alert_id} not found")
-    return _alert(row)
-
-
 def _alert(row: Any) -> AlertRow:
     values = dict(row)
     for field in ("current_value", "threshold_value"):
         if values[field] is not None:
             values[field] = plain(values[field])
     return AlertRow(**values)
-
-
-async def acknowledge_alert(db: Executor, alert_id: str, by: str) -> tuple[AlertRow, bool]:
-    """ACTIVE -> ACKNOWLEDGED; returns the alert and whether it changed now."""
-    aid = _alert_uuid(alert_id)
-    with storage_errors():
-        changed = await db.fetchval(
-            """UPDATE alerts SET status = 'ACKNOWLEDGED', acknowledged_by = $2,
-                   acknowledged_at = now()
-               WHERE id = $1 AND status = 'ACTIVE' RETURNING true""",
-            aid,
-            by,
-        )
-        return await _one_alert(db, aid), bool(changed)
-
-
-async def resolve_alert(db: Executor, alert_id: str, by: str | None) -> tuple[AlertRow, bool]:
-    """ACTIVE/ACKNOWLEDGED -> RESOLVED by an operator; returns the alert and whether it changed."""
-    aid = _alert_uuid(alert_id)
-    with storage_errors():
-        changed = await db.fetchval(
-            """UPDATE alerts SET status = 'RESOLVED', resolved_at = now(), resolved_by = $2,
-                   resolution = 'manual'
-               WHERE id = $1 AND status <> 'RESOLVED' RETURNING true""",
-            aid,
-            by,
-        )
-        return await _one_alert(db, aid), bool(changed)
