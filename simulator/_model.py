@@ -54,7 +54,11 @@ class InterfaceConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     Counters are ``initial + traffic since the fleet started`` (until a
     reboot, which restarts them at 0). Traffic per direction is
     ``rate * t + ramp * t**2 / 2`` octets after ``t`` seconds: a constant
-    profile when ``ramp`` is 0, a linearly increasing rate otherwise.
+    profile when ``ramp`` is 0, a linearly increasing rate otherwise. The
+    diurnal curve, bursts and anomalies shape ``rate``: at any instant it is
+    multiplied by the diurnal swing and by every burst or anomaly factor in
+    force (a burst inside a factor-0 outage carries nothing). ``ramp`` is
+    added on top, unshaped.
     """
 
     name: _Name  #: ifName and the key for ground truth, e.g. ``ge-0/0/1``

@@ -22,29 +22,34 @@ from typing import Final, Literal
 
 from ._exceptions import SimulatorError, UnknownRouterError
 from ._mib import MibView, build_router_mib
-from ._model import FaultConfig, InterfaceConfig, RouterConfig
+from ._model import AnomalyConfig, FaultConfig, InterfaceConfig, RouterConfig
 
 __all__ = ["Direction", "SimRouter"]
 
 Direction = Literal["in", "out"]
 
 _NS: Final = 1_000_000_000
-_TWO_NS2: Final = 2 * _NS * _NS
 _MASK64: Final = 2**64 - 1
 
 
 class _Traffic:
     """Cumulative octets of one interface direction since the epoch.
 
-    The sum of non-decreasing parts, each floored on its own: the constant
-    rate, the ramp, the diurnal swing, bursts and anomalies (see
-    :class:`~simulator.InterfaceConfig`). Only the diurnal part uses floats.
+    The instantaneous rate is ``rate * (1 + a sin(wt + p)) * M(t) + ramp * t``
+    where ``M`` is the product of the burst factor (inside a burst) and the
+    factors of the anomaly windows covering ``t`` (see
+    :class:`~simulator.InterfaceConfig`). Factors are non-negative, so the
+    integral never decreases. Everything but the diurnal swing is summed
+    exactly in integers (factors in thousandths) and the total is floored
+    once; the swing is the only float.
     """
 
     __slots__ = (
-        "_anomalies",
+        "_anomaly_scale",
         "_bursts",
         "_diurnal",
+        "_pieces",
+        "_starts",
         "_window",
         "initial",
         "ramp",
@@ -58,9 +63,15 @@ class _Traffic:
         self.rate = rate
         self.ramp = ramp
         self.initial = initial
+        #: (amplitude, omega rad/s, phase rad)
         self._diurnal: tuple[float, float, float] | None = None
+        #: (every ns, length ns, factor in thousandths)
         self._bursts: tuple[int, int, int] | None = None
-        self._anomalies: list[tuple[int, int, int]] = []
+        #: anomaly pieces: (start ns, product of the factors in thousandths^n,
+        #: exact and swing integrals up to start, burst integrals at start)
+        self._pieces: list[tuple[int, int, int, float, int, float]] = []
+        self._starts: list[int] = []
+        self._anomaly_scale = 1  #: 1000^n for n anomalies
         self._window: tuple[int, int | None] | None = None
         #: octets carried ``elapsed_ns`` after the epoch (the fastest formula that applies)
         self.total: Callable[[int], int] = self._constant if not ramp else self._raw
@@ -77,20 +88,16 @@ class _Traffic:
             return
         if iface.diurnal_amplitude:
             omega = 2 * math.pi / iface.diurnal_period_s
-            phase = omega * iface.diurnal_phase_s
-            self._diurnal = (iface.diurnal_amplitude * rate / omega, omega, phase)
+            self._diurnal = (iface.diurnal_amplitude, omega, omega * iface.diurnal_phase_s)
         if iface.burst_every_s and iface.burst_length_s and iface.burst_factor != 1:
             self._bursts = (
                 round(iface.burst_every_s * _NS),
                 round(min(iface.burst_length_s, iface.burst_every_s) * _NS),
-                round((iface.burst_factor - 1) * 1000),
+                round(iface.burst_factor * 1000),
             )
-        for a in iface.anomalies:
-            start = round(a.start_s * _NS)
-            self._anomalies.append(
-                (start, start + round(a.duration_s * _NS), round((a.factor - 1) * 1000))
-            )
-        if self._window is None and (self._diurnal or self._bursts or self._anomalies):
+        if iface.anomalies:
+            self._set_anomalies(iface.anomalies)
+        if self._window is None and (self._diurnal or self._bursts or self._pieces):
             self.total = self._raw
 
     def _constant(self, elapsed_ns: int) -> int:
@@ -107,31 +114,95 @@ class _Traffic:
             return 0
         return self._raw(elapsed_ns) - self._raw(start)
 
+    def _burst_ns(self, x: int) -> int:
+        """∫ M_burst over [0, x], in thousandth-ns (exact, non-decreasing)."""
+        if self._bursts is None:
+            return 1000 * x
+        every, length, milli = self._bursts
+        inside = (x // every) * length + min(x % every, length)
+        return 1000 * x + (milli - 1000) * inside
+
+    def _burst_swing(self, x: int) -> float:
+        """∫ M_burst(t) sin(wt + p) dt over [0, x], in thousandth-seconds."""
+        assert self._diurnal is not None
+        _, omega, phase = self._diurnal
+        xs = x / _NS
+        whole = 1000 * (math.cos(phase) - math.cos(omega * xs + phase)) / omega
+        if self._bursts is None:
+            return whole
+        every, length, milli = self._bursts
+        n, into = divmod(x, every)
+        period, span = every / _NS, length / _NS
+        # the n complete bursts: sum over k of cos(p + wkT) - cos(p + wL + wkT)
+        half = omega * period / 2
+        if abs(math.sin(half)) < 1e-12:
+            series = n * (math.cos(phase) - math.cos(phase + omega * span))
+        else:
+            kernel = math.sin(n * half) / math.sin(half)
+            mid = (n - 1) * half
+            series = kernel * (math.cos(phase + mid) - math.cos(phase + omega * span + mid))
+        start = n * period
+        part = min(into, length) / _NS
+        partial = math.cos(phase + omega * start) - math.cos(phase + omega * (start + part))
+        return whole + (milli - 1000) * (series + partial) / omega
+
+    def _weighted(self, x: int) -> tuple[int, float]:
+        """(exact ∫M in thousandth-ns * scale, diurnal ∫M sin in thousandth-s * scale)."""
+        diurnal = self._diurnal is not None
+        pieces = self._pieces
+        if not pieces:
+            return self._burst_ns(x), self._burst_swing(x) if diurnal else 0.0
+        _, product, exact, swing, start_ns, start_swing = pieces[
+            bisect_right(self._starts, x - 1) - 1
+        ]
+        exact += product * (self._burst_ns(x) - start_ns)
+        if diurnal and product:
+            swing += product * (self._burst_swing(x) - start_swing)
+        return exact, swing
+
+    def _set_anomalies(self, anomalies: list[AnomalyConfig]) -> None:
+        """Split time at every anomaly edge into pieces with a constant product of factors.
+
+        The product is in thousandths to the power of the anomaly count
+        (``_anomaly_scale``). Each piece keeps what the pieces before it
+        carried, so a reading integrates one piece only.
+        """
+        windows = []
+        for a in anomalies:
+            start = round(a.start_s * _NS)
+            windows.append((start, start + round(a.duration_s * _NS), round(a.factor * 1000)))
+        self._anomaly_scale = 1000 ** len(windows)
+        edges = sorted({0, *(w[0] for w in windows), *(w[1] for w in windows)})
+        diurnal = self._diurnal is not None
+        exact, swing = 0, 0.0
+        for start, stop in zip(edges, [*edges[1:], None], strict=True):
+            product = 1
+            for w_start, w_stop, milli in windows:
+                product *= milli if w_start <= start < w_stop else 1000
+            start_ns = self._burst_ns(start)
+            start_swing = self._burst_swing(start) if diurnal else 0.0
+            self._pieces.append((start, product, exact, swing, start_ns, start_swing))
+            if stop is not None:
+                exact += product * (self._burst_ns(stop) - start_ns)
+                if diurnal and product:
+                    swing += product * (self._burst_swing(stop) - start_swing)
+        self._starts = [piece[0] for piece in self._pieces]
+
     def _raw(self, elapsed_ns: int) -> int:
         if elapsed_ns <= 0:
             return 0
-        if self._diurnal is not None:  # rate * (1 + a sin(wt + p)) integrated, in one floor
-            scale, omega, phase = self._diurnal
-            e = elapsed_ns / _NS
-            swing = scale * (math.cos(phase) - math.cos(omega * e + phase))
-            t = math.floor(self.rate * e + swing) + self.ramp * elapsed_ns * elapsed_ns // _TWO_NS2
-        elif not self.ramp:
-            t = self.rate * elapsed_ns // _NS
-        else:
-            t = (2 * self.rate * elapsed_ns * _NS + self.ramp * elapsed_ns * elapsed_ns) // _TWO_NS2
-        if self._bursts is not None:
-            every, length, milli = self._bursts
-            inside = (elapsed_ns // every) * length + min(elapsed_ns % every, length)
-            t += _scaled(self.rate, milli, inside)
-        for start, stop, milli in self._anomalies:
-            if elapsed_ns > start:
-                t += _scaled(self.rate, milli, min(elapsed_ns, stop) - start)
-        return t
-
-
-def _scaled(rate: int, milli: int, ns: int) -> int:
-    """floor(rate * milli/1000 * ns/1e9), towards minus infinity for negative factors."""
-    return rate * milli * ns // (1000 * _NS)
+        exact, swing = self._weighted(elapsed_ns)
+        den = 1000 * self._anomaly_scale * _NS
+        # rate * ∫M + ramp * e^2 / 2 over one denominator, floored once
+        num = 2 * self.rate * exact * _NS + self.ramp * self._anomaly_scale * 1000 * elapsed_ns**2
+        den *= 2 * _NS
+        if self._diurnal is None:
+            return num // den
+        amplitude = self._diurnal[0]
+        whole, rest = divmod(num, den)
+        return whole + math.floor(
+            rest / den + self.rate * amplitude * swing / (1000 * self._anomaly_scale)
+        )
 
 
 class SimRouter:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from simtest_helpers import T0, FakeClock, request
 
@@ -44,6 +44,45 @@ def test_an_anomaly_window_multiplies_the_rate_and_ends(clock: FakeClock) -> Non
     assert fleet.bytes_between("r", "ge-0", "in", T0 + 10 * NS, T0 + 20 * NS) == 100
 
 
+def test_a_burst_inside_an_anomaly_multiplies_both_factors(clock: FakeClock) -> None:
+    fleet = _fleet(
+        clock,
+        in_rate=100,
+        burst_every_s=10,
+        burst_length_s=2,
+        burst_factor=2,
+        anomalies=[AnomalyConfig(start_s=1, duration_s=10, factor=3)],
+    )
+    assert fleet.bytes_between("r", "ge-0", "in", T0, T0 + 1 * NS) == 200
+    assert fleet.bytes_between("r", "ge-0", "in", T0 + 1 * NS, T0 + 2 * NS) == 600
+    assert fleet.bytes_between("r", "ge-0", "in", T0 + 2 * NS, T0 + 10 * NS) == 2400
+    assert fleet.bytes_between("r", "ge-0", "in", T0 + 10 * NS, T0 + 11 * NS) == 600
+    assert fleet.bytes_between("r", "ge-0", "in", T0 + 11 * NS, T0 + 12 * NS) == 200
+
+
+def test_an_outage_silences_bursts_and_the_diurnal_swing(clock: FakeClock) -> None:
+    fleet = _fleet(
+        clock,
+        in_rate=1000,
+        diurnal_amplitude=0.5,
+        diurnal_period_s=30,
+        burst_every_s=7,
+        burst_length_s=2,
+        burst_factor=5,
+        anomalies=[
+            AnomalyConfig(start_s=10, duration_s=20, factor=0),
+            AnomalyConfig(start_s=20, duration_s=20, factor=3),
+        ],
+    )
+    assert fleet.bytes_between("r", "ge-0", "in", T0 + 10 * NS, T0 + 30 * NS) == 0
+    # after the outage only the factor-3 window is left and [30 s, 35 s) falls
+    # between bursts (28-30, 35-37): three times the plain curve, give or take floors
+    plain = _fleet(clock, in_rate=1000, diurnal_amplitude=0.5, diurnal_period_s=30)
+    tripled = 3 * plain.bytes_between("r", "ge-0", "in", T0 + 30 * NS, T0 + 35 * NS)
+    got = fleet.bytes_between("r", "ge-0", "in", T0 + 30 * NS, T0 + 35 * NS)
+    assert abs(got - tripled) <= 3
+
+
 def test_the_diurnal_curve_averages_to_the_base_rate_over_a_period(clock: FakeClock) -> None:
     fleet = _fleet(clock, in_rate=1000, diurnal_amplitude=0.5, diurnal_period_s=100)
     day = fleet.bytes_between("r", "ge-0", "in", T0, T0 + 100 * NS)
@@ -66,6 +105,10 @@ def test_traffic_flows_only_inside_the_active_window(clock: FakeClock) -> None:
     amplitude=st.floats(0, 0.95),
     factor=st.floats(0, 30),
 )
+# a burst factor of 0 once took a byte back inside a burst (parts floored one by one)
+@example(times=[2_035_348_340, 2_091_590_092], amplitude=0.0, factor=0.0)
+# ... and a burst inside an outage once added two negative extras: factors multiply now
+@example(times=[87_178_288_142, 132_944_111_758], amplitude=0.0, factor=0.0)
 def test_every_profile_gives_a_non_decreasing_counter(
     times: list[int], amplitude: float, factor: float
 ) -> None:
