@@ -31,6 +31,7 @@ __all__ = [
     "CacheError",
     "ConfigError",
     "FatalError",
+    "FencedError",
     "HubError",
     "MigrationError",
     "NotFoundError",
@@ -80,6 +81,23 @@ class StorageError(HubError):
 
 class MigrationError(StorageError):
     """A migration failed, or a migration file changed after it was applied."""
+
+
+class FencedError(HubError):
+    """Another hub instance committed past the offsets a batch started from.
+
+    Two instances believed they owned the same partitions (one lost its group
+    membership without hearing of it). The batch was not applied; its
+    partitions' actors are rebuilt from PostgreSQL and re-read from the
+    offsets stored there.
+    """
+
+    def __init__(self, partitions: list[int]) -> None:
+        self.partitions = partitions
+        super().__init__(
+            f"partitions {partitions}: another hub instance committed past this batch's "
+            "start offsets; dropping the batch and re-reading from PostgreSQL"
+        )
 
 
 class BrokerError(HubError):

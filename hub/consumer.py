@@ -53,7 +53,14 @@ from protocol import (
     encode_event,
 )
 
-from ._exceptions import FatalError, HubError, NotFoundError, broker_errors, storage_errors
+from ._exceptions import (
+    FatalError,
+    FencedError,
+    HubError,
+    NotFoundError,
+    broker_errors,
+    storage_errors,
+)
 from .actors import Outcome, Registry, period_start
 from .alerts.records import (
     AlertRecord,
@@ -70,8 +77,10 @@ from .outbox import Outbox, OutboxBatch, OutboxEvent, insert_outbox
 from .storage.aggregates import AggregateInput, Bucketer, write_aggregates
 from .storage.batch import (
     DeadLetter,
+    OffsetMove,
     ReadingRow,
     TotalRow,
+    advance_offsets,
     claim_events,
     stored_offsets,
     write_batch,
@@ -150,6 +159,10 @@ class UsageConsumer:
         #: held from decoding a batch until its PostgreSQL commit (not while committing to
         #: Kafka, which may wait for a rebalance that waits for this lock)
         self.batch_lock = anyio.Lock()
+        #: partition -> the consumed offset PostgreSQL held when this instance last
+        #: looked (seek) or wrote (commit); None = no row yet. A batch commits only
+        #: if PostgreSQL still holds it (see :func:`advance_offsets`).
+        self.positions: dict[int, int | None] = {}
 
     async def seek_to_stored(
         self, consumer: AIOKafkaConsumer, partitions: Sequence[TopicPartition]
@@ -159,8 +172,27 @@ class UsageConsumer:
                 self.pool, self.config.consumer_group, self.config.usage_topic
             )
         for tp in partitions:
-            if tp.topic == self.config.usage_topic and tp.partition in stored:
+            if tp.topic != self.config.usage_topic:
+                continue
+            self.positions[tp.partition] = stored.get(tp.partition)
+            if tp.partition in stored:
                 consumer.seek(tp, stored[tp.partition])
+
+    async def fenced(
+        self, consumer: AIOKafkaConsumer, exc: FencedError, batch: dict[TopicPartition, list[Any]]
+    ) -> None:
+        """Another instance got ahead on some of this batch's partitions: start them over.
+
+        Their actors hold totals without that instance's work, so they go; the
+        next reading loads them from PostgreSQL. Every partition of the batch
+        is re-read from the offsets stored there.
+        """
+        self.metrics.batches_fenced.inc()
+        _log.warning("batch_fenced", partitions=exc.partitions, error=str(exc))
+        async with self.batch_lock:
+            await self.registry.forget_partitions(exc.partitions)
+        owned = consumer.assignment()
+        await self.seek_to_stored(consumer, [tp for tp in batch if tp in owned])
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         cfg = self.config
@@ -195,6 +227,8 @@ class UsageConsumer:
                     failures = 0
                 except FatalError:
                     raise
+                except FencedError as exc:
+                    await self.fenced(consumer, exc, batch)
                 except HubError as exc:
                     failures += 1
                     self.metrics.batch_failures.inc()
@@ -318,6 +352,7 @@ class UsageConsumer:
                         )
                     for tp in kept:  # never past a record we have not applied
                         consumer.seek(tp, stored.get(tp.partition, batch[tp][0].offset))
+                        self.positions[tp.partition] = stored.get(tp.partition)
                     _log.info(
                         "batch_dropped_after_rebalance",
                         revoked=sorted(tp.partition for tp in batch if tp not in owned),
@@ -326,6 +361,9 @@ class UsageConsumer:
                     return
                 with storage_errors(self.config.database_address):
                     async with self.pool.acquire() as conn, conn.transaction():
+                        stored = await advance_offsets(
+                            conn, self.config.consumer_group, await self._moves(offsets)
+                        )
                         stage("partitions+begin")
                         fresh_ids = await claim_events(conn, list(unique))
                         stage("dedup")
@@ -380,7 +418,6 @@ class UsageConsumer:
                                 for o in outcomes
                             ],
                             alerts=alerts,
-                            offsets=[(tp.topic, tp.partition, off) for tp, off in offsets.items()],
                         )
                         stage("raw+totals+alerts")
                         await write_aggregates(conn, aggregates, self._bucketer)
@@ -392,6 +429,7 @@ class UsageConsumer:
                         gaps_written = len(gaps)
                         stage("outbox")
                     stage("commit")
+                    self.positions.update(stored)
         except BaseException:
             if results:
                 with anyio.CancelScope(shield=True):
@@ -429,6 +467,20 @@ class UsageConsumer:
         if outbox is not None:
             await self.outbox.submit(*outbox)
         stage("kafka-commit+handoff")
+
+    async def _moves(self, offsets: dict[TopicPartition, int]) -> list[OffsetMove]:
+        """The batch's offset moves, each from the offset this instance last saw stored."""
+        missing = [tp for tp in offsets if tp.partition not in self.positions]
+        if missing:  # not assigned through the listener (cannot happen in a group)
+            stored = await stored_offsets(
+                self.pool, self.config.consumer_group, self.config.usage_topic
+            )
+            for tp in missing:
+                self.positions[tp.partition] = stored.get(tp.partition)
+        return [
+            OffsetMove(tp.topic, tp.partition, self.positions[tp.partition], off)
+            for tp, off in offsets.items()
+        ]
 
     def forget_partitions(self) -> None:
         """Partitions were dropped: check again before the next COPY."""

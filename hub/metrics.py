@@ -34,6 +34,11 @@ class HubMetrics:
         self.provisioned = Counter(
             "resmon_hub_resources_auto_provisioned", "Unknown resources created", registry=r
         )
+        self.batches_fenced = Counter(
+            "resmon_hub_batches_fenced",
+            "Batches dropped because another hub instance had committed past their start",
+            registry=r,
+        )
         self.batch_failures = Counter(
             "resmon_hub_batch_failures", "Batches rolled back and retried", registry=r
         )

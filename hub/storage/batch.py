@@ -1,10 +1,13 @@
 """The consumer's per-batch writes, all inside ONE PostgreSQL transaction.
 
 The caller opens the transaction and calls, in order:
-:func:`claim_events` (dedup by CloudEvent id: ids already in
+:func:`advance_offsets` (fencing: the batch's consumed offsets move only if
+PostgreSQL still holds the offsets the batch started from, else
+:class:`~hub.FencedError` and nothing is written), :func:`claim_events`
+(dedup by CloudEvent id: ids already in
 ``processed_events`` are dropped before they reach any total), then
 :func:`write_batch` (raw readings by COPY, gaps, dead letters, period totals,
-alert transitions, consumed offsets). Kafka offsets are committed only after
+alert transitions). Kafka offsets are committed only after
 the transaction commits; on start the consumer seeks to ``consumer_offsets``,
 so PostgreSQL is the source of truth for what was consumed.
 """
@@ -14,19 +17,22 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import asyncpg  # type: ignore[import-untyped]
 import msgspec
 
 from protocol import UsageGap, UsageReading
 
+from .._exceptions import FencedError
 from ..alerts.records import AlertRecord
 
 __all__ = [
     "DeadLetter",
+    "OffsetMove",
     "ReadingRow",
     "TotalRow",
+    "advance_offsets",
     "claim_events",
     "stored_offsets",
     "write_batch",
@@ -61,6 +67,67 @@ class TotalRow(msgspec.Struct, frozen=True):
     period_start: dt.date | None
     #: the actor's statistics: weight, mean, m2, last_ms, points, first_ms, anchor
     stats: tuple[float, float, float, int, int, int, int] = (0.0, 0.0, 0.0, 0, 0, 0, 0)
+
+
+class OffsetMove(msgspec.Struct, frozen=True):
+    """A partition's consumed offset moving from ``expected`` (None: no row yet) to ``next``."""
+
+    topic: str
+    partition: int
+    expected: int | None
+    next: int
+
+
+_ADVANCE = """UPDATE consumer_offsets c SET next_offset = GREATEST(c.next_offset, u.o),
+                  updated_at = now()
+              FROM unnest($2::text[], $3::int[], $4::bigint[], $5::bigint[]) AS u(t, p, e, o)
+              WHERE c.consumer_group = $1 AND c.topic = u.t AND c.partition = u.p
+                AND c.next_offset = u.e
+              RETURNING c.partition, c.next_offset"""
+_FIRST = """INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset)
+            SELECT $1, t, p, o FROM unnest($2::text[], $3::int[], $4::bigint[]) AS u(t, p, o)
+            ON CONFLICT (consumer_group, topic, partition) DO NOTHING
+            RETURNING partition, next_offset"""
+
+
+async def advance_offsets(
+    conn: asyncpg.Connection, group: str, moves: Sequence[OffsetMove]
+) -> dict[int, int]:
+    """Move the consumed offsets of a batch, compare-and-set; return partition -> stored.
+
+    Call first in the batch's transaction: the rows stay locked until it
+    ends, so a second instance working on the same partitions waits here and
+    then finds the offsets moved. A partition whose stored offset is not the
+    one the batch started from raises :class:`~hub.FencedError`: another
+    instance applied records this one has not seen, and this instance's
+    in-memory totals for those partitions are stale.
+    """
+    stored: dict[int, int] = {}
+    known = [m for m in moves if m.expected is not None]
+    if known:
+        for r in await conn.fetch(
+            _ADVANCE,
+            group,
+            [m.topic for m in known],
+            [m.partition for m in known],
+            [m.expected for m in known],
+            [m.next for m in known],
+        ):
+            stored[int(r["partition"])] = int(r["next_offset"])
+    first = [m for m in moves if m.expected is None]
+    if first:
+        for r in await conn.fetch(
+            _FIRST,
+            group,
+            [m.topic for m in first],
+            [m.partition for m in first],
+            [m.next for m in first],
+        ):
+            stored[int(r["partition"])] = int(r["next_offset"])
+    fenced = sorted(m.partition for m in moves if m.partition not in stored)
+    if fenced:
+        raise FencedError(fenced)
+    return stored
 
 
 async def claim_events(conn: asyncpg.Connection, ids: Sequence[str]) -> set[str]:
@@ -98,7 +165,6 @@ async def write_batch(
     dead: Sequence[DeadLetter],
     totals: Sequence[TotalRow],
     alerts: Sequence[AlertRecord],
-    offsets: Iterable[tuple[str, int, int]],
 ) -> list[str]:
     """Write one batch; return the ids of the alert rows inserted, in ``alerts`` order."""
     if readings:
@@ -187,21 +253,7 @@ async def write_batch(
             [t.period_start for t in totals],
             *[list(c) for c in cols],
         )
-    alert_ids = await _write_alerts(conn, alerts) if alerts else []
-    offs = list(offsets)
-    if offs:
-        await conn.execute(
-            """INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset)
-               SELECT $1, t, p, o FROM unnest($2::text[], $3::int[], $4::bigint[]) AS u(t, p, o)
-               ON CONFLICT (consumer_group, topic, partition) DO UPDATE
-               SET next_offset = GREATEST(consumer_offsets.next_offset, EXCLUDED.next_offset),
-                   updated_at = now()""",
-            group,
-            [o[0] for o in offs],
-            [o[1] for o in offs],
-            [o[2] for o in offs],
-        )
-    return alert_ids
+    return await _write_alerts(conn, alerts) if alerts else []
 
 
 #: close the open episode (threshold / anomaly / forecast family) of each (resource,
