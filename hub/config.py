@@ -19,7 +19,7 @@ RESMON_ANOMALY_WINDOW_H    anomaly history window (decay), hours       24
 RESMON_ANOMALY_Z           |z-score| above which a reading is anomalous 3
 RESMON_ANOMALY_MIN_POINTS  points needed before any anomaly verdict    10
 RESMON_FORECAST_CONFIDENCE confidence (0-1) a forecast alert needs     0.8
-RESMON_RETENTION_DAYS      raw usage_metrics kept (partitions dropped) 90
+RESMON_RETENTION_DAYS      raw rows + dedup ids kept (months dropped)  90
 RESMON_RESTART_BUDGET      actor restarts per minute before exiting    20
 RESMON_REDIS_PREFIX        prefix of the hub's Redis keys              resmon
 =========================  ==========================================  =====================

@@ -31,9 +31,10 @@ twice even if the Kafka commit was lost.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import anyio
@@ -85,7 +86,7 @@ from .storage.batch import (
     stored_offsets,
     write_batch,
 )
-from .storage.partitions import ensure_partitions, month_of
+from .storage.partitions import ensure_partitions, month_of, retention_horizon_ms
 from .storage.redis_cache import CachedUsage, now_ms
 
 __all__ = ["UsageConsumer", "validate_reading"]
@@ -112,6 +113,11 @@ def validate_reading(r: UsageReading | UsageGap) -> str | None:
         if expected is not None and r.unit != expected:
             return f"unit {r.unit!r} is not the base unit {expected!r} of {r.resource_type}"
     return None
+
+
+def _end_ms(ev: DecodedEvent) -> int:
+    """The interval end of an event already checked to be a reading or a gap."""
+    return cast("UsageReading | UsageGap", ev.data).end_ms
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -312,7 +318,7 @@ class UsageConsumer:
                 offsets[tp] = records[-1].offset + 1
 
         stages = self.stage_seconds
-        mark = time.perf_counter()
+        mark = started
 
         def stage(name: str) -> None:
             nonlocal mark
@@ -325,11 +331,19 @@ class UsageConsumer:
         for item in events:
             unique.setdefault(item[2].id, item)
         duplicates = len(events) - len(unique)
-        months = {
-            self._month(ev.data.end_ms)
-            for _, _, ev in unique.values()
-            if isinstance(ev.data, UsageReading)
-        }
+        horizon = retention_horizon_ms(self.config.retention_days)
+        for eid, (p, rec, ev) in list(unique.items()):
+            if _end_ms(ev) < horizon:  # its month's dedup records may be dropped already
+                when = dt.datetime.fromtimestamp(horizon / 1000, dt.UTC).date()
+                bury(
+                    p,
+                    self.config.usage_topic,
+                    rec,
+                    f"expired: ends before {when}, the "
+                    f"retention horizon (RESMON_RETENTION_DAYS={self.config.retention_days})",
+                )
+                del unique[eid]
+        months = {self._month(_end_ms(ev)) for _, _, ev in unique.values()}
         with storage_errors(self.config.database_address):
             await ensure_partitions(self.pool, months, self._months)
         results: dict[str, Outcome | Exception] = {}
@@ -365,7 +379,9 @@ class UsageConsumer:
                             conn, self.config.consumer_group, await self._moves(offsets)
                         )
                         stage("partitions+begin")
-                        fresh_ids = await claim_events(conn, list(unique))
+                        fresh_ids = await claim_events(
+                            conn, [(eid, _end_ms(item[2])) for eid, item in unique.items()]
+                        )
                         stage("dedup")
                         fresh = [item for eid, item in unique.items() if eid in fresh_ids]
                         duplicates += len(unique) - len(fresh)

@@ -130,14 +130,22 @@ async def advance_offsets(
     return stored
 
 
-async def claim_events(conn: asyncpg.Connection, ids: Sequence[str]) -> set[str]:
-    """Record ``ids`` as processed; return those that were not already (the new ones)."""
-    if not ids:
+async def claim_events(conn: asyncpg.Connection, events: Sequence[tuple[str, int]]) -> set[str]:
+    """Record events as processed; return the ids that were not already (the new ones).
+
+    ``events`` are (CloudEvent id, interval end in ms): the end places the
+    record in its month's partition, where a redelivery of the same event
+    lands too.
+    """
+    if not events:
         return set()
     rows = await conn.fetch(
-        """INSERT INTO processed_events (id) SELECT unnest($1::text[])
-           ON CONFLICT (id) DO NOTHING RETURNING id""",
-        list(ids),
+        """INSERT INTO processed_events (id, event_at)
+           SELECT id, 'epoch'::timestamptz + ms * interval '1 millisecond'
+           FROM unnest($1::text[], $2::bigint[]) AS u(id, ms)
+           ON CONFLICT (id, event_at) DO NOTHING RETURNING id""",
+        [e[0] for e in events],
+        [e[1] for e in events],
     )
     return {r["id"] for r in rows}
 

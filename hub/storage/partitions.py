@@ -1,16 +1,19 @@
-"""Monthly partitions of ``usage_metrics`` and retention by dropping them.
+"""Monthly partitions of ``usage_metrics`` and ``processed_events``; retention by dropping them.
 
-``usage_metrics`` is ``PARTITION BY RANGE (metric_timestamp)`` with one
-partition per UTC month (``usage_metrics_pYYYYMM``) and a DEFAULT partition
-that only catches a month nobody created yet. Before a batch's COPY the
-consumer calls :func:`ensure_partitions` for the months in it (a short
-transaction of its own, under an advisory lock, so two hubs never race and
-the batch transaction never takes a lock on the parent table).
+Both tables are ``PARTITION BY RANGE`` on the end of an event's interval
+(``metric_timestamp``, ``event_at``) with one partition per UTC month
+(``usage_metrics_pYYYYMM``, ``processed_events_pYYYYMM``) and a DEFAULT
+partition that only catches a month nobody created yet. Before a batch's
+writes the consumer calls :func:`ensure_partitions` for the months in it (a
+short transaction of its own, under an advisory lock, so two hubs never race
+and the batch transaction never takes a lock on a parent table).
 
 Retention drops whole partitions whose month ended more than
 ``retention_days`` ago (default 90): no ``DELETE`` scan, no bloat. Raw rows
-are therefore kept between ``retention_days`` and ``retention_days`` + one
-month; aggregates are kept forever.
+and dedup records are therefore kept between ``retention_days`` and
+``retention_days`` + one month; aggregates are kept forever. An event older
+than :func:`retention_horizon_ms` may have lost its dedup record, so the
+consumer refuses it (dead letter) rather than risk counting it twice.
 """
 
 from __future__ import annotations
@@ -21,7 +24,17 @@ from collections.abc import Iterable
 import asyncpg  # type: ignore[import-untyped]
 import structlog
 
-__all__ = ["drop_expired_partitions", "ensure_partitions", "month_of", "partition_name"]
+__all__ = [
+    "PARTITIONED",
+    "drop_expired_partitions",
+    "ensure_partitions",
+    "month_of",
+    "partition_name",
+    "retention_horizon_ms",
+]
+
+#: the tables partitioned by month, each with ``<table>_pYYYYMM`` partitions
+PARTITIONED = ("usage_metrics", "processed_events")
 
 _log = structlog.get_logger("hub.storage.partitions")
 _LOCK = 0x7265736D6F6E  # "resmon"
@@ -37,8 +50,19 @@ def _start(month: int) -> dt.datetime:
     return dt.datetime(month // 12, month % 12 + 1, 1, tzinfo=dt.UTC)
 
 
-def partition_name(month: int) -> str:
-    return f"usage_metrics_p{month // 12:04d}{month % 12 + 1:02d}"
+def partition_name(month: int, table: str = "usage_metrics") -> str:
+    return f"{table}_p{month // 12:04d}{month % 12 + 1:02d}"
+
+
+def retention_horizon_ms(retention_days: int, now: dt.datetime | None = None) -> int:
+    """Events ending before this instant (ms) may have had their month dropped.
+
+    A month is dropped once it ended ``retention_days`` ago, so everything
+    before the start of the month holding that cutoff can be gone.
+    """
+    now = now or dt.datetime.now(dt.UTC)
+    cutoff = now - dt.timedelta(days=retention_days)
+    return int(_start(cutoff.year * 12 + cutoff.month - 1).timestamp() * 1000)
 
 
 async def ensure_partitions(pool: asyncpg.Pool, months: Iterable[int], known: set[int]) -> None:
@@ -52,19 +76,21 @@ async def ensure_partitions(pool: asyncpg.Pool, months: Iterable[int], known: se
             r["relname"]
             for r in await conn.fetch(
                 """SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-                   WHERE i.inhparent = 'usage_metrics'::regclass"""
+                   WHERE i.inhparent = ANY($1::regclass[])""",
+                list(PARTITIONED),
             )
         }
         for month in missing:
-            name = partition_name(month)
-            if name not in existing:
+            for table in PARTITIONED:
+                name = partition_name(month, table)
+                if name in existing:
+                    continue
+                lo, hi = _lit(_start(month)), _lit(_start(month + 1))
                 try:
                     async with conn.transaction():
                         await conn.execute(
-                            f'CREATE TABLE "{name}" PARTITION OF usage_metrics '
-                            "FOR VALUES FROM ($1) TO ($2)".replace(
-                                "$1", _lit(_start(month))
-                            ).replace("$2", _lit(_start(month + 1)))
+                            f'CREATE TABLE "{name}" PARTITION OF {table} '
+                            f"FOR VALUES FROM ({lo}) TO ({hi})"
                         )
                     _log.info("partition_created", partition=name)
                 except asyncpg.PostgresError as exc:  # rows of that month sit in DEFAULT
@@ -84,8 +110,9 @@ async def drop_expired_partitions(
     cutoff = now - dt.timedelta(days=retention_days)
     rows = await conn.fetch(
         """SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-           WHERE i.inhparent = 'usage_metrics'::regclass AND c.relname ~ '^usage_metrics_p[0-9]{6}$'
-           ORDER BY c.relname"""
+           WHERE i.inhparent = ANY($1::regclass[]) AND c.relname ~ '_p[0-9]{6}$'
+           ORDER BY c.relname""",
+        list(PARTITIONED),
     )
     dropped = []
     for r in rows:

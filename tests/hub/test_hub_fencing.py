@@ -17,7 +17,7 @@ from _hub_testing import wait_for
 from aiokafka import AIOKafkaProducer
 
 from hub import FencedError, HubConfig, RunningHub, provision_resource, run_hub
-from hub.storage.batch import OffsetMove, advance_offsets, stored_offsets
+from hub.storage.batch import OffsetMove, advance_offsets, claim_events, stored_offsets
 from protocol import UsageReading, encode_event
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
@@ -84,9 +84,8 @@ async def test_a_batch_behind_another_instance_is_dropped_and_totals_rebuilt(
 
             # Another instance, in this hub's blind spot, applies readings 10..14:
             # their effects, their ids and the partition's offset, in one transaction.
-            ids = [
-                encode_event(_reading(key, i), source="urn:test").event_id for i in range(10, 15)
-            ]
+            theirs = [_reading(key, i) for i in range(10, 15)]
+            ids = [encode_event(r, source="urn:test").event_id for r in theirs]
             async with db.transaction():
                 await db.execute(
                     "UPDATE customer_resources SET current_usage = current_usage + $2 "
@@ -94,7 +93,10 @@ async def test_a_batch_behind_another_instance_is_dropped_and_totals_rebuilt(
                     key,
                     5 * VALUE,
                 )
-                await db.execute("INSERT INTO processed_events (id) SELECT unnest($1::text[])", ids)
+                async with db.transaction():
+                    await claim_events(
+                        db, [(i, r.end_ms) for i, r in zip(ids, theirs, strict=True)]
+                    )
                 await db.execute(
                     "UPDATE consumer_offsets SET next_offset = 15 "
                     "WHERE consumer_group = $1 AND next_offset = 10",

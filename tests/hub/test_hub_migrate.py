@@ -38,6 +38,7 @@ async def test_migrations_apply_once_and_seed_the_default_catalog(pg_dsn: str) -
         ("Cloud Storage 1TB", "GB", "0.0500"),
         ("Internet 100Mbps", "GB", "0.1000"),
         ("Internet 500Mbps", "GB", "0.0800"),
+        ("Memory", "GB", "0.0000"),
     ]
     assert {
         "resource_catalogs",

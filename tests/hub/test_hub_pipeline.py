@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
+from typing import Literal
 
 import anyio
 import asyncpg  # type: ignore[import-untyped]
@@ -167,16 +168,31 @@ async def test_restart_resumes_from_stored_offsets_without_double_counting(
             tg.cancel_scope.cancel()
 
 
+@pytest.mark.parametrize(
+    ("rtype", "unit", "kind", "catalog"),
+    [
+        ("api_calls", "request", "delta", "API Requests"),
+        ("memory", "byte", "level", "Memory"),  # a gauge, monitored and not billed
+    ],
+)
 async def test_unknown_resource_is_auto_provisioned_unlimited(
-    hub_config: HubConfig, db: asyncpg.Connection, producer: AIOKafkaProducer, unique: str
+    hub_config: HubConfig,
+    db: asyncpg.Connection,
+    producer: AIOKafkaProducer,
+    unique: str,
+    rtype: str,
+    unit: str,
+    kind: Literal["delta", "level"],
+    catalog: str,
 ) -> None:
-    key = f"cust-{unique}/api_calls"
+    key = f"cust-{unique}/{rtype}"
     r = UsageReading(
         customer_id=f"cust-{unique}",
-        resource_type="api_calls",
+        resource_type=rtype,
         resource_key=key,
         value=10**12,
-        unit="request",
+        unit=unit,
+        kind=kind,
         start_ms=T0,
         end_ms=T0 + 1000,
         source="api_gateway",
@@ -196,7 +212,7 @@ async def test_unknown_resource_is_auto_provisioned_unlimited(
             assert dict(row) == {
                 "limit_value": None,
                 "auto_provisioned": True,
-                "resource_name": "API Requests",
+                "resource_name": catalog,
                 "tenant_id": "00000000-0000-0000-0000-000000000000",
             }
             assert hub.metrics.provisioned._value.get() == 1
