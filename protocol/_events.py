@@ -105,6 +105,12 @@ class AlertEvent(msgspec.Struct, frozen=True, rename="camel"):
     unit: str
     at_ms: int
     tenant_id: str | None = None
+    #: anomalies: how many standard deviations the reading was from the window's mean
+    z_score: float | None = None
+    #: forecasts: when the period total is expected to reach the limit (ms since epoch)
+    forecast_at_ms: int | None = None
+    #: forecasts: confidence in that date, percent (0..100)
+    confidence: Decimal | None = None
 
 
 class OptimizationEvent(msgspec.Struct, frozen=True, rename="camel"):

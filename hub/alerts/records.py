@@ -234,4 +234,7 @@ def to_event(record: AlertRecord, alert_id: str) -> AlertEvent:
         percentage=record.percentage,
         unit=record.unit,
         at_ms=record.at_ms,
+        z_score=record.z_score,
+        forecast_at_ms=record.forecast_ms or None,
+        confidence=record.confidence,
     )

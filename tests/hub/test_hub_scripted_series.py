@@ -124,3 +124,11 @@ async def test_a_scripted_month_gives_forecast_anomaly_warning_escalation_and_re
         (TYPE_THRESHOLD, "THRESHOLD_CRITICAL", "RESOLVED", DEC + STEP),
     ]
     assert len({eid for eid, _, _ in events}) == 7
+    # the published events carry what the rows do: the forecast's date and confidence,
+    # the anomaly's z-score
+    published_forecast, published_anomaly = events[0][2], events[1][2]
+    assert published_forecast.forecast_at_ms == int(forecast["forecast_at"].timestamp() * 1000)
+    assert published_forecast.confidence == Decimal("100.00")
+    assert published_forecast.z_score is None
+    assert published_anomaly.z_score == alerts[0]["z_score"]
+    assert published_anomaly.forecast_at_ms is None
