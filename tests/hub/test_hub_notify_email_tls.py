@@ -135,21 +135,41 @@ async def test_email_goes_over_starttls_with_auth_and_a_wrong_password_is_perman
     assert "CRITICAL" in msg["Subject"]
 
 
-async def test_email_goes_over_implicit_tls(cert: tuple[Path, Path]) -> None:
+# aiosmtpd warns about AUTH without STARTTLS; the connection is TLS from its first byte
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+async def test_email_goes_over_implicit_tls_with_auth(cert: tuple[Path, Path]) -> None:
     server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_tls.load_cert_chain(*cert)
     client_tls = ssl.create_default_context(cafile=str(cert[0]))
     sink = SmtpSink()
     port = _free_port()
     controller = Controller(
-        sink, hostname="127.0.0.1", port=port, ssl_context=server_tls, server_hostname="127.0.0.1"
+        sink,
+        hostname="127.0.0.1",
+        port=port,
+        ssl_context=server_tls,
+        server_hostname="127.0.0.1",
+        authenticator=_auth,
+        auth_required=True,
+        # aiosmtpd only counts STARTTLS as TLS for AUTH; this whole connection is TLS
+        auth_require_tls=False,
     )
     controller.start()
     try:
+        config = notify_config(
+            port, smtp_tls="tls", smtp_username="alerts", smtp_password="smtp-secret"
+        )
         with anyio.fail_after(20):
-            await EmailChannel(notify_config(port, smtp_tls="tls"), tls_context=client_tls).send(
+            await EmailChannel(config, tls_context=client_tls).send(
                 _message(), Target(recipients=("noc@cust.example",))
             )
+        # without credentials the server refuses the mail: a clear, permanent error
+        anonymous = msgspec.structs.replace(config, smtp_username=None, smtp_password=None)
+        with anyio.fail_after(20), pytest.raises(DeliveryError) as info:
+            await EmailChannel(anonymous, tls_context=client_tls).send(
+                _message(), Target(recipients=("noc@cust.example",))
+            )
+        assert "530" in str(info.value) or "auth" in str(info.value).lower()
     finally:
         controller.stop()
     (msg,) = sink.messages
