@@ -14,6 +14,7 @@ def test_public_names_are_exported() -> None:
         "BrokerError",
         "CacheError",
         "ConfigError",
+        "FencedError",
         "HubConfig",
         "HubError",
         "MigrationError",
