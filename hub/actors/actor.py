@@ -20,7 +20,9 @@ clock, so replaying a partition decides exactly what the first run decided.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import sys
+from collections.abc import Callable, Sequence
 from math import exp as _exp
 from math import sqrt as _sqrt
 from zoneinfo import ZoneInfo
@@ -72,11 +74,12 @@ class CheckSettings(msgspec.Struct, frozen=True, kw_only=True):
     forecast: ForecastSettings = ForecastSettings()
 
 
-class Change(msgspec.Struct, frozen=True):
+class Change(msgspec.Struct, frozen=True, gc=False):
     """An alert transition caused by one reading.
 
     ``check`` is ``threshold``, ``anomaly`` or ``forecast``. Anomaly and
-    forecast episodes have one level: ``WARNING`` while open.
+    forecast episodes have one level: ``WARNING`` while open. (Scalars only,
+    so never part of a reference cycle: not tracked by the garbage collector.)
     """
 
     transition: Transition
@@ -96,8 +99,15 @@ class Change(msgspec.Struct, frozen=True):
     confidence: float = 0.0
 
 
-class Outcome(msgspec.Struct):
-    """What one actor did with its readings of one batch."""
+class Outcome(msgspec.Struct, gc=False):
+    """What one actor did with its readings of one batch.
+
+    A batch makes one per key, and they live until the batch is stored, so
+    they are not tracked by the garbage collector (``gc=False``: a full
+    collection per batch otherwise): nothing an outcome holds (strings,
+    numbers, changes, readings) refers back to it, so it is never part of a
+    reference cycle. Keep it that way.
+    """
 
     key: str
     resource_id: str
@@ -121,6 +131,43 @@ class Outcome(msgspec.Struct):
 
 
 _NONE, _WARNING = Level.NONE, Level.WARNING
+_RAISE, _RESOLVE = Transition.RAISE, Transition.RESOLVE
+#: the month range :meth:`ResourceActor.handle` gives :meth:`ResourceActor.run` (all of time)
+_LO, _HI = -math.inf, math.inf
+
+_Tuning = tuple[CheckSettings, int, float, int, float, int, float, int, int, float, float]
+
+
+def _tune(settings: CheckSettings) -> _Tuning:
+    """The settings :meth:`ResourceActor.run` reads on every reading, as one flat tuple.
+
+    The last settings seen are kept (one entry): the registry passes the same
+    object every time, so the hot path unpacks a tuple instead of following
+    ``settings.anomaly.window_ms`` and friends per reading.
+    """
+    global _tuning
+    a, f = settings.anomaly, settings.forecast
+    _tuning = (
+        settings,
+        a.window_ms,
+        a.threshold,
+        a.min_points,
+        a.min_weight,
+        a.min_span_ms,
+        a.rel_floor,
+        f.min_points,
+        f.min_span_ms,
+        f.min_confidence,
+        1.0 - f.resolve_margin,
+    )
+    return _tuning
+
+
+_tuning: _Tuning = _tune(CheckSettings())
+
+
+def _no_clock(ms: int) -> tuple[int, int, int]:  # pragma: no cover - handle() spans all time
+    raise ActorFault(f"no billing month for {ms}")
 
 
 class ResourceActor:
@@ -248,118 +295,171 @@ class ResourceActor:
         False when the reading was late (an earlier period) and not counted.
         Raises :class:`ActorFault` (state untouched) for a reading it cannot apply.
 
+        One reading through :meth:`run` (the registry's batch path runs the
+        same code over a key's readings at once).
+        """
+        return not self.run((reading,), period, _LO, _HI, bounds[1], _no_clock, settings, out)
+
+    def run(
+        self,
+        readings: Sequence[UsageReading],
+        period: int,
+        lo: float,
+        hi: float,
+        end: int,
+        clock: Callable[[int], tuple[int, int, int]],
+        settings: CheckSettings,
+        out: list[Change],
+    ) -> int:
+        """Apply ``readings`` in order; returns how many were late (an earlier period).
+
+        A reading whose ``end_ms`` falls in ``[lo, hi)`` belongs to billing
+        month ``period``, which ends at ``end`` (ms); for any other reading
+        ``clock(end_ms)`` answers ``(period, start, end)`` of its month.
+        Appends the alert :class:`Change` values to ``out``. Raises
+        :class:`ActorFault` for a reading it cannot apply; that reading
+        leaves the state untouched, the earlier ones stay applied.
+
         This is the hot path (every reading of every resource): the anomaly
         and forecast math of :mod:`hub.checks` is inlined here, sharing one
         decay factor, and the forecast's normal CDF is only evaluated when the
         pace actually reaches the limit. ``tests/hub/test_hub_checks.py``
         holds it to the same answers as the reference functions.
         """
-        if period < self.period:
-            return False
-        value = reading.value
-        gauge = reading.kind == "level"
-        at = reading.end_ms
-        new_period = period > self.period
-        base = 0 if new_period else self.total
-        total = value if gauge else base + value
-        if total > MAX_TOTAL:
-            raise ActorFault(f"total {total} would exceed 2^63-1")
-        if new_period:
-            self.period = period
-            self.first_ms = 0
-            if self.forecast:
-                self.forecast = False
-                out.append(self._change(Transition.RESOLVE, "forecast", at))
-        self.total = total
-        if not self.first_ms:
-            self.first_ms = at if gauge else reading.start_ms
-            self.anchor = value if gauge else 0
-        # anomaly: judge against the decayed history, then fold the point in
-        start = reading.start_ms
-        x = float(value) if gauge else value * 1000.0 / (at - start or 1)
-        a = settings.anomaly
-        weight, mean, m2, last = self.weight, self.mean, self.m2, self.last_ms
-        if last and at > last:
-            decay = _exp((last - at) / a.window_ms)
-            weight *= decay
-            m2 *= decay
-        elif at < last:
-            at = last  # an out-of-order point folds in at the latest time seen
-        points = self.points
-        if (
-            points >= a.min_points
-            and weight >= a.min_weight
-            and at - self.first_ms >= a.min_span_ms
-        ):
-            var = m2 / weight
-            floor = a.rel_floor * (mean if mean >= 0 else -mean)
-            std = _sqrt(var) if var > floor * floor else floor
-            z = (x - mean) / (std if std > 1e-12 else 1e-12)
-            if z > a.threshold or z < -a.threshold:
-                if not self.anomaly:
-                    self.anomaly = True
-                    out.append(
-                        Change(
-                            Transition.RAISE, _NONE, _WARNING, total, 0, reading.end_ms,
-                            "anomaly", x, mean, z,
-                        )
-                    )  # fmt: skip
-            elif self.anomaly:
-                self.anomaly = False
-                out.append(self._change(Transition.RESOLVE, "anomaly", reading.end_ms, x, z))
-        weight += 1.0
-        delta = x - mean
-        mean += delta / weight
-        m2 += delta * (x - mean)
-        self.weight, self.mean, self.m2, self.last_ms = weight, mean, m2, at
-        self.points = points = points + 1
-        at = reading.end_ms
-        # thresholds (exact integers); the common case is one comparison
-        limit = self.limit
-        level = self.level
-        if limit is None:
-            if level is not _NONE:
+        k = _tuning if _tuning[0] is settings else _tune(settings)
+        (
+            _,
+            window_ms,
+            threshold,
+            min_points,
+            min_weight,
+            min_span_ms,
+            rel_floor,
+            f_min_points,
+            f_min_span_ms,
+            f_min_confidence,
+            keep_ratio,
+        ) = k
+        late = 0
+        for reading in readings:
+            at = reading.end_ms
+            if not lo <= at < hi:
+                period, lo, hi = clock(at)
+                end = hi
+            value = reading.value
+            gauge = reading.kind == "level"
+            if period == self.period:  # the common case: the current month
+                total = value if gauge else self.total + value
+                if total > MAX_TOTAL:
+                    raise ActorFault(f"total {total} would exceed 2^63-1")
+            elif period < self.period:  # late: stored raw, not counted
+                late += 1
+                continue
+            else:  # a new month starts a new total
+                total = value
+                if total > MAX_TOTAL:
+                    raise ActorFault(f"total {total} would exceed 2^63-1")
+                self.period = period
+                self.first_ms = 0
+                if self.forecast:
+                    self.forecast = False
+                    out.append(self._change(_RESOLVE, "forecast", at))
+            self.total = total
+            start = reading.start_ms
+            first = self.first_ms
+            if not first:
+                if gauge:
+                    self.first_ms = first = at
+                    self.anchor = value
+                else:
+                    self.first_ms = first = start
+                    self.anchor = 0
+            # anomaly: judge against the decayed history, then fold the point in
+            x = float(value) if gauge else value * 1000.0 / (at - start or 1)
+            weight = self.weight
+            mean = self.mean
+            m2 = self.m2
+            last = self.last_ms
+            seen = at
+            if last and at > last:
+                decay = _exp((last - at) / window_ms)
+                weight *= decay
+                m2 *= decay
+            elif at < last:
+                seen = last  # an out-of-order point folds in at the latest time seen
+            points = self.points
+            if points >= min_points and weight >= min_weight and seen - first >= min_span_ms:
+                var = m2 / weight
+                floor = rel_floor * (mean if mean >= 0 else -mean)
+                std = _sqrt(var) if var > floor * floor else floor
+                z = (x - mean) / (std if std > 1e-12 else 1e-12)
+                if z > threshold or z < -threshold:
+                    if not self.anomaly:
+                        self.anomaly = True
+                        out.append(
+                            Change(
+                                _RAISE, _NONE, _WARNING, total, 0, at, "anomaly", x, mean, z,
+                            )
+                        )  # fmt: skip
+                elif self.anomaly:
+                    self.anomaly = False
+                    out.append(self._change(_RESOLVE, "anomaly", at, x, z))
+            weight += 1.0
+            delta = x - mean
+            mean += delta / weight
+            m2 += delta * (x - mean)
+            self.weight = weight
+            self.mean = mean
+            self.m2 = m2
+            self.last_ms = seen
+            self.points = points = points + 1
+            # thresholds (exact integers); the common case is one comparison
+            limit = self.limit
+            if limit is None:
+                if self.level is not _NONE:
+                    self._threshold(total, limit, settings, at, out)
+                if self.forecast:
+                    self.forecast = False
+                    out.append(self._change(_RESOLVE, "forecast", at))
+                continue
+            if self.level is not _NONE or total * 10000 >= limit * self.warning_bp:
                 self._threshold(total, limit, settings, at, out)
-        elif level is not _NONE or total * 10000 >= limit * self.warning_bp:
-            self._threshold(total, limit, settings, at, out)
-        # forecast
-        if limit is None:
-            if self.forecast:
+            # forecast
+            if points <= f_min_points:
+                continue
+            forecast = self.forecast
+            if total >= limit and not forecast:
+                continue
+            span = at - first
+            elapsed = span / 1000.0
+            remaining = (end - at) / 1000.0
+            rate = (total - self.anchor) / elapsed if elapsed > 0 else 0.0
+            projected = total + rate * (remaining if remaining > 0 else 0.0)
+            if not forecast:
+                if projected >= limit and rate > 0 and span >= f_min_span_ms:
+                    got = predict(
+                        total=total,
+                        limit=limit,
+                        since_ms=first,
+                        base=self.anchor,
+                        at_ms=at,
+                        end_ms=end,
+                        points=int(weight),
+                        rate_std=_sqrt(m2 / weight),
+                        gauge=gauge,
+                    )
+                    if got is not None and got[0] < end and got[1] >= f_min_confidence:
+                        self.forecast = True
+                        out.append(
+                            Change(
+                                _RAISE, _NONE, _WARNING, total, 10000, at,
+                                "forecast", forecast_ms=got[0], confidence=got[1],
+                            )
+                        )  # fmt: skip
+            elif total < limit and (rate <= 0 or projected < limit * keep_ratio):
                 self.forecast = False
-                out.append(self._change(Transition.RESOLVE, "forecast", at))
-            return True
-        f = settings.forecast
-        if points <= f.min_points or (total >= limit and not self.forecast):
-            return True
-        elapsed = (at - self.first_ms) / 1000.0
-        remaining = (bounds[1] - at) / 1000.0
-        rate = (total - self.anchor) / elapsed if elapsed > 0 else 0.0
-        projected = total + rate * (remaining if remaining > 0 else 0.0)
-        if not self.forecast:
-            if projected >= limit and rate > 0 and at - self.first_ms >= f.min_span_ms:
-                got = predict(
-                    total=total,
-                    limit=limit,
-                    since_ms=self.first_ms,
-                    base=self.anchor,
-                    at_ms=at,
-                    end_ms=bounds[1],
-                    points=int(weight),
-                    rate_std=_sqrt(m2 / weight),
-                    gauge=gauge,
-                )
-                if got is not None and got[0] < bounds[1] and got[1] >= f.min_confidence:
-                    self.forecast = True
-                    out.append(
-                        Change(
-                            Transition.RAISE, _NONE, _WARNING, total, 10000, at,
-                            "forecast", forecast_ms=got[0], confidence=got[1],
-                        )
-                    )  # fmt: skip
-        elif total < limit and (rate <= 0 or projected < limit * (1.0 - f.resolve_margin)):
-            self.forecast = False
-            out.append(self._change(Transition.RESOLVE, "forecast", at))
-        return True
+                out.append(self._change(_RESOLVE, "forecast", at))
+        return late
 
     def _threshold(
         self, total: int, limit: int | None, settings: CheckSettings, at: int, out: list[Change]
@@ -390,18 +490,31 @@ class ResourceActor:
             self.anchor,
         )
 
-    def outcome(self) -> Outcome:
+    def outcome(self, changes: list[Change] | None = None, late: int = 0) -> Outcome:
+        """The actor's state as an :class:`Outcome` with ``changes`` and ``late`` readings."""
         return Outcome(
-            key=self.key,
-            resource_id=self.resource_id,
-            customer_id=self.customer_id,
-            resource_type=self.resource_type,
-            unit=self.unit,
-            kind=self.kind,
-            total=self.total,
-            period=self.period,
-            limit=self.limit,
-            level=self.level,
-            changes=[],
-            cost_per_unit=self.cost_per_unit,
+            self.key,
+            self.resource_id,
+            self.customer_id,
+            self.resource_type,
+            self.unit,
+            self.kind,
+            self.total,
+            self.period,
+            self.limit,
+            self.level,
+            [] if changes is None else changes,
+            late,
+            False,
+            (
+                self.weight,
+                self.mean,
+                self.m2,
+                self.last_ms,
+                self.points,
+                self.first_ms,
+                self.anchor,
+            ),
+            [],
+            self.cost_per_unit,
         )

@@ -44,7 +44,7 @@ from protocol import UsageReading
 
 from .._exceptions import HubError, RegistryClosedError, RestartBudgetError
 from ..storage.provision import Executor, auto_provision, load_resource
-from .actor import ActorFault, CheckSettings, Outcome, ResourceActor, period_of
+from .actor import ActorFault, Change, CheckSettings, Outcome, ResourceActor, period_of
 
 __all__ = ["Registry"]
 
@@ -136,6 +136,8 @@ class Registry:
         self._idle = idle_seconds
         self._running = False
         self.provisioned = 0
+        #: bound once: the hot path hands it to every actor call
+        self._month_of = self._month
 
     @property
     def pending(self) -> int:
@@ -318,14 +320,15 @@ class Registry:
             self._bounds[period] = got
         return got
 
-    def _period(self, ms: int) -> int:
-        period, start, end = self._current
-        if start <= ms < end:
-            return period
+    def _month(self, ms: int) -> tuple[int, int, int]:
+        """``(period, start, end)`` (ms) of the month ``ms`` falls in; now the current one."""
+        current = self._current
+        if current[1] <= ms < current[2]:
+            return current
         period = period_of(ms, self._tz)
         start, end = self.bounds(period)
-        self._current = (period, start, end)
-        return period
+        self._current = current = (period, start, end)
+        return current
 
     def _restarted(self, key: str, error: BaseException) -> None:
         now = time.monotonic()
@@ -342,24 +345,24 @@ class Registry:
     def _run(
         self, actor: ResourceActor, readings: list[UsageReading], outcome: Outcome
     ) -> int | None:
-        """Apply ``readings``; None when all went through, else the index of the one that failed."""
+        """Apply ``readings`` one by one; None when all went through, else the failed one's index.
+
+        The supervised path (a new or restarted actor): it needs to know which
+        reading failed, so it runs them one at a time.
+        """
         settings = self.settings
         changes = outcome.changes
-        handle = actor.handle
+        run = actor.run
+        month = self._month_of
         late = 0
-        try:
-            for reading in readings:
-                period, start, end = self._current
-                end_ms = reading.end_ms
-                if not start <= end_ms < end:
-                    period = self._period(end_ms)
-                    start, end = self._bounds[period]
-                if not handle(reading, period, (start, end), settings, changes):
-                    late += 1
-        except Exception as exc:
-            outcome.late += late
-            outcome.poisoned.append((reading, f"{type(exc).__name__}: {exc}"))
-            return readings.index(reading)
+        for index, reading in enumerate(readings):
+            period, start, end = self._current
+            try:
+                late += run((reading,), period, start, end, end, month, settings, changes)
+            except Exception as exc:
+                outcome.late += late
+                outcome.poisoned.append((reading, f"{type(exc).__name__}: {exc}"))
+                return index
         outcome.late += late
         return None
 
@@ -369,16 +372,20 @@ class Registry:
         """Apply ``readings`` to a resident actor; None if one failed (state is then suspect).
 
         This is what a shard worker does per key of a batch when the actor is
-        loaded (the benchmark drives it directly).
+        loaded (the benchmark drives it directly): all of the key's readings in
+        one :meth:`ResourceActor.run`, then one :class:`Outcome`.
         """
         actor.partition = partition
         actor.last_used = now
-        outcome = actor.outcome()
-        if self._run(actor, readings, outcome) is not None:
+        changes: list[Change] = []
+        period, start, end = self._current
+        try:
+            late = actor.run(
+                readings, period, start, end, end, self._month_of, self.settings, changes
+            )
+        except Exception:
             return None
-        outcome.total, outcome.period, outcome.level = actor.total, actor.period, actor.level
-        outcome.stats = actor.stats
-        return outcome
+        return actor.outcome(changes, late)
 
     async def _apply_one(
         self, shard: _Shard, key: str, partition: int, readings: list[UsageReading]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import msgspec
 import pytest
 
 from hub.actors.actor import Change, CheckSettings, ResourceActor
@@ -134,3 +135,56 @@ def test_the_actors_inlined_anomaly_math_matches_the_reference_functions() -> No
     at = NOV + 41 * 10 * MIN
     changes = feed(a, values[-1:])
     assert changes[0].z == pytest.approx(zscore(5000 / 600.0, w, mean, m2, last, at, s))
+
+
+def test_the_batch_path_decides_exactly_what_handle_decides_reading_by_reading() -> None:
+    """``ResourceActor.run`` over a key's readings (the registry's batch path) == handle()."""
+    from zoneinfo import ZoneInfo
+
+    from hub.actors.registry import Registry
+
+    def series(kind: str) -> list[UsageReading]:
+        out, t = [], NOV - 10 * 86_400_000  # starts in October: a month rollover inside
+        for i in range(400):
+            t += 3_600_000 if i % 50 else 60_000
+            v = 10**9 * (5 + (i * 37) % 11) if kind == "level" else 10**7 * (3 + (i * 37) % 5)
+            if i in (120, 121, 300):
+                v *= 40  # spikes: anomalies, a forecast
+            out.append(
+                UsageReading(
+                    customer_id="c",
+                    resource_type="bandwidth",
+                    resource_key="c/bandwidth",
+                    value=v,
+                    unit="byte",
+                    start_ms=t - 60_000,
+                    end_ms=t,
+                    kind=kind,  # type: ignore[arg-type]
+                )
+            )
+        late = msgspec.structs.replace(out[300], start_ms=NOV - 120_000, end_ms=NOV - 60_000)
+        return [*out[:301], late, *out[301:]]
+
+    seen: set[str] = set()
+    for kind, limit in (("delta", 4 * 10**9), ("level", 10**11), ("delta", None)):
+        readings = series(kind)
+        one, batch = actor(kind, limit), actor(kind, limit)
+        registry = Registry(None, tz=ZoneInfo("UTC"))  # type: ignore[arg-type]
+        expected: list[Change] = []
+        late = 0
+        for r in readings:
+            period = registry._month(r.end_ms)[0]
+            late += not one.handle(r, period, registry.bounds(period), CheckSettings(), expected)
+        got: list[Change] = []
+        outcomes = [
+            registry.apply_loaded(batch, 0, readings[i : i + 7], 0.0) for i in range(0, 402, 7)
+        ]
+        for o in outcomes:
+            assert o is not None
+            got.extend(o.changes)
+        assert late == sum(o.late for o in outcomes if o is not None) == 1
+        assert got == expected
+        seen |= {c.check for c in got}
+        assert batch.stats == one.stats
+        assert (batch.total, batch.period, batch.level) == (one.total, one.period, one.level)
+    assert seen == {"threshold", "anomaly", "forecast"}
