@@ -38,6 +38,17 @@ __all__ = ["RunningHub", "run_hub"]
 _log = structlog.get_logger("hub")
 
 
+async def _keep_session(_conn: asyncpg.Connection) -> None:
+    """Pool reset on release: nothing beyond asyncpg's own (rollback, drop listeners).
+
+    The default reset runs ``RESET ALL; UNLISTEN *; CLOSE ALL; ...`` — one more
+    round trip per ``acquire`` (each batch, each outbox delivery, each actor
+    load). The hub leaves no session state behind: settings are
+    transaction-local (``set_config(..., true)``), advisory locks
+    transaction-scoped, cursors and listeners live inside an acquire.
+    """
+
+
 class RunningHub:
     """Handles to a running hub, given to the caller of ``tg.start(run_hub, config)``."""
 
@@ -90,7 +101,9 @@ async def run_hub(
     if applied:
         _log.info("migrations_applied", versions=applied)
     with storage_errors(config.database_address):
-        pool = await asyncpg.create_pool(config.database_url, min_size=1, max_size=10, timeout=10)
+        pool = await asyncpg.create_pool(
+            config.database_url, min_size=1, max_size=10, timeout=10, reset=_keep_session
+        )
     cache = RedisCache.from_url(
         config.redis_url,
         prefix=config.redis_prefix,

@@ -103,7 +103,11 @@ class Outbox:
         self.drain_interval = drain_interval
         self._queue = queue
         self._send: MemoryObjectSendStream[tuple[int, OutboxBatch]] | None = None
+        #: deliveries done (published, Redis written) and their rows deleted
         self.delivered = 0
+        #: delivery rounds (their row ids) the deleter has not deleted yet
+        self._delivered: list[list[int]] = []
+        self._to_delete: anyio.Event  # set by run()
         #: called with (event, published at perf_counter) for every published alert
         self.on_published: list[Callable[[OutboxEvent, float], None]] = []
 
@@ -119,9 +123,11 @@ class Outbox:
         send, receive = anyio.create_memory_object_stream[tuple[int, OutboxBatch]](self._queue)
         with send, receive:
             self._send = send
+            self._to_delete = anyio.Event()
             try:
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._drainer)
+                    tg.start_soon(self._deleter)
                     task_status.started()
                     async for row_id, batch in receive:
                         ids, batches = [row_id], [batch]
@@ -133,12 +139,36 @@ class Outbox:
                             ids.append(more_id)
                             batches.append(more)
                         if await self._deliver(_merge(batches)):
-                            with storage_errors():
-                                await self.pool.execute(
-                                    "DELETE FROM hub_outbox WHERE id = ANY($1::bigint[])", ids
-                                )
+                            # deleted by _deleter, off the delivery path: the next batch's
+                            # alerts need not wait for this round trip and its commit
+                            self._delivered.append(ids)
+                            self._to_delete.set()
             finally:
                 self._send = None
+
+    async def _deleter(self) -> None:
+        """Delete delivered rows, coalescing whatever was delivered meanwhile.
+
+        A row whose delete fails or never runs (crash) is delivered again by
+        :meth:`drain` — at least once, with the same CloudEvent ids.
+        """
+        while True:
+            await self._to_delete.wait()
+            self._to_delete = anyio.Event()
+            rounds, self._delivered = self._delivered, []
+            ids = [i for r in rounds for i in r]
+            try:
+                with storage_errors():
+                    await self.pool.execute(
+                        "DELETE FROM hub_outbox WHERE id = ANY($1::bigint[])", ids
+                    )
+            except HubError as exc:
+                _log.warning("outbox_delete_failed", rows=len(ids), error=str(exc))
+                await anyio.sleep(1.0)
+                self._delivered[:0] = rounds
+                self._to_delete.set()
+            else:
+                self.delivered += len(rounds)
 
     async def _deliver(self, batch: OutboxBatch) -> bool:
         ok = True
@@ -164,8 +194,6 @@ class Outbox:
                 ok = False
                 self.metrics.side_effect_failures.labels("redis").inc()
                 _log.warning("cache_update_failed", error=str(exc))
-        if ok:
-            self.delivered += 1
         return ok
 
     async def drain(self, min_age_s: float = 0.0) -> int:
@@ -187,6 +215,7 @@ class Outbox:
                             return done
                         await conn.execute("DELETE FROM hub_outbox WHERE id = $1", row["id"])
                         done += 1
+                        self.delivered += 1
             _log.info("outbox_drained", rows=done)
 
     async def _drainer(self) -> None:

@@ -26,6 +26,7 @@ from protocol import UsageGap, UsageReading
 
 from .._exceptions import FencedError
 from ..alerts.records import AlertRecord
+from ._literals import array_literal
 
 __all__ = [
     "DeadLetter",
@@ -151,6 +152,8 @@ async def claim_events(conn: asyncpg.Connection, events: Sequence[tuple[str, int
 
 
 def _metadata(r: UsageReading | UsageGap) -> str | None:
+    if r.device is None and r.interface is None and r.direction is None and r.tenant_id is None:
+        return None
     meta = {
         k: v
         for k, v in (
@@ -176,6 +179,15 @@ async def write_batch(
 ) -> list[str]:
     """Write one batch; return the ids of the alert rows inserted, in ``alerts`` order."""
     if readings:
+        # readings of one poll share their interval: convert each instant once per batch
+        when: dict[int, dt.datetime] = {}
+
+        def ts(ms: int) -> dt.datetime:
+            got = when.get(ms)
+            if got is None:
+                got = when[ms] = _ts(ms)
+            return got
+
         await conn.copy_records_to_table(
             "usage_metrics",
             columns=[
@@ -193,8 +205,8 @@ async def write_batch(
                 (
                     r.resource_id,
                     r.event_id,
-                    _ts(r.reading.start_ms),
-                    _ts(r.reading.end_ms),
+                    ts(r.reading.start_ms),
+                    ts(r.reading.end_ms),
                     r.reading.value,
                     r.reading.unit,
                     r.reading.kind,
@@ -246,20 +258,26 @@ async def write_batch(
             ],
         )
     if totals:
-        cols = list(zip(*(t.stats for t in totals), strict=True))
+        # each column as one array literal, cast in SQL: the client's per-element array
+        # encoding costs more than the UPDATE (repr(float) round-trips exactly)
+        cols = zip(*(t.stats for t in totals), strict=True)
         await conn.execute(
             """UPDATE customer_resources cr SET current_usage = u.total, period_start = u.ps,
                    stat_weight = u.w, stat_mean = u.mean, stat_m2 = u.m2, stat_last_ms = u.lm,
                    stat_points = u.pts, stat_first_ms = u.fm, stat_anchor = u.anchor,
                    updated_at = now()
-               FROM unnest($1::uuid[], $2::bigint[], $3::date[], $4::float8[], $5::float8[],
-                           $6::float8[], $7::bigint[], $8::int[], $9::bigint[], $10::bigint[])
+               FROM unnest($1::text::uuid[], $2::text::bigint[], $3::text::date[],
+                           $4::text::float8[], $5::text::float8[], $6::text::float8[],
+                           $7::text::bigint[], $8::text::int[], $9::text::bigint[],
+                           $10::text::bigint[])
                     AS u(id, total, ps, w, mean, m2, lm, pts, fm, anchor)
                WHERE cr.id = u.id""",
-            [t.resource_id for t in totals],
-            [t.total for t in totals],
-            [t.period_start for t in totals],
-            *[list(c) for c in cols],
+            array_literal([str(t.resource_id) for t in totals]),
+            array_literal([str(t.total) for t in totals]),
+            array_literal(
+                [t.period_start.isoformat() if t.period_start else "NULL" for t in totals]
+            ),
+            *[array_literal([repr(x) for x in c]) for c in cols],
         )
     return await _write_alerts(conn, alerts) if alerts else []
 

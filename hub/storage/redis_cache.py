@@ -18,17 +18,20 @@ field ``_complete``: the API fills it from PostgreSQL on a miss
 (:meth:`RedisCache.fill_usage`) and trusts it only then, since batch updates
 write just the resources that had readings. Changing a resource
 (``provision_resource`` → NOTIFY) drops the customer's hash. The cache is written
-after each committed batch; PostgreSQL stays the source of truth, so a Redis
+after each committed batch, by a Lua script (one ``EVALSHA`` per batch, so the
+server must allow scripting); PostgreSQL stays the source of truth, so a Redis
 failure is logged and counted, never fatal.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Sequence
 
 import msgspec
 import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
 
 from protocol import RESOURCE_BASE_UNIT, AlertEvent
 
@@ -58,6 +61,32 @@ _COMPLETE = b"_complete"
 _FIELD_SUFFIX = {"ANOMALY_DETECTED": "#anomaly", "FORECAST_LIMIT": "#forecast"}
 _encoder = msgspec.json.Encoder(decimal_format="string")
 
+#: KEYS: hashes; ARGV: ttl, then per hash: n, then n (field, value) pairs; an empty
+#: value deletes the field. Every hash written gets the ttl.
+_WRITE = """
+local ttl = ARGV[1]
+local j = 2
+for i = 1, #KEYS do
+  local key = KEYS[i]
+  local n = tonumber(ARGV[j])
+  j = j + 1
+  for _ = 1, n do
+    local value = ARGV[j + 1]
+    if value == '' then
+      redis.call('HDEL', key, ARGV[j])
+    else
+      redis.call('HSET', key, ARGV[j], value)
+    end
+    j = j + 2
+  end
+  redis.call('EXPIRE', key, ttl)
+end
+return 0
+"""
+_WRITE_SHA = hashlib.sha1(_WRITE.encode()).hexdigest()  # noqa: S324 - Redis script id
+#: arguments per EVALSHA (a script blocks Redis while it runs: keep each one short)
+_CHUNK = 12_000
+
 
 def base_unit(resource_type: str) -> str:
     return RESOURCE_BASE_UNIT.get(resource_type, "byte")
@@ -78,6 +107,7 @@ class RedisCache:
         self.prefix = prefix
         self.ttl = ttl
         self._address = address
+        self._write_sha = _WRITE_SHA
 
     @classmethod
     def from_url(
@@ -102,27 +132,46 @@ class RedisCache:
         return f"{self.prefix}:alerts:{customer}"
 
     async def update(self, usage: Sequence[CachedUsage], alerts: Sequence[AlertEvent]) -> None:
-        """Write one committed batch's usage and alert changes."""
+        """Write one committed batch's usage and alert changes.
+
+        One ``EVALSHA`` per :data:`_CHUNK` writes (a Lua loop of ``HSET`` /
+        ``HDEL`` and one ``EXPIRE`` per touched hash) instead of a pipeline
+        of one command each: what costs here is the client's per-command
+        work, and a batch touches thousands of resources.
+        """
         if not usage and not alerts:
             return
-        touched: set[str] = set()
+        ops: dict[str, list[bytes | str]] = {}
+        for u in usage:
+            key = self._usage_key(u.resource_key.split("/", 1)[0])
+            got = ops.get(key)
+            if got is None:
+                got = ops[key] = []
+            got += (u.resource_key, _encoder.encode(u))
+        for a in alerts:
+            key = self._alerts_key(a.customer_id)
+            field = a.resource_key + _FIELD_SUFFIX.get(a.alert_type, "")
+            # an empty value deletes the field (a resolved alert)
+            value = b"" if a.status == "RESOLVED" else _encoder.encode(a)
+            ops.setdefault(key, []).extend((field, value))
         with cache_errors(self._address):
-            async with self.client.pipeline(transaction=False) as pipe:
-                for u in usage:
-                    key = self._usage_key(u.resource_key.split("/", 1)[0])
-                    pipe.hset(key, u.resource_key, _encoder.encode(u))
-                    touched.add(key)
-                for a in alerts:
-                    key = self._alerts_key(a.customer_id)
-                    field = a.resource_key + _FIELD_SUFFIX.get(a.alert_type, "")
-                    if a.status == "RESOLVED":
-                        pipe.hdel(key, field)
-                    else:
-                        pipe.hset(key, field, _encoder.encode(a))
-                    touched.add(key)
-                for key in touched:
-                    pipe.expire(key, self.ttl)
-                await pipe.execute()
+            keys: list[str] = []
+            args: list[bytes | str | int] = [self.ttl]
+            for key, pairs in ops.items():
+                keys.append(key)
+                args.append(len(pairs) // 2)
+                args += pairs
+                if len(args) >= _CHUNK:
+                    await self._write(keys, args)
+                    keys, args = [], [self.ttl]
+            if keys:
+                await self._write(keys, args)
+
+    async def _write(self, keys: list[str], args: list[bytes | str | int]) -> None:
+        try:
+            await self.client.evalsha(self._write_sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
+        except NoScriptError:  # first use on this server (or after SCRIPT FLUSH)
+            await self.client.eval(_WRITE, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
 
     async def current_usage(self, customer: str) -> list[CachedUsage] | None:
         """Every resource of ``customer`` if the cache has them all, else None."""
