@@ -94,6 +94,9 @@ __all__ = ["UsageConsumer", "validate_reading"]
 _log = structlog.get_logger("hub.consumer")
 
 _MAX_VALUE = 2**63 - 1
+#: longest wait for a Kafka offset commit (it only speeds up a restart; PostgreSQL
+#: holds the offsets that count)
+_COMMIT_S = 5.0
 _MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 
 
@@ -476,7 +479,15 @@ class UsageConsumer:
         for d in dead:
             _log.warning("dead_letter", partition=d.partition, offset=d.offset, reason=d.reason)
         try:
-            await consumer.commit(offsets)
+            # Shielded, and bounded: aiokafka commits in an inner task that a cancel
+            # (shutdown) would orphan; when stop() then closed its connection, that
+            # task failed with nobody to see it.
+            with anyio.CancelScope(
+                shield=True, deadline=anyio.current_time() + _COMMIT_S
+            ) as commit_scope:
+                await consumer.commit(offsets)
+            if commit_scope.cancelled_caught:
+                _log.warning("kafka_commit_failed", error=f"no answer in {_COMMIT_S:g} s")
         except KafkaError as exc:  # PostgreSQL holds the offsets; the next start seeks there
             _log.warning("kafka_commit_failed", error=str(exc))
         stage("metrics")
