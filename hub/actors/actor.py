@@ -506,15 +506,7 @@ class ResourceActor:
             [] if changes is None else changes,
             late,
             False,
-            (
-                self.weight,
-                self.mean,
-                self.m2,
-                self.last_ms,
-                self.points,
-                self.first_ms,
-                self.anchor,
-            ),
+            self.stats,
             [],
             self.cost_per_unit,
         )

@@ -72,6 +72,13 @@ def _auth(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -
     return AuthResult(success=ok, handled=False)
 
 
+def _contexts(cert: tuple[Path, Path]) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """(server, client) TLS contexts for the test CA's certificate."""
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(*cert)
+    return server_tls, ssl.create_default_context(cafile=str(cert[0]))
+
+
 def _message() -> Message:
     item = Item(
         log_id=1,
@@ -99,9 +106,7 @@ def _message() -> Message:
 async def test_email_goes_over_starttls_with_auth_and_a_wrong_password_is_permanent(
     cert: tuple[Path, Path],
 ) -> None:
-    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_tls.load_cert_chain(*cert)
-    client_tls = ssl.create_default_context(cafile=str(cert[0]))
+    server_tls, client_tls = _contexts(cert)
     sink = SmtpSink()
     port = _free_port()
     controller = Controller(
@@ -138,9 +143,7 @@ async def test_email_goes_over_starttls_with_auth_and_a_wrong_password_is_perman
 # aiosmtpd warns about AUTH without STARTTLS; the connection is TLS from its first byte
 @pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 async def test_email_goes_over_implicit_tls_with_auth(cert: tuple[Path, Path]) -> None:
-    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_tls.load_cert_chain(*cert)
-    client_tls = ssl.create_default_context(cafile=str(cert[0]))
+    server_tls, client_tls = _contexts(cert)
     sink = SmtpSink()
     port = _free_port()
     controller = Controller(
