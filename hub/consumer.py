@@ -379,7 +379,7 @@ class UsageConsumer:
                 with storage_errors(self.config.database_address):
                     async with self.pool.acquire() as conn, conn.transaction():
                         stored = await advance_offsets(
-                            conn, self.config.consumer_group, await self._moves(offsets)
+                            conn, self.config.consumer_group, self._moves(offsets)
                         )
                         stage("partitions+begin")
                         fresh_ids = await claim_events(
@@ -495,15 +495,15 @@ class UsageConsumer:
             await self.outbox.submit(*outbox)
         stage("kafka-commit+handoff")
 
-    async def _moves(self, offsets: dict[TopicPartition, int]) -> list[OffsetMove]:
-        """The batch's offset moves, each from the offset this instance last saw stored."""
-        missing = [tp for tp in offsets if tp.partition not in self.positions]
-        if missing:  # not assigned through the listener (cannot happen in a group)
-            stored = await stored_offsets(
-                self.pool, self.config.consumer_group, self.config.usage_topic
-            )
-            for tp in missing:
-                self.positions[tp.partition] = stored.get(tp.partition)
+    def _moves(self, offsets: dict[TopicPartition, int]) -> list[OffsetMove]:
+        """The batch's offset moves, each from the offset this instance last saw stored.
+
+        A partition whose start this instance never saw (not assigned through the
+        listener) is treated as fenced: nothing of it is applied unchecked.
+        """
+        unknown = sorted(tp.partition for tp in offsets if tp.partition not in self.positions)
+        if unknown:
+            raise FencedError(unknown)
         return [
             OffsetMove(tp.topic, tp.partition, self.positions[tp.partition], off)
             for tp, off in offsets.items()
