@@ -87,16 +87,28 @@ class FencedError(HubError):
     """Another hub instance committed past the offsets a batch started from.
 
     Two instances believed they owned the same partitions (one lost its group
-    membership without hearing of it). The batch was not applied; its
+    membership without hearing of it), or an actor stayed resident from an
+    earlier ownership of its partition while another instance moved its stored
+    total on (``resources`` then names them). The batch was not applied; its
     partitions' actors are rebuilt from PostgreSQL and re-read from the
     offsets stored there.
     """
 
-    def __init__(self, partitions: list[int]) -> None:
+    def __init__(self, partitions: list[int], *, resources: list[str] | None = None) -> None:
         self.partitions = partitions
+        #: resource keys whose stored total moved under a resident actor, if that is
+        #: how the batch was fenced
+        self.resources = resources or []
+        if self.resources:
+            shown = ", ".join(self.resources[:3]) + (" ..." if len(self.resources) > 3 else "")
+            why = (
+                f"another hub instance moved the stored totals of {len(self.resources)} "
+                f"resource(s) ({shown}) since this instance loaded them"
+            )
+        else:
+            why = "another hub instance committed past this batch's start offsets"
         super().__init__(
-            f"partitions {partitions}: another hub instance committed past this batch's "
-            "start offsets; dropping the batch and re-reading from PostgreSQL"
+            f"partitions {partitions}: {why}; dropping the batch and re-reading from PostgreSQL"
         )
 
 

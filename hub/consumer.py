@@ -130,14 +130,25 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
         partitions = [tp.partition for tp in revoked]
+        owner = self._owner
         # wait for the batch in flight to commit to PostgreSQL, so the next owner of these
-        # partitions loads totals that include it; then stop their actors
-        async with self._owner.batch_lock:
-            await self._owner.registry.forget_partitions(partitions)
+        # partitions loads totals that include it; then stop their actors and stop
+        # holding the partitions: until the new assignment arrives the consumer still
+        # reports the old one, and a batch fetched before the rebalance must not be
+        # applied (its actors would stay resident, stale, if the partition came back)
+        async with owner.batch_lock:
+            for p in partitions:
+                owner.positions.pop(p, None)
+            await owner.registry.forget_partitions(partitions)
         _log.info("partitions_revoked", partitions=partitions)
 
     async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
-        await self._owner.seek_to_stored(self._consumer, assigned)
+        owner = self._owner
+        async with owner.batch_lock:
+            # an actor of a partition this instance did not hold is from an earlier
+            # ownership: another instance may have moved its total on since
+            await owner.registry.forget_partitions([tp.partition for tp in assigned])
+            await owner.seek_to_stored(self._consumer, assigned)
         _log.info("partitions_assigned", partitions=[tp.partition for tp in assigned])
 
 
@@ -171,6 +182,8 @@ class UsageConsumer:
         #: partition -> the consumed offset PostgreSQL held when this instance last
         #: looked (seek) or wrote (commit); None = no row yet. A batch commits only
         #: if PostgreSQL still holds it (see :func:`advance_offsets`).
+        #: The partitions this instance holds are exactly the keys: set on assignment,
+        #: dropped on revocation.
         self.positions: dict[int, int | None] = {}
 
     async def seek_to_stored(
@@ -200,8 +213,8 @@ class UsageConsumer:
         _log.warning("batch_fenced", partitions=exc.partitions, error=str(exc))
         async with self.batch_lock:
             await self.registry.forget_partitions(exc.partitions)
-        owned = consumer.assignment()
-        await self.seek_to_stored(consumer, [tp for tp in batch if tp in owned])
+            held = self.positions
+            await self.seek_to_stored(consumer, [tp for tp in batch if tp.partition in held])
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         cfg = self.config
@@ -356,13 +369,13 @@ class UsageConsumer:
         outbox: tuple[int, OutboxBatch] | None = None
         try:
             async with self.batch_lock:
-                owned = consumer.assignment()
-                if any(tp not in owned for tp in batch):
+                held = self.positions
+                if any(tp.partition not in held for tp in batch):
                     # A rebalance took some of these partitions after they were fetched:
                     # their new owner reads them from the offsets stored in PostgreSQL,
                     # and so do we for the ones we kept. Applying them here would race
                     # the new owner's actors and could overwrite its totals.
-                    kept = [tp for tp in batch if tp in owned and batch[tp]]
+                    kept = [tp for tp in batch if tp.partition in held and batch[tp]]
                     with storage_errors(self.config.database_address):
                         stored = await stored_offsets(
                             self.pool, self.config.consumer_group, self.config.usage_topic
@@ -372,7 +385,7 @@ class UsageConsumer:
                         self.positions[tp.partition] = stored.get(tp.partition)
                     _log.info(
                         "batch_dropped_after_rebalance",
-                        revoked=sorted(tp.partition for tp in batch if tp not in owned),
+                        revoked=sorted(tp.partition for tp in batch if tp.partition not in held),
                         reread=sorted(tp.partition for tp in kept),
                     )
                     return
@@ -399,11 +412,13 @@ class UsageConsumer:
                         }
                         rows: list[ReadingRow] = []
                         aggregates: list[AggregateInput] = []
+                        partition_of: dict[str, int] = {}
                         for p, rec, ev in fresh:
                             data = ev.data
                             if not isinstance(data, UsageReading):
                                 continue
                             res = results[data.resource_key]
+                            partition_of[data.resource_key] = p
                             if isinstance(res, NotFoundError):
                                 bury(p, self.config.usage_topic, rec, f"unprovisionable: {res}")
                             elif isinstance(res, Exception):
@@ -433,11 +448,17 @@ class UsageConsumer:
                                     o.total,
                                     period_start(o.period) if o.period >= 0 else None,
                                     o.stats,
+                                    o.version,
+                                    partition_of.get(o.key, -1),
+                                    o.key,
                                 )
                                 for o in outcomes
                             ],
                             alerts=alerts,
                         )
+                        # the totals are written: the actors now stand on the next version
+                        # (if the commit fails, the except below forgets them)
+                        self.registry.advance_versions(outcomes)
                         stage("raw+totals+alerts")
                         await write_aggregates(conn, aggregates, self._bucketer)
                         stage("aggregates")

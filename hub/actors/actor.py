@@ -128,6 +128,8 @@ class Outcome(msgspec.Struct, gc=False):
     #: (reading, reason) the actor refused: dead-lettered, not stored, not counted
     poisoned: list[tuple[UsageReading, str]] = []
     cost_per_unit: str | None = None
+    #: the stored total's version this outcome builds on (written over compare-and-set)
+    version: int = 0
 
 
 _NONE, _WARNING = Level.NONE, Level.WARNING
@@ -196,6 +198,7 @@ class ResourceActor:
         "resource_type",
         "total",
         "unit",
+        "version",
         "warning_bp",
         "weight",
     )
@@ -220,6 +223,7 @@ class ResourceActor:
         anomaly: bool = False,
         forecast: bool = False,
         cost_per_unit: str | None = None,
+        version: int = 0,
     ) -> None:
         self.key = key
         self.resource_id = resource_id
@@ -247,6 +251,9 @@ class ResourceActor:
         self.anomaly = anomaly
         self.forecast = forecast
         self.cost_per_unit = sys.intern(cost_per_unit) if cost_per_unit else None
+        #: ``customer_resources.total_version`` this actor's total was loaded at or last
+        #: written over (see :func:`hub.storage.batch.write_batch`)
+        self.version = version
 
     @classmethod
     def from_row(cls, row: ResourceRow, *, partition: int = -1) -> ResourceActor:
@@ -279,6 +286,7 @@ class ResourceActor:
             anomaly=row.anomaly_open,
             forecast=row.forecast_open,
             cost_per_unit=None if row.cost_per_unit is None else str(row.cost_per_unit),
+            version=row.total_version,
         )
 
     def handle(
@@ -509,4 +517,5 @@ class ResourceActor:
             self.stats,
             [],
             self.cost_per_unit,
+            self.version,
         )

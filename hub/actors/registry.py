@@ -154,6 +154,13 @@ class Registry:
         """The live actor of ``key`` (for inspection; do not mutate)."""
         return self._shards[self._shard(key)].actors.get(key)
 
+    def advance_versions(self, outcomes: Iterable[Outcome]) -> None:
+        """The outcomes' totals were written: their actors stand on the next version."""
+        for o in outcomes:
+            actor = self.get(o.key)
+            if actor is not None and actor.version == o.version:
+                actor.version = o.version + 1
+
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run the shard workers and the idle sweeper until cancelled."""
         try:

@@ -7,9 +7,12 @@ PostgreSQL still holds the offsets the batch started from, else
 (dedup by CloudEvent id: ids already in
 ``processed_events`` are dropped before they reach any total), then
 :func:`write_batch` (raw readings by COPY, gaps, dead letters, period totals,
-alert transitions). Kafka offsets are committed only after
-the transaction commits; on start the consumer seeks to ``consumer_offsets``,
-so PostgreSQL is the source of truth for what was consumed.
+alert transitions). Totals are written compare-and-set too, over the
+``total_version`` each actor was loaded with: a second fence, per resource, for
+an actor left resident from an earlier ownership of its partition. Kafka
+offsets are committed only after the transaction commits; on start the
+consumer seeks to ``consumer_offsets``, so PostgreSQL is the source of truth
+for what was consumed.
 """
 
 from __future__ import annotations
@@ -68,6 +71,11 @@ class TotalRow(msgspec.Struct, frozen=True):
     period_start: dt.date | None
     #: the actor's statistics: weight, mean, m2, last_ms, points, first_ms, anchor
     stats: tuple[float, float, float, int, int, int, int] = (0.0, 0.0, 0.0, 0, 0, 0, 0)
+    #: ``total_version`` the actor built on: the row is written only if it still holds it
+    version: int = 0
+    #: the Kafka partition the resource's readings came from (named if fenced)
+    partition: int = -1
+    key: str = ""
 
 
 class OffsetMove(msgspec.Struct, frozen=True):
@@ -261,24 +269,35 @@ async def write_batch(
         # each column as one array literal, cast in SQL: the client's per-element array
         # encoding costs more than the UPDATE (repr(float) round-trips exactly)
         cols = zip(*(t.stats for t in totals), strict=True)
-        await conn.execute(
+        written = await conn.fetch(
             """UPDATE customer_resources cr SET current_usage = u.total, period_start = u.ps,
                    stat_weight = u.w, stat_mean = u.mean, stat_m2 = u.m2, stat_last_ms = u.lm,
                    stat_points = u.pts, stat_first_ms = u.fm, stat_anchor = u.anchor,
-                   updated_at = now()
+                   total_version = u.v + 1, updated_at = now()
                FROM unnest($1::text::uuid[], $2::text::bigint[], $3::text::date[],
                            $4::text::float8[], $5::text::float8[], $6::text::float8[],
                            $7::text::bigint[], $8::text::int[], $9::text::bigint[],
-                           $10::text::bigint[])
-                    AS u(id, total, ps, w, mean, m2, lm, pts, fm, anchor)
-               WHERE cr.id = u.id""",
+                           $10::text::bigint[], $11::text::bigint[])
+                    AS u(id, total, ps, w, mean, m2, lm, pts, fm, anchor, v)
+               WHERE cr.id = u.id AND cr.total_version = u.v
+               RETURNING cr.id::text AS id""",
             array_literal([str(t.resource_id) for t in totals]),
             array_literal([str(t.total) for t in totals]),
             array_literal(
                 [t.period_start.isoformat() if t.period_start else "NULL" for t in totals]
             ),
             *[array_literal([repr(x) for x in c]) for c in cols],
+            array_literal([str(t.version) for t in totals]),
         )
+        if len(written) != len(totals):
+            # another instance wrote some of these totals since this one loaded them:
+            # what this batch computed is built on stale state (the caller rolls back)
+            done = {r["id"] for r in written}
+            stale = [t for t in totals if t.resource_id not in done]
+            raise FencedError(
+                sorted({t.partition for t in stale}),
+                resources=sorted(t.key or t.resource_id for t in stale),
+            )
     return await _write_alerts(conn, alerts) if alerts else []
 
 

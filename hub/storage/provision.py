@@ -68,6 +68,8 @@ class ResourceRow(msgspec.Struct, frozen=True):
     anomaly_open: bool = False
     forecast_open: bool = False
     cost_per_unit: Decimal | None = None
+    #: version of the stored total (see :func:`hub.storage.batch.write_batch`)
+    total_version: int = 0
 
 
 _SELECT: Final = """
@@ -85,7 +87,7 @@ SELECT cr.id::text AS id, cr.resource_key, cr.customer_id, rc.resource_type, rc.
                AND a.status <> 'RESOLVED' AND a.alert_type = 'ANOMALY_DETECTED') AS anomaly_open,
        EXISTS (SELECT 1 FROM alerts a WHERE a.customer_resource_id = cr.id
                AND a.status <> 'RESOLVED' AND a.alert_type = 'FORECAST_LIMIT') AS forecast_open,
-       rc.cost_per_unit
+       rc.cost_per_unit, cr.total_version
 FROM customer_resources cr JOIN resource_catalogs rc ON rc.id = cr.resource_catalog_id
 WHERE cr.resource_key = $1
 """
