@@ -190,14 +190,23 @@ async def _retention(hub: RunningHub) -> None:
 async def _watch_resource_changes(
     hub: RunningHub, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
 ) -> None:
-    """Retire the actor of a resource whose limit or thresholds were changed in PostgreSQL."""
+    """Retire the actor of a resource whose limit or thresholds were changed in PostgreSQL.
+
+    A bulk change can notify faster than actors are retired one by one; when
+    the queue is full, the notices that do not fit are not lost: every actor
+    is retired instead (each reloads from PostgreSQL on its next reading), and
+    ``resmon_hub_resource_change_overflows`` counts it. Their customers' Redis
+    entries then refresh with the next reading or expire after the cache TTL.
+    """
     send, receive = anyio.create_memory_object_stream[str](1024)
+    overflowed = False
 
     def on_notify(_conn: object, _pid: int, _channel: str, key: str) -> None:
+        nonlocal overflowed
         try:
             send.send_nowait(key)
         except anyio.WouldBlock:
-            _log.warning("resource_change_dropped", resource_key=key)
+            overflowed = True
 
     with send, receive, storage_errors(hub.config.database_address):
         async with hub.pool.acquire() as conn:
@@ -205,6 +214,17 @@ async def _watch_resource_changes(
             try:
                 task_status.started()
                 async for key in receive:
+                    if overflowed:
+                        overflowed = False
+                        hub.metrics.change_overflows.inc()
+                        _log.warning("resource_changes_overflowed", reloading="every actor")
+                        while True:  # what is queued now is covered by the reload below
+                            try:
+                                receive.receive_nowait()
+                            except anyio.WouldBlock:
+                                break
+                        await hub.registry.forget(lambda _actor: True)
+                        continue
                     await hub.registry.forget_keys([key])
                     try:
                         await hub.cache.forget_customer(key.split("/", 1)[0])

@@ -57,6 +57,12 @@ class HubMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
             registry=r,
         )
+        self.change_overflows = Counter(
+            "resmon_hub_resource_change_overflows",
+            "Times resource-change notices came faster than they were applied: every actor "
+            "was reloaded instead",
+            registry=r,
+        )
         self.actors = Gauge("resmon_hub_actors", "Live resource actors", registry=r)
 
     def render(self) -> bytes:

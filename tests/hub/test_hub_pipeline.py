@@ -374,3 +374,33 @@ async def test_usage_gaps_are_recorded_once(
             assert [(r["reason"], r["detail"]) for r in rows] == [("reboot", "sysUpTime went back")]
             assert json.loads(rows[0]["metadata"]) == {"device": "r1", "interface": "ge-0/0/1"}
             tg.cancel_scope.cancel()
+
+
+async def test_a_flood_of_resource_changes_reloads_every_actor_instead_of_dropping_any(
+    hub_config: HubConfig, db: asyncpg.Connection, producer: AIOKafkaProducer, unique: str
+) -> None:
+    """More change notices than the watcher's queue holds: none of them is lost."""
+    key = await provision_resource(db, f"cust-{unique}", "bandwidth", None)
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            hub: RunningHub = await tg.start(run_hub, hub_config)
+            await send(producer, hub_config.usage_topic, reading(key, 0, 850))
+            await wait_for(db, TOTAL, 850, key)
+            assert hub.registry.get(key) is not None
+            # a bulk change: 5,000 notices arrive at one commit, this resource's last
+            async with db.transaction():
+                await db.execute(
+                    "SELECT pg_notify('resmon_resource_changed', 'bulk-' || g || '/bandwidth') "
+                    "FROM generate_series(1, 5000) g"
+                )
+                await db.execute(
+                    "UPDATE customer_resources SET limit_value = 1000 WHERE resource_key = $1",
+                    key,
+                )
+                await db.execute("SELECT pg_notify('resmon_resource_changed', $1)", key)
+            await until(lambda: hub.metrics.change_overflows._value.get() >= 1)
+            await until(lambda: hub.registry.get(key) is None)
+            await send(producer, hub_config.usage_topic, reading(key, 1, 10))
+            await wait_for(db, "SELECT count(*) FROM alerts WHERE status = 'ACTIVE'", 1)
+            assert await db.fetchval("SELECT alert_type FROM alerts") == "THRESHOLD_WARNING"
+            tg.cancel_scope.cancel()
