@@ -94,7 +94,9 @@ class FencedError(HubError):
     offsets stored there.
     """
 
-    def __init__(self, partitions: list[int], *, resources: list[str] | None = None) -> None:
+    def __init__(
+        self, partitions: list[int], *, resources: list[str] | None = None, unseen: bool = False
+    ) -> None:
         self.partitions = partitions
         #: resource keys whose stored total moved under a resident actor, if that is
         #: how the batch was fenced
@@ -105,6 +107,8 @@ class FencedError(HubError):
                 f"another hub instance moved the stored totals of {len(self.resources)} "
                 f"resource(s) ({shown}) since this instance loaded them"
             )
+        elif unseen:
+            why = "this instance has not read their stored offsets yet"
         else:
             why = "another hub instance committed past this batch's start offsets"
         super().__init__(

@@ -12,6 +12,7 @@ In-process use (tests, ``resmon demo``)::
 
 from __future__ import annotations
 
+import contextlib
 from zoneinfo import ZoneInfo
 
 import anyio
@@ -192,14 +193,54 @@ async def _watch_resource_changes(
 ) -> None:
     """Retire the actor of a resource whose limit or thresholds were changed in PostgreSQL.
 
-    A bulk change can notify faster than actors are retired one by one; when
-    the queue is full, the notices that do not fit are not lost: every actor
-    is retired instead (each reloads from PostgreSQL on its next reading), and
-    ``resmon_hub_resource_change_overflows`` counts it. Their customers' Redis
-    entries then refresh with the next reading or expire after the cache TTL.
+    Notices can be missed in two ways, and neither loses a change: a bulk
+    change may notify faster than actors are retired one by one (past 1,024
+    queued notices), and the listening connection may end (a PostgreSQL
+    restart, a network cut). Either way every actor is retired (each reloads
+    from PostgreSQL on its next reading), every cached usage entry in Redis is
+    dropped, ``resmon_hub_resource_change_overflows`` counts it, and a lost
+    connection is replaced (retrying every few seconds until PostgreSQL answers).
     """
+    first = True
+    while True:
+        try:
+            with storage_errors(hub.config.database_address):
+                async with hub.pool.acquire() as conn:
+                    # once listening again, whatever changed meanwhile went unheard
+                    await _listen_for_changes(
+                        hub,
+                        conn,
+                        task_status if first else None,
+                        missed=None if first else "the listening connection ended",
+                    )
+        except HubError as exc:
+            if first:
+                raise  # at start: the hub does not come up without its database
+            _log.error("resource_change_listener_failed", error=str(exc), retry_in_s=2)
+            await anyio.sleep(2)
+        first = False
+
+
+async def _reload_everything(hub: RunningHub, why: str) -> None:
+    hub.metrics.change_overflows.inc()
+    _log.warning("resource_changes_missed", why=why, reloading="every actor")
+    await hub.registry.forget(lambda _actor: True)
+    try:
+        await hub.cache.forget_all_usage()
+    except HubError as exc:
+        _log.warning("cache_update_failed", error=str(exc))
+
+
+async def _listen_for_changes(
+    hub: RunningHub,
+    conn: asyncpg.Connection,
+    task_status: TaskStatus[None] | None,
+    *,
+    missed: str | None,
+) -> None:
+    """Apply change notices on ``conn`` until it ends; first reload everything if ``missed``."""
     send, receive = anyio.create_memory_object_stream[str](1024)
-    overflowed = False
+    overflowed = lost = False
 
     def on_notify(_conn: object, _pid: int, _channel: str, key: str) -> None:
         nonlocal overflowed
@@ -208,29 +249,45 @@ async def _watch_resource_changes(
         except anyio.WouldBlock:
             overflowed = True
 
-    with send, receive, storage_errors(hub.config.database_address):
-        async with hub.pool.acquire() as conn:
-            await conn.add_listener(CHANGES_CHANNEL, on_notify)
-            try:
+    def on_end(_conn: object) -> None:
+        nonlocal lost
+        lost = True
+        with contextlib.suppress(anyio.WouldBlock, anyio.ClosedResourceError):
+            send.send_nowait("")  # wake the loop; a full queue wakes it anyway
+
+    with send, receive:
+        await conn.add_listener(CHANGES_CHANNEL, on_notify)
+        conn.add_termination_listener(on_end)
+        try:
+            if missed is not None:
+                await _reload_everything(hub, missed)
+            if task_status is not None:
                 task_status.started()
-                async for key in receive:
-                    if overflowed:
-                        overflowed = False
-                        hub.metrics.change_overflows.inc()
-                        _log.warning("resource_changes_overflowed", reloading="every actor")
-                        while True:  # what is queued now is covered by the reload below
-                            try:
-                                receive.receive_nowait()
-                            except anyio.WouldBlock:
-                                break
-                        await hub.registry.forget(lambda _actor: True)
-                        continue
-                    await hub.registry.forget_keys([key])
-                    try:
-                        await hub.cache.forget_customer(key.split("/", 1)[0])
-                    except HubError as exc:
-                        _log.warning("cache_update_failed", error=str(exc))
-                    _log.info("resource_reloading", resource_key=key)
-            finally:
+            async for key in receive:
+                if lost:
+                    _log.warning("resource_change_listener_lost")
+                    return
+                if overflowed:
+                    overflowed = False
+                    while True:  # what is queued now is covered by the reload below
+                        try:
+                            receive.receive_nowait()
+                        except anyio.WouldBlock:
+                            break
+                    await _reload_everything(hub, "more notices than the queue holds")
+                    continue
+                await hub.registry.forget_keys([key])
+                try:
+                    await hub.cache.forget_customer(key.split("/", 1)[0])
+                except HubError as exc:
+                    _log.warning("cache_update_failed", error=str(exc))
+                _log.info("resource_reloading", resource_key=key)
+        finally:
+            # when lost, the pool has already taken the closed connection back
+            if not lost and not conn.is_closed():
+                conn.remove_termination_listener(on_end)
                 with anyio.CancelScope(shield=True):
-                    await conn.remove_listener(CHANGES_CHANNEL, on_notify)
+                    try:
+                        await conn.remove_listener(CHANGES_CHANNEL, on_notify)
+                    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+                        _log.warning("resource_change_unlisten_failed", error=str(exc))

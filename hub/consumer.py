@@ -138,18 +138,26 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         # applied (its actors would stay resident, stale, if the partition came back)
         async with owner.batch_lock:
             for p in partitions:
+                owner.assigned.discard(p)
                 owner.positions.pop(p, None)
             await owner.registry.forget_partitions(partitions)
         _log.info("partitions_revoked", partitions=partitions)
 
     async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
         owner = self._owner
+        partitions = [tp.partition for tp in assigned if tp.topic == owner.config.usage_topic]
         async with owner.batch_lock:
+            # first, before anything that can fail: if the seek below fails, the first
+            # batch of these partitions finds no start position and is fenced, which
+            # seeks again (aiokafka only logs an exception raised here)
+            owner.assigned.update(partitions)
+            for p in partitions:
+                owner.positions.pop(p, None)
             # an actor of a partition this instance did not hold is from an earlier
             # ownership: another instance may have moved its total on since
-            await owner.registry.forget_partitions([tp.partition for tp in assigned])
+            await owner.registry.forget_partitions(partitions)
             await owner.seek_to_stored(self._consumer, assigned)
-        _log.info("partitions_assigned", partitions=[tp.partition for tp in assigned])
+        _log.info("partitions_assigned", partitions=partitions)
 
 
 class UsageConsumer:
@@ -182,8 +190,10 @@ class UsageConsumer:
         #: partition -> the consumed offset PostgreSQL held when this instance last
         #: looked (seek) or wrote (commit); None = no row yet. A batch commits only
         #: if PostgreSQL still holds it (see :func:`advance_offsets`).
-        #: The partitions this instance holds are exactly the keys: set on assignment,
-        #: dropped on revocation.
+        #: Partitions the rebalance listener gave this instance (dropped on revocation;
+        #: aiokafka's ``assignment()`` lags a revocation). A partition assigned but not
+        #: in ``positions`` (its seek failed) is fenced, which seeks again.
+        self.assigned: set[int] = set()
         self.positions: dict[int, int | None] = {}
 
     async def seek_to_stored(
@@ -210,11 +220,15 @@ class UsageConsumer:
         is re-read from the offsets stored there.
         """
         self.metrics.batches_fenced.inc()
-        _log.warning("batch_fenced", partitions=exc.partitions, error=str(exc))
+        _log.warning(
+            "batch_fenced", partitions=exc.partitions, resources=exc.resources, error=str(exc)
+        )
         async with self.batch_lock:
             await self.registry.forget_partitions(exc.partitions)
-            held = self.positions
-            await self.seek_to_stored(consumer, [tp for tp in batch if tp.partition in held])
+            mine = [tp for tp in batch if tp.partition in self.assigned]
+            for tp in mine:  # until the seek succeeds, their next batch is fenced again
+                self.positions.pop(tp.partition, None)
+            await self.seek_to_stored(consumer, mine)
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         cfg = self.config
@@ -250,7 +264,12 @@ class UsageConsumer:
                 except FatalError:
                     raise
                 except FencedError as exc:
-                    await self.fenced(consumer, exc, batch)
+                    try:
+                        await self.fenced(consumer, exc, batch)
+                    except HubError as error:  # the re-seek failed: the next batch retries
+                        self.metrics.batch_failures.inc()
+                        _log.error("batch_failed", error=str(error), retry_in_s=0.5)
+                        await anyio.sleep(0.5)
                 except HubError as exc:
                     failures += 1
                     self.metrics.batch_failures.inc()
@@ -369,7 +388,7 @@ class UsageConsumer:
         outbox: tuple[int, OutboxBatch] | None = None
         try:
             async with self.batch_lock:
-                held = self.positions
+                held = self.assigned
                 if any(tp.partition not in held for tp in batch):
                     # A rebalance took some of these partitions after they were fetched:
                     # their new owner reads them from the offsets stored in PostgreSQL,
@@ -519,12 +538,13 @@ class UsageConsumer:
     def _moves(self, offsets: dict[TopicPartition, int]) -> list[OffsetMove]:
         """The batch's offset moves, each from the offset this instance last saw stored.
 
-        A partition whose start this instance never saw (not assigned through the
-        listener) is treated as fenced: nothing of it is applied unchecked.
+        A partition whose stored offset this instance has not read (the seek on
+        assignment failed) is fenced, which reads it and seeks there: nothing of
+        it is applied unchecked.
         """
         unknown = sorted(tp.partition for tp in offsets if tp.partition not in self.positions)
         if unknown:
-            raise FencedError(unknown)
+            raise FencedError(unknown, unseen=True)
         return [
             OffsetMove(tp.topic, tp.partition, self.positions[tp.partition], off)
             for tp, off in offsets.items()

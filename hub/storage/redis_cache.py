@@ -200,6 +200,20 @@ class RedisCache:
         with cache_errors(self._address):
             await self.client.delete(self._usage_key(customer))
 
+    async def forget_all_usage(self) -> int:
+        """Drop every customer's cached usage (changes were missed); return how many."""
+        dropped = 0
+        with cache_errors(self._address):
+            batch: list[bytes] = []
+            async for key in self.client.scan_iter(match=f"{self.prefix}:usage:*", count=1000):
+                batch.append(key)
+                if len(batch) >= 1000:
+                    dropped += await self.client.delete(*batch)
+                    batch.clear()
+            if batch:
+                dropped += await self.client.delete(*batch)
+        return dropped
+
     async def forget_alert(
         self, customer: str, resource_key: str, alert_type: str | None = None
     ) -> None:

@@ -20,6 +20,7 @@ from _hub_testing import wait_for
 from aiokafka import AIOKafkaProducer, TopicPartition
 
 from hub import FencedError, HubConfig, RunningHub, provision_resource, run_hub
+from hub._exceptions import StorageError
 from hub.consumer import _Rebalance
 from hub.storage.batch import (
     OffsetMove,
@@ -279,3 +280,31 @@ async def test_an_actor_left_resident_from_an_earlier_ownership_is_fenced_by_its
         await hub.consumer.process(kafka, {tp: records[15:20]})
         # rebuilt from PostgreSQL: 15 + 5, not the stale 10 + 5
         assert await db.fetchval(_TOTAL, key) == 20 * VALUE
+
+
+async def test_a_partition_whose_seek_failed_on_assignment_is_fenced_then_read(
+    hub_config: HubConfig, db: asyncpg.Connection, unique: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """aiokafka only logs a failing assignment callback: the partition must not stall."""
+    key = await provision_resource(db, f"cust-{unique}", "bandwidth", None)
+    records = [_Record(i, _reading(key, i)) for i in range(10)]
+    async with _hub_on_partition_0(hub_config) as (hub, tp, kafka, listener):
+        await listener.on_partitions_revoked([tp])
+        real = hub.consumer.seek_to_stored
+
+        async def down(*_args: object) -> None:
+            raise StorageError("PostgreSQL at 127.0.0.1:5432: connection refused")
+
+        monkeypatch.setattr(hub.consumer, "seek_to_stored", down)
+        with pytest.raises(StorageError):
+            await listener.on_partitions_assigned([tp])
+        monkeypatch.setattr(hub.consumer, "seek_to_stored", real)
+        batch = {tp: records[0:5]}
+        with pytest.raises(FencedError) as fenced:
+            await hub.consumer.process(kafka, batch)
+        assert "not read their stored offsets" in str(fenced.value)
+        assert await db.fetchval(_TOTAL, key) == 0
+        await hub.consumer.fenced(kafka, fenced.value, batch)
+        await hub.consumer.process(kafka, batch)
+        await hub.consumer.process(kafka, {tp: records[5:10]})
+        assert await db.fetchval(_TOTAL, key) == 10 * VALUE

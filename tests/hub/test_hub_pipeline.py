@@ -404,3 +404,38 @@ async def test_a_flood_of_resource_changes_reloads_every_actor_instead_of_droppi
             await wait_for(db, "SELECT count(*) FROM alerts WHERE status = 'ACTIVE'", 1)
             assert await db.fetchval("SELECT alert_type FROM alerts") == "THRESHOLD_WARNING"
             tg.cancel_scope.cancel()
+
+
+async def test_a_lost_change_listener_reconnects_and_reloads_every_actor(
+    hub_config: HubConfig, db: asyncpg.Connection, producer: AIOKafkaProducer, unique: str
+) -> None:
+    """Notices sent while the listening connection was down cannot be missed."""
+    key = await provision_resource(db, f"cust-{unique}", "bandwidth", None)
+    cached = f"{hub_config.redis_prefix}:usage:cust-{unique}"
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            hub: RunningHub = await tg.start(run_hub, hub_config)
+            await send(producer, hub_config.usage_topic, reading(key, 0, 850))
+            await wait_for(db, TOTAL, 850, key)
+            await until(lambda: hub.cache.client.exists(cached))
+            assert hub.registry.get(key) is not None
+            # the listening connection ends (a PostgreSQL restart, a cut), and a limit
+            # changes meanwhile with nobody listening
+            killed = await db.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND query LIKE 'LISTEN %'"
+            )
+            assert killed == 1
+            await db.execute(
+                "UPDATE customer_resources SET limit_value = 1000 WHERE resource_key = $1", key
+            )
+            await until(lambda: hub.metrics.change_overflows._value.get() >= 1)
+            assert hub.registry.get(key) is None
+            assert not await hub.cache.client.exists(cached)
+            await send(producer, hub_config.usage_topic, reading(key, 1, 10))
+            await wait_for(db, "SELECT count(*) FROM alerts WHERE status = 'ACTIVE'", 1)
+            assert await db.fetchval("SELECT alert_type FROM alerts") == "THRESHOLD_WARNING"
+            # and it listens again
+            await provision_resource(db, f"cust-{unique}", "bandwidth", 2000)
+            await until(lambda: hub.registry.get(key) is None)
+            tg.cancel_scope.cancel()
