@@ -85,6 +85,8 @@ class Result(msgspec.Struct, kw_only=True):
     expected_alerts: int = 0
     alerts_on_time: int = 0
     missing_alerts: int = 0
+    #: WARNINGs not raised, rightly: one poll took usage over warning and critical at once
+    warnings_skipped: int = 0
     unexpected_threshold_alerts: int = 0
     other_alerts: dict[str, int] = {}
     alert_latency: Latency = msgspec.field(default_factory=Latency)
@@ -150,7 +152,13 @@ def render_markdown(r: Result) -> str:
         _row(
             "threshold alerts expected / on time / missing / unexpected",
             f"{r.expected_alerts} / {r.alerts_on_time} / {r.missing_alerts} / "
-            f"{r.unexpected_threshold_alerts}",
+            f"{r.unexpected_threshold_alerts}"
+            + (
+                f" (+{r.warnings_skipped} warnings rightly skipped: one poll crossed "
+                "warning and critical)"
+                if r.warnings_skipped
+                else ""
+            ),
         ),
         _row(
             "alert latency p50 / p90 / p99 / max",

@@ -120,6 +120,10 @@ async def run_scenario(scenario: Scenario, opts: RunOptions | None = None) -> Re
                     await stop(child)
                 if urls is not given and not opts.keep_database:
                     await _drop_database(given, urls)
+                elif urls is not given:
+                    from hub.config import redact
+
+                    opts.say(f"[loadtest] kept the run's database: {redact(urls.database_url)}")
     result.started = started.strftime("%Y-%m-%d %H:%M:%S UTC")
     return result
 

@@ -63,7 +63,10 @@ def run_cmd(scenario: str, state_dir: Path, output: Path, quiet: bool, keep_data
     except ScenarioError as exc:
         raise click.ClickException(str(exc)) from None
     opts = RunOptions(
-        state_dir=state_dir, progress=not quiet, say=lambda m: click.echo(m, err=True)
+        state_dir=state_dir,
+        progress=not quiet,
+        say=lambda m: click.echo(m, err=True),
+        keep_database=keep_database,
     )
     result = anyio.run(lambda: run_scenario(loaded, opts), backend_options={"use_uvloop": True})
     json_path, md_path = write_result(result, output)

@@ -84,3 +84,14 @@ def test_the_loadtest_package_exports_its_public_names() -> None:
         loadtest.__all__
     )
     assert all(hasattr(loadtest, name) for name in loadtest.__all__)
+
+
+def test_a_warning_is_optional_only_when_one_poll_crossed_both_thresholds() -> None:
+    from loadtest._collect import warning_optional
+
+    w, c = "THRESHOLD_WARNING", "THRESHOLD_CRITICAL"
+    observed = {("a", w): 10, ("a", c): 10, ("b", w): 10, ("b", c): 20, ("c", c): 5}
+    assert warning_optional(observed, "a")  # the same poll took it over both
+    assert not warning_optional(observed, "b")  # a poll in between: a WARNING is due
+    assert not warning_optional(observed, "c")  # no stored crossing: judged as missing
+    assert not warning_optional(observed, "d")
