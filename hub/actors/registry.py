@@ -43,7 +43,13 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from protocol import UsageReading
 
 from .._exceptions import HubError, RegistryClosedError, RestartBudgetError
-from ..storage.provision import Executor, auto_provision, load_resource
+from ..storage.provision import (
+    Executor,
+    ResourceRow,
+    auto_provision,
+    load_resource,
+    load_resources,
+)
 from .actor import ActorFault, Change, CheckSettings, Outcome, ResourceActor, period_of
 
 __all__ = ["Registry"]
@@ -266,6 +272,7 @@ class Registry:
                 match envelope:
                     case _Apply(items=items, ask=ask):
                         actors = shard.actors
+                        rows = await self._preload([k for k, _, _ in items if k not in actors])
                         now = time.monotonic()
                         for key, partition, readings in items:
                             actor = actors.get(key)
@@ -276,7 +283,7 @@ class Registry:
                                     continue
                                 del actors[key]  # it failed: the supervised path rebuilds it
                             ask.results[key] = await self._apply_one(
-                                shard, key, partition, readings
+                                shard, key, partition, readings, rows.pop(key, None)
                             )
                             if ask.error is not None:
                                 break
@@ -291,6 +298,22 @@ class Registry:
                 raise
             else:
                 envelope.ask.answered()
+
+    async def _preload(self, keys: list[str]) -> dict[str, ResourceRow]:
+        """The stored rows of a batch's keys without a resident actor, in one query.
+
+        Loading them one by one costs a round trip each: after a rebalance or a
+        reload of every actor, thousands per batch. A key left out (unknown, or
+        the query failed) goes the one-by-one way, which provisions it or
+        reports its error.
+        """
+        if len(keys) < 2:
+            return {}
+        try:
+            return await load_resources(self._db, keys)
+        except Exception as exc:  # the one-by-one path reports it per key
+            _log.warning("actor_preload_failed", keys=len(keys), error=repr(exc))
+            return {}
 
     async def _load(
         self, key: str, partition: int, first: UsageReading
@@ -395,13 +418,21 @@ class Registry:
         return actor.outcome(changes, late)
 
     async def _apply_one(
-        self, shard: _Shard, key: str, partition: int, readings: list[UsageReading]
+        self,
+        shard: _Shard,
+        key: str,
+        partition: int,
+        readings: list[UsageReading],
+        row: ResourceRow | None = None,
     ) -> Outcome | Exception:
         actor = shard.actors.get(key)
         provisioned = False
         try:
             if actor is None:
-                actor, provisioned = await self._load(key, partition, readings[0])
+                if row is not None:  # preloaded with the rest of the batch
+                    actor = ResourceActor.from_row(row, partition=partition)
+                else:
+                    actor, provisioned = await self._load(key, partition, readings[0])
                 shard.actors[key] = actor
             actor.partition = partition
             actor.last_used = time.monotonic()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from decimal import Decimal
 from typing import Any, Final, TypeAlias
 
@@ -21,6 +21,7 @@ __all__ = [
     "ResourceRow",
     "auto_provision",
     "load_resource",
+    "load_resources",
     "provision_resource",
 ]
 
@@ -91,6 +92,15 @@ SELECT cr.id::text AS id, cr.resource_key, cr.customer_id, rc.resource_type, rc.
 FROM customer_resources cr JOIN resource_catalogs rc ON rc.id = cr.resource_catalog_id
 WHERE cr.resource_key = $1
 """
+_SELECT_MANY: Final = _SELECT.replace("cr.resource_key = $1", "cr.resource_key = ANY($1::text[])")
+
+
+async def load_resources(conn_or_pool: Executor, keys: Sequence[str]) -> dict[str, ResourceRow]:
+    """The stored resources among ``keys``, by key, in one query (absent keys are left out)."""
+    with storage_errors():
+        async with _connection(conn_or_pool) as conn:
+            rows = await conn.fetch(_SELECT_MANY, list(keys))
+    return {r["resource_key"]: ResourceRow(**dict(r)) for r in rows}
 
 
 async def load_resource(conn_or_pool: Executor, key: str) -> ResourceRow | None:

@@ -116,3 +116,64 @@ async def test_apply_refuses_when_not_running(db: asyncpg.Connection) -> None:
 
     with pytest.raises(HubError, match="not running"):
         await Registry(db, tz=UTC).apply([(0, r("c/cpu", 1))])
+
+
+class _Counting:
+    """A connection that counts the queries the registry sends (and can fail one kind)."""
+
+    def __init__(self, conn: asyncpg.Connection, *, fail_many: bool = False) -> None:
+        self.conn = conn
+        self.fail_many = fail_many
+        self.queries = 0
+
+    async def fetch(self, sql: str, *args: object) -> list[asyncpg.Record]:
+        self.queries += 1
+        if self.fail_many and "ANY(" in sql:
+            raise asyncpg.PostgresConnectionError("connection reset")
+        return await self.conn.fetch(sql, *args)
+
+    async def fetchrow(self, sql: str, *args: object) -> asyncpg.Record | None:
+        self.queries += 1
+        return await self.conn.fetchrow(sql, *args)
+
+    async def fetchval(self, sql: str, *args: object) -> object:
+        self.queries += 1
+        return await self.conn.fetchval(sql, *args)
+
+    async def execute(self, sql: str, *args: object) -> str:
+        self.queries += 1
+        return await self.conn.execute(sql, *args)
+
+    def transaction(self) -> object:
+        return self.conn.transaction()
+
+
+@pytest.mark.parametrize("fail_many", [False, True], ids=["one-query", "preload-fails"])
+async def test_a_batch_of_new_keys_loads_in_one_query(
+    db: asyncpg.Connection, unique: str, fail_many: bool
+) -> None:
+    keys = [await provision_resource(db, f"c{i}-{unique}", "bandwidth", 1000) for i in range(40)]
+    unknown = f"new-{unique}/bandwidth"  # provisioned on the way, one by one
+    counting = _Counting(db, fail_many=fail_many)
+    # one shard: the shards of a hub share a pool; this test has a single connection
+    registry = Registry(counting, tz=UTC, shards=1)  # type: ignore[arg-type]
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            await tg.start(registry.run)
+            out = await registry.apply([(0, r(k, 900)) for k in [*keys, unknown]])
+            assert all(isinstance(out[k], Outcome) for k in keys)
+            assert [out[k].total for k in keys] == [900] * len(keys)  # type: ignore[union-attr]
+            assert [c.transition for c in out[keys[0]].changes] == [  # type: ignore[union-attr]
+                Transition.RAISE_WARNING
+            ]
+            new = out[unknown]
+            assert isinstance(new, Outcome)
+            assert new.provisioned
+            assert new.total == 900
+            loads = counting.queries
+            tg.cancel_scope.cancel()
+    provisioning = 6  # the unknown key's own statements: load, catalog, customer, insert..
+    if fail_many:  # every key on its own after the failed preload
+        assert loads >= len(keys) + 2
+    else:  # one preload, then the unknown key's own statements
+        assert loads <= 1 + provisioning
