@@ -260,6 +260,7 @@ async def collect(run: _Run, drain_s: float) -> Result:
     r = Result(scenario=s.name, description=s.description.strip(), machine=machine_description())
     r.notes = run.notes
     r.routers, r.interfaces, r.resources = s.routers, s.interfaces, len(world.resources)
+    r.v3_routers = len(world.v3_routers)
     r.agents, r.hubs = s.agents, len(run.hubs)
     r.interval_s, r.traffic_s = s.interval, s.traffic_s
     r.wall_s = time.monotonic() - run.started_mono

@@ -34,6 +34,7 @@ class Result(msgspec.Struct, kw_only=True):
     failures: list[str] = []
     notes: list[str] = []
     routers: int = 0
+    v3_routers: int = 0  #: of them, polled over SNMPv3
     interfaces: int = 0
     resources: int = 0
     agents: int = 0
@@ -113,7 +114,11 @@ def render_markdown(r: Result) -> str:
         "",
         "| figure | value |",
         "| --- | --- |",
-        _row("routers x interfaces (resources)", f"{r.routers} x {r.interfaces} ({r.resources:,})"),
+        _row(
+            "routers x interfaces (resources)",
+            f"{r.routers} x {r.interfaces} ({r.resources:,})"
+            + (f"; {r.v3_routers} routers polled over SNMPv3" if r.v3_routers else ""),
+        ),
         _row("agents / hubs", f"{r.agents} / {r.hubs}"),
         _row("poll interval / traffic", f"{r.interval_s:g} s / {r.traffic_s:g} s"),
         _row("polls/s (errors)", f"{r.polls_per_s:,.1f} ({r.poll_errors:,} of {r.polls:,})"),

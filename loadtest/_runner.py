@@ -231,6 +231,33 @@ def _start_hub(run: _Run) -> Child:
     return child
 
 
+def _target(run: _Run, e: Any) -> dict[str, object]:
+    """The agent's target entry for simulator endpoint ``e`` (v2c, or v3 for its share)."""
+    s = run.scenario
+    target: dict[str, object] = {
+        "name": e.router,
+        "host": e.host,
+        "port": e.port,
+        "timeout": s.timeout,
+        "retries": s.retries,
+        "max_repetitions": s.max_repetitions,
+    }
+    user = run.world.v3_user
+    if user is not None and e.router in run.world.v3_routers:
+        target |= {
+            "version": "3",
+            "security_name": user.name,
+            "security_level": "authPriv",
+            "auth_protocol": "SHA",
+            "auth_key": user.auth_key,
+            "priv_protocol": "AES",
+            "priv_key": user.priv_key,
+        }
+    else:
+        target["community"] = e.community
+    return target
+
+
 def _start_agent(run: _Run, n: int, endpoints: list[Any]) -> Child:
     s = run.scenario
     port = free_tcp_port()
@@ -241,18 +268,7 @@ def _start_agent(run: _Run, n: int, endpoints: list[Any]) -> Child:
         "jitter": min(s.interval * 0.5, 1.0),
         "max_concurrency": 256,
         "backoff_max": max(4 * s.interval, 5.0),  # a dead router comes back within the run
-        "targets": [
-            {
-                "name": e.router,
-                "host": e.host,
-                "port": e.port,
-                "community": e.community,
-                "timeout": s.timeout,
-                "retries": s.retries,
-                "max_repetitions": s.max_repetitions,
-            }
-            for e in endpoints
-        ],
+        "targets": [_target(run, e) for e in endpoints],
         "mapping": [{"pattern": r"^CUST:(?P<customer>\S+)", "direction": "both"}],
         "kafka": {
             "bootstrap_servers": run.urls.kafka_bootstrap_servers,

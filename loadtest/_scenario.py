@@ -102,6 +102,9 @@ class Scenario(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     #: and just below 2^64 (Counter64 wraps) during the run
     wrap32_fraction: _Fraction = 0.0
     wrap64_fraction: _Fraction = 0.0
+    #: share of routers the agents poll over SNMPv3 (authPriv, SHA + AES-128, a user
+    #: the simulator serves on every router); the rest over v2c
+    v3_fraction: _Fraction = 0.0
     profiles: list[ProfileMix] = []
     events: list[Event] = []
     sample_every_s: _Pos = 1.0  #: progress / metrics sampling period

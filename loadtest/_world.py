@@ -13,7 +13,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from simulator import Fleet, FleetConfig, InterfaceConfig, RouterConfig
+from simulator import Fleet, FleetConfig, InterfaceConfig, RouterConfig, UserConfig
 
 from ._scenario import Scenario
 
@@ -45,6 +45,9 @@ class World:
     scenario: Scenario
     config: FleetConfig
     resources: list[Resource] = field(default_factory=list)
+    #: routers polled over SNMPv3, with the user they are polled as
+    v3_routers: frozenset[str] = frozenset()
+    v3_user: UserConfig | None = None
 
     def by_customer(self) -> dict[str, Resource]:
         return {r.customer: r for r in self.resources}
@@ -112,8 +115,24 @@ def build_world(scenario: Scenario, run_id: str) -> World:
             )
             resources.append(Resource(customer, name, r, f"ge-0/0/{j}", 0, breach=n in breach))
         routers.append(RouterConfig(name=name, interfaces=ifaces))
-    config = FleetConfig(routers=routers, base_port=0)
-    return World(s, config, resources)
+    # v3 routers spread evenly over the fleet: position r is v3 when the running share
+    # of v3 routers steps up there
+    v3 = frozenset(
+        f"rtr-{r + 1:05d}"
+        for r in range(s.routers)
+        if int((r + 1) * s.v3_fraction) > int(r * s.v3_fraction)
+    )
+    user = None
+    if v3:  # keys of this run only (the simulator localises them per router engine)
+        user = UserConfig(
+            name="resmon-loadtest",
+            auth="sha",
+            auth_key=f"resmon-loadtest-auth-{run_id}",
+            priv="aes",
+            priv_key=f"resmon-loadtest-priv-{run_id}",
+        )
+    config = FleetConfig(routers=routers, base_port=0, v3_users=[user] if user else [])
+    return World(s, config, resources, v3_routers=v3, v3_user=user)
 
 
 def crossing_time(usage: Callable[[int], int], threshold: int, lo: int, hi: int) -> int | None:

@@ -95,3 +95,30 @@ def test_a_warning_is_optional_only_when_one_poll_crossed_both_thresholds() -> N
     assert not warning_optional(observed, "b")  # a poll in between: a WARNING is due
     assert not warning_optional(observed, "c")  # no stored crossing: judged as missing
     assert not warning_optional(observed, "d")
+
+
+def test_a_v3_share_of_routers_is_spread_and_polled_with_the_simulators_user() -> None:
+    from types import SimpleNamespace
+
+    from loadtest._runner import _target
+
+    scenario = load_scenario("isp-10k")
+    world = build_world(scenario, "t")
+    assert len(world.v3_routers) == 50  # v3_fraction 0.1 of 500
+    assert "rtr-00010" in world.v3_routers
+    assert "rtr-00009" not in world.v3_routers  # spread: one in ten
+    assert world.v3_user is not None
+    assert world.config.v3_users == [world.v3_user]
+    run = SimpleNamespace(scenario=scenario, world=world)
+    v3 = _target(run, SimpleNamespace(router="rtr-00010", host="h", port=1, community="c"))  # type: ignore[arg-type]
+    assert v3["version"] == "3"
+    assert v3["security_level"] == "authPriv"
+    assert v3["auth_key"] == world.v3_user.auth_key
+    assert "community" not in v3
+    v2c = _target(run, SimpleNamespace(router="rtr-00009", host="h", port=1, community="c"))  # type: ignore[arg-type]
+    assert v2c["community"] == "c"
+    assert "version" not in v2c  # the agent's default, 2c
+    # without a v3 share nothing changes
+    plain = build_world(load_scenario("burst"), "t")
+    assert plain.v3_routers == frozenset()
+    assert plain.config.v3_users == []

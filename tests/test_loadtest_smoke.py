@@ -34,6 +34,7 @@ async def test_smoke_stores_every_reading_once_bills_every_byte_and_alerts_on_sc
     # the agents' counters are read just before they stop; a last poll may land after
     assert result.readings_stored >= result.readings_produced
     assert result.exact_resources == result.resources == 12
+    assert result.v3_routers == 1  # its 4 resources billed exactly too: polled over SNMPv3
     assert result.exact_resources_matching == 12
     assert result.billed_bytes == result.truth_bytes > 0
     assert f"{result.accuracy_percent:.3f}" == "100.000"
