@@ -53,7 +53,8 @@ def scenario_figures(r: Result) -> list[Figure]:
             baseline_name="offered: resources x 2 directions / interval",
             baseline_value=offered,
             notes=f"{r.resources:,} resources, {r.agents} agent(s), {r.hubs} hub(s), "
-            f"{r.polls_per_s:,.1f} polls/s; peak {r.peak_consumed_per_s:,.0f}/s; "
+            + (f"{r.v3_routers} of {r.routers} routers over SNMPv3, " if r.v3_routers else "")
+            + f"{r.polls_per_s:,.1f} polls/s; peak {r.peak_consumed_per_s:,.0f}/s; "
             f"max consumer lag {r.max_consumer_lag:,}; run {status}.",
         ),
         Figure(
