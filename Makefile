@@ -25,13 +25,21 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 
 env: $(VENV)/.synced  ## create .venv with every extra and the dev tools
 
-system-deps:  ## net-snmp tools used by the interoperability tests (Debian, root only)
+system-deps:  ## net-snmp tools (SNMP interop tests) and docker-compose (Compose check); Debian, root only
 	@if ! command -v snmpbulkwalk >/dev/null 2>&1 || ! command -v snmpd >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing net-snmp (snmp, snmpd) from Debian"; \
 	    (apt-get install -y -qq snmp snmpd >/dev/null 2>&1 || \
 	     (apt-get update -qq && apt-get install -y -qq snmp snmpd >/dev/null)) ; \
 	  else echo "net-snmp tools missing and not root: SNMP interop tests will be skipped"; fi; \
+	fi
+	@if ! command -v docker-compose >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing docker-compose from Debian (validates docker-compose.yml; no engine)"; \
+	    (apt-get install -y -qq --no-install-recommends docker-compose >/dev/null 2>&1 || \
+	     (apt-get update -qq && \
+	      apt-get install -y -qq --no-install-recommends docker-compose >/dev/null)) ; \
+	  else echo "docker-compose missing and not root: its check of the Compose file is skipped"; fi; \
 	fi
 
 demo: env  ## run the whole pipeline on this machine (embedded servers unless *_URL are set)
