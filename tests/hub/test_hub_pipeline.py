@@ -425,7 +425,7 @@ async def test_a_lost_change_listener_reconnects_and_reloads_every_actor(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                 "WHERE datname = current_database() AND query LIKE 'LISTEN %'"
             )
-            assert killed == 1
+            assert killed >= 1  # ours (an earlier test's hub may still be closing)
             await db.execute(
                 "UPDATE customer_resources SET limit_value = 1000 WHERE resource_key = $1", key
             )
