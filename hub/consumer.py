@@ -100,8 +100,52 @@ _COMMIT_S = 5.0
 _MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 
 
-def validate_reading(r: UsageReading | UsageGap) -> str | None:
-    """Why ``r`` cannot be stored, or None if it can."""
+_FIELDS = {
+    "customerId": "customer_id",
+    "resourceType": "resource_type",
+    "resourceKey": "resource_key",
+    "unit": "unit",
+    "source": "source",
+    "tenantId": "tenant_id",
+    "device": "device",
+    "interface": "interface",
+    "detail": "detail",
+}
+#: text fields and how long they may be (the columns they land in, with room to spare
+#: where the column is TEXT; an index entry must stay far below PostgreSQL's ~2.7 kB)
+_TEXT_LIMITS = (
+    ("customerId", 200),
+    ("resourceType", 50),
+    ("resourceKey", 500),
+    ("unit", 20),
+    ("source", 50),
+    ("tenantId", 100),
+    ("device", 255),
+    ("interface", 255),
+    ("detail", 2000),
+)
+#: the longest CloudEvent id stored (``processed_events``, ``usage_metrics.event_id``)
+_MAX_EVENT_ID = 200
+#: how far ahead of this hub's clock a reading may end (clock skew); a reading from
+#: further ahead would start a billing month early and make this month's readings late
+FUTURE_ALLOWANCE_MS = 3_600_000
+
+
+def validate_reading(r: UsageReading | UsageGap, *, now_ms: int | None = None) -> str | None:
+    """Why ``r`` cannot be stored, or None if it can.
+
+    Anything PostgreSQL would refuse is refused here, before the batch's
+    transaction: a record the database cannot store would fail its batch on
+    every retry and hold up the partition.
+    """
+    for name, limit in _TEXT_LIMITS:
+        value = getattr(r, _FIELDS[name], None)
+        if value is None:
+            continue
+        if "\x00" in value:
+            return f"{name} contains a NUL character"
+        if len(value) > limit:
+            return f"{name} is {len(value)} characters long; at most {limit}"
     prefix = f"{r.customer_id}/{r.resource_type}"
     if not r.customer_id or "/" in r.customer_id or not r.resource_type:
         return "customerId/resourceType must be non-empty and customerId must not contain '/'"
@@ -109,6 +153,13 @@ def validate_reading(r: UsageReading | UsageGap) -> str | None:
         return f"resourceKey {r.resource_key!r} does not start with {prefix!r}"
     if not 0 <= r.start_ms <= r.end_ms <= _MAX_MS:
         return f"need 0 <= startMs <= endMs <= {_MAX_MS}"
+    now = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+    if r.end_ms > now + FUTURE_ALLOWANCE_MS:
+        ahead = (r.end_ms - now) / 3_600_000
+        return (
+            f"endMs {r.end_ms} is {ahead:,.1f} h ahead of this hub's clock (at most "
+            f"{FUTURE_ALLOWANCE_MS // 60_000} min): check the sender's clock"
+        )
     if isinstance(r, UsageReading):
         if not 0 <= r.value <= _MAX_VALUE:
             return f"value {r.value} is outside 0..2^63-1"
@@ -335,6 +386,7 @@ class UsageConsumer:
                 )
             )
 
+        now = time.time_ns() // 1_000_000
         for tp, records in batch.items():
             for rec in records:
                 try:
@@ -345,7 +397,10 @@ class UsageConsumer:
                 if not isinstance(ev.data, UsageReading | UsageGap):
                     bury(tp.partition, tp.topic, rec, f"unexpected event type {ev.type!r}")
                     continue
-                if (why := validate_reading(ev.data)) is not None:
+                if not 0 < len(ev.id) <= _MAX_EVENT_ID or "\x00" in ev.id:
+                    bury(tp.partition, tp.topic, rec, f"invalid: event id of {len(ev.id)} chars")
+                    continue
+                if (why := validate_reading(ev.data, now_ms=now)) is not None:
                     bury(tp.partition, tp.topic, rec, f"invalid: {why}")
                     continue
                 events.append((tp.partition, rec, ev))

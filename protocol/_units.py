@@ -9,7 +9,7 @@ GB means 10^9 bytes (SI, as ISPs bill); GiB is 2^30 when a catalog asks for it.
 
 from __future__ import annotations
 
-from decimal import Context, Decimal
+from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow
 from typing import Final
 
 from ._exceptions import UnitError
@@ -69,14 +69,32 @@ def base_unit_of(unit: str) -> str:
     return unit_factor(unit)[0]
 
 
+#: a value in a request: at most this many digits before and after the point ...
+_MAX_DIGITS: Final = 40
+#: ... so that times any unit factor it stays well inside this precision: exact
+_INPUT: Final = Context(prec=120, traps=[Inexact, InvalidOperation, Overflow])
+
+
 def to_base(value: Decimal | int, unit: str) -> int:
     """Convert ``value`` in ``unit`` to an exact integer count of the base unit.
 
     Raises :class:`UnitError` when the result is not a whole number of base
-    units (1.5 bytes cannot be billed) or is negative.
+    units (1.5 bytes cannot be billed), is negative, or the value is not a
+    finite number of at most 40 digits either side of the point. Never rounds.
     """
     base, factor = unit_factor(unit)
-    exact = Decimal(value) * factor
+    given = Decimal(value)
+    if not given.is_finite():
+        raise UnitError(f"{value} is not a finite number")
+    exponent = int(given.as_tuple().exponent)  # finite: an int
+    if given and (given.adjusted() > _MAX_DIGITS or exponent < -_MAX_DIGITS):
+        raise UnitError(
+            f"{value} {unit} is out of range (at most {_MAX_DIGITS} digits either side of the dot)"
+        )
+    try:
+        exact = _INPUT.multiply(given, Decimal(factor))  # exact, or it raises: never rounded
+    except ArithmeticError:  # pragma: no cover - the bounds above keep it exact
+        raise UnitError(f"{value} {unit} cannot be converted exactly") from None
     if exact != exact.to_integral_value():
         raise UnitError(f"{value} {unit} is not a whole number of {base}s ({exact})")
     if exact < 0:

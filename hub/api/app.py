@@ -33,6 +33,7 @@ from ..consumer import validate_reading
 from ..kafka import publish_many
 from ..metrics import HubMetrics
 from ..storage import queries
+from ..storage.partitions import retention_horizon_ms
 from ..storage.provision import Executor
 from ..storage.redis_cache import RedisCache
 
@@ -62,6 +63,10 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
     )
 
 
+#: the longest ``eventId`` a client may give (it is the CloudEvent id and a dedup key)
+_MAX_EVENT_ID = 200
+
+
 def _error(status: int, message: str, where: str | None = None) -> web.Response:
     return _json({"error": message, "where": where}, status)
 
@@ -83,6 +88,9 @@ async def _errors(
         if exc.status < 400:
             raise
         return _error(exc.status, exc.reason, request.path)
+    except Exception:  # a bug: answer in JSON like every other error, and log it whole
+        _log.exception("request_crashed", path=request.path)
+        return _error(500, "internal error; the hub's log has the details", request.path)
 
 
 def _ctx(request: web.Request) -> ApiContext:
@@ -139,17 +147,42 @@ async def ingest(request: web.Request) -> web.Response:
     if not events:
         return _error(400, "no events in the body", "body")
     now = time.time_ns() // 1_000_000
+    horizon = retention_horizon_ms(ctx.config.retention_days)
     records = []
+    first: dict[str, int] = {}
     for i, event in enumerate(events):
         at = f"$[{i}]" if len(events) > 1 else "$"
+        if event.event_id is not None and (
+            not 0 < len(event.event_id) <= _MAX_EVENT_ID or "\x00" in event.event_id
+        ):
+            return _error(
+                400,
+                f"event {at}: eventId must be 1..{_MAX_EVENT_ID} characters without NUL",
+                f"{at}.eventId",
+            )
         try:
             reading = to_reading(event, now_ms=now)
         except DecodeError as exc:
             where = (exc.where or "$").replace("$", at)
             return _error(400, f"event {at}: {exc}", where)
-        if (why := validate_reading(reading)) is not None:
+        if (why := validate_reading(reading, now_ms=now)) is not None:
             return _error(400, f"event {at}: {why}", at)
-        records.append(encode_event(reading, source=ctx.config.source, id=event.event_id))
+        if reading.end_ms < horizon:
+            return _error(
+                400,
+                f"event {at}: ends before the retention horizon "
+                f"(RESMON_RETENTION_DAYS={ctx.config.retention_days}); it would not be stored",
+                f"{at}.timestamp",
+            )
+        record = encode_event(reading, source=ctx.config.source, id=event.event_id)
+        if (earlier := first.setdefault(record.event_id, i)) != i:
+            return _error(
+                400,
+                f"events $[{earlier}] and {at} are the same event (id {record.event_id}): "
+                "it would count once; give each its own timestamp or eventId",
+                at,
+            )
+        records.append(record)
     await publish_many(ctx.producer, ctx.config.usage_topic, records)
     ctx.metrics.ingested.inc(len(records))
     return _json({"accepted": len(records), "eventIds": [r.event_id for r in records]}, 202)

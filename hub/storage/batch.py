@@ -159,6 +159,15 @@ async def claim_events(conn: asyncpg.Connection, events: Sequence[tuple[str, int
     return {r["id"] for r in rows}
 
 
+def _text(value: str) -> str:
+    """``value`` as PostgreSQL text and jsonb accept it: NUL (which neither can hold) as U+FFFD.
+
+    Dead letters keep a record's raw bytes (``record_key``/``record_value``);
+    this only applies to the readable copies, so burying a record never fails.
+    """
+    return value.replace("\x00", "\ufffd") if "\x00" in value else value
+
+
 def _metadata(r: UsageReading | UsageGap) -> str | None:
     if r.device is None and r.interface is None and r.direction is None and r.tenant_id is None:
         return None
@@ -257,10 +266,12 @@ async def write_batch(
                     d.topic,
                     d.partition,
                     d.offset,
-                    d.reason,
+                    _text(d.reason),
                     d.key,
                     d.value,
-                    json.dumps([[k, v.decode("utf-8", "replace")] for k, v in d.headers]),
+                    json.dumps(
+                        [[_text(k), _text(v.decode("utf-8", "replace"))] for k, v in d.headers]
+                    ),
                 )
                 for d in dead
             ],

@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 import anyio
 import asyncpg  # type: ignore[import-untyped]
+import msgspec
 import pytest
 from _hub_testing import until, wait_for
 
@@ -255,3 +256,64 @@ async def test_http_port_in_use_is_a_clear_error(
             pytest.raises(HubError, match=f"127.0.0.1:{port} is already in use"),
         ):
             await run_hub(config)  # fails while starting: the HubError itself, not a group
+
+
+@pytest.mark.parametrize(
+    ("change", "where", "says"),
+    [
+        ({"value": "Infinity"}, "value", "not a finite number"),
+        ({"value": "sNaN"}, "value", "not a finite number"),
+        ({"value": "1e1000000", "unit": "byte"}, "value", "out of range"),
+        ({"value": "1.0000000000000000000000000000001", "unit": "byte"}, "value", "whole number"),
+        ({"customerId": "a\u0000b"}, "$[1]", "customerId contains a NUL"),
+        ({"source": "s" * 51}, "$[1]", "source is 51 characters long"),
+        ({"eventId": "e" * 201}, "eventId", "eventId must be 1..200"),
+        ({"timestamp": "2099-01-01T00:00:00Z"}, "$[1]", "ahead of this hub's clock"),
+    ],
+    ids=["infinity", "snan", "huge-exponent", "too-many-digits", "nul", "long-source",
+         "long-event-id", "future"],
+)  # fmt: skip
+async def test_ingest_refuses_what_could_not_be_stored_exactly_with_a_400(
+    hub: RunningHub, http: aiohttp.ClientSession, unique: str, change: dict[str, Any],
+    where: str, says: str,
+) -> None:  # fmt: skip
+    """Before, some of these were 500s, silently rounded, or accepted and then stuck."""
+    good = event(f"cust-{unique}", "1", "byte")
+    with anyio.fail_after(30):
+        resp = await http.post("/api/metrics/ingest", json=[good, {**good, **change}])
+        assert resp.status == 400
+        body = await resp.json()
+    assert says in body["error"]
+    assert where in body["where"]
+    assert body["where"].startswith("$[1]")
+
+
+async def test_the_same_event_twice_in_one_request_is_refused_not_counted_once(
+    hub: RunningHub, http: aiohttp.ClientSession, unique: str
+) -> None:
+    same = event(f"cust-{unique}", "1", "byte")
+    with anyio.fail_after(30):
+        resp = await http.post("/api/metrics/ingest", json=[same, event(f"x-{unique}", "1"), same])
+        assert resp.status == 400
+        body = await resp.json()
+    assert "$[0] and $[2] are the same event" in body["error"]
+    assert body["where"] == "$[2]"
+
+
+async def test_an_event_older_than_the_retention_horizon_is_refused(
+    hub_config: HubConfig, db: asyncpg.Connection, unique: str
+) -> None:
+    config = msgspec.structs.replace(hub_config, retention_days=30)
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            running: RunningHub = await tg.start(run_hub, config)
+            async with aiohttp.ClientSession(base_url=running.http_url) as http:
+                resp = await http.post(
+                    "/api/metrics/ingest",
+                    json=event(f"cust-{unique}", "1", "byte", timestamp="2025-01-01T00:00:00Z"),
+                )
+                assert resp.status == 400
+                body = await resp.json()
+            tg.cancel_scope.cancel()
+    assert "retention horizon (RESMON_RETENTION_DAYS=30)" in body["error"]
+    assert body["where"] == "$.timestamp"

@@ -8,11 +8,13 @@ from typing import Literal
 
 import anyio
 import asyncpg  # type: ignore[import-untyped]
+import msgspec
 import pytest
 from _hub_testing import until, wait_for
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from hub import HubConfig, RunningHub, provision_resource, run_hub
+from hub.storage.redis_cache import now_ms
 from protocol import (
     TYPE_THRESHOLD,
     AlertEvent,
@@ -439,3 +441,34 @@ async def test_a_lost_change_listener_reconnects_and_reloads_every_actor(
             await provision_resource(db, f"cust-{unique}", "bandwidth", 2000)
             await until(lambda: hub.registry.get(key) is None)
             tg.cancel_scope.cancel()
+
+
+async def test_records_postgresql_would_refuse_are_dead_lettered_not_retried_forever(
+    hub_config: HubConfig, db: asyncpg.Connection, producer: AIOKafkaProducer, unique: str
+) -> None:
+    """A reading the database cannot store would fail its batch on every retry."""
+    key = await provision_resource(db, f"cust-{unique}", "bandwidth", None)
+    good = reading(key, 0, 500)
+    bad = [
+        msgspec.structs.replace(good, source="s" * 60),  # usage_metrics.source is 50 chars
+        msgspec.structs.replace(  # ends a year ahead: would start next year's period now
+            good, start_ms=now_ms() + 365 * 86_400_000, end_ms=now_ms() + 366 * 86_400_000
+        ),
+        msgspec.structs.replace(
+            good, customer_id="a\u0000b", resource_key="a\u0000b/bandwidth", device=None
+        ),
+    ]
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            await tg.start(run_hub, hub_config)
+            for r in bad:
+                await send(producer, hub_config.usage_topic, r)
+            await send(producer, hub_config.usage_topic, reading(key, 1, 500))
+            await wait_for(db, TOTAL, 500, key)
+            await wait_for(db, "SELECT count(*) FROM dead_letters", 3)
+            reasons = sorted(r["reason"] for r in await db.fetch("SELECT reason FROM dead_letters"))
+            tg.cancel_scope.cancel()
+    assert reasons[0].startswith("invalid: customerId contains a NUL")
+    assert reasons[1].startswith("invalid: endMs")
+    assert "ahead of this hub's clock" in reasons[1]
+    assert reasons[2] == "invalid: source is 60 characters long; at most 50"

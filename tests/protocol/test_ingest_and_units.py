@@ -79,3 +79,29 @@ def test_byte_units_convert_back_and_forth_exactly(value: int, unit: str) -> Non
 def test_one_gigabyte_is_ten_to_the_ninth_bytes() -> None:
     assert to_base(Decimal("1"), "GB") == 10**9
     assert from_base(1_500_000_000, "GB") == Decimal("1.5")
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("Infinity", "not a finite number"),
+        ("-Infinity", "not a finite number"),
+        ("NaN", "not a finite number"),
+        ("sNaN", "not a finite number"),
+        ("1e1000000", "out of range"),
+        ("1E-41", "out of range"),
+        ("1.0000000000000000000000000000001", "whole number"),
+    ],
+)
+def test_to_base_never_rounds_and_refuses_what_is_not_a_finite_exact_value(
+    value: str, says: str
+) -> None:
+    with pytest.raises(UnitError, match=says):
+        to_base(Decimal(value), "byte")
+
+
+def test_to_base_is_exact_beyond_the_default_decimal_precision() -> None:
+    # 30 significant digits: the default 28-digit context would round this
+    assert to_base(Decimal("123456789012345678901234567.890"), "KB") == (
+        123456789012345678901234567890
+    )
