@@ -71,8 +71,7 @@ def _refresh_gauges(agent: RunningAgent) -> None:
     m.buffer_oldest_age.set(_oldest_age(b))
     m.buffer_records.set(b.pending_records)
     m.buffer_bytes.set(b.pending_bytes)
-    m.buffer_dropped.set(b.dropped)
-    m.buffer_corrupt.set(b.corrupt)
+    m.observe_buffer_totals(b.dropped, b.corrupt)
 
 
 def _health(agent: RunningAgent) -> dict[str, Any]:

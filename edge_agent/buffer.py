@@ -9,14 +9,23 @@ Readers :meth:`~DiskBuffer.peek` the oldest unacknowledged records in order;
 :meth:`~DiskBuffer.ack` marks everything up to a sequence number as delivered,
 records it atomically in the ``acked`` file and deletes segments that are
 entirely delivered. Nothing is removed that Kafka did not acknowledge, except
-by the ``drop_oldest`` policy when the buffer is full (counted in ``dropped``).
+by the ``drop_oldest`` policy when the buffer is full (counted in ``dropped``)
+and frames that cannot be read (counted in ``corrupt``).
 
 On open, every segment is scanned: a torn or corrupt frame (a crash in the
 middle of a write, a bad disk) ends that segment's readable part; the tail of
 the last segment is truncated so appends continue cleanly. Each such event is
-counted in ``corrupt``. After a crash, records sent but not yet acknowledged in
-the ``acked`` file are sent again; their event ids are deterministic, so the
-hub drops the copies.
+counted in ``corrupt``. A frame that turns unreadable after open (bad CRC,
+undecodable payload) is skipped by :meth:`~DiskBuffer.peek`, logged and counted
+in ``corrupt`` too, so forwarding goes on; a frame header that cannot be trusted
+makes the rest of its segment unreadable the same way. After a crash, records
+sent but not yet acknowledged in the ``acked`` file are sent again; their event
+ids are deterministic, so the hub drops the copies.
+
+A failed or short write is cut off again (the segment is truncated to its last
+good frame) and raised as :class:`DiskBufferError`. When a segment is full, its
+unsynced writes are fsynced before the next one starts (unless ``fsync: never``).
+Dropped records are logged once per append call.
 
 Pending bytes are bounded by ``max_bytes``; the disk may hold up to one
 segment more (delivered records in a segment still being written).
@@ -25,6 +34,7 @@ segment more (delivered records in a segment still being written).
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import struct
@@ -36,6 +46,7 @@ from typing import Final
 
 import anyio
 import msgspec
+import structlog
 
 from protocol import KafkaRecord
 
@@ -48,6 +59,8 @@ _HEADER: Final = struct.Struct("<IQI")
 _ACKED: Final = struct.Struct("<QI")
 _MAX_PAYLOAD: Final = 64 * 1024 * 1024
 _SEGMENT_GLOB: Final = "seg-*.log"
+
+log = structlog.get_logger("edge_agent.buffer")
 
 
 class BufferedRecord(msgspec.Struct, frozen=True):
@@ -89,6 +102,7 @@ class DiskBuffer:
         self._lock_fd: int | None = None
         self._last_sync = clock()
         self._dirty = False
+        self._rotate_next = False  # start a new segment before the next append
         self._data_event: anyio.Event | None = None
         self._space_event: anyio.Event | None = None
         self._empty_event: anyio.Event | None = None
@@ -206,10 +220,21 @@ class DiskBuffer:
     # -- writing ---------------------------------------------------------------------
 
     def _new_segment(self) -> None:
+        self._rotate_next = False
         path = self.directory / f"seg-{self._next_seq:020d}.log"
+        if self._segments and self._segments[-1].path == path:
+            # no frame was ever completed in it (a failed write left garbage that
+            # could not be cut off): replace it by a fresh file of the same name
+            self._segments.pop()
+            path.unlink(missing_ok=True)
         path.touch()
         self._segments.append(_Segment(self._next_seq, path, 0))
         if self._fd is not None:
+            if self.config.fsync != "never" and self._dirty:
+                # the old segment's unsynced records must be durable before they
+                # stop being reachable through self._fd (sync() only sees the new one)
+                os.fsync(self._fd)
+                self._dirty = False
             os.close(self._fd)
             self._fd = os.open(path, os.O_WRONLY | os.O_APPEND, 0o600)
         if self.config.fsync != "never":
@@ -245,6 +270,7 @@ class DiskBuffer:
             raise DiskBufferError("buffer is closed")
         seqs: list[int] = []
         dropped = self.dropped
+        dropped_seqs: list[int] = []
         try:
             for record in records:
                 frame, seq = self._frame(record)
@@ -255,10 +281,10 @@ class DiskBuffer:
                             written=seqs,
                         )
                     while not self.fits(len(frame)):
-                        self._drop_oldest()
-                if self._segments[-1].size >= self.config.segment_bytes:
+                        dropped_seqs.append(self._drop_oldest())
+                if self._rotate_next or self._segments[-1].size >= self.config.segment_bytes:
                     self._new_segment()
-                os.write(self._fd, frame)
+                self._write_frame(frame)
                 self._segments[-1].size += len(frame)
                 self._next_seq += 1
                 self.pending_records += 1
@@ -270,10 +296,53 @@ class DiskBuffer:
             raise DiskBufferError(f"cannot write to buffer {self.directory}: {exc}") from None
         finally:
             if self.dropped != dropped:
+                log.warning(
+                    "buffer_full_dropped_oldest",
+                    directory=str(self.directory),
+                    dropped=self.dropped - dropped,
+                    first_seq=dropped_seqs[0] if dropped_seqs else None,
+                    last_seq=dropped_seqs[-1] if dropped_seqs else None,
+                    dropped_total=self.dropped,
+                )
                 self._write_acked()
             if seqs:
                 self._after_write()
         return seqs
+
+    def _write_frame(self, frame: bytes) -> None:
+        """Append one frame to the current segment, all of it or (on error) none of it."""
+        assert self._fd is not None
+        segment = self._segments[-1]
+        try:
+            written = os.write(self._fd, frame)
+        except OSError as exc:
+            self._cut_back(segment)
+            hint = " (disk full?)" if exc.errno == errno.ENOSPC else ""
+            raise DiskBufferError(
+                f"cannot write to buffer {self.directory}{hint}: {exc.strerror or exc}"
+            ) from None
+        if written != len(frame):
+            self._cut_back(segment)
+            raise DiskBufferError(
+                f"short write to buffer {self.directory} ({written} of {len(frame)} bytes,"
+                " disk full?)"
+            )
+
+    def _cut_back(self, segment: _Segment) -> None:
+        """Remove a partial frame after a failed write, so later appends stay readable."""
+        assert self._fd is not None
+        try:
+            os.ftruncate(self._fd, segment.size)
+        except OSError as exc:
+            # the partial frame stays: append to a new segment from now on, so the
+            # garbage only ends this one's readable part (at segment.size) on reopen
+            log.error(
+                "buffer_truncate_failed",
+                path=str(segment.path),
+                size=segment.size,
+                error=str(exc),
+            )
+            self._rotate_next = True
 
     async def put(self, records: Iterable[KafkaRecord]) -> list[int]:
         """Append records; with ``when_full: block``, wait for acks to free space."""
@@ -317,7 +386,23 @@ class DiskBuffer:
     # -- reading and acknowledging ----------------------------------------------------------
 
     def peek(self, limit: int) -> list[BufferedRecord]:
-        """Up to ``limit`` of the oldest pending records, in order. Does not consume them."""
+        """Up to ``limit`` of the oldest pending records, in order. Does not consume them.
+
+        An unreadable frame at the head is skipped (logged, counted in ``corrupt``);
+        one behind readable records is left for the next call.
+        """
+        while True:
+            out, bad = self._read(limit)
+            if out or bad is None:
+                return out
+            self._skip_unreadable(*bad)
+
+    def _read(self, limit: int) -> tuple[list[BufferedRecord], tuple[int, int | None, str] | None]:
+        """Pending records up to the first unreadable frame, and that frame if reached.
+
+        The frame is ``(frame size, trusted seq, reason)``; a size of ``-1`` means
+        its header cannot be trusted (nor anything after it in the segment).
+        """
         out: list[BufferedRecord] = []
         pos = self._read_pos
         for segment in self._segments:
@@ -327,11 +412,75 @@ class DiskBuffer:
                 with segment.path.open("rb") as f:
                     f.seek(pos)
                     while pos < segment.size and len(out) < limit:
-                        length, seq, _ = _HEADER.unpack(f.read(_HEADER.size))
-                        out.append(BufferedRecord(seq, _decoder.decode(f.read(length))))
-                        pos += _HEADER.size + length
+                        header = f.read(_HEADER.size)
+                        if len(header) < _HEADER.size:
+                            return out, (-1, None, "segment file is shorter than expected")
+                        length, seq, crc = _HEADER.unpack(header)
+                        size = _HEADER.size + length
+                        if length > _MAX_PAYLOAD or pos + size > segment.size:
+                            return out, (-1, None, f"implausible frame length {length}")
+                        payload = f.read(length)
+                        if len(payload) < length:
+                            return out, (-1, None, "segment file is shorter than expected")
+                        if _crc(seq, payload) != crc:
+                            # the seq is covered by the CRC: it cannot be trusted either
+                            return out, (size, None, f"CRC mismatch (header seq {seq})")
+                        try:
+                            out.append(BufferedRecord(seq, _decoder.decode(payload)))
+                        except msgspec.MsgspecError as exc:
+                            return out, (size, seq, f"cannot decode seq {seq}: {exc}")
+                        pos += size
             pos = 0
-        return out
+        return out, None
+
+    def _skip_unreadable(self, size: int, seq: int | None, reason: str) -> None:
+        """Move the read position past the unreadable frame at the head (see :meth:`_read`)."""
+        while self._read_pos >= self._segments[0].size and len(self._segments) > 1:
+            self._drop_segment()
+        segment = self._segments[0]
+        at = self._read_pos
+        self.corrupt += 1
+        if seq is not None:
+            self._consume(seq)  # a valid CRC: the frame is exactly the one with this seq
+        else:
+            if size < 0:
+                # the frame lengths cannot be followed: the rest of the segment is lost
+                size = segment.size - at
+                self._read_pos = segment.size
+                self.pending_records = sum(self._count_frames(s) for s in self._segments[1:])
+                self.pending_bytes = sum(s.size for s in self._segments[1:])
+            else:
+                # skip this one frame; _acked stays (the seq in the header is not trusted)
+                self._read_pos += size
+                self.pending_records -= 1
+                self.pending_bytes -= size
+            if len(self._segments) == 1:
+                # keep appends out of a segment that reads as corrupt on reopen
+                self._new_segment()
+            self._consume(self._acked)  # drops the segment if it is done; wakes writers
+        log.warning(
+            "buffer_frame_skipped",
+            path=str(segment.path),
+            offset=at,
+            seq=seq,
+            skipped_bytes=size,
+            reason=reason,
+            corrupt_total=self.corrupt,
+        )
+        self._write_acked()
+
+    @staticmethod
+    def _count_frames(segment: _Segment) -> int:
+        count = pos = 0
+        with segment.path.open("rb") as f:
+            while pos < segment.size:
+                f.seek(pos)
+                header = f.read(_HEADER.size)
+                if len(header) < _HEADER.size:
+                    break
+                pos += _HEADER.size + _HEADER.unpack(header)[0]
+                count += 1
+        return count
 
     def ack(self, upto: int) -> int:
         """Mark every record with ``seq <= upto`` delivered; return how many were pending."""
@@ -354,8 +503,11 @@ class DiskBuffer:
             with segment.path.open("rb") as f:
                 f.seek(self._read_pos)
                 while self._read_pos < segment.size:
-                    length, seq, _ = _HEADER.unpack(f.read(_HEADER.size))
-                    if seq > upto:
+                    header = f.read(_HEADER.size)
+                    if len(header) < _HEADER.size:
+                        break
+                    length, seq, _ = _HEADER.unpack(header)
+                    if seq > upto or self._read_pos + _HEADER.size + length > segment.size:
                         break
                     f.seek(length, os.SEEK_CUR)
                     self._read_pos += _HEADER.size + length
@@ -401,12 +553,14 @@ class DiskBuffer:
             length, seq, _ = _HEADER.unpack(f.read(_HEADER.size))
         return seq, _HEADER.size + length
 
-    def _drop_oldest(self) -> None:
+    def _drop_oldest(self) -> int:
+        """Drop the oldest pending record; return its seq."""
         first = self.peek(1)
         if not first:
             raise DiskBufferError("buffer is full but has nothing to drop")
         self._consume(first[0].seq)
         self.dropped += 1
+        return first[0].seq
 
     def _write_acked(self) -> None:
         tmp = self.directory / "acked.tmp"

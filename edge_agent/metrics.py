@@ -51,12 +51,15 @@ class AgentMetrics:
             "Age of the oldest record Kafka has not acknowledged yet (0 = none)",
             registry=r,
         )
-        self.buffer_dropped = Gauge(
+        self.buffer_dropped = Counter(
             "resmon_agent_buffer_dropped", "Records dropped because the buffer was full", registry=r
         )
-        self.buffer_corrupt = Gauge(
+        self.buffer_corrupt = Counter(
             "resmon_agent_buffer_corrupt", "Torn or corrupt buffer frames skipped", registry=r
         )
+        # the buffer's own totals last added to the two counters above
+        self._buffer_dropped_seen = 0
+        self._buffer_corrupt_seen = 0
         self.sent = Counter("resmon_agent_records_sent", "Records Kafka acknowledged", registry=r)
         self.send_errors = Counter(
             "resmon_agent_send_errors", "Batches Kafka did not acknowledge", registry=r
@@ -64,6 +67,13 @@ class AgentMetrics:
         self.send_seconds = Histogram(
             "resmon_agent_send_seconds", "Time from send to Kafka acknowledgement", registry=r
         )
+
+    def observe_buffer_totals(self, dropped: int, corrupt: int) -> None:
+        """Add what the buffer's ``dropped`` / ``corrupt`` totals grew by since the last call."""
+        self.buffer_dropped.inc(max(0, dropped - self._buffer_dropped_seen))
+        self.buffer_corrupt.inc(max(0, corrupt - self._buffer_corrupt_seen))
+        self._buffer_dropped_seen = dropped
+        self._buffer_corrupt_seen = corrupt
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
