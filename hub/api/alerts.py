@@ -21,6 +21,7 @@ An illegal transition (acknowledging a RESOLVED alert, resolving twice) is
 
 from __future__ import annotations
 
+import uuid
 from typing import Any, Final
 
 import msgspec
@@ -201,7 +202,11 @@ async def notifications(request: web.Request) -> web.Response:
         return limit
     alert_id = q.get("alertId")
     if alert_id is not None:
-        await lifecycle.get_alert(_ctx(request).db, alert_id)  # 404 for an unknown/garbled id
+        try:
+            uuid.UUID(alert_id)
+        except ValueError:
+            return _error(400, f"alertId {alert_id!r} is not an alert id (a UUID)", "alertId")
+        await lifecycle.get_alert(_ctx(request).db, alert_id)  # 404 for an unknown id
     rows = await notify_log.list_log(
         _ctx(request).db,
         status=status.upper() if status else None,

@@ -63,6 +63,8 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
     )
 
 
+#: the longest path or query parameter (customer ids, resource keys, filters)
+_MAX_PARAM = 500
 #: the longest ``eventId`` a client may give (it is the CloudEvent id and a dedup key)
 _MAX_EVENT_ID = 200
 
@@ -75,6 +77,9 @@ def _error(status: int, message: str, where: str | None = None) -> web.Response:
 async def _errors(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
+    for name, value in (*request.match_info.items(), *request.query.items()):
+        if "\x00" in value or len(value) > _MAX_PARAM:
+            return _error(400, f"{name} must be at most {_MAX_PARAM} characters, without NUL", name)
     try:
         return await handler(request)
     except NotFoundError as exc:

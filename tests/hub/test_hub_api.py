@@ -317,3 +317,25 @@ async def test_an_event_older_than_the_retention_horizon_is_refused(
             tg.cancel_scope.cancel()
     assert "retention horizon (RESMON_RETENTION_DAYS=30)" in body["error"]
     assert body["where"] == "$.timestamp"
+
+
+@pytest.mark.parametrize(
+    ("path", "where"),
+    [
+        ("/api/metrics/customer/a%00b/current", "customerId"),
+        ("/api/monitoring/customers/" + "c" * 501 + "/resources", "customerId"),
+        ("/api/alerts?customerId=%00", "customerId"),
+        ("/api/notifications?alertId=xyz", "alertId"),
+    ],
+    ids=["nul-in-path", "long-path-param", "nul-in-query", "garbled-alert-id"],
+)
+async def test_bad_path_and_query_parameters_are_400_naming_them(
+    http: aiohttp.ClientSession, path: str, where: str
+) -> None:
+    """Before, these reached PostgreSQL and came back as a 503 (or a 404 for the path)."""
+    with anyio.fail_after(30):
+        resp = await http.get(path)
+        assert resp.status == 400
+        body = await resp.json()
+    assert body["where"] == where
+    assert where in body["error"]
