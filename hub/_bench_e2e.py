@@ -27,6 +27,7 @@ __all__ = ["run_e2e", "run_ingest"]
 
 _T0 = 1_764_547_200_000  # 2025-12-01T00:00:00Z
 _STEP = 600_000
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 #: background stream as a fraction of the measured drain rate during the latency run
 LOAD = float(os.environ.get("RESMON_BENCH_LOAD", "0.25"))
 
@@ -302,13 +303,17 @@ async def _ingest(quick: bool) -> list:  # type: ignore[type-arg]
             session_timeout_ms=2000,
         )
 
+        # a millisecond apart from a day ago: distinct events, all inside retention and
+        # none ahead of the hub's clock (the ingest API refuses both)
+        base_ms = time.time_ns() // 1_000_000 - 86_400_000
+
         def event(i: int) -> dict[str, object]:
             return {
                 "customerId": f"ing{tag}-{i % 1000}",
                 "resourceType": "api_calls",
                 "value": 1 + i % 7,
                 "unit": "request",
-                "timestamp": dt.datetime.fromtimestamp(_T0 / 1000 + i, tz=dt.UTC).isoformat(),
+                "timestamp": (_EPOCH + dt.timedelta(milliseconds=base_ms + i)).isoformat(),
             }
 
         async with anyio.create_task_group() as tg:
