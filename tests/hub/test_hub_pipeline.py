@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Literal
 
@@ -258,23 +260,39 @@ async def test_reading_of_unknown_type_is_dead_lettered_and_later_readings_apply
             tg.cancel_scope.cancel()
 
 
-async def test_changing_a_limit_on_a_running_hub_applies_to_the_next_reading(
-    hub_config: HubConfig, db: asyncpg.Connection, producer: AIOKafkaProducer, unique: str
-) -> None:
+@contextlib.asynccontextmanager
+async def _resident_actor(
+    config: HubConfig, db: asyncpg.Connection, producer: AIOKafkaProducer, unique: str
+) -> AsyncIterator[tuple[RunningHub, str]]:
+    """A running hub with an unlimited resource's actor resident at 850 bytes."""
     key = await provision_resource(db, f"cust-{unique}", "bandwidth", None)
     with anyio.fail_after(60):
         async with anyio.create_task_group() as tg:
-            hub: RunningHub = await tg.start(run_hub, hub_config)
-            await send(producer, hub_config.usage_topic, reading(key, 0, 850))
+            hub: RunningHub = await tg.start(run_hub, config)
+            await send(producer, config.usage_topic, reading(key, 0, 850))
             await wait_for(db, TOTAL, 850, key)
             assert hub.registry.get(key) is not None
-            await provision_resource(db, f"cust-{unique}", "bandwidth", 1000)
-            await until(lambda: hub.registry.get(key) is None)  # NOTIFY retires the actor
-            await send(producer, hub_config.usage_topic, reading(key, 1, 10))
-            await wait_for(db, "SELECT count(*) FROM alerts WHERE status = 'ACTIVE'", 1)
-            assert await db.fetchval("SELECT alert_type FROM alerts") == "THRESHOLD_WARNING"
-            assert await db.fetchval(TOTAL, key) == 860
+            yield hub, key
             tg.cancel_scope.cancel()
+
+
+async def _next_reading_warns(
+    config: HubConfig, db: asyncpg.Connection, producer: AIOKafkaProducer, key: str
+) -> None:
+    """10 more bytes: a warning if the actor runs on the new limit of 1,000 (860 = 86 %)."""
+    await send(producer, config.usage_topic, reading(key, 1, 10))
+    await wait_for(db, "SELECT count(*) FROM alerts WHERE status = 'ACTIVE'", 1)
+    assert await db.fetchval("SELECT alert_type FROM alerts") == "THRESHOLD_WARNING"
+
+
+async def test_changing_a_limit_on_a_running_hub_applies_to_the_next_reading(
+    hub_config: HubConfig, db: asyncpg.Connection, producer: AIOKafkaProducer, unique: str
+) -> None:
+    async with _resident_actor(hub_config, db, producer, unique) as (hub, key):
+        await provision_resource(db, f"cust-{unique}", "bandwidth", 1000)
+        await until(lambda: hub.registry.get(key) is None)  # NOTIFY retires the actor
+        await _next_reading_warns(hub_config, db, producer, key)
+        assert await db.fetchval(TOTAL, key) == 860
 
 
 @pytest.mark.slow
@@ -382,65 +400,46 @@ async def test_a_flood_of_resource_changes_reloads_every_actor_instead_of_droppi
     hub_config: HubConfig, db: asyncpg.Connection, producer: AIOKafkaProducer, unique: str
 ) -> None:
     """More change notices than the watcher's queue holds: none of them is lost."""
-    key = await provision_resource(db, f"cust-{unique}", "bandwidth", None)
-    with anyio.fail_after(60):
-        async with anyio.create_task_group() as tg:
-            hub: RunningHub = await tg.start(run_hub, hub_config)
-            await send(producer, hub_config.usage_topic, reading(key, 0, 850))
-            await wait_for(db, TOTAL, 850, key)
-            assert hub.registry.get(key) is not None
-            # a bulk change: 5,000 notices arrive at one commit, this resource's last
-            async with db.transaction():
-                await db.execute(
-                    "SELECT pg_notify('resmon_resource_changed', 'bulk-' || g || '/bandwidth') "
-                    "FROM generate_series(1, 5000) g"
-                )
-                await db.execute(
-                    "UPDATE customer_resources SET limit_value = 1000 WHERE resource_key = $1",
-                    key,
-                )
-                await db.execute("SELECT pg_notify('resmon_resource_changed', $1)", key)
-            await until(lambda: hub.metrics.change_overflows._value.get() >= 1)
-            await until(lambda: hub.registry.get(key) is None)
-            await send(producer, hub_config.usage_topic, reading(key, 1, 10))
-            await wait_for(db, "SELECT count(*) FROM alerts WHERE status = 'ACTIVE'", 1)
-            assert await db.fetchval("SELECT alert_type FROM alerts") == "THRESHOLD_WARNING"
-            tg.cancel_scope.cancel()
+    async with _resident_actor(hub_config, db, producer, unique) as (hub, key):
+        # a bulk change: 5,000 notices arrive at one commit, this resource's last
+        async with db.transaction():
+            await db.execute(
+                "SELECT pg_notify('resmon_resource_changed', 'bulk-' || g || '/bandwidth') "
+                "FROM generate_series(1, 5000) g"
+            )
+            await db.execute(
+                "UPDATE customer_resources SET limit_value = 1000 WHERE resource_key = $1", key
+            )
+            await db.execute("SELECT pg_notify('resmon_resource_changed', $1)", key)
+        await until(lambda: hub.metrics.change_overflows._value.get() >= 1)
+        await until(lambda: hub.registry.get(key) is None)
+        await _next_reading_warns(hub_config, db, producer, key)
 
 
 async def test_a_lost_change_listener_reconnects_and_reloads_every_actor(
     hub_config: HubConfig, db: asyncpg.Connection, producer: AIOKafkaProducer, unique: str
 ) -> None:
     """Notices sent while the listening connection was down cannot be missed."""
-    key = await provision_resource(db, f"cust-{unique}", "bandwidth", None)
     cached = f"{hub_config.redis_prefix}:usage:cust-{unique}"
-    with anyio.fail_after(60):
-        async with anyio.create_task_group() as tg:
-            hub: RunningHub = await tg.start(run_hub, hub_config)
-            await send(producer, hub_config.usage_topic, reading(key, 0, 850))
-            await wait_for(db, TOTAL, 850, key)
-            await until(lambda: hub.cache.client.exists(cached))
-            assert hub.registry.get(key) is not None
-            # the listening connection ends (a PostgreSQL restart, a cut), and a limit
-            # changes meanwhile with nobody listening
-            killed = await db.fetchval(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND query LIKE 'LISTEN %'"
-            )
-            assert killed >= 1  # ours (an earlier test's hub may still be closing)
-            await db.execute(
-                "UPDATE customer_resources SET limit_value = 1000 WHERE resource_key = $1", key
-            )
-            await until(lambda: hub.metrics.change_overflows._value.get() >= 1)
-            assert hub.registry.get(key) is None
-            assert not await hub.cache.client.exists(cached)  # counted after the drop
-            await send(producer, hub_config.usage_topic, reading(key, 1, 10))
-            await wait_for(db, "SELECT count(*) FROM alerts WHERE status = 'ACTIVE'", 1)
-            assert await db.fetchval("SELECT alert_type FROM alerts") == "THRESHOLD_WARNING"
-            # and it listens again
-            await provision_resource(db, f"cust-{unique}", "bandwidth", 2000)
-            await until(lambda: hub.registry.get(key) is None)
-            tg.cancel_scope.cancel()
+    async with _resident_actor(hub_config, db, producer, unique) as (hub, key):
+        await until(lambda: hub.cache.client.exists(cached))
+        # the listening connection ends (a PostgreSQL restart, a cut), and a limit
+        # changes meanwhile with nobody listening
+        killed = await db.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND query LIKE 'LISTEN %'"
+        )
+        assert killed >= 1  # ours (an earlier test's hub may still be closing)
+        await db.execute(
+            "UPDATE customer_resources SET limit_value = 1000 WHERE resource_key = $1", key
+        )
+        await until(lambda: hub.metrics.change_overflows._value.get() >= 1)
+        assert hub.registry.get(key) is None
+        assert not await hub.cache.client.exists(cached)  # counted after the drop
+        await _next_reading_warns(hub_config, db, producer, key)
+        # and it listens again
+        await provision_resource(db, f"cust-{unique}", "bandwidth", 2000)
+        await until(lambda: hub.registry.get(key) is None)
 
 
 async def test_records_postgresql_would_refuse_are_dead_lettered_not_retried_forever(
