@@ -35,6 +35,7 @@ __all__ = [
     "record_attempt",
     "record_sent",
     "release",
+    "renew_lease",
 ]
 
 _CLAIM: Final = """
@@ -166,6 +167,27 @@ async def claim_due(
         )
         for (customer, channel, target), members in groups.items()
     ]
+
+
+async def renew_lease(pool: asyncpg.Pool, worker: str, ids: list[int], lease: float) -> list[int]:
+    """Extend this worker's lease on ``ids`` just before sending; return the ids still ours.
+
+    A claimed group may wait for a free delivery slot; if its lease ran out
+    meanwhile another worker may have claimed (and sent) it. Only rows whose
+    lease is still running are renewed, so a message goes out only for rows
+    no other worker can hold.
+    """
+    with storage_errors():
+        rows = await pool.fetch(
+            """UPDATE notification_log SET lease_until = now() + make_interval(secs => $3)
+               WHERE id = ANY($1) AND claimed_by = $2 AND status = 'SENDING'
+                 AND lease_until > now()
+               RETURNING id""",
+            ids,
+            worker,
+            lease,
+        )
+    return [int(r["id"]) for r in rows]
 
 
 async def record_sent(pool: asyncpg.Pool, worker: str, ids: list[int]) -> int:

@@ -43,7 +43,7 @@ from .channels import (
     TwilioChannel,
     WebhookChannel,
 )
-from .log import Claimed, claim_due, record_attempt, record_sent, release
+from .log import Claimed, claim_due, record_attempt, record_sent, release, renew_lease
 from .message import Message
 from .preferences import Preferences, effective_preferences, stored_preferences
 from .router import route_pending, schedule_repeats
@@ -172,6 +172,14 @@ class Notifier:
             )
             self.metrics.rate_limited.labels(group.channel).inc()
             return
+        # the group may have waited for a delivery slot: send only for rows still ours
+        mine = set(await renew_lease(self.pool, worker, live, c.lease_seconds))
+        if len(mine) != len(live):
+            _log.warning("notify_lease_lost", channel=group.channel, lost=len(live) - len(mine))
+            live = [i for i in live if i in mine]
+            items = [item for item in items if item.log_id in mine]
+            if not live:
+                return
         channel = self.channels.get(group.channel)
         message = Message(group.customer_id, group.channel, tuple(items), c.dashboard_url)
         try:
@@ -279,6 +287,10 @@ class Notifier:
                     handled = await self.tick()
                 except HubError as exc:
                     _log.error("notify_tick_failed", error=str(exc))
+                    handled = 0
+                except Exception as exc:  # e.g. a database error outside storage_errors:
+                    # the notifier must not take the hub's consumer and API down with it
+                    _log.error("notify_tick_failed", error=f"{type(exc).__name__}: {exc}")
                     handled = 0
                 if not handled:
                     await anyio.sleep(self.config.poll_seconds)

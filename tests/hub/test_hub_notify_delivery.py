@@ -377,3 +377,43 @@ async def test_unacknowledged_alerts_repeat_and_acknowledging_silences_them(
         "[resmon] STILL ACTIVE HIGH",
         "[resmon] ACKNOWLEDGED HIGH",
     ]
+
+
+async def test_a_lease_that_ran_out_before_the_send_is_not_renewed_for_the_old_worker(
+    hub_config: HubConfig, db: asyncpg.Connection, unique: str
+) -> None:
+    """A claimed group waiting for a delivery slot must not be sent once another worker
+    may hold it: the worker renews its lease right before sending, and only rows whose
+    lease still runs come back."""
+    from hub.notify.log import claim_due, renew_lease
+    from hub.notify.router import route_pending
+
+    key = await provision_resource(db, f"cust-{unique}", "api_calls", 1000)
+    await prefs(
+        db,
+        f"cust-{unique}",
+        email=ChannelPrefs(enabled=False),
+        webhook=ChannelPrefs(enabled=True, url="http://hooks.example/x"),
+    )
+    await raise_alert(db, key)
+    pool = await asyncpg.create_pool(hub_config.database_url, min_size=1, max_size=2)
+    try:
+        config = notify_config(worker_id="worker-a")
+        assert await route_pending(pool, config) >= 1
+        claimed = await claim_due(pool, "worker-a", limit=10, lease=60, group_seconds=0)
+        ids = sorted(i.log_id for g in claimed for i in g.items)
+        assert ids
+        assert sorted(await renew_lease(pool, "worker-a", ids, 60)) == ids  # still ours
+        # the group waited too long: its lease ran out and another worker took it
+        await db.execute(
+            "UPDATE notification_log SET lease_until = now() - interval '1 second' "
+            "WHERE id = ANY($1)",
+            ids,
+        )
+        assert await renew_lease(pool, "worker-a", ids, 60) == []
+        taken = await claim_due(pool, "worker-b", limit=10, lease=60, group_seconds=0)
+        assert sorted(i.log_id for g in taken for i in g.items) == ids
+        assert await renew_lease(pool, "worker-a", ids, 60) == []
+        assert sorted(await renew_lease(pool, "worker-b", ids, 60)) == ids
+    finally:
+        await pool.close()

@@ -98,3 +98,10 @@ def test_every_public_name_exists(module: str) -> None:
     mod = importlib.import_module(module)
     for name in mod.__all__:
         assert hasattr(mod, name), f"{module}.{name}"
+
+
+def test_retry_after_is_capped_at_a_day_so_any_answer_can_be_stored() -> None:
+    """An uncapped 10,000,000 s overflowed the attempt's column: the row was resent forever."""
+    assert retry_after("10000000") == 86_400.0
+    assert retry_after("Fri, 01 Jan 2100 00:00:00 GMT") == 86_400.0
+    assert retry_after("86399") == 86_399.0

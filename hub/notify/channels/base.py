@@ -33,18 +33,27 @@ class Channel(Protocol):
     async def send(self, message: Message, target: Target) -> None: ...
 
 
+#: the longest ``Retry-After`` honoured: past it the delivery deadline decides
+RETRY_AFTER_MAX_S = 86_400.0
+
+
 def retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), at most a day.
+
+    Capped so that any server's answer can be stored with the attempt (an
+    unstorable value failed the attempt's record, and the row was sent again
+    and again without ever reaching its deadline).
+    """
     if not value:
         return None
     value = value.strip()
     if value.isdigit():
-        return float(value)
+        return min(float(value), RETRY_AFTER_MAX_S)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
-    return max(0.0, when.timestamp() - time.time())
+    return min(max(0.0, when.timestamp() - time.time()), RETRY_AFTER_MAX_S)
 
 
 _RETRYABLE = frozenset({408, 425, 429, 500, 502, 503, 504})
