@@ -160,16 +160,31 @@ class Notifier:
             items.append(item)
         if not live or prefs is None:
             return
-        if await self._over_rate_limit(group):
+        over, slot = await self._reserve_rate_slot(group)
+        if over:
             later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=60)
-            await record_attempt(
-                self.pool,
-                worker,
-                live,
-                outcome="deferred",
-                error="tenant rate limit",
-                next_attempt_at=later,
-            )
+            # deferred within each row's own deadline; past it the row is dead (visible)
+            late = [i for i in live if later > group.meta[i][1]]
+            keep = [i for i in live if later <= group.meta[i][1]]
+            if keep:
+                await record_attempt(
+                    self.pool,
+                    worker,
+                    keep,
+                    outcome="deferred",
+                    error="tenant rate limit",
+                    next_attempt_at=later,
+                )
+            if late:
+                await record_attempt(
+                    self.pool,
+                    worker,
+                    late,
+                    outcome="dead",
+                    error="tenant rate limit reached until the delivery deadline",
+                )
+                self.metrics.dead.labels(group.channel).inc(len(late))
+                _log.error("notify_dead_letter", channel=group.channel, error="tenant rate limit")
             self.metrics.rate_limited.labels(group.channel).inc()
             return
         # the group may have waited for a delivery slot: send only for rows still ours
@@ -187,11 +202,13 @@ class Notifier:
                 raise DeliveryError(f"{group.channel}: channel not configured", retryable=False)
             await channel.send(message, self._target(group, prefs))
         except DeliveryError as exc:
+            await self._release_rate_slot(group, slot)
             await self._failed(group, live, exc)
             return
         except Exception as exc:  # a bug in a channel must not stop the notifier
             # no traceback: library messages can carry the URL (and its token)
             _log.error("notify_channel_crashed", channel=group.channel, error=type(exc).__name__)
+            await self._release_rate_slot(group, slot)
             await self._failed(group, live, DeliveryError(f"{group.channel}: {type(exc).__name__}"))
             return
         kept = await record_sent(self.pool, worker, live)
@@ -228,48 +245,67 @@ class Notifier:
                 return "inhibited: a CRITICAL alert is open on the same resource"
         return None
 
-    async def _over_rate_limit(self, group: Claimed) -> bool:
+    async def _reserve_rate_slot(self, group: Claimed) -> tuple[bool, dt.datetime | None]:
+        """(over the tenant's limit, the clock hour a slot was reserved in, if one was)."""
         try:
             tenant = await stored_preferences(self.pool, tenant_id=group.tenant_id)
         except NotFoundError:
-            return False
+            return False, None
         limit = tenant.preferences.rate_limits_per_hour.get(group.channel)
         if limit is None:
-            return False
+            return False, None
+        if limit < 1:
+            return True, None
         # reserve one message of this clock hour atomically (several hubs share the count)
-        reserved = await self.pool.fetchval(
+        hour = await self.pool.fetchval(
             """INSERT INTO notification_rate (tenant_id, channel, hour, sent)
                VALUES ($1::uuid, $2, date_trunc('hour', now()), 1)
                ON CONFLICT (tenant_id, channel, hour) DO UPDATE
                SET sent = notification_rate.sent + 1 WHERE notification_rate.sent < $3
-               RETURNING sent""",
+               RETURNING hour""",
             group.tenant_id,
             group.channel,
             limit,
         )
-        return reserved is None or limit < 1
+        return hour is None, hour
+
+    async def _release_rate_slot(self, group: Claimed, hour: dt.datetime | None) -> None:
+        """Give back the slot of a send that failed: the limit counts messages sent."""
+        if hour is None:
+            return
+        await self.pool.execute(
+            """UPDATE notification_rate SET sent = sent - 1
+               WHERE tenant_id = $1::uuid AND channel = $2 AND hour = $3 AND sent > 0""",
+            group.tenant_id,
+            group.channel,
+            hour,
+        )
 
     async def _failed(self, group: Claimed, ids: list[int], exc: DeliveryError) -> None:
         c = self.config
         attempt = max(group.meta[i][0] for i in ids)
-        deadline = min(group.meta[i][1] for i in ids)
         delay = backoff(attempt, c.retry_base_seconds, c.retry_max_seconds, exc.retry_after)
         next_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay)
-        dead = not exc.retryable or next_at > deadline
-        await record_attempt(
-            self.pool,
-            c.worker_id,
-            ids,
-            outcome="dead" if dead else "retry",
-            error=str(exc),
-            status_code=exc.status,
-            retry_after=exc.retry_after,
-            next_attempt_at=None if dead else next_at,
-        )
+        # each row by its own deadline: a fresh alert grouped with an old failing one
+        # is not dead-lettered with it
+        dead = [i for i in ids if not exc.retryable or next_at > group.meta[i][1]]
+        retry = [i for i in ids if i not in dead]
+        for rows, outcome in ((dead, "dead"), (retry, "retry")):
+            if rows:
+                await record_attempt(
+                    self.pool,
+                    c.worker_id,
+                    rows,
+                    outcome=outcome,
+                    error=str(exc),
+                    status_code=exc.status,
+                    retry_after=exc.retry_after,
+                    next_attempt_at=next_at if outcome == "retry" else None,
+                )
         if dead:
-            self.metrics.dead.labels(group.channel).inc(len(ids))
+            self.metrics.dead.labels(group.channel).inc(len(dead))
             _log.error("notify_dead_letter", channel=group.channel, attempt=attempt, error=str(exc))
-        else:
+        if retry:
             self.metrics.retries.labels(group.channel).inc()
             _log.warning(
                 "notify_retry",

@@ -417,3 +417,86 @@ async def test_a_lease_that_ran_out_before_the_send_is_not_renewed_for_the_old_w
         assert sorted(await renew_lease(pool, "worker-b", ids, 60)) == ids
     finally:
         await pool.close()
+
+
+async def test_a_failed_sms_gives_its_rate_limit_slot_back(
+    hub_config: HubConfig, db: asyncpg.Connection, unique: str
+) -> None:
+    """The limit counts messages sent: a send Twilio refused must not use up the hour."""
+    key = await provision_resource(db, f"cust-{unique}", "api_calls", 1000)
+    await save_preferences(db, Preferences(rate_limits_per_hour={"sms": 1}), tenant_id=None)
+    async with http_server(FakeHttp([(500, {})])) as twilio:
+        await prefs(
+            db,
+            f"cust-{unique}",
+            email=ChannelPrefs(enabled=False),
+            sms=ChannelPrefs(enabled=True, min_severity="CRITICAL", recipients=["+4915112345670"]),
+        )
+        async with notifier(hub_config, notify_config(twilio_url=twilio.url)):
+            with anyio.fail_after(30):
+                await raise_alert(db, key, "CRITICAL", "990")
+                await until(lambda: db.fetchval("SELECT status = 'SENT' FROM notification_log"))
+    assert [r.status for r in twilio.requests] == [500, 201]
+    outcomes = await db.fetch("SELECT outcome FROM notification_attempts ORDER BY id")
+    assert [o["outcome"] for o in outcomes] == ["retry", "sent"]  # never deferred
+    assert await db.fetchval("SELECT sum(sent) FROM notification_rate") == 1
+
+
+async def test_a_rate_limit_of_zero_dead_letters_at_the_deadline_instead_of_deferring_forever(
+    hub_config: HubConfig, db: asyncpg.Connection, unique: str
+) -> None:
+    key = await provision_resource(db, f"cust-{unique}", "api_calls", 1000)
+    await save_preferences(db, Preferences(rate_limits_per_hour={"sms": 0}), tenant_id=None)
+    async with http_server(FakeHttp()) as twilio:
+        await prefs(
+            db,
+            f"cust-{unique}",
+            email=ChannelPrefs(enabled=False),
+            sms=ChannelPrefs(enabled=True, min_severity="CRITICAL", recipients=["+4915112345670"]),
+        )
+        config = notify_config(twilio_url=twilio.url, deadline_seconds=30)
+        async with notifier(hub_config, config):
+            with anyio.fail_after(30):
+                await raise_alert(db, key, "CRITICAL", "990")
+                await until(lambda: db.fetchval("SELECT status = 'DEAD' FROM notification_log"))
+    assert twilio.requests == []
+    error = await db.fetchval("SELECT last_error FROM notification_log")
+    assert "rate limit" in error
+
+
+async def test_a_failed_group_dead_letters_only_the_rows_past_their_own_deadline(
+    hub_config: HubConfig, db: asyncpg.Connection, unique: str
+) -> None:
+    """A fresh alert grouped with an old failing one is retried, not buried with it."""
+    from hub.notify._exceptions import DeliveryError
+    from hub.notify.log import claim_due
+    from hub.notify.router import route_pending
+    from hub.notify.worker import Notifier, NotifyMetrics
+
+    customer = f"cust-{unique}"
+    keys = [await provision_resource(db, customer, t, 1000) for t in ("api_calls", "cpu")]
+    await prefs(
+        db,
+        customer,
+        email=ChannelPrefs(enabled=False),
+        webhook=ChannelPrefs(enabled=True, url="http://hooks.example/x"),
+    )
+    for key in keys:
+        await raise_alert(db, key)
+    config = notify_config(worker_id="worker-a")
+    pool = await asyncpg.create_pool(hub_config.database_url, min_size=1, max_size=4)
+    try:
+        worker = Notifier(pool, config, NotifyMetrics(CollectorRegistry()), {})
+        assert await route_pending(pool, config) == 2
+        old, fresh = [r["id"] for r in await db.fetch("SELECT id FROM notification_log")]
+        await db.execute(
+            "UPDATE notification_log SET deadline_at = now() - interval '1 second' WHERE id = $1",
+            old,
+        )
+        (group,) = await claim_due(pool, "worker-a", limit=10, lease=60, group_seconds=60)
+        assert sorted(group.meta) == sorted([old, fresh])
+        await worker._failed(group, [old, fresh], DeliveryError("webhook: 503"))
+    finally:
+        await pool.close()
+    got = dict(await db.fetch("SELECT id, status FROM notification_log"))
+    assert got == {old: "DEAD", fresh: "PENDING"}
