@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import socket
+import uuid
 from collections.abc import Mapping
 from typing import Final
 
@@ -68,8 +69,11 @@ class NotifyConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     repeat_check_seconds: float = 15.0
     http_timeout: float = 15.0
     batch_size: int = 100
-    #: name of this worker in the log (claimed_by)
-    worker_id: str = msgspec.field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    #: name of this worker in the log (claimed_by): host and pid for people, plus a random
+    #: part, since containers on one host may all run as pid 1 under the same name
+    worker_id: str = msgspec.field(
+        default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    )
 
     def __post_init__(self) -> None:
         if self.smtp_tls not in _TLS:

@@ -106,6 +106,7 @@ class Notifier:
         self.config = config
         self.metrics = metrics
         self.channels = dict(channels)
+        self._concurrency = concurrency
         self._limit = anyio.CapacityLimiter(concurrency)
         self._next_repeat_check = 0.0
 
@@ -118,7 +119,9 @@ class Notifier:
         claimed = await claim_due(
             self.pool,
             self.config.worker_id,
-            limit=self.config.batch_size,
+            # no more than can be sent at once: a claimed group waiting for a slot
+            # lets its lease run down (see renew_lease)
+            limit=min(self.config.batch_size, self._concurrency),
             lease=self.config.lease_seconds,
             group_seconds=self.config.group_seconds,
         )

@@ -105,3 +105,12 @@ def test_retry_after_is_capped_at_a_day_so_any_answer_can_be_stored() -> None:
     assert retry_after("10000000") == 86_400.0
     assert retry_after("Fri, 01 Jan 2100 00:00:00 GMT") == 86_400.0
     assert retry_after("86399") == 86_399.0
+
+
+def test_default_worker_ids_differ_even_for_the_same_host_and_pid() -> None:
+    """Containers on one host can all be pid 1 with one hostname: ids must still differ."""
+    from hub.notify import NotifyConfig
+
+    a, b = NotifyConfig().worker_id, NotifyConfig().worker_id
+    assert a != b
+    assert a.rsplit(":", 1)[0] == b.rsplit(":", 1)[0]  # host:pid stays readable
