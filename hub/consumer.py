@@ -89,7 +89,7 @@ from .storage.batch import (
 from .storage.partitions import ensure_partitions, month_of, retention_horizon_ms
 from .storage.redis_cache import CachedUsage, now_ms
 
-__all__ = ["UsageConsumer", "validate_reading"]
+__all__ = ["MAX_EVENT_ID", "UsageConsumer", "validate_event_id", "validate_reading"]
 
 _log = structlog.get_logger("hub.consumer")
 
@@ -100,35 +100,33 @@ _COMMIT_S = 5.0
 _MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 
 
-_FIELDS = {
-    "customerId": "customer_id",
-    "resourceType": "resource_type",
-    "resourceKey": "resource_key",
-    "unit": "unit",
-    "source": "source",
-    "tenantId": "tenant_id",
-    "device": "device",
-    "interface": "interface",
-    "detail": "detail",
-}
-#: text fields and how long they may be (the columns they land in, with room to spare
-#: where the column is TEXT; an index entry must stay far below PostgreSQL's ~2.7 kB)
+#: text fields (wire name, attribute) and how long they may be: the columns they land
+#: in, with room to spare where the column is TEXT (an index entry must stay far below
+#: PostgreSQL's ~2.7 kB)
 _TEXT_LIMITS = (
-    ("customerId", 200),
-    ("resourceType", 50),
-    ("resourceKey", 500),
-    ("unit", 20),
-    ("source", 50),
-    ("tenantId", 100),
-    ("device", 255),
-    ("interface", 255),
-    ("detail", 2000),
+    ("customerId", "customer_id", 200),
+    ("resourceType", "resource_type", 50),
+    ("resourceKey", "resource_key", 500),
+    ("unit", "unit", 20),
+    ("source", "source", 50),
+    ("tenantId", "tenant_id", 100),
+    ("device", "device", 255),
+    ("interface", "interface", 255),
+    ("detail", "detail", 2000),
 )
 #: the longest CloudEvent id stored (``processed_events``, ``usage_metrics.event_id``)
-_MAX_EVENT_ID = 200
+MAX_EVENT_ID = 200
 #: how far ahead of this hub's clock a reading may end (clock skew); a reading from
 #: further ahead would start a billing month early and make this month's readings late
 FUTURE_ALLOWANCE_MS = 3_600_000
+
+
+def validate_event_id(event_id: str) -> str | None:
+    """Why ``event_id`` cannot be stored as a CloudEvent id (a predicate for the
+    caller to name: "must be ..."), or None if it can."""
+    if not 0 < len(event_id) <= MAX_EVENT_ID or "\x00" in event_id:
+        return f"must be 1..{MAX_EVENT_ID} characters without NUL (has {len(event_id)})"
+    return None
 
 
 def validate_reading(r: UsageReading | UsageGap, *, now_ms: int | None = None) -> str | None:
@@ -138,8 +136,8 @@ def validate_reading(r: UsageReading | UsageGap, *, now_ms: int | None = None) -
     transaction: a record the database cannot store would fail its batch on
     every retry and hold up the partition.
     """
-    for name, limit in _TEXT_LIMITS:
-        value = getattr(r, _FIELDS[name], None)
+    for name, attribute, limit in _TEXT_LIMITS:
+        value = getattr(r, attribute, None)
         if value is None:
             continue
         if "\x00" in value:
@@ -238,13 +236,13 @@ class UsageConsumer:
         #: held from decoding a batch until its PostgreSQL commit (not while committing to
         #: Kafka, which may wait for a rebalance that waits for this lock)
         self.batch_lock = anyio.Lock()
-        #: partition -> the consumed offset PostgreSQL held when this instance last
-        #: looked (seek) or wrote (commit); None = no row yet. A batch commits only
-        #: if PostgreSQL still holds it (see :func:`advance_offsets`).
         #: Partitions the rebalance listener gave this instance (dropped on revocation;
         #: aiokafka's ``assignment()`` lags a revocation). A partition assigned but not
         #: in ``positions`` (its seek failed) is fenced, which seeks again.
         self.assigned: set[int] = set()
+        #: partition -> the consumed offset PostgreSQL held when this instance last
+        #: looked (seek) or wrote (commit); None = no row yet. A batch commits only
+        #: if PostgreSQL still holds it (see :func:`advance_offsets`).
         self.positions: dict[int, int | None] = {}
 
     async def seek_to_stored(
@@ -397,8 +395,8 @@ class UsageConsumer:
                 if not isinstance(ev.data, UsageReading | UsageGap):
                     bury(tp.partition, tp.topic, rec, f"unexpected event type {ev.type!r}")
                     continue
-                if not 0 < len(ev.id) <= _MAX_EVENT_ID or "\x00" in ev.id:
-                    bury(tp.partition, tp.topic, rec, f"invalid: event id of {len(ev.id)} chars")
+                if (why := validate_event_id(ev.id)) is not None:
+                    bury(tp.partition, tp.topic, rec, f"invalid: event id {why}")
                     continue
                 if (why := validate_reading(ev.data, now_ms=now)) is not None:
                     bury(tp.partition, tp.topic, rec, f"invalid: {why}")

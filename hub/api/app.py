@@ -29,7 +29,7 @@ from protocol import DecodeError, decode_usage_events, encode_event, to_reading
 
 from .._exceptions import HubError, NotFoundError, UnreachableError, storage_errors
 from ..config import HubConfig
-from ..consumer import validate_reading
+from ..consumer import validate_event_id, validate_reading
 from ..kafka import publish_many
 from ..metrics import HubMetrics
 from ..storage import queries
@@ -65,8 +65,6 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
 
 #: the longest path or query parameter (customer ids, resource keys, filters)
 _MAX_PARAM = 500
-#: the longest ``eventId`` a client may give (it is the CloudEvent id and a dedup key)
-_MAX_EVENT_ID = 200
 
 
 def _error(status: int, message: str, where: str | None = None) -> web.Response:
@@ -157,14 +155,8 @@ async def ingest(request: web.Request) -> web.Response:
     first: dict[str, int] = {}
     for i, event in enumerate(events):
         at = f"$[{i}]" if len(events) > 1 else "$"
-        if event.event_id is not None and (
-            not 0 < len(event.event_id) <= _MAX_EVENT_ID or "\x00" in event.event_id
-        ):
-            return _error(
-                400,
-                f"event {at}: eventId must be 1..{_MAX_EVENT_ID} characters without NUL",
-                f"{at}.eventId",
-            )
+        if event.event_id is not None and (why := validate_event_id(event.event_id)):
+            return _error(400, f"event {at}: eventId {why}", f"{at}.eventId")
         try:
             reading = to_reading(event, now_ms=now)
         except DecodeError as exc:
