@@ -10,8 +10,10 @@ an operator reads one line that names the server and the variable to fix.
     HubError
     ├── ConfigError          an environment variable is missing or malformed
     ├── UnreachableError     a server does not answer (names host:port and the variable)
-    ├── StorageError         PostgreSQL refused or failed a statement
+    ├── StorageError         PostgreSQL refused or failed a statement (``permanent``: the
+    │   │                    data is refused, a retry fails the same way)
     │   └── MigrationError   a migration failed or an applied file was changed
+    ├── FencedError          another hub instance got ahead on a batch's partitions
     ├── BrokerError          Kafka refused or failed a request
     ├── CacheError           Redis failed
     ├── NotFoundError        an entity the caller named does not exist
@@ -75,8 +77,24 @@ class UnreachableError(HubError):
         super().__init__(f"cannot reach {what} at {address} (set by {variable}): {reason}")
 
 
+#: SQLSTATE classes that a retry cannot cure: the data itself is refused (22 data
+#: exception, e.g. numeric overflow; 23 integrity violation; 54 program limit, e.g. an
+#: index row too large)
+_PERMANENT_CLASSES = frozenset({"22", "23", "54"})
+
+
 class StorageError(HubError):
-    """PostgreSQL failed a statement."""
+    """PostgreSQL failed a statement.
+
+    ``sqlstate`` is the server's error code when it gave one; ``permanent``
+    says whether running the same statement again would fail the same way
+    (the data is refused), as opposed to a lost connection or a conflict.
+    """
+
+    def __init__(self, message: str, *, sqlstate: str | None = None, permanent: bool = False):
+        super().__init__(message)
+        self.sqlstate = sqlstate
+        self.permanent = permanent or (sqlstate is not None and sqlstate[:2] in _PERMANENT_CLASSES)
 
 
 class MigrationError(StorageError):
@@ -145,7 +163,9 @@ def storage_errors(address: str = "PostgreSQL", variable: str = "DATABASE_URL") 
             "PostgreSQL", address, variable, str(exc) or type(exc).__name__
         ) from exc
     except asyncpg.PostgresError as exc:
-        raise StorageError(f"PostgreSQL: {exc.__class__.__name__}: {exc}") from exc
+        raise StorageError(
+            f"PostgreSQL: {exc.__class__.__name__}: {exc}", sqlstate=getattr(exc, "sqlstate", None)
+        ) from exc
     except asyncpg.InterfaceError as exc:
         raise StorageError(f"PostgreSQL client: {exc}") from exc
 

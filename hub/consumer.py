@@ -59,6 +59,7 @@ from ._exceptions import (
     FencedError,
     HubError,
     NotFoundError,
+    StorageError,
     broker_errors,
     storage_errors,
 )
@@ -170,6 +171,20 @@ def validate_reading(r: UsageReading | UsageGap, *, now_ms: int | None = None) -
 def _end_ms(ev: DecodedEvent) -> int:
     """The interval end of an event already checked to be a reading or a gap."""
     return cast("UsageReading | UsageGap", ev.data).end_ms
+
+
+def _halves(
+    batch: dict[TopicPartition, list[Any]],
+) -> tuple[dict[TopicPartition, list[Any]], dict[TopicPartition, list[Any]]]:
+    """``batch`` in two, each partition's records kept in order and together where possible."""
+    parts = [tp for tp, records in batch.items() if records]
+    if len(parts) > 1:
+        mid = len(parts) // 2
+        return {tp: batch[tp] for tp in parts[:mid]}, {tp: batch[tp] for tp in parts[mid:]}
+    (tp,) = parts
+    records = batch[tp]
+    mid = len(records) // 2
+    return {tp: records[:mid]}, {tp: records[mid:]}
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -308,7 +323,7 @@ class UsageConsumer:
                 if not batch:
                     continue
                 try:
-                    await self.process(consumer, batch)
+                    await self.apply(consumer, batch)
                     failures = 0
                 except FatalError:
                     raise
@@ -325,9 +340,12 @@ class UsageConsumer:
                     delay = min(0.5 * 2 ** (failures - 1), 30.0)
                     _log.error("batch_failed", error=str(exc), retry_in_s=delay)
                     for tp, records in batch.items():
-                        # a partition revoked meanwhile is replayed by its new owner
+                        # a partition revoked meanwhile is replayed by its new owner; part
+                        # of the batch may be committed already (see apply): resume there
+                        start = records[0].offset
+                        stored = self.positions.get(tp.partition)
                         with contextlib.suppress(IllegalStateError):
-                            consumer.seek(tp, records[0].offset)
+                            consumer.seek(tp, max(start, stored or 0))
                     await anyio.sleep(delay)
         finally:
             with anyio.CancelScope(shield=True):
@@ -362,10 +380,70 @@ class UsageConsumer:
                 count += len(records)
         return batch
 
-    async def process(
+    async def apply(
         self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[Any]]
     ) -> None:
-        """Process one ``getmany`` batch (public for tests and benchmarks)."""
+        """Process ``batch``; if PostgreSQL refuses its data, find the record(s) it refuses.
+
+        A statement that fails permanently (:attr:`StorageError.permanent`: a
+        numeric overflow, a value a column cannot hold) would fail the whole
+        batch on every retry and hold its partitions for good. The batch is
+        split instead, keeping each partition's records in order, and the
+        halves are processed one after the other until the refused record is
+        alone; it is tried once more (a conflict with another hub can look the
+        same) and then dead-lettered with the database's message, while every
+        record around it is applied. Transient errors propagate (the caller
+        retries the batch from what PostgreSQL holds).
+        """
+        try:
+            await self.process(consumer, batch)
+            return
+        except StorageError as exc:
+            if not exc.permanent:
+                raise
+            first_error = exc
+        self.metrics.batches_isolated.inc()
+        _log.warning(
+            "batch_refused_isolating",
+            records=sum(map(len, batch.values())),
+            error=str(first_error),
+        )
+        pending = list(_halves(batch))
+        while pending:
+            part = pending.pop(0)
+            try:
+                await self.process(consumer, part)
+                continue
+            except StorageError as exc:
+                if not exc.permanent:
+                    raise
+                error = exc
+            if sum(map(len, part.values())) > 1:
+                pending[0:0] = _halves(part)
+                continue
+            ((tp, (rec,)),) = part.items()
+            try:
+                await self.process(consumer, part)
+                continue
+            except StorageError as exc:
+                if not exc.permanent:
+                    raise
+                error = exc
+            reason = f"refused by PostgreSQL: {error}"
+            await self.process(consumer, part, refused={(tp.partition, rec.offset): reason})
+
+    async def process(
+        self,
+        consumer: AIOKafkaConsumer,
+        batch: dict[TopicPartition, list[Any]],
+        *,
+        refused: dict[tuple[int, int], str] | None = None,
+    ) -> None:
+        """Process one ``getmany`` batch (public for tests and benchmarks).
+
+        ``refused`` names records (partition, offset) to dead-letter with the
+        given reason instead of applying them (see :meth:`apply`).
+        """
         started = time.perf_counter()
         events: list[tuple[int, Any, DecodedEvent]] = []
         dead: list[DeadLetter] = []
@@ -387,10 +465,17 @@ class UsageConsumer:
         now = time.time_ns() // 1_000_000
         for tp, records in batch.items():
             for rec in records:
+                if refused and (why := refused.get((tp.partition, rec.offset))) is not None:
+                    bury(tp.partition, tp.topic, rec, why)
+                    continue
                 try:
                     ev = decode_record(rec.value, list(rec.headers or ()))
                 except DecodeError as exc:
                     bury(tp.partition, tp.topic, rec, f"undecodable: {exc}")
+                    continue
+                except Exception as exc:  # a decoder bug must not stop the partition
+                    _log.exception("decode_crashed", partition=tp.partition, offset=rec.offset)
+                    bury(tp.partition, tp.topic, rec, f"undecodable: {type(exc).__name__}: {exc}")
                     continue
                 if not isinstance(ev.data, UsageReading | UsageGap):
                     bury(tp.partition, tp.topic, rec, f"unexpected event type {ev.type!r}")

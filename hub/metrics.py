@@ -39,6 +39,17 @@ class HubMetrics:
             "Batches dropped because another hub instance had committed past their start",
             registry=r,
         )
+        self.batches_isolated = Counter(
+            "resmon_hub_batches_isolated",
+            "Batches PostgreSQL refused, split to dead-letter the refused record(s)",
+            registry=r,
+        )
+        self.offset_resets = Counter(
+            "resmon_hub_offset_resets",
+            "Partitions whose stored offset lay outside the broker's log, resumed from its start",
+            ["topic", "partition"],
+            registry=r,
+        )
         self.batch_failures = Counter(
             "resmon_hub_batch_failures", "Batches rolled back and retried", registry=r
         )

@@ -1,4 +1,4 @@
-"""CloudEvents 1.0 over Kafka, binary content mode.
+"""CloudEvents 1.0 over Kafka: binary content mode out, binary or structured mode in.
 
 The event's attributes travel as ``ce_*`` record headers, the data (JSON) as
 the record value and the resource key as the record key, per the CloudEvents
@@ -45,6 +45,8 @@ TYPE_OPTIMIZATION: Final = "cost.optimization.v1"
 
 _CONTENT_TYPE: Final = b"application/json"
 _SPECVERSION: Final = b"1.0"
+_STRUCTURED: Final = b"application/cloudevents+json"
+_BATCH: Final = b"application/cloudevents-batch+json"
 
 Payload: TypeAlias = UsageReading | UsageGap | AlertEvent | OptimizationEvent
 
@@ -141,11 +143,90 @@ def _header(headers: dict[str, bytes], name: str) -> str:
         raise DecodeError("header is not UTF-8", where=name) from None
 
 
+def _decode_data(decoder: msgspec.json.Decoder[Payload], value: bytes) -> Payload:
+    """The event's data, or :class:`DecodeError` for anything that is not a valid payload."""
+    try:
+        return decoder.decode(value)
+    except msgspec.ValidationError as exc:
+        raise DecodeError(str(exc), where="data") from None
+    except msgspec.DecodeError as exc:
+        raise DecodeError(f"data is not valid JSON: {exc}", where="data") from None
+    except UnicodeDecodeError as exc:  # msgspec checks UTF-8 lazily, inside strings
+        raise DecodeError(
+            f"data is not valid UTF-8: byte 0x{exc.object[exc.start]:02x} inside a string",
+            where="data",
+        ) from None
+
+
+class _Structured(msgspec.Struct, frozen=True):
+    """A structured-mode CloudEvent: the attributes and the data in one JSON object."""
+
+    specversion: str
+    id: str
+    source: str
+    type: str
+    time: str | None = None
+    subject: str | None = None
+    datacontenttype: str = "application/json"
+    data: msgspec.Raw = msgspec.Raw(b"null")
+    data_base64: str | None = None
+
+
+_structured = msgspec.json.Decoder(_Structured)
+
+
+def _decode_structured(value: bytes | None) -> DecodedEvent:
+    if value is None:
+        raise DecodeError("record has no data", where="value")
+    try:
+        envelope = _structured.decode(value)
+    except msgspec.ValidationError as exc:
+        raise DecodeError(f"structured-mode event: {exc}", where="value") from None
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise DecodeError(
+            f"structured-mode event is not valid JSON: {exc}", where="value"
+        ) from None
+    if envelope.specversion != "1.0":
+        raise DecodeError(f"unsupported specversion {envelope.specversion!r}", where="specversion")
+    decoder = _DECODERS.get(envelope.type)
+    if decoder is None:
+        raise DecodeError(f"unknown event type {envelope.type!r}", where="type")
+    if not envelope.datacontenttype.startswith(_CONTENT_TYPE.decode()):
+        raise DecodeError(
+            f"unsupported datacontenttype {envelope.datacontenttype!r}", where="datacontenttype"
+        )
+    if bytes(envelope.data) == b"null":
+        why = "data_base64 is not supported" if envelope.data_base64 else "event has no data"
+        raise DecodeError(why, where="data")
+    return DecodedEvent(
+        id=envelope.id,
+        type=envelope.type,
+        source=envelope.source,
+        time=envelope.time,
+        data=_decode_data(decoder, bytes(envelope.data)),
+    )
+
+
 def decode_record(
     value: bytes | None, headers: list[tuple[str, bytes]] | tuple[tuple[str, bytes], ...]
 ) -> DecodedEvent:
-    """Decode a binary-mode CloudEvent record; raise :class:`DecodeError` on garbage."""
+    """Decode a CloudEvent Kafka record; raise :class:`DecodeError` on garbage, never more.
+
+    Binary mode (``ce_*`` headers, the data as the value) is what resmon
+    sends; structured mode (``content-type: application/cloudevents+json``,
+    attributes and data in one JSON object) is accepted from other
+    producers. Batch mode is not defined by the Kafka binding and is refused.
+    """
     hdrs = dict(headers)
+    ctype = hdrs.get("content-type", _CONTENT_TYPE)
+    if "ce_specversion" not in hdrs:
+        if ctype.startswith(_STRUCTURED):
+            return _decode_structured(value)
+        if ctype.startswith(_BATCH):
+            raise DecodeError(
+                "batch-mode CloudEvents are not defined for Kafka; send one event per record",
+                where="content-type",
+            )
     spec = _header(hdrs, "ce_specversion")
     if spec != "1.0":
         raise DecodeError(f"unsupported specversion {spec!r}", where="ce_specversion")
@@ -153,17 +234,11 @@ def decode_record(
     decoder = _DECODERS.get(etype)
     if decoder is None:
         raise DecodeError(f"unknown event type {etype!r}", where="ce_type")
-    ctype = hdrs.get("content-type", _CONTENT_TYPE)
     if not ctype.startswith(_CONTENT_TYPE):
         raise DecodeError(f"unsupported content type {ctype!r}", where="content-type")
     if value is None:
         raise DecodeError("record has no data", where="value")
-    try:
-        data = decoder.decode(value)
-    except msgspec.ValidationError as exc:
-        raise DecodeError(str(exc), where="data") from None
-    except msgspec.DecodeError as exc:
-        raise DecodeError(f"data is not valid JSON: {exc}", where="data") from None
+    data = _decode_data(decoder, value)
     time = hdrs.get("ce_time")
     return DecodedEvent(
         id=_header(hdrs, "ce_id"),

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import msgspec
 import pytest
-from cloudevents.core.bindings.kafka import KafkaMessage, from_binary, to_binary
+from cloudevents.core.bindings.kafka import KafkaMessage, from_binary, to_binary, to_structured
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
@@ -185,3 +185,69 @@ def test_negative_or_float_values_are_refused() -> None:
         raw = good.value.replace(b'"value":1234567890123', bad)
         with pytest.raises(DecodeError):
             decode_record(raw, good.headers)
+
+
+def test_we_read_structured_mode_events_the_cloudevents_sdk_writes() -> None:
+    event = CloudEvent(
+        attributes={
+            "type": TYPE_USAGE_RAW,
+            "source": "urn:other",
+            "id": "s-1",
+            "datacontenttype": "application/json",
+        },
+        data=msgspec.to_builtins(_reading()),
+    )
+    message = to_structured(event, JSONFormat())
+    decoded = decode_record(message.value, list(message.headers.items()))
+    assert (decoded.id, decoded.source, decoded.type) == ("s-1", "urn:other", TYPE_USAGE_RAW)
+    assert decoded.data == _reading()
+
+
+@pytest.mark.parametrize(
+    ("value", "where"),
+    [
+        (b"not json", "value"),
+        (b'{"specversion":"1.0","id":"1","source":"s","type":"nope","data":{}}', "type"),
+        (b'{"specversion":"1.0","id":"1","source":"s","type":"resource.usage.raw.v1"}', "data"),
+        (
+            b'{"specversion":"1.0","id":"1","source":"s","type":"resource.usage.raw.v1",'
+            b'"data_base64":"e30="}',
+            "data",
+        ),
+    ],
+)
+def test_structured_mode_garbage_is_a_decode_error(value: bytes, where: str) -> None:
+    headers = [("content-type", b"application/cloudevents+json; charset=utf-8")]
+    with pytest.raises(DecodeError) as info:
+        decode_record(value, headers)
+    assert info.value.where == where
+
+
+def test_batch_mode_records_are_refused_with_the_reason() -> None:
+    with pytest.raises(DecodeError, match="batch-mode"):
+        decode_record(b"[]", [("content-type", b"application/cloudevents-batch+json")])
+
+
+@pytest.mark.parametrize("mode", ["binary", "structured"])
+def test_invalid_utf8_inside_the_data_is_a_decode_error_not_a_crash(mode: str) -> None:
+    good = encode_event(_reading(), source="s")
+    bad = good.value.replace(b'"cust-0001"', b'"cust-\xff0001"', 1)
+    assert bad != good.value
+    if mode == "binary":
+        value, headers = bad, good.headers
+    else:
+        value = b'{"specversion":"1.0","id":"1","source":"s","type":"%s","data":%s}' % (
+            TYPE_USAGE_RAW.encode(),
+            bad,
+        )
+        headers = [("content-type", b"application/cloudevents+json")]
+    with pytest.raises(DecodeError, match="UTF-8"):
+        decode_record(value, headers)
+
+
+def test_a_header_that_is_not_utf8_is_a_decode_error() -> None:
+    good = encode_event(_reading(), source="s")
+    headers = [(k, b"\xff\xfe" if k == "ce_id" else v) for k, v in good.headers]
+    with pytest.raises(DecodeError) as info:
+        decode_record(good.value, headers)
+    assert info.value.where == "ce_id"
