@@ -395,13 +395,9 @@ class UsageConsumer:
         record around it is applied. Transient errors propagate (the caller
         retries the batch from what PostgreSQL holds).
         """
-        try:
-            await self.process(consumer, batch)
+        first_error = await self._refused(consumer, batch)
+        if first_error is None:
             return
-        except StorageError as exc:
-            if not exc.permanent:
-                raise
-            first_error = exc
         self.metrics.batches_isolated.inc()
         _log.warning(
             "batch_refused_isolating",
@@ -411,26 +407,28 @@ class UsageConsumer:
         pending = list(_halves(batch))
         while pending:
             part = pending.pop(0)
-            try:
-                await self.process(consumer, part)
+            if (error := await self._refused(consumer, part)) is None:
                 continue
-            except StorageError as exc:
-                if not exc.permanent:
-                    raise
-                error = exc
             if sum(map(len, part.values())) > 1:
                 pending[0:0] = _halves(part)
                 continue
             ((tp, (rec,)),) = part.items()
-            try:
-                await self.process(consumer, part)
+            if (error := await self._refused(consumer, part)) is None:
                 continue
-            except StorageError as exc:
-                if not exc.permanent:
-                    raise
-                error = exc
             reason = f"refused by PostgreSQL: {error}"
             await self.process(consumer, part, refused={(tp.partition, rec.offset): reason})
+
+    async def _refused(
+        self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[Any]]
+    ) -> StorageError | None:
+        """Process ``batch``; the error if PostgreSQL refused its data (others propagate)."""
+        try:
+            await self.process(consumer, batch)
+        except StorageError as exc:
+            if not exc.permanent:
+                raise
+            return exc
+        return None
 
     async def process(
         self,
