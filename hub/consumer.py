@@ -84,6 +84,7 @@ from .storage.batch import (
     TotalRow,
     advance_offsets,
     claim_events,
+    reset_offset,
     stored_offsets,
     write_batch,
 )
@@ -263,16 +264,61 @@ class UsageConsumer:
     async def seek_to_stored(
         self, consumer: AIOKafkaConsumer, partitions: Sequence[TopicPartition]
     ) -> None:
-        with storage_errors(self.config.database_address):
-            stored = await stored_offsets(
-                self.pool, self.config.consumer_group, self.config.usage_topic
-            )
-        for tp in partitions:
-            if tp.topic != self.config.usage_topic:
-                continue
+        cfg = self.config
+        with storage_errors(cfg.database_address):
+            stored = await stored_offsets(self.pool, cfg.consumer_group, cfg.usage_topic)
+        mine = [tp for tp in partitions if tp.topic == cfg.usage_topic]
+        known = [tp for tp in mine if tp.partition in stored]
+        if known:
+            await self._check_log_bounds(consumer, known, stored)
+        for tp in mine:
             self.positions[tp.partition] = stored.get(tp.partition)
             if tp.partition in stored:
                 consumer.seek(tp, stored[tp.partition])
+
+    async def _check_log_bounds(
+        self, consumer: AIOKafkaConsumer, known: list[TopicPartition], stored: dict[int, int]
+    ) -> None:
+        """Resume from the log start where a stored offset lies outside the broker's log.
+
+        Past the log's end, the topic was recreated or the broker lost its
+        storage: seeking there would silently skip every record until the new
+        log grew that long. Before its start, retention removed records never
+        consumed: they are lost, the rest must not be. Either way the stored
+        offset is moved (compare-and-set) to the log start, which is logged
+        and counted; event-id dedup keeps the replay of anything already
+        counted exact. ``stored`` is updated in place.
+        """
+        cfg = self.config
+        with broker_errors(cfg.kafka_bootstrap_servers):
+            starts = await consumer.beginning_offsets(known)
+            ends = await consumer.end_offsets(known)
+        for tp in known:
+            at, start, end = stored[tp.partition], starts[tp], ends[tp]
+            if start <= at <= end:
+                continue
+            _log.warning(
+                "offset_outside_log",
+                group=cfg.consumer_group,
+                topic=tp.topic,
+                partition=tp.partition,
+                stored=at,
+                log_start=start,
+                log_end=end,
+                why="the log was reset (topic recreated or broker storage lost)"
+                if at > end
+                else f"retention removed {start - at} records never consumed",
+                resume_at=start,
+            )
+            self.metrics.offset_resets.labels(tp.topic, str(tp.partition)).inc()
+            with storage_errors(cfg.database_address):
+                if await reset_offset(
+                    self.pool, cfg.consumer_group, tp.topic, tp.partition, expected=at, new=start
+                ):
+                    stored[tp.partition] = start
+                else:  # another instance moved it: read what it wrote
+                    fresh = await stored_offsets(self.pool, cfg.consumer_group, cfg.usage_topic)
+                    stored[tp.partition] = fresh.get(tp.partition, start)
 
     async def fenced(
         self, consumer: AIOKafkaConsumer, exc: FencedError, batch: dict[TopicPartition, list[Any]]

@@ -38,6 +38,7 @@ __all__ = [
     "TotalRow",
     "advance_offsets",
     "claim_events",
+    "reset_offset",
     "stored_offsets",
     "write_batch",
 ]
@@ -415,3 +416,31 @@ async def stored_offsets(
         topic,
     )
     return {int(r["partition"]): int(r["next_offset"]) for r in rows}
+
+
+async def reset_offset(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    group: str,
+    topic: str,
+    partition: int,
+    *,
+    expected: int,
+    new: int,
+) -> bool:
+    """Move a stored offset to ``new`` (backwards too), compare-and-set over ``expected``.
+
+    For a stored offset that lies outside the broker's log (the topic was
+    recreated, or retention removed what it pointed at). False when another
+    instance moved it meanwhile; that instance's position stands.
+    """
+    moved = await conn.fetchval(
+        "UPDATE consumer_offsets SET next_offset = $5, updated_at = now() "
+        "WHERE consumer_group = $1 AND topic = $2 AND partition = $3 AND next_offset = $4 "
+        "RETURNING next_offset",
+        group,
+        topic,
+        partition,
+        expected,
+        new,
+    )
+    return moved is not None
