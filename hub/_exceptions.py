@@ -166,8 +166,9 @@ def storage_errors(address: str = "PostgreSQL", variable: str = "DATABASE_URL") 
         raise StorageError(
             f"PostgreSQL: {exc.__class__.__name__}: {exc}", sqlstate=getattr(exc, "sqlstate", None)
         ) from exc
-    except asyncpg.InterfaceError as exc:
-        raise StorageError(f"PostgreSQL client: {exc}") from exc
+    except (asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError) as exc:
+        # e.g. a session the server ended (a restart) while a statement was on its way
+        raise StorageError(f"PostgreSQL client: {type(exc).__name__}: {exc}") from exc
 
 
 @contextlib.contextmanager

@@ -180,11 +180,15 @@ async def _retention(hub: RunningHub) -> None:
     """Drop expired ``usage_metrics`` partitions at start and then hourly."""
     while True:
         try:
-            async with hub.pool.acquire() as conn:
-                if await drop_expired_partitions(conn, hub.config.retention_days):
-                    hub.consumer.forget_partitions()
-        except (asyncpg.PostgresError, OSError) as exc:
-            _log.warning("retention_failed", error=str(exc))
+            with storage_errors(hub.config.database_address):
+                async with hub.pool.acquire() as conn:
+                    if await drop_expired_partitions(conn, hub.config.retention_days):
+                        hub.consumer.forget_partitions()
+        except HubError as exc:
+            hub.metrics.storage_failures.labels("retention").inc()
+            _log.warning("retention_failed", error=str(exc), retry_in_s=60)
+            await anyio.sleep(60)
+            continue
         await anyio.sleep(3600)
 
 
@@ -216,6 +220,7 @@ async def _watch_resource_changes(
         except HubError as exc:
             if first:
                 raise  # at start: the hub does not come up without its database
+            hub.metrics.storage_failures.labels("change_listener").inc()
             _log.error("resource_change_listener_failed", error=str(exc), retry_in_s=2)
             await anyio.sleep(2)
         first = False

@@ -50,6 +50,12 @@ class HubMetrics:
             ["topic", "partition"],
             registry=r,
         )
+        self.storage_failures = Counter(
+            "resmon_hub_storage_failures",
+            "PostgreSQL failures a background loop survived and retried (reconnecting)",
+            ["component"],
+            registry=r,
+        )
         self.batch_failures = Counter(
             "resmon_hub_batch_failures", "Batches rolled back and retried", registry=r
         )

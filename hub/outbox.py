@@ -163,6 +163,7 @@ class Outbox:
                         "DELETE FROM hub_outbox WHERE id = ANY($1::bigint[])", ids
                     )
             except HubError as exc:
+                self.metrics.storage_failures.labels("outbox").inc()
                 _log.warning("outbox_delete_failed", rows=len(ids), error=str(exc))
                 await anyio.sleep(1.0)
                 self._delivered[:0] = rounds
@@ -219,10 +220,13 @@ class Outbox:
             _log.info("outbox_drained", rows=done)
 
     async def _drainer(self) -> None:
-        await self.drain()
+        min_age = 0.0  # at start: whatever an earlier run left
         while True:
-            await anyio.sleep(self.drain_interval)
             try:
-                await self.drain(min_age_s=max(self.drain_interval * 2, 10.0))
+                await self.drain(min_age_s=min_age)
             except HubError as exc:
-                _log.warning("outbox_drain_failed", error=str(exc))
+                self.metrics.storage_failures.labels("outbox").inc()
+                _log.warning("outbox_drain_failed", error=str(exc), retry_in_s=self.drain_interval)
+            else:
+                min_age = max(self.drain_interval * 2, 10.0)
+            await anyio.sleep(self.drain_interval)
