@@ -313,7 +313,7 @@ class Poller:
         self, target: TargetConfig, state: TargetState, sample: CounterSample
     ) -> list[KafkaRecord]:
         assert state.interfaces is not None
-        records = []
+        records: list[KafkaRecord] = []
         for iface in state.interfaces.values():
             counters = sample.interfaces.get(iface.if_index)
             for direction in iface.directions:
@@ -330,10 +330,13 @@ class Poller:
                     discontinuity_cs=counters.discontinuity_cs if counters else None,
                 )
                 key = (iface.if_name, direction)
-                track, outcome = advance(state.tracks.get(key, Track()), reading)
+                track, outcomes = advance(
+                    state.tracks.get(key, Track()),
+                    reading,
+                    counters_restart_at_zero=target.counters_restart_at_zero,
+                )
                 state.tracks[key] = track
-                if outcome is not None:
-                    records.append(self._encode(target, iface, direction, outcome))
+                records += (self._encode(target, iface, direction, o) for o in outcomes)
         return records
 
     def _failed(self, target: TargetConfig, error: SnmpError, *, kind: str) -> list[KafkaRecord]:

@@ -161,11 +161,21 @@ async def test_a_reboot_with_renumbering_is_a_gap_and_usage_stays_with_the_inter
     s = Setup("r1")
     with anyio.fail_after(5):
         await s.poller.poll_all()
+        t0 = s.clock.ms
         s.tick()
-        s.routers["r1"].reboot(renumber=True)
+        s.routers["r1"].reboot(renumber=True)  # 0.1 s before the next poll
         s.routers["r1"].add("ge-0/0/0", "in", 500)
         await s.poller.poll_all()
-        assert {type(e).__name__ for e in s.events()} == {"UsageGap"}
+        events = s.events()
+        # up to the boot: unknown; since the boot: the counters, billed to the same names
+        boot = s.clock.ms - 100
+        assert {(type(e).__name__, e.start_ms, e.end_ms) for e in events} == {
+            ("UsageGap", t0, boot),
+            ("UsageReading", boot, s.clock.ms),
+        }
+        since_boot = {(e.interface, e.direction): e for e in events if isinstance(e, UsageReading)}
+        assert since_boot[("ge-0/0/0", "in")].value == 500
+        assert since_boot[("ge-0/0/0", "in")].resource_key == "acme/bandwidth"
         s.tick()
         s.routers["r1"].add("ge-0/0/0", "in", 700)
         await s.poller.poll_all()
@@ -177,9 +187,7 @@ async def test_a_reboot_with_renumbering_is_a_gap_and_usage_stays_with_the_inter
 
 
 @pytest.mark.anyio
-async def test_a_reboot_during_an_outage_is_a_reboot_gap_over_the_outage_even_if_uptime_grew() -> (
-    None
-):
+async def test_a_reboot_during_an_outage_is_a_gap_up_to_the_boot_even_if_uptime_grew() -> None:
     s = Setup("r1")
     with anyio.fail_after(5):
         await s.poller.poll_all()
@@ -194,11 +202,16 @@ async def test_a_reboot_during_an_outage_is_a_reboot_gap_over_the_outage_even_if
         s.tick(1800)  # sysUpTime is now larger than at t0, but shorter than the outage
         s.routers["r1"].dead = False
         await s.poller.poll_all()
-        gaps = s.events()
+        events = s.events()
         assert s.client.walks == walks + 1  # the reboot was noticed: interfaces mapped again
+        boot = s.clock.ms - 1_800_000 - 100
+        gaps = [e for e in events if isinstance(e, UsageGap)]
         assert len(gaps) == 4
-        assert all(isinstance(g, UsageGap) and g.reason == "reboot" for g in gaps)
-        assert {(g.start_ms, g.end_ms) for g in gaps} == {(t0, s.clock.ms)}
+        assert all(g.reason == "reboot" for g in gaps)
+        assert {(g.start_ms, g.end_ms) for g in gaps} == {(t0, boot)}
+        since_boot = {(e.interface, e.direction): e for e in events if isinstance(e, UsageReading)}
+        assert {(e.start_ms, e.end_ms) for e in since_boot.values()} == {(boot, s.clock.ms)}
+        assert since_boot[("ge-0/0/0", "in")].value == 500
         s.tick()
         s.routers["r1"].add("ge-0/0/0", "in", 700)
         await s.poller.poll_all()
