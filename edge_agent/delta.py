@@ -26,6 +26,9 @@ with a reason, never a guess and never a zero:
   the router did not announce, or a Counter32 that wrapped more than once;
 - ``counter_missing``: the router gave no value for the counter;
 - ``agent_restart``: the agent itself was not running (see :func:`resume`);
+- ``buffer_full``: not produced here. The agent measured the interval but could
+  not keep the reading: its disk buffer was full or could not be written (see
+  :mod:`edge_agent.sink`);
 - ``poll_failed``: no longer produced. Kept in :data:`GapReason` for wire
   compatibility with events from older agents, which reported every failed
   poll as a gap and dropped the baseline.
@@ -75,7 +78,13 @@ __all__ = [
 ]
 
 GapReason = Literal[
-    "poll_failed", "reboot", "discontinuity", "over_speed", "counter_missing", "agent_restart"
+    "poll_failed",
+    "reboot",
+    "discontinuity",
+    "over_speed",
+    "counter_missing",
+    "agent_restart",
+    "buffer_full",
 ]
 
 #: sysUpTime is a TimeTicks (hundredths of a second) that wraps after ~497 days

@@ -57,6 +57,16 @@ class AgentMetrics:
         self.buffer_corrupt = Counter(
             "resmon_agent_buffer_corrupt", "Torn or corrupt buffer frames skipped", registry=r
         )
+        self.buffer_write_errors = Counter(
+            "resmon_agent_buffer_write_errors",
+            "Readings a failed buffer write (disk full, I/O error) did not keep; reported as gaps",
+            registry=r,
+        )
+        self.buffer_unreported_spans = Gauge(
+            "resmon_agent_buffer_unreported_spans",
+            "Spans of readings the buffer did not keep, waiting to be written as gaps",
+            registry=r,
+        )
         # the buffer's own totals last added to the two counters above
         self._buffer_dropped_seen = 0
         self._buffer_corrupt_seen = 0
