@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import itertools
 import os
+import shutil
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -294,3 +298,88 @@ async def test_a_disk_full_buffer_keeps_the_agent_polling_and_the_lost_span_beco
 
     with DiskBuffer.open(config.buffer) as buffer:
         assert buffer.corrupt == 0
+
+
+@contextlib.contextmanager
+def tiny_filesystem(where: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted at ``where``; skips the test where mounting is not allowed."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root and mount(8)")
+    where.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+@pytest.mark.anyio
+async def test_on_a_real_filesystem_that_fills_up_the_agent_polls_on_and_recovers(
+    tmp_path: Path,
+) -> None:
+    with tiny_filesystem(tmp_path / "disk", "1m") as disk:
+        # leave room for a few cycles only; removing the filler is the space coming back
+        filler = disk / "filler"
+        stat = os.statvfs(disk)
+        filler.write_bytes(b"\0" * (stat.f_bavail * stat.f_frsize - 24 * 1024))
+        clock = ManualClock()
+        names = [f"ge-{i}" for i in range(20)]
+        routers = {"r1": FakeRouter({n: f"CUST:c{i}" for i, n in enumerate(names)})}
+        config = config_from_dict(
+            {
+                "agent_id": "tmpfs",
+                "interval": 0.3,
+                "jitter": 0,
+                "targets": [{"name": "r1", "host": "192.0.2.1", "community": "x"}],
+                "buffer": {"directory": str(disk / "buffer"), "fsync": "interval"},
+                "http": {"enabled": False},
+            }
+        )
+        sender = RecordingSender()
+
+        async def step() -> None:
+            await agent.poller.wait_for_cycle(agent.poller.cycles + 1)
+            clock.tick(routers)
+            for n in names:
+                routers["r1"].add(n, "in", 1000)
+                routers["r1"].add(n, "out", 10)
+
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as tg:
+                agent: RunningAgent = await tg.start(
+                    lambda task_status: run_agent(
+                        config,
+                        client=FakeClient(routers, clock),
+                        sender=sender,
+                        task_status=task_status,
+                    )
+                )
+                while agent.sink.write_errors == 0:  # until the filesystem is full
+                    await step()
+                polled, lost = agent.poller.cycles, agent.sink.write_errors
+                await step()
+                await step()
+                assert agent.poller.cycles > polled  # still polling
+                assert agent.sink.write_errors > lost  # and still counting what is lost
+                assert agent.buffer.write_failures >= 2
+                filler.unlink()  # space returns
+                while not any(
+                    isinstance(e, UsageGap) and e.reason == "buffer_full" for e in sender.events()
+                ):
+                    await step()
+                await agent.buffer.wait_empty()
+                tg.cancel_scope.cancel()
+        assert agent.sink.unreported_spans == 0
+        for n in names:
+            assert len(assert_timeline_exact(sender.events(), n)) >= 2, n  # in and out
+        from edge_agent.buffer import DiskBuffer
+
+        with DiskBuffer.open(config.buffer) as buffer:
+            assert buffer.corrupt == 0
