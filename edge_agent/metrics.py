@@ -40,6 +40,29 @@ class AgentMetrics:
         )
         self.readings = Counter("resmon_agent_readings", "Usage readings produced", registry=r)
         self.gaps = Counter("resmon_agent_gaps", "Usage gaps produced", ["reason"], registry=r)
+        self.samples_ignored = Counter(
+            "resmon_agent_samples_ignored",
+            "Counter samples dropped because the agent clock went back (baselines kept)",
+            ["target"],
+            registry=r,
+        )
+        self.counters_unmapped = Counter(
+            "resmon_agent_counters_unmapped",
+            "Counters (interface, direction) that left the interface table or the mapping",
+            ["target"],
+            registry=r,
+        )
+        self.poll_ticks_missed = Counter(
+            "resmon_agent_poll_ticks_missed",
+            "Aligned poll ticks skipped because a cycle ran past them",
+            registry=r,
+        )
+        self.checkpoint_errors = Counter(
+            "resmon_agent_checkpoint_errors",
+            "Poller checkpoints not read, synced or written",
+            ["op"],
+            registry=r,
+        )
         self.buffer_records = Gauge(
             "resmon_agent_buffer_records", "Records waiting in the disk buffer", registry=r
         )
