@@ -194,6 +194,48 @@ async def test_after_a_reboot_the_traffic_since_the_boot_is_billed_to_the_byte(
         assert e.value == 6 * (RATE if e.direction == "in" else RATE // 2)
 
 
+async def test_counters_cleared_after_a_reboot_are_billed_from_the_clear_to_the_byte(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with running(routers=1) as run:
+        monkeypatch.setattr(client_module, "time", SimpleNamespace(time_ns=run.clock))
+        await run.poll()
+        await run.poll()
+        t0 = run.clock.ns // 10**6
+        run.clock.advance(3)
+        run.fleet.reboot("rtr-0001")
+        run.clock.advance(2)
+        run.fleet.clear_counters("rtr-0001")  # ifCounterDiscontinuityTime: 2 s after boot
+        cleared_ns = run.clock.ns
+        events = await run.poll(5)
+    gaps = [e for e in events if isinstance(e, UsageGap)]
+    assert {(g.reason, g.start_ms, g.end_ms) for g in gaps} == {("reboot", t0, cleared_ns // 10**6)}
+    for e in readings(events):
+        assert e.interface is not None
+        assert e.direction is not None
+        assert e.start_ms == cleared_ns // 10**6
+        assert e.value == run.fleet.bytes_between(
+            "rtr-0001", e.interface, e.direction, cleared_ns, run.clock.ns
+        )
+    assert len(readings(events)) == 6
+
+
+async def test_counters_cleared_without_a_reboot_are_a_discontinuity_gap_then_exact() -> None:
+    async with running(routers=1) as run:
+        await run.poll()
+        await run.poll()
+        run.clock.advance(4)
+        run.fleet.clear_counters("rtr-0001")
+        events = await run.poll(6)
+        after = await run.poll()
+    assert {(type(e).__name__, getattr(e, "reason", None)) for e in events} == {
+        ("UsageGap", "discontinuity")
+    }
+    assert len(readings(after)) == 6
+    for e in readings(after):
+        assert e.value == run.truth(e) > 0
+
+
 async def test_ifindex_renumbering_after_a_reboot_keeps_usage_with_the_interface_name() -> None:
     async with running(routers=1) as run:
         await run.poll()
