@@ -114,7 +114,10 @@ class DiskBuffer:
         self._space_event: anyio.Event | None = None
         self._empty_event: anyio.Event | None = None
         #: called with the records ``drop_oldest`` removed, oldest first, once per append
+        #: (records that were on the way to Kafka only once the send failed: see settle())
         self.on_drop: Callable[[list[KafkaRecord]], None] | None = None
+        self._in_flight_upto = 0  # the forwarder is sending every pending seq <= this
+        self._held: list[BufferedRecord] = []  # dropped while in flight: fate unknown yet
         #: counters, for metrics
         self.pending_records = 0
         self.pending_bytes = 0
@@ -301,7 +304,10 @@ class DiskBuffer:
                     while not self.fits(len(frame)):
                         oldest = self._drop_oldest()
                         dropped_seqs.append(oldest.seq)
-                        dropped_records.append(oldest.record)
+                        if oldest.seq <= self._in_flight_upto:
+                            self._held.append(oldest)
+                        else:
+                            dropped_records.append(oldest.record)
                 if (
                     self._rotate_next
                     or not self._segments
@@ -336,11 +342,27 @@ class DiskBuffer:
                     dropped_total=self.dropped,
                 )
                 self._write_acked()
-                if self.on_drop is not None:
+                if self.on_drop is not None and dropped_records:
                     self.on_drop(dropped_records)
             if seqs:
                 self._after_write()
         return seqs
+
+    def sending(self, upto: int) -> None:
+        """The forwarder is sending the pending records up to ``upto``; :meth:`settle` follows.
+
+        A record ``drop_oldest`` removes meanwhile may still reach Kafka: it goes to
+        :attr:`on_drop` only if the send did not deliver it.
+        """
+        self._in_flight_upto = upto
+
+    def settle(self, delivered_upto: int) -> None:
+        """The send ended: records up to ``delivered_upto`` reached Kafka (0 = none)."""
+        self._in_flight_upto = 0
+        lost = [b.record for b in self._held if b.seq > delivered_upto]
+        self._held = []
+        if lost and self.on_drop is not None:
+            self.on_drop(lost)
 
     def _write_frame(self, frame: bytes) -> None:
         """Append one frame to the current segment, all of it or (on error) none of it."""

@@ -11,13 +11,16 @@ resource and span in front of the next batch it writes. The gap's span is
 exactly the lost readings' ``[start_ms, end_ms)``: with the readings that were
 kept, every interval is still covered once.
 
-A gap that is lost in turn is remembered the same way: a ``buffer_full`` gap
-joins its resource's spans again, a gap of another reason (a reboot, ...) is
-appended again as it was (same event id). A failed write is logged
-(``buffer_write_failed``) and counted (``resmon_agent_buffer_write_errors_total``,
-in records); the poller goes on polling, and the first write that succeeds
-afterwards is logged as ``buffer_write_recovered``. Drops by ``drop_oldest`` are
-logged and counted by the buffer (``buffer_full_dropped_oldest``,
+A record dropped while the forwarder is sending it counts as lost only if
+Kafka did not acknowledge it (:meth:`DiskBuffer.settle`). A gap that is lost
+in turn is remembered the same way: a ``buffer_full`` gap joins its
+resource's spans again, a gap of another reason (a reboot, ...) is appended
+again as it was (same event id). A failed write is logged
+(``buffer_write_failed``) and counted
+(``resmon_agent_buffer_write_errors_total``, in readings); the poller goes on
+polling, and the first write that succeeds afterwards is logged as
+``buffer_write_recovered``. Drops by ``drop_oldest`` are logged and counted
+by the buffer (``buffer_full_dropped_oldest``,
 ``resmon_agent_buffer_dropped_total``).
 
 The spans are kept in memory: a crash or restart while some are waiting loses

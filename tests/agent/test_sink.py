@@ -13,8 +13,10 @@ import structlog
 from hypothesis import given
 from hypothesis import strategies as st
 
+from edge_agent._exceptions import SendError
 from edge_agent.buffer import DiskBuffer
 from edge_agent.config import BufferConfig
+from edge_agent.forwarder import Forwarder
 from edge_agent.metrics import AgentMetrics
 from edge_agent.sink import BufferSink, ResourceKey, _add_span
 from protocol import KafkaRecord, UsageGap, UsageReading, decode_record, encode_event
@@ -196,3 +198,60 @@ async def test_a_failed_write_is_counted_logged_and_reported_as_a_gap_when_space
     with DiskBuffer.open(buffer_config(tmp_path)) as buffer:
         assert buffer.corrupt == 0
         assert buffer.pending_records == len(kept)
+
+
+class SlowSender:
+    """While a batch is on its way, the poller keeps writing and the full buffer drops it."""
+
+    def __init__(self, sink: BufferSink, cycles: range, *, deliver: bool) -> None:
+        self.sink = sink
+        self.cycles = iter(cycles)
+        self.deliver = deliver
+        self.sent: list[KafkaRecord] = []
+
+    async def start(self) -> None:
+        pass
+
+    async def send(self, records: list[KafkaRecord]) -> None:
+        buffer = self.sink.buffer
+        dropped = buffer.dropped
+        while buffer.dropped - dropped < len(records):  # the whole batch is dropped meanwhile
+            await self.sink(cycle(next(self.cycles)))
+        if not self.deliver:
+            raise SendError("broker gone", acked=0)
+        self.sent += records
+
+    async def stop(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("deliver", [True, False])
+@pytest.mark.anyio
+async def test_a_record_dropped_while_in_flight_is_a_gap_only_if_kafka_did_not_take_it(
+    tmp_path: Path, deliver: bool
+) -> None:
+    with DiskBuffer.open(buffer_config(tmp_path, max_bytes=4096)) as buffer:
+        sink = BufferSink(buffer)
+        i = 0
+        while not buffer.dropped:  # fill the buffer
+            await sink(cycle(i))
+            i += 1
+        sink.spans.clear()  # only the batch in flight matters here
+        batch = buffer.peek(3)
+        batch_spans = [
+            (e.start_ms, e.end_ms, resource_of(e)) for e in events([b.record for b in batch])
+        ]
+        sender = SlowSender(sink, range(i, i + 1000), deliver=deliver)
+        forwarder = Forwarder(buffer, sender, batch_size=3)
+        with anyio.fail_after(10):
+            assert await forwarder.forward_once() is deliver
+        # the batch was dropped from the buffer while on its way
+        assert not {r.seq for r in buffer.peek(10_000)} & {b.seq for b in batch}
+        remembered = [(s, e, resource_of(k)) for k, spans in sink.spans.items() for s, e in spans]
+        for start, end, resource in batch_spans:
+            mine = [(s, e) for s, e, r in remembered if r == resource]
+            if deliver:  # Kafka has them: not reported as unknown as well
+                assert not any(s < end and start < e for s, e in mine)
+            else:  # lost after all: reported
+                assert any(s <= start and end <= e for s, e in mine)
+        assert buffer._held == []
