@@ -15,7 +15,8 @@ secret: community strings, SNMPv3 keys and passwords are not part of any message
     │   ├── SnmpResponseError  the router answered with an error status
     │   └── SnmpMalformedResponse  an answer that cannot be a valid reading
     ├── DiskBufferError      the local disk buffer cannot be used
-    │   └── BufferFullError  full, with ``when_full: block`` and no wait allowed
+    │   ├── BufferFullError  full, with ``when_full: block`` and no wait allowed
+    │   └── BufferWriteError  a record could not be written (disk full, I/O error)
     └── SendError            Kafka did not acknowledge (``acked`` records did)
 """
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 __all__ = [
     "AgentError",
     "BufferFullError",
+    "BufferWriteError",
     "ConfigError",
     "DiskBufferError",
     "SendError",
@@ -107,6 +109,19 @@ class BufferFullError(DiskBufferError):
 
     ``written`` holds the sequence numbers of the records of the same call
     that were appended before the buffer filled up.
+    """
+
+    def __init__(self, message: str, *, written: list[int] | None = None) -> None:
+        self.written = written or []
+        super().__init__(message)
+
+
+class BufferWriteError(DiskBufferError):
+    """A record could not be appended: the disk is full, an I/O error, a record too large.
+
+    ``written`` holds the sequence numbers of the records of the same call
+    that were appended before the failure; the rest were not written, and the
+    buffer is as it was before the failed record (a partial frame is cut off).
     """
 
     def __init__(self, message: str, *, written: list[int] | None = None) -> None:

@@ -32,6 +32,7 @@ from .config import AgentConfig
 from .forwarder import Forwarder, KafkaSender, Sender
 from .metrics import AgentMetrics
 from .poller import Poller
+from .sink import BufferSink
 from .snmp import FastV2cClient, SnmpClient
 
 __all__ = ["RunningAgent", "run_agent"]
@@ -47,6 +48,8 @@ class RunningAgent(msgspec.Struct, frozen=True):
     metrics: AgentMetrics
     poller: Poller
     forwarder: Forwarder
+    #: what the poller writes through: it reports what the buffer could not keep as gaps
+    sink: BufferSink
     #: the status server's port (``None`` when ``http.enabled`` is false)
     http_port: int | None
 
@@ -72,6 +75,7 @@ def _refresh_gauges(agent: RunningAgent) -> None:
     m.buffer_records.set(b.pending_records)
     m.buffer_bytes.set(b.pending_bytes)
     m.observe_buffer_totals(b.dropped, b.corrupt)
+    m.buffer_unreported_spans.set(agent.sink.unreported_spans)
 
 
 def _health(agent: RunningAgent) -> dict[str, Any]:
@@ -86,6 +90,8 @@ def _health(agent: RunningAgent) -> dict[str, Any]:
             "pendingBytes": agent.buffer.pending_bytes,
             "dropped": agent.buffer.dropped,
             "corrupt": agent.buffer.corrupt,
+            "writeErrors": agent.sink.write_errors,
+            "unreportedSpans": agent.sink.unreported_spans,
         },
         "sent": agent.forwarder.sent,
     }
@@ -149,10 +155,11 @@ async def run_agent(
             batch_size=config.kafka.max_batch_records,
             metrics=metrics,
         )
+        sink = BufferSink(buffer, metrics=metrics)
         poller = Poller(
             config,
             snmp,
-            buffer.put,
+            sink,
             metrics=metrics,
             checkpoint=Path(config.buffer.directory) / "poller.checkpoint",
             before_checkpoint=buffer.sync,
@@ -161,7 +168,7 @@ async def run_agent(
         port = None
         if config.http.enabled:
             runner, port = await _start_http(config, holder)
-        agent = RunningAgent(config, buffer, metrics, poller, forwarder, port)
+        agent = RunningAgent(config, buffer, metrics, poller, forwarder, sink, port)
         holder.append(agent)
         async with anyio.create_task_group() as tg:
             await tg.start(forwarder.run)

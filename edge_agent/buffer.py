@@ -22,8 +22,15 @@ makes the rest of its segment unreadable the same way. After a crash, records
 sent but not yet acknowledged in the ``acked`` file are sent again; their event
 ids are deterministic, so the hub drops the copies.
 
-A failed or short write is cut off again (the segment is truncated to its last
-good frame) and raised as :class:`DiskBufferError`. When a segment is full, its
+A failed or short write (a full disk, an I/O error) is cut off again (the
+segment is truncated to its last good frame), counted in ``write_failures``
+and raised as :class:`BufferWriteError` naming the records of the call that
+were written; the buffer stays usable, and the next append that finds space
+succeeds. Records dropped by ``drop_oldest`` are handed to :attr:`DiskBuffer.on_drop`,
+so their spans can still be reported (:mod:`edge_agent.sink`). When the
+``acked`` file cannot be replaced (a full disk), the position is kept in memory,
+logged and counted in ``acked_write_failures``; a crash before the next good
+write sends those records again, which the hub drops by event id. When a segment is full, its
 unsynced writes are fsynced before the next one starts (unless ``fsync: never``).
 Dropped records are logged once per append call.
 
@@ -50,7 +57,7 @@ import structlog
 
 from protocol import KafkaRecord
 
-from ._exceptions import BufferFullError, DiskBufferError
+from ._exceptions import BufferFullError, BufferWriteError, DiskBufferError
 from .config import BufferConfig
 
 __all__ = ["BufferedRecord", "DiskBuffer"]
@@ -106,12 +113,19 @@ class DiskBuffer:
         self._data_event: anyio.Event | None = None
         self._space_event: anyio.Event | None = None
         self._empty_event: anyio.Event | None = None
+        #: called with the records ``drop_oldest`` removed, oldest first, once per append
+        #: (records that were on the way to Kafka only once the send failed: see settle())
+        self.on_drop: Callable[[list[KafkaRecord]], None] | None = None
+        self._in_flight_upto = 0  # the forwarder is sending every pending seq <= this
+        self._held: list[BufferedRecord] = []  # dropped while in flight: fate unknown yet
         #: counters, for metrics
         self.pending_records = 0
         self.pending_bytes = 0
         self.dropped = 0
         self.corrupt = 0
         self.appended = 0
+        self.write_failures = 0
+        self.acked_write_failures = 0
 
     # -- opening and closing ----------------------------------------------------------
 
@@ -220,23 +234,27 @@ class DiskBuffer:
     # -- writing ---------------------------------------------------------------------
 
     def _new_segment(self) -> None:
-        self._rotate_next = False
+        """Start the next segment. On an OS error nothing changes but what is noted to retry."""
         path = self.directory / f"seg-{self._next_seq:020d}.log"
         if self._segments and self._segments[-1].path == path:
             # no frame was ever completed in it (a failed write left garbage that
             # could not be cut off): replace it by a fresh file of the same name
             self._segments.pop()
             path.unlink(missing_ok=True)
-        path.touch()
-        self._segments.append(_Segment(self._next_seq, path, 0))
-        if self._fd is not None:
+            self._rotate_next = True  # until the new file is in place
+        if self._fd is None:
+            path.touch()
+        else:
             if self.config.fsync != "never" and self._dirty:
                 # the old segment's unsynced records must be durable before they
                 # stop being reachable through self._fd (sync() only sees the new one)
                 os.fsync(self._fd)
                 self._dirty = False
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             os.close(self._fd)
-            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND, 0o600)
+            self._fd = fd
+        self._segments.append(_Segment(self._next_seq, path, 0))
+        self._rotate_next = False
         if self.config.fsync != "never":
             self._sync_dir()
 
@@ -251,7 +269,7 @@ class DiskBuffer:
         payload = _encoder.encode(record)
         seq = self._next_seq
         if _HEADER.size + len(payload) > self.config.max_bytes:
-            raise DiskBufferError(
+            raise BufferWriteError(
                 f"record {record.event_id} of {len(payload)} bytes is larger than max_bytes"
             )
         return _HEADER.pack(len(payload), seq, _crc(seq, payload)) + payload, seq
@@ -264,13 +282,16 @@ class DiskBuffer:
 
         When full, ``drop_oldest`` drops the oldest pending records (counted);
         ``block`` raises :class:`BufferFullError` before writing that record
-        (records before it are written).
+        (records before it are written). A record that cannot be written raises
+        :class:`BufferWriteError` (records before it are written; the buffer
+        stays consistent and usable).
         """
         if self._fd is None:
             raise DiskBufferError("buffer is closed")
         seqs: list[int] = []
         dropped = self.dropped
         dropped_seqs: list[int] = []
+        dropped_records: list[KafkaRecord] = []
         try:
             for record in records:
                 frame, seq = self._frame(record)
@@ -281,8 +302,17 @@ class DiskBuffer:
                             written=seqs,
                         )
                     while not self.fits(len(frame)):
-                        dropped_seqs.append(self._drop_oldest())
-                if self._rotate_next or self._segments[-1].size >= self.config.segment_bytes:
+                        oldest = self._drop_oldest()
+                        dropped_seqs.append(oldest.seq)
+                        if oldest.seq <= self._in_flight_upto:
+                            self._held.append(oldest)
+                        else:
+                            dropped_records.append(oldest.record)
+                if (
+                    self._rotate_next
+                    or not self._segments
+                    or self._segments[-1].size >= self.config.segment_bytes
+                ):
                     self._new_segment()
                 self._write_frame(frame)
                 self._segments[-1].size += len(frame)
@@ -292,8 +322,15 @@ class DiskBuffer:
                 self.appended += 1
                 self._dirty = True
                 seqs.append(seq)
+        except BufferWriteError as exc:
+            self.write_failures += 1
+            exc.written = seqs
+            raise
         except OSError as exc:
-            raise DiskBufferError(f"cannot write to buffer {self.directory}: {exc}") from None
+            self.write_failures += 1
+            raise BufferWriteError(
+                f"cannot write to buffer {self.directory}: {exc}", written=seqs
+            ) from None
         finally:
             if self.dropped != dropped:
                 log.warning(
@@ -305,9 +342,27 @@ class DiskBuffer:
                     dropped_total=self.dropped,
                 )
                 self._write_acked()
+                if self.on_drop is not None and dropped_records:
+                    self.on_drop(dropped_records)
             if seqs:
                 self._after_write()
         return seqs
+
+    def sending(self, upto: int) -> None:
+        """The forwarder is sending the pending records up to ``upto``; :meth:`settle` follows.
+
+        A record ``drop_oldest`` removes meanwhile may still reach Kafka: it goes to
+        :attr:`on_drop` only if the send did not deliver it.
+        """
+        self._in_flight_upto = upto
+
+    def settle(self, delivered_upto: int) -> None:
+        """The send ended: records up to ``delivered_upto`` reached Kafka (0 = none)."""
+        self._in_flight_upto = 0
+        lost = [b.record for b in self._held if b.seq > delivered_upto]
+        self._held = []
+        if lost and self.on_drop is not None:
+            self.on_drop(lost)
 
     def _write_frame(self, frame: bytes) -> None:
         """Append one frame to the current segment, all of it or (on error) none of it."""
@@ -318,12 +373,12 @@ class DiskBuffer:
         except OSError as exc:
             self._cut_back(segment)
             hint = " (disk full?)" if exc.errno == errno.ENOSPC else ""
-            raise DiskBufferError(
+            raise BufferWriteError(
                 f"cannot write to buffer {self.directory}{hint}: {exc.strerror or exc}"
             ) from None
         if written != len(frame):
             self._cut_back(segment)
-            raise DiskBufferError(
+            raise BufferWriteError(
                 f"short write to buffer {self.directory} ({written} of {len(frame)} bytes,"
                 " disk full?)"
             )
@@ -553,24 +608,37 @@ class DiskBuffer:
             length, seq, _ = _HEADER.unpack(f.read(_HEADER.size))
         return seq, _HEADER.size + length
 
-    def _drop_oldest(self) -> int:
-        """Drop the oldest pending record; return its seq."""
+    def _drop_oldest(self) -> BufferedRecord:
+        """Drop the oldest pending record; return it."""
         first = self.peek(1)
         if not first:
             raise DiskBufferError("buffer is full but has nothing to drop")
         self._consume(first[0].seq)
         self.dropped += 1
-        return first[0].seq
+        return first[0]
 
     def _write_acked(self) -> None:
+        """Record the delivered position; on an OS error keep it in memory (logged, counted)."""
         tmp = self.directory / "acked.tmp"
         raw = self._acked.to_bytes(8, "little")
-        with tmp.open("wb") as f:
-            f.write(raw + zlib.crc32(raw).to_bytes(4, "little"))
-            if self.config.fsync == "always":
-                f.flush()
-                os.fsync(f.fileno())
-        tmp.replace(self.directory / "acked")
+        try:
+            with tmp.open("wb") as f:
+                f.write(raw + zlib.crc32(raw).to_bytes(4, "little"))
+                if self.config.fsync == "always":
+                    f.flush()
+                    os.fsync(f.fileno())
+            tmp.replace(self.directory / "acked")
+        except OSError as exc:
+            self.acked_write_failures += 1
+            log.error(
+                "buffer_acked_write_failed",
+                path=str(self.directory / "acked"),
+                acked=self._acked,
+                error=str(exc),
+                failures_total=self.acked_write_failures,
+            )
+            with contextlib.suppress(OSError):
+                tmp.unlink()
 
     async def wait_for_records(self) -> None:
         """Return when there is at least one pending record."""

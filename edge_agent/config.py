@@ -98,6 +98,9 @@ class TargetConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     priv_key: Secret | None = None
     allow_legacy_des: bool = False
     context_name: str = ""
+    #: after a reboot the device's counters start again at zero, so the first value
+    #: read after it is billed as the traffic since the boot
+    counters_restart_at_zero: bool = True
 
     def __post_init__(self) -> None:
         if self.version in ("1", "2c"):

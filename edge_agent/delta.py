@@ -6,7 +6,16 @@ the width, unless something broke the series; then the interval is a *gap*
 with a reason, never a guess and never a zero:
 
 - ``reboot``: sysUpTime went back, or is shorter than the time since the last
-  sample (the router restarted in between, so the counters restarted from zero);
+  sample (the router restarted in between, so the counters restarted from zero).
+  The first value read after the boot is the traffic since the boot, and
+  sysUpTime says when the boot was: :func:`split_at_boot` bills that value as a
+  delta over ``[boot, sample)`` and reports only ``[last sample, boot)`` as the
+  gap. A non-zero ``ifCounterDiscontinuityTime`` after the boot moves the start
+  of the counted span to the moment it names. The whole interval stays one
+  gap when the value cannot be vouched for: the target is configured as not
+  restarting its counters at zero, the interface speed is unknown, the value
+  is more than the speed allows since the boot, a Counter32 may have wrapped
+  since the boot, or the boot time does not fall inside the interval;
 - ``discontinuity``: the router says so (``ifCounterDiscontinuityTime``
   changed), the counter width changed (HC counters appeared or vanished), the
   agent's clock did not advance, or a Counter32 could have wrapped more than
@@ -17,6 +26,9 @@ with a reason, never a guess and never a zero:
   the router did not announce, or a Counter32 that wrapped more than once;
 - ``counter_missing``: the router gave no value for the counter;
 - ``agent_restart``: the agent itself was not running (see :func:`resume`);
+- ``buffer_full``: not produced here. The agent measured the interval but could
+  not keep the reading: its disk buffer was full or could not be written (see
+  :mod:`edge_agent.sink`);
 - ``poll_failed``: no longer produced. Kept in :data:`GapReason` for wire
   compatibility with events from older agents, which reported every failed
   poll as a gap and dropped the baseline.
@@ -35,7 +47,8 @@ no event at all until it does.
 :class:`Track` is the per-counter state the poller keeps; :func:`advance` and
 :func:`fail` move it forward and say what the interval since the last sample
 was. Every interval after the first sample is covered by exactly one delta or
-one gap, with no holes and no overlaps.
+one gap (a reboot's interval by one gap followed by one delta), with no holes
+and no overlaps.
 """
 
 from __future__ import annotations
@@ -57,13 +70,21 @@ __all__ = [
     "advance",
     "compute_delta",
     "fail",
+    "is_stale",
     "max_plausible_bytes",
     "resume",
+    "split_at_boot",
     "uptime_continuous",
 ]
 
 GapReason = Literal[
-    "poll_failed", "reboot", "discontinuity", "over_speed", "counter_missing", "agent_restart"
+    "poll_failed",
+    "reboot",
+    "discontinuity",
+    "over_speed",
+    "counter_missing",
+    "agent_restart",
+    "buffer_full",
 ]
 
 #: sysUpTime is a TimeTicks (hundredths of a second) that wraps after ~497 days
@@ -196,6 +217,60 @@ def compute_delta(prev: CounterReading, cur: CounterReading) -> Delta | Gap:
     return Delta(value, start, end)
 
 
+def split_at_boot(
+    prev: CounterReading, cur: CounterReading, *, counters_restart_at_zero: bool = True
+) -> tuple[Gap, Delta] | Gap:
+    """The interval of a reboot: a gap up to the boot and a delta since it, or one gap.
+
+    ``prev`` is the last sample before the reboot and ``cur`` the first after it
+    (both with values; :func:`compute_delta` found the reboot). The counters
+    restarted at zero at the boot, ``cur.uptime_cs`` hundredths of a second
+    before ``cur`` was taken, so ``cur.value`` is exactly what moved since then.
+    When the router reports a non-zero ``ifCounterDiscontinuityTime`` (the
+    sysUpTime at which the counters last restarted), the counted span starts
+    there instead. Returns the whole interval as one ``reboot`` gap, saying
+    why, when that value cannot be vouched for.
+    """
+    assert cur.value is not None
+    whole = Gap(
+        "reboot",
+        prev.at_ms,
+        cur.at_ms,
+        f"sysUpTime went back from {prev.uptime_cs} to {cur.uptime_cs}",
+    )
+
+    def unbilled(why: str) -> Gap:
+        return Gap(whole.reason, whole.start_ms, whole.end_ms, f"{whole.detail}; {why}")
+
+    if not counters_restart_at_zero:
+        return unbilled("the target is configured with counters_restart_at_zero: false")
+    counted_cs = cur.uptime_cs
+    if cur.discontinuity_cs:
+        if cur.discontinuity_cs > cur.uptime_cs:
+            return unbilled(
+                f"ifCounterDiscontinuityTime {cur.discontinuity_cs} is later than "
+                f"sysUpTime {cur.uptime_cs}"
+            )
+        counted_cs = cur.uptime_cs - cur.discontinuity_cs
+    start = cur.at_ms - counted_cs * 10
+    if not prev.at_ms < start < cur.at_ms:
+        return unbilled("the counters did not restart inside the interval")
+    speed = cur.high_speed_mbps or 0
+    if speed <= 0:
+        return unbilled("the interface speed is unknown, so the value since the boot is unchecked")
+    limit = max_plausible_bytes(speed, counted_cs * 10)
+    if cur.width == 32 and limit >= 1 << 32:
+        return unbilled(f"a Counter32 at {speed} Mbit/s may have wrapped since the boot")
+    if cur.value > limit:
+        return unbilled(
+            f"{cur.value} bytes since the boot is more than {speed} Mbit/s allows ({limit}); "
+            "the counters did not restart at zero"
+        )
+    return Gap(whole.reason, prev.at_ms, start, f"{whole.detail}; traffic since the boot billed"), (
+        Delta(cur.value, start, cur.at_ms)
+    )
+
+
 class Track(msgspec.Struct, frozen=True):
     """What the poller remembers about one counter between polls.
 
@@ -211,28 +286,39 @@ class Track(msgspec.Struct, frozen=True):
     failed_polls: int = 0
 
 
-def advance(track: Track, cur: CounterReading) -> tuple[Track, Delta | Gap | None]:
-    """Take a new sample; say what happened since the last one (``None`` for the first).
+def advance(
+    track: Track, cur: CounterReading, *, counters_restart_at_zero: bool = True
+) -> tuple[Track, list[Delta | Gap]]:
+    """Take a new sample; say what happened since the last one (nothing for the first).
 
     The interval since the last sample may span failed polls: it is still one
-    delta (or one gap). A sample that is not later than the last reported
-    interval (the agent's clock went back) is ignored: the track is returned
-    unchanged.
+    delta (or one gap), except across a reboot, which may be a gap up to the
+    boot and a delta since it (:func:`split_at_boot`; ``counters_restart_at_zero``
+    is the target's setting). A sample that is not later than the last
+    reported interval (the agent's clock went back) is ignored: the track is
+    returned unchanged, with nothing to report (see :func:`is_stale`).
     """
     start = track.last_end_ms
-    if start is not None and cur.at_ms <= start:
-        return track, None
+    if is_stale(track, cur):
+        return track, []
     if cur.value is None:
-        gap = None
+        missing: list[Delta | Gap] = []
         if start is not None:
-            gap = Gap("counter_missing", start, cur.at_ms, "the router gave no counter value")
-        return Track(None, cur.at_ms, "counter_missing"), gap
+            missing = [Gap("counter_missing", start, cur.at_ms, "the router gave no counter value")]
+        return Track(None, cur.at_ms, "counter_missing"), missing
     if track.baseline is None:
-        gap = None
+        unmeasured: list[Delta | Gap] = []
         if start is not None:
-            gap = Gap(track.pending or "discontinuity", start, cur.at_ms, "no baseline sample")
-        return Track(cur, cur.at_ms), gap
+            unmeasured = [
+                Gap(track.pending or "discontinuity", start, cur.at_ms, "no baseline sample")
+            ]
+        return Track(cur, cur.at_ms), unmeasured
     outcome = compute_delta(track.baseline, cur)
+    if isinstance(outcome, Gap) and outcome.reason == "reboot":
+        split = split_at_boot(
+            track.baseline, cur, counters_restart_at_zero=counters_restart_at_zero
+        )
+        return Track(cur, cur.at_ms), list(split) if isinstance(split, tuple) else [split]
     if (
         isinstance(outcome, Delta)
         and track.failed_polls
@@ -245,9 +331,18 @@ def advance(track: Track, cur: CounterReading) -> tuple[Track, Delta | Gap | Non
             outcome.start_ms,
             outcome.end_ms,
             f"a Counter32 of unknown speed may have wrapped more than once "
-            f"across {track.failed_polls} failed poll(s)",
+            f"across {track.failed_polls} failed or unstored poll(s)",
         )
-    return Track(cur, cur.at_ms), outcome
+    return Track(cur, cur.at_ms), [outcome]
+
+
+def is_stale(track: Track, cur: CounterReading) -> bool:
+    """Whether ``cur`` is no later than the end of the track's reported timeline.
+
+    :func:`advance` ignores such a sample (the agent's clock went back); the
+    caller logs and counts it.
+    """
+    return track.last_end_ms is not None and cur.at_ms <= track.last_end_ms
 
 
 def fail(track: Track, now_ms: int, detail: str = "") -> tuple[Track, Gap | None]:

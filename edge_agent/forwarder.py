@@ -166,18 +166,24 @@ class Forwarder:
         if not batch:
             return True
         started = time.perf_counter()
+        delivered = 0  # the last seq Kafka acknowledged
+        self.buffer.sending(batch[-1].seq)
         try:
             await self.sender.send([b.record for b in batch])
+            delivered = batch[-1].seq
         except SendError as exc:
             self.failures += 1
             if exc.acked:
-                self._ack(batch[exc.acked - 1].seq, exc.acked)
+                delivered = batch[exc.acked - 1].seq
+                self._ack(delivered, exc.acked)
             if self.metrics:
                 self.metrics.send_errors.inc()
             log.warning(
                 "forward_failed", error=str(exc), acked=exc.acked, pending=len(batch) - exc.acked
             )
             return False
+        finally:
+            self.buffer.settle(delivered)
         if self.metrics:
             self.metrics.send_seconds.observe(time.perf_counter() - started)
         self._ack(batch[-1].seq, len(batch))

@@ -40,6 +40,29 @@ class AgentMetrics:
         )
         self.readings = Counter("resmon_agent_readings", "Usage readings produced", registry=r)
         self.gaps = Counter("resmon_agent_gaps", "Usage gaps produced", ["reason"], registry=r)
+        self.samples_ignored = Counter(
+            "resmon_agent_samples_ignored",
+            "Counter samples dropped because the agent clock went back (baselines kept)",
+            ["target"],
+            registry=r,
+        )
+        self.counters_unmapped = Counter(
+            "resmon_agent_counters_unmapped",
+            "Counters (interface, direction) that left the interface table or the mapping",
+            ["target"],
+            registry=r,
+        )
+        self.poll_ticks_missed = Counter(
+            "resmon_agent_poll_ticks_missed",
+            "Aligned poll ticks skipped because a cycle ran past them",
+            registry=r,
+        )
+        self.checkpoint_errors = Counter(
+            "resmon_agent_checkpoint_errors",
+            "Poller checkpoints not read, synced or written",
+            ["op"],
+            registry=r,
+        )
         self.buffer_records = Gauge(
             "resmon_agent_buffer_records", "Records waiting in the disk buffer", registry=r
         )
@@ -56,6 +79,16 @@ class AgentMetrics:
         )
         self.buffer_corrupt = Counter(
             "resmon_agent_buffer_corrupt", "Torn or corrupt buffer frames skipped", registry=r
+        )
+        self.buffer_write_errors = Counter(
+            "resmon_agent_buffer_write_errors",
+            "Readings a failed buffer write (disk full, I/O error) did not keep; reported as gaps",
+            registry=r,
+        )
+        self.buffer_unreported_spans = Gauge(
+            "resmon_agent_buffer_unreported_spans",
+            "Spans of readings the buffer did not keep, waiting to be written as gaps",
+            registry=r,
         )
         # the buffer's own totals last added to the two counters above
         self._buffer_dropped_seen = 0

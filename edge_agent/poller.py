@@ -43,7 +43,17 @@ from protocol import KafkaRecord, UsageGap, UsageReading, encode_event
 
 from ._exceptions import SnmpError
 from .config import AgentConfig, TargetConfig
-from .delta import CounterReading, Delta, Gap, Track, advance, fail, resume, uptime_continuous
+from .delta import (
+    CounterReading,
+    Delta,
+    Gap,
+    Track,
+    advance,
+    fail,
+    is_stale,
+    resume,
+    uptime_continuous,
+)
 from .mapping import Direction, MappedInterface, map_interfaces
 from .metrics import AgentMetrics
 from .snmp import CounterSample, SnmpClient
@@ -114,11 +124,29 @@ class Poller:
         return (math.floor(now / interval) + 1) * interval
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Poll all targets once now, then at every aligned tick, until cancelled."""
+        """Poll all targets once now, then at every aligned tick, until cancelled.
+
+        A cycle that ends after the next tick (a slow sink or checkpoint; each
+        target's poll is bounded by its deadline) skips the ticks it overran:
+        logged as ``poll_cycle_overran`` and counted in
+        ``resmon_agent_poll_ticks_missed_total``. The next poll bridges them.
+        """
         task_status.started()
+        interval = self.config.interval
         while True:
+            started = self._clock()
             await self.poll_all()
             now = self._clock()
+            missed = math.floor(now / interval) - math.floor(started / interval)
+            if missed > 0:
+                log.warning(
+                    "poll_cycle_overran",
+                    seconds=round(now - started, 3),
+                    interval=interval,
+                    ticks_missed=missed,
+                )
+                if self.metrics:
+                    self.metrics.poll_ticks_missed.inc(missed)
             delay = self.next_tick(now) - now + random.uniform(0, self.config.jitter)
             await anyio.sleep(delay)
 
@@ -143,7 +171,10 @@ class Poller:
         except FileNotFoundError:
             return
         except (OSError, msgspec.DecodeError) as exc:
+            # where the timelines ended is unknown: the time since is not reported as a gap
             log.warning("checkpoint_unreadable", path=str(path), error=str(exc))
+            if self.metrics:
+                self.metrics.checkpoint_errors.labels("read").inc()
             return
         for name, tracks in saved.items():
             state = self.states.get(name)
@@ -156,9 +187,20 @@ class Poller:
                     state.tracks[(if_name, direction)] = resume(last_end_ms)
 
     def _save_checkpoint(self, path: Path) -> None:
-        """Record where each track's reported timeline ends, after the events are durable."""
+        """Record where each track's reported timeline ends, after the events are durable.
+
+        When they cannot be made durable (``before_checkpoint`` fails: an fsync
+        error) the checkpoint is not advanced, so a restart reports the time
+        since the last good one as a gap; logged and counted, and polling goes on.
+        """
         if self._before_checkpoint is not None:
-            self._before_checkpoint()
+            try:
+                self._before_checkpoint()
+            except Exception as exc:
+                log.error("checkpoint_skipped", path=str(path), error=str(exc))
+                if self.metrics:
+                    self.metrics.checkpoint_errors.labels("sync").inc()
+                return
         data: _Checkpoint = {
             name: {
                 f"{if_name} {direction}": track.last_end_ms
@@ -173,6 +215,8 @@ class Poller:
             os.replace(tmp, path)
         except OSError as exc:
             log.warning("checkpoint_failed", path=str(path), error=str(exc))
+            if self.metrics:
+                self.metrics.checkpoint_errors.labels("write").inc()
             with contextlib.suppress(OSError):
                 tmp.unlink()
 
@@ -225,6 +269,16 @@ class Poller:
             self.metrics.target_backoff.labels(target.name).set(delay)
 
     async def _poll_and_store(self, target: TargetConfig) -> None:
+        """Poll one target and store its events; an unexpected error fails this poll only."""
+        try:
+            await self._poll_and_store_once(target)
+        except Exception as exc:  # a bug: this router's poll only, loudly; the others go on
+            log.exception("poll_crashed", target=target.name, error_type=type(exc).__name__)
+            error = SnmpError(f"internal error: {type(exc).__name__}", target=target.name)
+            self._failed(target, error, kind="internal")
+            self._backoff(target, self.states[target.name])
+
+    async def _poll_and_store_once(self, target: TargetConfig) -> None:
         state = self.states.setdefault(target.name, TargetState())
         if state.next_attempt > self._monotonic():
             state.skipped += 1
@@ -297,9 +351,24 @@ class Poller:
         state.interfaces = {m.if_name: m for m in mapped}
         state.discovered_at = self._monotonic()
         wanted = {(m.if_name, d) for m in mapped for d in m.directions}
-        for key in list(state.tracks):
-            if key not in wanted:
-                del state.tracks[key]
+        gone = [
+            key
+            for key, track in state.tracks.items()
+            if key not in wanted and track.baseline is not None
+        ]
+        for key in gone:
+            # no longer in the table (or no longer mapped): the time since its last
+            # report is a gap if it comes back, never a silent hole
+            last_end = state.tracks[key].last_end_ms
+            state.tracks[key] = Track(None, last_end, "discontinuity")
+        if gone:
+            log.warning(
+                "interfaces_unmapped",
+                target=target.name,
+                counters=[f"{name} {direction}" for name, direction in gone],
+            )
+            if self.metrics:
+                self.metrics.counters_unmapped.labels(target.name).inc(len(gone))
         log.info(
             "interfaces_discovered", target=target.name, interfaces=len(rows), mapped=len(mapped)
         )
@@ -313,7 +382,11 @@ class Poller:
         self, target: TargetConfig, state: TargetState, sample: CounterSample
     ) -> list[KafkaRecord]:
         assert state.interfaces is not None
-        records = []
+        records: list[KafkaRecord] = []
+        # tracks move on only once every event of the poll is encoded: an error part
+        # way leaves them all at their baselines, so the next poll bridges this one
+        updated: dict[tuple[str, Direction], Track] = {}
+        stale = 0
         for iface in state.interfaces.values():
             counters = sample.interfaces.get(iface.if_index)
             for direction in iface.directions:
@@ -330,10 +403,24 @@ class Poller:
                     discontinuity_cs=counters.discontinuity_cs if counters else None,
                 )
                 key = (iface.if_name, direction)
-                track, outcome = advance(state.tracks.get(key, Track()), reading)
-                state.tracks[key] = track
-                if outcome is not None:
-                    records.append(self._encode(target, iface, direction, outcome))
+                before = state.tracks.get(key, Track())
+                stale += is_stale(before, reading)
+                track, outcomes = advance(
+                    before, reading, counters_restart_at_zero=target.counters_restart_at_zero
+                )
+                updated[key] = track
+                records += (self._encode(target, iface, direction, o) for o in outcomes)
+        state.tracks.update(updated)
+        if stale:
+            # the agent's clock went back: the samples are dropped, the baselines kept
+            log.warning(
+                "samples_ignored",
+                target=target.name,
+                counters=stale,
+                reason="the agent clock is behind the end of the reported timeline",
+            )
+            if self.metrics:
+                self.metrics.samples_ignored.labels(target.name).inc(stale)
         return records
 
     def _failed(self, target: TargetConfig, error: SnmpError, *, kind: str) -> list[KafkaRecord]:

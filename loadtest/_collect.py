@@ -12,7 +12,7 @@ import structlog
 
 from resmon.bench import machine_description
 
-from ._result import Latency, ProcessUsage, Result
+from ._result import GapRouter, Latency, ProcessUsage, Result
 from ._world import NS, World
 
 if TYPE_CHECKING:
@@ -308,6 +308,12 @@ async def collect(run: _Run, drain_s: float) -> Result:
                 run.fleet.bytes_between(res.router, res.interface, d, a, b) for d in ("in", "out")
             )
     r.gap_reasons = reasons
+    per_router: dict[int, GapRouter] = {}
+    for e in s.events:
+        if e.action in _GAP_ACTIONS:
+            for i in e.routers:
+                per_router.setdefault(i, GapRouter(router=world.config.routers[i].name))
+                per_router[i].actions.append(e.action)
     for res in world.resources:
         got = billed.get(res.key, 0)
         if res.router_index in gap_routers:
@@ -315,12 +321,21 @@ async def collect(run: _Run, drain_s: float) -> Result:
             r.gap_billed_bytes += got
             r.gap_truth_bytes += res.truth
             r.gap_reported_bytes += in_gaps.get(res.key, 0)
+            g = per_router[res.router_index]
+            g.resources += 1
+            g.billed_bytes += got
+            g.truth_bytes += res.truth
+            g.reported_bytes += in_gaps.get(res.key, 0)
         else:
             r.exact_resources += 1
             r.billed_bytes += got
             r.truth_bytes += res.truth
             r.exact_resources_matching += got == res.truth
     r.accuracy_percent = 100.0 * r.billed_bytes / r.truth_bytes if r.truth_bytes else 100.0
+    for g in per_router.values():
+        g.billed_percent = 100.0 * g.billed_bytes / g.truth_bytes if g.truth_bytes else 100.0
+        g.reported_percent = 100.0 * g.reported_bytes / g.truth_bytes if g.truth_bytes else 0.0
+    r.gap_routers = [per_router[i] for i in sorted(per_router)]
 
     r.gap_unexplained_bytes = r.gap_truth_bytes - r.gap_billed_bytes - r.gap_reported_bytes
     hist = HdrHistogram(1, 3_600_000_000, 3)  # microseconds

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import msgspec
 
-__all__ = ["Latency", "ProcessUsage", "Result", "render_markdown", "write_result"]
+__all__ = ["GapRouter", "Latency", "ProcessUsage", "Result", "render_markdown", "write_result"]
 
 
 class Latency(msgspec.Struct, kw_only=True):
@@ -23,6 +23,19 @@ class ProcessUsage(msgspec.Struct, kw_only=True):
     cpu_s: float
     cpu_percent: float  #: of one core, averaged over the run
     peak_rss_mb: float
+
+
+class GapRouter(msgspec.Struct, kw_only=True):
+    """The resources of one router an event may rightly make lose bytes (reboot, dead, faults)."""
+
+    router: str
+    actions: list[str] = []  #: the scenario's events for this router
+    resources: int = 0
+    billed_bytes: int = 0
+    truth_bytes: int = 0
+    reported_bytes: int = 0  #: ground truth inside the gaps the hub recorded for them
+    billed_percent: float = 0.0  #: billed / truth
+    reported_percent: float = 0.0  #: in reported gaps / truth
 
 
 class Result(msgspec.Struct, kw_only=True):
@@ -82,6 +95,8 @@ class Result(msgspec.Struct, kw_only=True):
     gap_unexplained_bytes: int = 0  #: truth - billed - reported: should be ~0
     gap_reasons: dict[str, int] = {}
     gap_breaches: int = 0  #: breached resources among them (their alerts are not judged)
+    #: the same figures per router (position order)
+    gap_routers: list[GapRouter] = []
     # alerts
     expected_alerts: int = 0
     alerts_on_time: int = 0
@@ -183,6 +198,17 @@ def render_markdown(r: Result) -> str:
     ]
     for label, p in r.processes.items():
         lines.append(f"| {label} | {p.cpu_s:.1f} | {p.cpu_percent:.0f} | {p.peak_rss_mb:.0f} |")
+    if r.gap_routers:
+        lines += [
+            "",
+            "| router with gaps | events | resources | billed % | in reported gaps % |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for g in r.gap_routers:
+            lines.append(
+                f"| {g.router} | {', '.join(g.actions)} | {g.resources} | "
+                f"{g.billed_percent:.3f} | {g.reported_percent:.3f} |"
+            )
     if r.failures:
         lines += ["", "## Failures", "", *[f"- {f}" for f in r.failures]]
     if r.notes:

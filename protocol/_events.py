@@ -74,7 +74,13 @@ class UsageGap(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_field
     start_ms: EpochMs
     end_ms: EpochMs
     reason: Literal[
-        "poll_failed", "reboot", "discontinuity", "over_speed", "counter_missing", "agent_restart"
+        "poll_failed",
+        "reboot",
+        "discontinuity",
+        "over_speed",
+        "counter_missing",
+        "agent_restart",
+        "buffer_full",
     ]
     source: str = "snmp"
     tenant_id: str | None = None

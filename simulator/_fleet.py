@@ -266,6 +266,12 @@ class Fleet:
         self.router(router).reboot(self.clock() if at is None else _ns(at), renumber=renumber)
         _log.info("sim.router_rebooted", router=router, renumbered=renumber)
 
+    def clear_counters(self, router: str, *, at: int | float | None = None) -> None:
+        """Clear ``router``'s counters now (or at ``at``) without a reboot: they restart
+        at 0 and ifCounterDiscontinuityTime becomes the sysUpTime of that moment."""
+        self.router(router).clear_counters(self.clock() if at is None else _ns(at))
+        _log.info("sim.router_counters_cleared", router=router)
+
     # ------------------------------------------------------------------ ground truth
 
     def now(self) -> int:

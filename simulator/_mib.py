@@ -7,7 +7,7 @@ Lookups by the request's raw OID bytes hit a dict, so a walk (whose next
 request starts at the OID we just returned) never decodes an OID.
 
 :func:`build_router_mib` lays out what a simulated router serves: system,
-ifNumber, ifTable and ifXTable.
+ifNumber, ifTable and ifXTable (with ifCounterDiscontinuityTime).
 """
 
 from __future__ import annotations
@@ -72,6 +72,7 @@ class _Oids:
     ifHCOutOctets: Final = (*ifXEntry, 10)
     ifHighSpeed: Final = (*ifXEntry, 15)
     ifAlias: Final = (*ifXEntry, 18)
+    ifCounterDiscontinuityTime: Final = (*ifXEntry, 19)
 
 
 OIDS: Final = _Oids()
@@ -172,9 +173,10 @@ def _counter(router: SimRouter, if_name: str, direction: str, tag: int, mask: in
     initial = traffic.initial
     epoch = router.epoch_ns
     boots = router.boots  # appended to in place by reboots
+    clears = router.clears  # and by clears
 
     def value(now_ns: int) -> bytes:
-        if len(boots) == 1 or now_ns < boots[1]:  # first boot: the hot path, inlined
+        if (len(boots) == 1 or now_ns < boots[1]) and not clears:  # the hot path, inlined
             v = (initial + total(now_ns - epoch)) & mask
         else:
             v = octets(if_name, direction, now_ns) & mask
@@ -189,6 +191,7 @@ def build_router_mib(router: SimRouter) -> MibView:
     o = OIDS
     cfg = router.config
     uptime = router.uptime_ticks
+    discontinuity = router.discontinuity_ticks
     entries: list[tuple[Oid, Value | Dynamic]] = [
         ((*o.sysDescr, 0), Value(OCTET_STRING, router.sys_descr.encode())),
         ((*o.sysObjectID, 0), Value(OBJECT_IDENTIFIER, parse_oid(cfg.sys_object_id))),
@@ -214,6 +217,10 @@ def build_router_mib(router: SimRouter) -> MibView:
             ((*o.ifHCOutOctets, idx), _counter(router, name, "out", COUNTER64, 2**64 - 1)),
             ((*o.ifHighSpeed, idx), Value(GAUGE32, min(iface.speed_bps // 1_000_000, _MASK32))),
             ((*o.ifAlias, idx), Value(OCTET_STRING, iface.if_alias.encode())),
+            (
+                (*o.ifCounterDiscontinuityTime, idx),
+                lambda now: encode_unsigned(TIMETICKS, discontinuity(now)),
+            ),
         ]
     objects = [
         value

@@ -8,8 +8,11 @@ since the fleet's epoch is
 
 computed in integers, so it is exact and never decreases. The counter at ``t``
 is ``initial + T(t)`` during the first boot and ``T(t) - T(boot)`` after a
-reboot at ``boot``. Whatever an agent reads, the bytes between two readings
-in one boot are exactly ``T(t1) - T(t0)``: the ground truth.
+reboot at ``boot``; after the counters are cleared at ``c`` (without a
+reboot) it is ``T(t) - T(c)``, and ifCounterDiscontinuityTime holds the
+sysUpTime of ``c`` (0 until the first clear after a boot, as IF-MIB says).
+Whatever an agent reads, the bytes between two readings with no reboot or
+clear between them are exactly ``T(t1) - T(t0)``: the ground truth.
 """
 
 from __future__ import annotations
@@ -227,6 +230,8 @@ class SimRouter:
         self.sys_name = config.sys_name or config.name
         #: boot times (ns), ascending; the first may precede the epoch (``uptime``)
         self.boots: list[int] = [epoch_ns - round(config.uptime * _NS)]
+        #: times (ns), ascending, the counters were cleared without a reboot
+        self.clears: list[int] = []
         #: a dead router drops every request
         self.dead = False
         #: injected faults (loss, malformed replies, delay); switchable at run time
@@ -281,15 +286,32 @@ class SimRouter:
         """snmpEngineTime: whole seconds since the current boot."""
         return max(t_ns - self.boot_at(t_ns), 0) // _NS
 
+    def _clear_at(self, t_ns: int) -> int | None:
+        """The last clear of the counters at or before ``t_ns`` in the current boot."""
+        i = bisect_right(self.clears, t_ns) - 1
+        if i < 0 or self.clears[i] < self.boot_at(t_ns):
+            return None
+        return self.clears[i]
+
+    def discontinuity_ticks(self, t_ns: int) -> int:
+        """ifCounterDiscontinuityTime at ``t_ns``: sysUpTime of this boot's last clear, or 0."""
+        clear = self._clear_at(t_ns)
+        if clear is None:
+            return 0
+        return ((clear - self.boot_at(t_ns)) // 10_000_000) & 0xFFFFFFFF
+
     def octets(self, if_name: str, direction: str, t_ns: int) -> int:
         """The interface's 64-bit octet counter at ``t_ns`` (Counter32 is its low 32 bits)."""
         traffic = self.traffic(if_name, direction)
         boots = self.boots
         i = bisect_right(boots, t_ns) - 1
         epoch = self.epoch_ns
-        if i <= 0:
+        start = self._clear_at(t_ns) if self.clears else None
+        if start is None and i <= 0:
             return (traffic.initial + traffic.total(t_ns - epoch)) & _MASK64
-        return (traffic.total(t_ns - epoch) - traffic.total(boots[i] - epoch)) & _MASK64
+        if start is None:
+            start = boots[i]
+        return (traffic.total(t_ns - epoch) - traffic.total(start - epoch)) & _MASK64
 
     def traffic_between(self, if_name: str, direction: str, t0_ns: int, t1_ns: int) -> int:
         """Octets carried between two times (negative if ``t1 < t0``), reboots or not."""
@@ -297,6 +319,15 @@ class SimRouter:
         return traffic.total(t1_ns - self.epoch_ns) - traffic.total(t0_ns - self.epoch_ns)
 
     # ----------------------------------------------------------------- switches
+
+    def clear_counters(self, at_ns: int) -> None:
+        """Clear every interface's counters at ``at_ns`` without a reboot: they restart
+        at 0 and ifCounterDiscontinuityTime becomes the sysUpTime of that moment."""
+        if at_ns < self.boots[-1] or (self.clears and at_ns <= self.clears[-1]):
+            raise SimulatorError(
+                f"router {self.name!r}: a clear must come after the last boot and clear"
+            )
+        self.clears.append(at_ns)
 
     def reboot(self, at_ns: int, *, renumber: bool = False) -> None:
         """Reboot at ``at_ns``: sysUpTime and counters restart from 0.

@@ -49,6 +49,9 @@ class ResourceView(msgspec.Struct, frozen=True, rename="camel"):
     updated_at: dt.datetime
     #: NONE, WARNING or CRITICAL: the open threshold episode
     alert_level: str
+    #: milliseconds of the current billing period, up to now, that reported usage
+    #: gaps cover (overlapping gaps counted once): usage there is unknown, not zero
+    unknown_ms: int
 
 
 class AlertRow(msgspec.Struct, frozen=True, rename="camel"):
@@ -79,8 +82,28 @@ SELECT cr.id::text AS id, cr.resource_key, cr.customer_id, rc.resource_type, rc.
        COALESCE((SELECT max(CASE a.alert_type WHEN 'THRESHOLD_CRITICAL' THEN 2
                                               WHEN 'THRESHOLD_WARNING' THEN 1 ELSE 0 END)
                  FROM alerts a
-                 WHERE a.customer_resource_id = cr.id AND a.status <> 'RESOLVED'), 0) AS alert_level
+                 WHERE a.customer_resource_id = cr.id AND a.status <> 'RESOLVED'), 0)
+           AS alert_level,
+       COALESCE(u.unknown_ms, 0) AS unknown_ms
 FROM customer_resources cr JOIN resource_catalogs rc ON rc.id = cr.resource_catalog_id
+CROSS JOIN LATERAL (  -- the resource's billing month (this month before its first reading)
+    SELECT m AT TIME ZONE $2 AS ps, least((m + interval '1 month') AT TIME ZONE $2, now()) AS pe
+    FROM (SELECT date_trunc('month', COALESCE(cr.period_start::timestamp,
+                                              now() AT TIME ZONE $2)) AS m) period
+) b
+LEFT JOIN LATERAL (  -- the union of its gaps inside that month, in ms
+    SELECT sum(floor(extract(epoch FROM (island.e - island.s)) * 1000))::bigint AS unknown_ms
+    FROM (SELECT min(s) AS s, max(e) AS e
+          FROM (SELECT s, e, sum(CASE WHEN s <= prev_e THEN 0 ELSE 1 END)
+                                 OVER (ORDER BY s, e) AS n
+                FROM (SELECT s, e, max(e) OVER (ORDER BY s, e ROWS BETWEEN UNBOUNDED PRECEDING
+                                                                     AND 1 PRECEDING) AS prev_e
+                      FROM (SELECT greatest(g.gap_start, b.ps) AS s, least(g.gap_end, b.pe) AS e
+                            FROM usage_gaps g
+                            WHERE g.resource_key = cr.resource_key
+                              AND g.gap_start < b.pe AND g.gap_end > b.ps) clipped) ordered) marked
+          GROUP BY n) island
+) u ON true
 WHERE cr.customer_id = $1 ORDER BY cr.resource_key
 """
 
@@ -112,6 +135,7 @@ def _view(row: Any) -> ResourceView:
         auto_provisioned=row["auto_provisioned"],
         updated_at=row["updated_at"],
         alert_level=Level(row["alert_level"]).name,
+        unknown_ms=int(row["unknown_ms"]),
     )
 
 
@@ -120,16 +144,24 @@ async def customer_exists(db: Executor, customer_id: str) -> bool:
         return bool(await db.fetchval("SELECT 1 FROM customers WHERE id = $1", customer_id))
 
 
-async def customer_resources(db: Executor, customer_id: str) -> list[ResourceView]:
-    """Every resource of ``customer_id``; NotFoundError if the customer is unknown."""
+async def customer_resources(
+    db: Executor, customer_id: str, *, billing_tz: str = "UTC"
+) -> list[ResourceView]:
+    """Every resource of ``customer_id``; NotFoundError if the customer is unknown.
+
+    ``billing_tz`` is the time zone billing months start in (``RESMON_BILLING_TZ``):
+    it bounds the period whose unknown time ``unknown_ms`` sums.
+    """
     with storage_errors():
-        rows = await db.fetch(_RESOURCES, customer_id)
+        rows = await db.fetch(_RESOURCES, customer_id, billing_tz)
     if not rows and not await customer_exists(db, customer_id):
         raise NotFoundError(f"customer {customer_id!r} not found")
     return [_view(r) for r in rows]
 
 
-async def current_usage(db: Executor, customer_id: str) -> list[CachedUsage]:
+async def current_usage(
+    db: Executor, customer_id: str, *, billing_tz: str = "UTC"
+) -> list[CachedUsage]:
     """The same view as the Redis cache, computed from PostgreSQL."""
     return [
         CachedUsage(
@@ -144,8 +176,9 @@ async def current_usage(db: Executor, customer_id: str) -> list[CachedUsage]:
             percentage=v.percentage,
             level=v.alert_level,
             updated=int(v.updated_at.timestamp() * 1000),
+            unknown_ms=v.unknown_ms,
         )
-        for v in await customer_resources(db, customer_id)
+        for v in await customer_resources(db, customer_id, billing_tz=billing_tz)
     ]
 
 

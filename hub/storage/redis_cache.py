@@ -16,7 +16,12 @@ Both expire ``ttl`` seconds after their last update. A usage hash is
 *complete* (lists every resource of the customer) only when it holds the
 field ``_complete``: the API fills it from PostgreSQL on a miss
 (:meth:`RedisCache.fill_usage`) and trusts it only then, since batch updates
-write just the resources that had readings. Changing a resource
+write just the resources that had readings. ``unknownMs`` (the time of the
+current billing period reported gaps cover) comes from PostgreSQL only: the
+fill keeps it per resource in the field ``_unknown`` (JSON object, resource
+key -> ms) and writes the fill time in ``_complete``; a hash filled more than
+``unknown_max_age_ms`` ago reads as a miss, so a new gap shows within that
+time. Changing a resource
 (``provision_resource`` → NOTIFY) drops the customer's hash. The cache is written
 after each committed batch, by a Lua script (one ``EVALSHA`` per batch, so the
 server must allow scripting); PostgreSQL stays the source of truth, so a Redis
@@ -54,10 +59,15 @@ class CachedUsage(msgspec.Struct, frozen=True, rename="camel"):
     percentage: str | None
     level: str
     updated: int
+    #: ms of the current billing period that reported gaps cover (usage unknown there);
+    #: ``None`` where it was not read from PostgreSQL
+    unknown_ms: int | None = None
 
 
 _usage_decoder = msgspec.json.Decoder(CachedUsage)
+_unknown_decoder = msgspec.json.Decoder(dict[str, int])
 _COMPLETE = b"_complete"
+_UNKNOWN = b"_unknown"
 _FIELD_SUFFIX = {"ANOMALY_DETECTED": "#anomaly", "FORECAST_LIMIT": "#forecast"}
 _encoder = msgspec.json.Encoder(decimal_format="string")
 
@@ -102,21 +112,35 @@ class RedisCache:
         prefix: str = "resmon",
         ttl: int = 3600,
         address: str = "Redis",
+        unknown_max_age_ms: int = 60_000,
     ) -> None:
         self.client = client
         self.prefix = prefix
         self.ttl = ttl
+        self.unknown_max_age_ms = unknown_max_age_ms
         self._address = address
         self._write_sha = _WRITE_SHA
 
     @classmethod
     def from_url(
-        cls, url: str, *, prefix: str = "resmon", ttl: int = 3600, address: str = "Redis"
+        cls,
+        url: str,
+        *,
+        prefix: str = "resmon",
+        ttl: int = 3600,
+        address: str = "Redis",
+        unknown_max_age_ms: int = 60_000,
     ) -> RedisCache:
         client: aioredis.Redis[bytes] = aioredis.Redis.from_url(
             url, socket_connect_timeout=5, socket_timeout=5
         )
-        return cls(client, prefix=prefix, ttl=ttl, address=address)
+        return cls(
+            client,
+            prefix=prefix,
+            ttl=ttl,
+            address=address,
+            unknown_max_age_ms=unknown_max_age_ms,
+        )
 
     async def ping(self) -> None:
         with cache_errors(self._address):
@@ -174,24 +198,38 @@ class RedisCache:
             await self.client.eval(_WRITE, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
 
     async def current_usage(self, customer: str) -> list[CachedUsage] | None:
-        """Every resource of ``customer`` if the cache has them all, else None."""
+        """Every resource of ``customer`` if the cache has them all, else None.
+
+        Also None when the fill is older than ``unknown_max_age_ms``, so the
+        unknown time is read from PostgreSQL again.
+        """
         with cache_errors(self._address):
             raw = await self.client.hgetall(self._usage_key(customer))
-        if _COMPLETE not in raw:
+        filled = raw.get(_COMPLETE, b"")
+        if not filled.isdigit() or now_ms() - int(filled) > self.unknown_max_age_ms:
             return None
+        unknown = _unknown_decoder.decode(raw.get(_UNKNOWN, b"{}"))
+        usage = (_usage_decoder.decode(v) for k, v in raw.items() if k not in (_COMPLETE, _UNKNOWN))
         return sorted(
-            (_usage_decoder.decode(v) for k, v in raw.items() if k != _COMPLETE),
+            (
+                u
+                if u.unknown_ms is not None
+                else msgspec.structs.replace(u, unknown_ms=unknown.get(u.resource_key))
+                for u in usage
+            ),
             key=lambda u: u.resource_key,
         )
 
     async def fill_usage(self, customer: str, usage: Sequence[CachedUsage]) -> None:
         """Store the complete list of ``customer``'s resources (read from PostgreSQL)."""
         key = self._usage_key(customer)
+        unknown = {u.resource_key: u.unknown_ms for u in usage if u.unknown_ms is not None}
         with cache_errors(self._address):
             async with self.client.pipeline(transaction=True) as pipe:
                 for u in usage:
                     pipe.hset(key, u.resource_key, _encoder.encode(u))
-                pipe.hset(key, _COMPLETE, b"1")
+                pipe.hset(key, _UNKNOWN, _encoder.encode(unknown))
+                pipe.hset(key, _COMPLETE, str(now_ms()))
                 pipe.expire(key, self.ttl)
                 await pipe.execute()
 

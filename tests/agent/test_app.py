@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import itertools
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 
+from edge_agent._exceptions import SendError
 from edge_agent.app import RunningAgent, run_agent
 from edge_agent.config import AgentConfig, config_from_dict
+from edge_agent.sink import GAP_DETAIL
 from protocol import UsageGap, UsageReading, decode_record
 
 from .conftest import FakeClient, FakeRouter, ManualClock
@@ -174,3 +183,203 @@ async def test_simulated_routers_usage_reaches_kafka_matching_ground_truth(
         assert abs(r.value - truth) <= 10_000 * 0.2, (r, truth)
         assert r.value > 0
     assert agent.metrics.poll_errors.labels("dead", "timeout")._value.get() >= 1
+
+
+class RecordingSender:
+    """Keeps every record Kafka would have acknowledged; refuses while ``down`` is set."""
+
+    def __init__(self) -> None:
+        self.records: list[Any] = []
+        self.down = False
+
+    async def start(self) -> None:
+        pass
+
+    async def send(self, records: Any) -> None:
+        if self.down:
+            raise SendError("broker down", acked=0)
+        self.records += records
+
+    async def stop(self) -> None:
+        pass
+
+    def events(self) -> list[UsageReading | UsageGap]:
+        out = []
+        for r in self.records:
+            data = decode_record(r.value, r.headers).data
+            assert isinstance(data, UsageReading | UsageGap)
+            out.append(data)
+        return out
+
+
+def assert_timeline_exact(events: list[UsageReading | UsageGap], if_name: str) -> list[UsageGap]:
+    """Per direction, the readings and gaps of ``if_name`` tile their span with no hole or
+    overlap; returns the buffer_full gaps among them."""
+    for direction in ("in", "out"):
+        spans = sorted(
+            (e.start_ms, e.end_ms)
+            for e in events
+            if e.interface == if_name and e.direction == direction
+        )
+        assert spans, direction
+        for (_, end), (start, _) in itertools.pairwise(spans):
+            assert start == end, spans
+    return [
+        e
+        for e in events
+        if isinstance(e, UsageGap) and e.reason == "buffer_full" and e.interface == if_name
+    ]
+
+
+async def step(agent: RunningAgent, clock: ManualClock, routers: dict[str, FakeRouter]) -> None:
+    """Let the agent complete one more cycle, with a minute of traffic since the last one."""
+    await agent.poller.wait_for_cycle(agent.poller.cycles + 1)
+    clock.tick(routers)
+    routers["r1"].add("ge-0", "in", 1000)
+    routers["r1"].add("ge-0", "out", 10)
+
+
+@pytest.mark.anyio
+async def test_a_disk_full_buffer_keeps_the_agent_polling_and_the_lost_span_becomes_a_gap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_write = os.write
+    faults = {"full": False, "injected": 0}
+
+    def write(fd: int, data: bytes) -> int:
+        if faults["full"]:
+            faults["injected"] += 1
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+
+    monkeypatch.setattr("edge_agent.buffer.os.write", write)
+    clock = ManualClock()
+    routers = {"r1": FakeRouter({"ge-0": "CUST:acme"})}
+    config = agent_config(tmp_path, [{"name": "r1", "host": "192.0.2.1", "community": "x"}])
+    sender = RecordingSender()
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            agent: RunningAgent = await tg.start(
+                lambda task_status: run_agent(
+                    config,
+                    client=FakeClient(routers, clock),
+                    sender=sender,
+                    task_status=task_status,
+                )
+            )
+            while agent.buffer.appended == 0:  # a first reading is stored
+                await step(agent, clock, routers)
+            faults["full"] = True
+            while faults["injected"] < 3:  # three polls whose writes fail
+                await step(agent, clock, routers)
+            polled = agent.metrics.polls.labels("r1")._value.get()
+            await step(agent, clock, routers)
+            await step(agent, clock, routers)
+            assert agent.metrics.polls.labels("r1")._value.get() > polled  # still polling
+            assert agent.poller.status()["r1"]["state"] == "ok"
+            assert agent.sink.write_errors >= 3
+            assert agent.metrics.buffer_write_errors._value.get() == agent.sink.write_errors
+            lost = agent.sink.write_errors
+            appended = agent.buffer.appended
+            faults["full"] = False  # space returns
+            while not any(
+                isinstance(e, UsageGap) and e.reason == "buffer_full" for e in sender.events()
+            ):
+                await step(agent, clock, routers)
+            assert agent.buffer.appended > appended
+            await agent.buffer.wait_empty()
+            tg.cancel_scope.cancel()
+    assert agent.sink.write_errors == lost  # nothing more lost once the disk had room
+    assert agent.sink.unreported_spans == 0
+    gaps = assert_timeline_exact(sender.events(), "ge-0")
+    assert len(gaps) == 2  # one per direction, over the whole span the failed writes lost
+    assert {g.detail for g in gaps} == {GAP_DETAIL}
+    from edge_agent.buffer import DiskBuffer
+
+    with DiskBuffer.open(config.buffer) as buffer:
+        assert buffer.corrupt == 0
+
+
+@contextlib.contextmanager
+def tiny_filesystem(where: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted at ``where``; skips the test where mounting is not allowed."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root and mount(8)")
+    where.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+@pytest.mark.anyio
+async def test_on_a_real_filesystem_that_fills_up_the_agent_polls_on_and_recovers(
+    tmp_path: Path,
+) -> None:
+    with tiny_filesystem(tmp_path / "disk", "1m") as disk:
+        # leave room for a few cycles only; removing the filler is the space coming back
+        filler = disk / "filler"
+        stat = os.statvfs(disk)
+        filler.write_bytes(b"\0" * (stat.f_bavail * stat.f_frsize - 24 * 1024))
+        clock = ManualClock()
+        names = [f"ge-{i}" for i in range(20)]
+        routers = {"r1": FakeRouter({n: f"CUST:c{i}" for i, n in enumerate(names)})}
+        config = config_from_dict(
+            {
+                "agent_id": "tmpfs",
+                "interval": 0.3,
+                "jitter": 0,
+                "targets": [{"name": "r1", "host": "192.0.2.1", "community": "x"}],
+                "buffer": {"directory": str(disk / "buffer"), "fsync": "interval"},
+                "http": {"enabled": False},
+            }
+        )
+        sender = RecordingSender()
+
+        async def step() -> None:
+            await agent.poller.wait_for_cycle(agent.poller.cycles + 1)
+            clock.tick(routers)
+            for n in names:
+                routers["r1"].add(n, "in", 1000)
+                routers["r1"].add(n, "out", 10)
+
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as tg:
+                agent: RunningAgent = await tg.start(
+                    lambda task_status: run_agent(
+                        config,
+                        client=FakeClient(routers, clock),
+                        sender=sender,
+                        task_status=task_status,
+                    )
+                )
+                while agent.sink.write_errors == 0:  # until the filesystem is full
+                    await step()
+                polled, lost = agent.poller.cycles, agent.sink.write_errors
+                await step()
+                await step()
+                assert agent.poller.cycles > polled  # still polling
+                assert agent.sink.write_errors > lost  # and still counting what is lost
+                assert agent.buffer.write_failures >= 2
+                filler.unlink()  # space returns
+                while not any(
+                    isinstance(e, UsageGap) and e.reason == "buffer_full" for e in sender.events()
+                ):
+                    await step()
+                await agent.buffer.wait_empty()
+                tg.cancel_scope.cancel()
+        assert agent.sink.unreported_spans == 0
+        for n in names:
+            assert len(assert_timeline_exact(sender.events(), n)) >= 2, n  # in and out
+        from edge_agent.buffer import DiskBuffer
+
+        with DiskBuffer.open(config.buffer) as buffer:
+            assert buffer.corrupt == 0

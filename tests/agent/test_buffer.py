@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from edge_agent._exceptions import BufferFullError, DiskBufferError
 from edge_agent.buffer import DiskBuffer
 from edge_agent.config import BufferConfig
+from edge_agent.sink import BufferSink
 from protocol import KafkaRecord
 
 
@@ -427,7 +428,7 @@ def test_drop_and_corrupt_metrics_are_counters_fed_by_differences(tmp_path: Path
     cfg = config(tmp_path, max_bytes=4096, when_full="drop_oldest")
     with DiskBuffer.open(cfg) as buffer:
         metrics = AgentMetrics()
-        agent = SimpleNamespace(metrics=metrics, buffer=buffer)
+        agent = SimpleNamespace(metrics=metrics, buffer=buffer, sink=BufferSink(buffer))
         buffer.append_nowait(record(i, size=500) for i in range(10))
         first = buffer.dropped
         _refresh_gauges(agent)  # type: ignore[arg-type]

@@ -4,6 +4,7 @@ by the next answer, and reboots and missing counters are gaps."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -161,11 +162,21 @@ async def test_a_reboot_with_renumbering_is_a_gap_and_usage_stays_with_the_inter
     s = Setup("r1")
     with anyio.fail_after(5):
         await s.poller.poll_all()
+        t0 = s.clock.ms
         s.tick()
-        s.routers["r1"].reboot(renumber=True)
+        s.routers["r1"].reboot(renumber=True)  # 0.1 s before the next poll
         s.routers["r1"].add("ge-0/0/0", "in", 500)
         await s.poller.poll_all()
-        assert {type(e).__name__ for e in s.events()} == {"UsageGap"}
+        events = s.events()
+        # up to the boot: unknown; since the boot: the counters, billed to the same names
+        boot = s.clock.ms - 100
+        assert {(type(e).__name__, e.start_ms, e.end_ms) for e in events} == {
+            ("UsageGap", t0, boot),
+            ("UsageReading", boot, s.clock.ms),
+        }
+        since_boot = {(e.interface, e.direction): e for e in events if isinstance(e, UsageReading)}
+        assert since_boot[("ge-0/0/0", "in")].value == 500
+        assert since_boot[("ge-0/0/0", "in")].resource_key == "acme/bandwidth"
         s.tick()
         s.routers["r1"].add("ge-0/0/0", "in", 700)
         await s.poller.poll_all()
@@ -177,9 +188,7 @@ async def test_a_reboot_with_renumbering_is_a_gap_and_usage_stays_with_the_inter
 
 
 @pytest.mark.anyio
-async def test_a_reboot_during_an_outage_is_a_reboot_gap_over_the_outage_even_if_uptime_grew() -> (
-    None
-):
+async def test_a_reboot_during_an_outage_is_a_gap_up_to_the_boot_even_if_uptime_grew() -> None:
     s = Setup("r1")
     with anyio.fail_after(5):
         await s.poller.poll_all()
@@ -194,11 +203,16 @@ async def test_a_reboot_during_an_outage_is_a_reboot_gap_over_the_outage_even_if
         s.tick(1800)  # sysUpTime is now larger than at t0, but shorter than the outage
         s.routers["r1"].dead = False
         await s.poller.poll_all()
-        gaps = s.events()
+        events = s.events()
         assert s.client.walks == walks + 1  # the reboot was noticed: interfaces mapped again
+        boot = s.clock.ms - 1_800_000 - 100
+        gaps = [e for e in events if isinstance(e, UsageGap)]
         assert len(gaps) == 4
-        assert all(isinstance(g, UsageGap) and g.reason == "reboot" for g in gaps)
-        assert {(g.start_ms, g.end_ms) for g in gaps} == {(t0, s.clock.ms)}
+        assert all(g.reason == "reboot" for g in gaps)
+        assert {(g.start_ms, g.end_ms) for g in gaps} == {(t0, boot)}
+        since_boot = {(e.interface, e.direction): e for e in events if isinstance(e, UsageReading)}
+        assert {(e.start_ms, e.end_ms) for e in since_boot.values()} == {(boot, s.clock.ms)}
+        assert since_boot[("ge-0/0/0", "in")].value == 500
         s.tick()
         s.routers["r1"].add("ge-0/0/0", "in", 700)
         await s.poller.poll_all()
@@ -351,3 +365,194 @@ async def test_an_unexpected_client_error_fails_only_that_router() -> None:
     assert {(e.device, type(e).__name__) for e in events} == {("r1", "UsageReading")}
     assert s.metrics.poll_errors.labels("r2", "internal")._value.get() == 1
     assert s.poller.status()["r2"]["lastErrorKind"] == "internal"
+
+
+# -- nothing stops polling or skips a reading without a log line and a counter ------------
+
+
+@pytest.mark.anyio
+async def test_an_error_while_accounting_one_router_fails_only_its_poll_and_the_next_bridges_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    s = Setup("r1", "r2")
+    encode = Poller._encode
+    broken = {"r2"}
+
+    def flaky_encode(self: Poller, target: Any, *args: Any) -> KafkaRecord:
+        if target.name in broken:
+            raise ValueError("a bug in the accounting")
+        return encode(self, target, *args)
+
+    monkeypatch.setattr(Poller, "_encode", flaky_encode)
+    with anyio.fail_after(5):
+        await s.poller.poll_all()
+        t0 = s.clock.ms
+        s.tick()
+        s.routers["r2"].add("ge-0/0/0", "in", 100)
+        with structlog.testing.capture_logs() as logs:
+            await s.poller.poll_all()
+        assert {e.device for e in s.events()} == {"r1"}
+        assert "poll_crashed" in [entry["event"] for entry in logs]
+        assert s.metrics.poll_errors.labels("r2", "internal")._value.get() == 1
+        assert s.poller.status()["r2"]["state"] == "failing"
+        broken.clear()
+        s.tick()
+        s.routers["r2"].add("ge-0/0/0", "in", 23)
+        await s.poller.poll_all()
+    r2 = {(e.interface, e.direction): e for e in s.events() if e.device == "r2"}
+    assert {(e.start_ms, e.end_ms) for e in r2.values()} == {(t0, s.clock.ms)}
+    assert isinstance(r2[("ge-0/0/0", "in")], UsageReading)
+    assert r2[("ge-0/0/0", "in")].value == 123
+
+
+@pytest.mark.anyio
+async def test_a_sink_that_raises_fails_that_poll_only_and_the_next_cycle_runs() -> None:
+    s = Setup("r1")
+    calls = 0
+
+    async def exploding_sink(records: list[KafkaRecord]) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("sink bug")
+        s.records.extend(records)
+
+    s.poller.sink = exploding_sink
+    with anyio.fail_after(5):
+        await s.poller.poll_all()  # baselines: nothing to sink
+        s.tick()
+        with structlog.testing.capture_logs() as logs:
+            await s.poller.poll_all()
+        assert "poll_crashed" in [entry["event"] for entry in logs]
+        assert s.metrics.poll_errors.labels("r1", "internal")._value.get() == 1
+        s.tick()
+        await s.poller.poll_all()
+    assert s.poller.cycles == 3
+    assert len(s.events()) == 4
+
+
+@pytest.mark.anyio
+async def test_samples_taken_while_the_agent_clock_is_behind_are_logged_counted_and_bridged() -> (
+    None
+):
+    s = Setup("r1")
+    with anyio.fail_after(5):
+        await s.poller.poll_all()
+        s.tick()
+        await s.poller.poll_all()
+        t1 = s.clock.ms
+        s.events()
+        s.clock.ms -= 30_000  # the agent's clock steps back
+        s.routers["r1"].add("ge-0/0/0", "in", 10)
+        with structlog.testing.capture_logs() as logs:
+            await s.poller.poll_all()
+        assert s.events() == []
+        assert "samples_ignored" in [entry["event"] for entry in logs]
+        assert s.metrics.samples_ignored.labels("r1")._value.get() == 4
+        s.clock.ms = t1 + 60_000
+        s.routers["r1"].add("ge-0/0/0", "in", 5)
+        await s.poller.poll_all()
+    readings = {(e.interface, e.direction): e for e in s.events()}
+    assert isinstance(readings[("ge-0/0/0", "in")], UsageReading)
+    assert readings[("ge-0/0/0", "in")].value == 15
+    assert (readings[("ge-0/0/0", "in")].start_ms, readings[("ge-0/0/0", "in")].end_ms) == (
+        t1,
+        t1 + 60_000,
+    )
+
+
+@pytest.mark.anyio
+async def test_an_interface_that_leaves_the_mapping_and_returns_reports_its_absence_as_a_gap() -> (
+    None
+):
+    s = Setup("r1", rediscover_interval=1e-9)  # walk the table on every poll
+    with anyio.fail_after(5):
+        await s.poller.poll_all()
+        s.tick()
+        await s.poller.poll_all()
+        last_report = s.clock.ms
+        s.events()
+        s.routers["r1"].aliases["ge-0/0/1"] = ""  # no longer a customer's
+        s.tick()
+        with structlog.testing.capture_logs() as logs:
+            await s.poller.poll_all()
+        assert {e.interface for e in s.events()} == {"ge-0/0/0"}
+        assert "interfaces_unmapped" in [entry["event"] for entry in logs]
+        assert s.metrics.counters_unmapped.labels("r1")._value.get() == 2
+        s.routers["r1"].aliases["ge-0/0/1"] = "CUST:bob:c2"
+        s.tick()
+        await s.poller.poll_all()
+        back = [e for e in s.events() if e.interface == "ge-0/0/1"]
+        assert len(back) == 2
+        assert all(isinstance(g, UsageGap) and g.reason == "discontinuity" for g in back)
+        assert {(g.start_ms, g.end_ms) for g in back} == {(last_report, s.clock.ms)}
+        s.tick()
+        s.routers["r1"].add("ge-0/0/1", "out", 77)
+        await s.poller.poll_all()
+    readings = {(e.interface, e.direction): e for e in s.events()}
+    assert isinstance(readings[("ge-0/0/1", "out")], UsageReading)
+    assert readings[("ge-0/0/1", "out")].value == 77
+
+
+@pytest.mark.anyio
+async def test_a_cycle_that_runs_past_the_next_ticks_is_logged_and_counted() -> None:
+    s = Setup("r1", interval=10, jitter=0)
+    s.clock.ms = 1_700_000_000_000  # on a tick
+    slow = True
+
+    async def slow_sink(records: list[KafkaRecord]) -> None:
+        nonlocal slow
+        if slow:
+            slow = False
+            s.clock.ms += 39_998  # the sink held the cycle past three ticks
+        s.records.extend(records)
+
+    s.poller.sink = slow_sink
+    with anyio.fail_after(5):
+        await s.poller.poll_all()  # baselines
+        s.clock.ms += 1  # the second cycle starts on the next tick, like run() does
+        with structlog.testing.capture_logs() as logs:
+            async with anyio.create_task_group() as tg:
+                await tg.start(s.poller.run)
+                await s.poller.wait_for_cycle(2)
+                tg.cancel_scope.cancel()
+    assert "poll_cycle_overran" in [entry["event"] for entry in logs]
+    assert s.metrics.poll_ticks_missed._value.get() == 3
+
+
+@pytest.mark.anyio
+async def test_a_failed_sync_skips_the_checkpoint_and_polling_goes_on(tmp_path: Path) -> None:
+    checkpoint = tmp_path / "poller.checkpoint"
+
+    def full_disk() -> None:
+        raise OSError(28, "No space left on device")
+
+    s = Setup("r1")
+    s.poller = Poller(
+        s.poller.config,
+        s.client,
+        s.poller.sink,
+        metrics=s.metrics,
+        clock=s.clock.seconds,
+        checkpoint=checkpoint,
+        before_checkpoint=full_disk,
+    )
+    with anyio.fail_after(5):
+        await s.poller.poll_all()
+        s.tick()
+        with structlog.testing.capture_logs() as logs:
+            await s.poller.poll_all()
+    assert len(s.events()) == 4
+    assert not checkpoint.exists()  # the events were not made durable: no checkpoint
+    assert "checkpoint_skipped" in [entry["event"] for entry in logs]
+    assert s.metrics.checkpoint_errors.labels("sync")._value.get() == 2
+
+
+def test_an_unreadable_checkpoint_is_logged_and_counted(tmp_path: Path) -> None:
+    checkpoint = tmp_path / "poller.checkpoint"
+    checkpoint.write_bytes(b"\xff\x00garbage")
+    s = Setup("r1")
+    with structlog.testing.capture_logs() as logs:
+        Poller(s.poller.config, s.client, s.poller.sink, metrics=s.metrics, checkpoint=checkpoint)
+    assert "checkpoint_unreadable" in [entry["event"] for entry in logs]
+    assert s.metrics.checkpoint_errors.labels("read")._value.get() == 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import anyio
@@ -17,6 +18,7 @@ import pytest
 from edge_agent.config import TargetConfig, config_from_dict
 from edge_agent.poller import Poller
 from edge_agent.snmp import FastV2cClient
+from edge_agent.snmp import client as client_module
 from edge_agent.snmp.client import IF_HC_IN_OCTETS, IF_HC_OUT_OCTETS, Oid, Value
 from protocol import KafkaRecord, UsageGap, UsageReading, decode_record
 
@@ -161,6 +163,77 @@ async def test_a_reboot_is_a_gap_then_billing_resumes_exactly() -> None:
     assert len(readings(after)) == 12
     for e in readings(after):
         assert e.value == run.truth(e)
+
+
+async def test_after_a_reboot_the_traffic_since_the_boot_is_billed_to_the_byte(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with running() as run:
+        # the agent's clock is the fleet's, so sysUpTime and sample times agree exactly
+        monkeypatch.setattr(client_module, "time", SimpleNamespace(time_ns=run.clock))
+        await run.poll()
+        await run.poll()
+        t0 = run.clock.ns // 10**6
+        run.clock.advance(4)
+        run.fleet.reboot("rtr-0001")
+        boot_ns = run.clock.ns
+        events = await run.poll(6)
+        t1 = run.clock.ns // 10**6
+    rebooted = [e for e in events if e.device == "rtr-0001"]
+    gaps = [e for e in rebooted if isinstance(e, UsageGap)]
+    since = readings(rebooted)
+    assert len(gaps) == len(since) == 6
+    assert {(g.reason, g.start_ms, g.end_ms) for g in gaps} == {("reboot", t0, boot_ns // 10**6)}
+    for e in since:
+        assert (e.start_ms, e.end_ms) == (boot_ns // 10**6, t1)
+        assert e.interface is not None
+        assert e.direction is not None
+        assert e.value == run.fleet.bytes_between(
+            "rtr-0001", e.interface, e.direction, boot_ns, run.clock.ns
+        )
+        assert e.value == 6 * (RATE if e.direction == "in" else RATE // 2)
+
+
+async def test_counters_cleared_after_a_reboot_are_billed_from_the_clear_to_the_byte(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with running(routers=1) as run:
+        monkeypatch.setattr(client_module, "time", SimpleNamespace(time_ns=run.clock))
+        await run.poll()
+        await run.poll()
+        t0 = run.clock.ns // 10**6
+        run.clock.advance(3)
+        run.fleet.reboot("rtr-0001")
+        run.clock.advance(2)
+        run.fleet.clear_counters("rtr-0001")  # ifCounterDiscontinuityTime: 2 s after boot
+        cleared_ns = run.clock.ns
+        events = await run.poll(5)
+    gaps = [e for e in events if isinstance(e, UsageGap)]
+    assert {(g.reason, g.start_ms, g.end_ms) for g in gaps} == {("reboot", t0, cleared_ns // 10**6)}
+    for e in readings(events):
+        assert e.interface is not None
+        assert e.direction is not None
+        assert e.start_ms == cleared_ns // 10**6
+        assert e.value == run.fleet.bytes_between(
+            "rtr-0001", e.interface, e.direction, cleared_ns, run.clock.ns
+        )
+    assert len(readings(events)) == 6
+
+
+async def test_counters_cleared_without_a_reboot_are_a_discontinuity_gap_then_exact() -> None:
+    async with running(routers=1) as run:
+        await run.poll()
+        await run.poll()
+        run.clock.advance(4)
+        run.fleet.clear_counters("rtr-0001")
+        events = await run.poll(6)
+        after = await run.poll()
+    assert {(type(e).__name__, getattr(e, "reason", None)) for e in events} == {
+        ("UsageGap", "discontinuity")
+    }
+    assert len(readings(after)) == 6
+    for e in readings(after):
+        assert e.value == run.truth(e) > 0
 
 
 async def test_ifindex_renumbering_after_a_reboot_keeps_usage_with_the_interface_name() -> None:

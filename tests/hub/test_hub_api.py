@@ -89,6 +89,7 @@ async def test_ingest_then_current_usage_in_base_and_catalog_units(
             "percentage": "37.50",
             "level": "NONE",
             "updated": current[0]["updated"],
+            "unknownMs": 0,
         }
     ]
     with anyio.fail_after(10):

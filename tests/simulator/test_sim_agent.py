@@ -77,11 +77,11 @@ def test_getnext_walks_the_whole_mib_in_lexicographic_oid_order_then_end_of_mib_
     seen = _walk(fleet, "rtr-0001")
     oids = [oid for oid, _ in seen]
     assert oids == sorted(oids)
-    assert len(oids) == 5 + 12 * 13
+    assert len(oids) == 5 + 12 * 14
     # ifIndex 10 comes after 9, not after 1: numeric, not textual order
     names = [v.value for oid, v in seen if oid[:-1] == OIDS.ifName]
     assert names == [f"ge-0/0/{i}".encode() for i in range(12)]
-    last = (*OIDS.ifAlias, 12)
+    last = (*OIDS.ifCounterDiscontinuityTime, 12)
     ((oid, value),) = ask(fleet.agent("rtr-0001"), request(GETNEXT, last)).pdu.varbinds
     assert (oid, value) == (last, Value(END_OF_MIB_VIEW))
 
@@ -117,10 +117,11 @@ def test_getbulk_walks_ifxtable_in_oid_order(small_fleet: Fleet) -> None:
             OIDS.ifHCOutOctets,
             OIDS.ifHighSpeed,
             OIDS.ifAlias,
+            OIDS.ifCounterDiscontinuityTime,
         )
         for index in (1, 2, 3)
     ]
-    assert seen[-1] == ((*OIDS.ifAlias, 3), Value(END_OF_MIB_VIEW))
+    assert seen[-1] == ((*OIDS.ifCounterDiscontinuityTime, 3), Value(END_OF_MIB_VIEW))
     aliases = [v.value for oid, v in seen[:-1] if oid[:-1] == OIDS.ifAlias]
     assert aliases == [b"CUST:cust-0001", b"CUST:cust-0002 RES:bw", b"uplink"]
 
@@ -189,27 +190,28 @@ def test_getbulk_returns_fewer_repetitions_rather_than_too_big() -> None:
 
 
 def test_getbulk_stops_once_every_repeater_is_at_end_of_mib_view(small_fleet: Fleet) -> None:
-    last = (*OIDS.ifAlias, 2)
+    end = OIDS.ifCounterDiscontinuityTime  # the last column served
+    last = (*end, 2)
     reply = ask(
         small_fleet.agent("r1"),
         request(GETBULK, last, OIDS.ifHighSpeed, max_repetitions=50),
     )
     varbinds = reply.pdu.varbinds
-    # rows: (ifAlias.3, ifHighSpeed.1), (end, ifHighSpeed.2), (end, ifHighSpeed.3),
-    # (end, ifAlias.1..3) three times, then (end, end)
-    assert varbinds[0][0] == (*OIDS.ifAlias, 3)
-    assert varbinds[2] == ((*OIDS.ifAlias, 3), Value(END_OF_MIB_VIEW))
+    # rows: (last.3, ifHighSpeed.1), (end, ifHighSpeed.2), (end, ifHighSpeed.3),
+    # (end, ifAlias.1..3), (end, last.1..3), then (end, end)
+    assert varbinds[0][0] == (*end, 3)
+    assert varbinds[2] == ((*end, 3), Value(END_OF_MIB_VIEW))
     assert varbinds[-2:] == [
-        ((*OIDS.ifAlias, 3), Value(END_OF_MIB_VIEW)),
-        ((*OIDS.ifAlias, 3), Value(END_OF_MIB_VIEW)),
+        ((*end, 3), Value(END_OF_MIB_VIEW)),
+        ((*end, 3), Value(END_OF_MIB_VIEW)),
     ]
-    assert len(varbinds) == 2 * 7
+    assert len(varbinds) == 2 * 10
 
 
 def test_getbulk_of_a_single_column_past_the_end_names_the_requested_oid(
     small_fleet: Fleet,
 ) -> None:
-    last = (*OIDS.ifAlias, 3)
+    last = (*OIDS.ifCounterDiscontinuityTime, 3)
     reply = ask(small_fleet.agent("r1"), request(GETBULK, last, max_repetitions=10))
     assert reply.pdu.varbinds == [(last, Value(END_OF_MIB_VIEW))]
 

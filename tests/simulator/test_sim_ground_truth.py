@@ -98,6 +98,31 @@ def test_reboot_resets_uptime_and_counters_but_traffic_keeps_counting(
     assert small_fleet.octets("r1", "ge-0/0/1", "in", at=reboot_at - 1) == before - 1
 
 
+def test_clearing_counters_restarts_them_at_zero_and_sets_if_counter_discontinuity_time(
+    small_fleet: Fleet, clock: FakeClock
+) -> None:
+    disc = (*OIDS.ifCounterDiscontinuityTime, 2)
+    clock.advance(100)
+    assert ask(small_fleet.agent("r1"), request(GET, disc)).pdu.varbinds[0][1] == Value(
+        TIMETICKS, 0
+    )
+    small_fleet.clear_counters("r1")
+    assert small_fleet.octets("r1", "ge-0/0/1", "in") == 0
+    assert small_fleet.uptime_ticks("r1") == 10_000  # no reboot
+    clock.advance(2)
+    reply = ask(small_fleet.agent("r1"), request(GET, disc))
+    assert reply.pdu.varbinds[0][1] == Value(TIMETICKS, 10_000)  # sysUpTime of the clear
+    assert small_fleet.octets("r1", "ge-0/0/1", "in") == 2 * 10**9
+    # a reboot after it restarts the counters again and resets the discontinuity time
+    small_fleet.reboot("r1")
+    clock.advance(1)
+    assert small_fleet.octets("r1", "ge-0/0/1", "in") == 10**9
+    reply = ask(small_fleet.agent("r1"), request(GET, disc))
+    assert reply.pdu.varbinds[0][1] == Value(TIMETICKS, 0)
+    with pytest.raises(SimulatorError, match="after the last boot and clear"):
+        small_fleet.clear_counters("r1", at=T0)
+
+
 def test_reboot_with_renumbering_moves_interfaces_to_other_if_indexes(
     small_fleet: Fleet, clock: FakeClock
 ) -> None:

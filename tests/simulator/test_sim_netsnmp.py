@@ -41,13 +41,15 @@ async def test_snmpbulkwalk_walks_ifxtable(clock: FakeClock) -> None:
                 f"{host}:{port}", "1.3.6.1.2.1.31.1.1",
             )  # fmt: skip
     rows = [line for line in lines if "No more variables" not in line]
-    assert len(rows) == 12 * 5
+    assert len(rows) == 12 * 6
     assert rows[0] == '.1.3.6.1.2.1.31.1.1.1.1.1 = STRING: "ge-0/0/0"'
     assert rows[11] == '.1.3.6.1.2.1.31.1.1.1.1.12 = STRING: "ge-0/0/11"'
     assert rows[12] == ".1.3.6.1.2.1.31.1.1.1.6.1 = Counter64: 60007"
     assert rows[24] == ".1.3.6.1.2.1.31.1.1.1.10.1 = Counter64: 30000"
     assert rows[36] == ".1.3.6.1.2.1.31.1.1.1.15.1 = Gauge32: 1000"
     assert rows[59] == '.1.3.6.1.2.1.31.1.1.1.18.12 = STRING: "CUST:cust-0012"'
+    # ifCounterDiscontinuityTime: no clear of the counters since the boot
+    assert rows[71] == ".1.3.6.1.2.1.31.1.1.1.19.12 = Timeticks: (0) 0:00:00.00"
 
 
 @pytest.mark.anyio

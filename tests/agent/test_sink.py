@@ -1,0 +1,257 @@
+"""Readings the disk buffer could not keep still reach the hub, as buffer_full gaps."""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import os
+from pathlib import Path
+
+import anyio
+import pytest
+import structlog
+from hypothesis import given
+from hypothesis import strategies as st
+
+from edge_agent._exceptions import SendError
+from edge_agent.buffer import DiskBuffer
+from edge_agent.config import BufferConfig
+from edge_agent.forwarder import Forwarder
+from edge_agent.metrics import AgentMetrics
+from edge_agent.sink import BufferSink, ResourceKey, _add_span
+from protocol import KafkaRecord, UsageGap, UsageReading, decode_record, encode_event
+
+T0 = 1_700_000_000_000
+STEP = 10_000
+RESOURCES = ("acme:ge-0:in", "acme:ge-0:out", "bolt:ge-1:in")
+
+
+def reading(resource: str, i: int) -> KafkaRecord:
+    customer, interface, direction = resource.split(":")
+    return encode_event(
+        UsageReading(
+            customer_id=customer,
+            resource_type="bandwidth",
+            resource_key=f"{customer}/{interface}",
+            value=1000 + i,
+            unit="byte",
+            start_ms=T0 + i * STEP,
+            end_ms=T0 + (i + 1) * STEP,
+            device="r1",
+            interface=interface,
+            direction=direction,  # type: ignore[arg-type]
+        ),
+        source="urn:resmon:agent:test",
+    )
+
+
+def cycle(i: int) -> list[KafkaRecord]:
+    return [reading(r, i) for r in RESOURCES]
+
+
+def resource_of(data: UsageReading | UsageGap | ResourceKey) -> str:
+    return f"{data.customer_id}:{data.interface}:{data.direction}"
+
+
+def events(records: list[KafkaRecord]) -> list[UsageReading | UsageGap]:
+    out = []
+    for record in records:
+        data = decode_record(record.value, record.headers).data
+        assert isinstance(data, UsageReading | UsageGap)
+        out.append(data)
+    return out
+
+
+def assert_covered_once(spans: list[tuple[int, int]], start: int, end: int) -> None:
+    """The spans tile [start, end) exactly: no hole, no overlap."""
+    spans = sorted(spans)
+    assert spans[0][0] == start
+    for (_, prev_end), (next_start, _) in itertools.pairwise(spans):
+        assert next_start == prev_end, spans
+    assert spans[-1][1] == end
+
+
+def buffer_config(tmp_path: Path, **extra: object) -> BufferConfig:
+    values: dict[str, object] = {"directory": str(tmp_path / "buf"), "fsync": "never"}
+    return BufferConfig(**(values | extra))  # type: ignore[arg-type]
+
+
+@given(st.lists(st.integers(0, 50), unique=True, max_size=30), st.randoms())
+def test_spans_added_in_any_order_merge_into_their_exact_union(
+    slots: list[int], rnd: object
+) -> None:
+    spans: list[tuple[int, int]] = []
+    order = list(slots)
+    rnd.shuffle(order)  # type: ignore[attr-defined]
+    for slot in order:
+        _add_span(spans, slot * 10, slot * 10 + 10)
+    covered = {t for s, e in spans for t in range(s, e, 10)}
+    assert covered == {slot * 10 for slot in slots}
+    # merged: sorted, and no two spans touch or overlap
+    assert spans == sorted(spans)
+    for (_, e), (s, _) in itertools.pairwise(spans):
+        assert s > e
+
+
+@pytest.mark.anyio
+async def test_readings_dropped_by_a_full_buffer_come_back_as_one_gap_per_resource_and_span(
+    tmp_path: Path,
+) -> None:
+    metrics = AgentMetrics()
+    with DiskBuffer.open(buffer_config(tmp_path, max_bytes=4096)) as buffer:
+        sink = BufferSink(buffer, metrics=metrics)
+        dropped: list[KafkaRecord] = []
+
+        def note(records: list[KafkaRecord]) -> None:
+            dropped.extend(records)
+            sink.remember(records)
+
+        buffer.on_drop = note
+        i = 0
+        with anyio.fail_after(10):
+            while not dropped:  # nothing is acknowledged: the buffer fills up and drops
+                await sink(cycle(i))
+                i += 1
+        lost = events(dropped)
+        assert buffer.dropped == len(dropped)
+        assert all(isinstance(e, UsageReading) for e in lost)
+        before = buffer.appended
+        await sink(cycle(i))  # the next successful write
+        written = events([r.record for r in buffer.peek(10_000)][-(buffer.appended - before) :])
+        gaps = [g for g in written if isinstance(g, UsageGap)]
+        assert gaps
+        assert all(g.reason == "buffer_full" for g in gaps)
+        # exactly one gap per resource whose readings were dropped, over exactly their span
+        for resource in {resource_of(e) for e in lost}:
+            mine = [g for g in gaps if resource_of(g) == resource]
+            assert len(mine) == 1
+            spans = [(e.start_ms, e.end_ms) for e in lost if resource_of(e) == resource]
+            assert_covered_once(spans, mine[0].start_ms, mine[0].end_ms)
+            assert mine[0].device == "r1"
+            assert mine[0].resource_type == "bandwidth"
+        assert metrics.gaps.labels("buffer_full")._value.get() == len(gaps)
+
+
+@pytest.mark.anyio
+async def test_under_a_long_full_spell_every_interval_is_kept_or_in_a_gap_exactly_once(
+    tmp_path: Path,
+) -> None:
+    with DiskBuffer.open(buffer_config(tmp_path, max_bytes=4096)) as buffer:
+        sink = BufferSink(buffer)
+        cycles = 60
+        delivered: list[KafkaRecord] = []
+        with anyio.fail_after(10):
+            for i in range(cycles):
+                await sink(cycle(i))
+                if i % 7 == 6:  # the broker acknowledges a little now and then
+                    batch = buffer.peek(2)
+                    delivered += [b.record for b in batch]
+                    buffer.ack(batch[-1].seq)
+        assert buffer.dropped > 0
+        reached = events(delivered + [r.record for r in buffer.peek(10_000)])
+        assert any(isinstance(e, UsageGap) for e in reached)
+        for resource in RESOURCES:
+            spans = [(e.start_ms, e.end_ms) for e in reached if resource_of(e) == resource]
+            # and what was dropped by the last write, to be reported with the next one
+            spans += [
+                s for key, ss in sink.spans.items() for s in ss if resource_of(key) == resource
+            ]
+            assert_covered_once(spans, T0, T0 + cycles * STEP)
+
+
+@pytest.mark.anyio
+async def test_a_failed_write_is_counted_logged_and_reported_as_a_gap_when_space_returns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    metrics = AgentMetrics()
+    real_write = os.write
+    full = True
+
+    def write(fd: int, data: bytes) -> int:
+        if full:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+
+    with DiskBuffer.open(buffer_config(tmp_path)) as buffer:
+        sink = BufferSink(buffer, metrics=metrics)
+        await sink(cycle(0))
+        monkeypatch.setattr("edge_agent.buffer.os.write", write)
+        with structlog.testing.capture_logs() as logs:
+            await sink(cycle(1))
+            await sink(cycle(2))
+            full = False
+            await sink(cycle(3))
+        failures = [e for e in logs if e["event"] == "buffer_write_failed"]
+        assert len(failures) == 2
+        assert "disk full" in failures[0]["error"]
+        assert [e["event"] for e in logs].count("buffer_write_recovered") == 1
+        assert sink.write_errors == 3 + 3  # two cycles of three readings
+        assert metrics.buffer_write_errors._value.get() == 6
+        assert buffer.write_failures == 2
+        kept = events([r.record for r in buffer.peek(10_000)])
+        for resource in RESOURCES:
+            mine = [e for e in kept if resource_of(e) == resource]
+            gaps = [(e.start_ms, e.end_ms) for e in mine if isinstance(e, UsageGap)]
+            assert gaps == [(T0 + STEP, T0 + 3 * STEP)]
+            assert_covered_once([(e.start_ms, e.end_ms) for e in mine], T0, T0 + 4 * STEP)
+        assert sink.unreported_spans == 0
+    with DiskBuffer.open(buffer_config(tmp_path)) as buffer:
+        assert buffer.corrupt == 0
+        assert buffer.pending_records == len(kept)
+
+
+class SlowSender:
+    """While a batch is on its way, the poller keeps writing and the full buffer drops it."""
+
+    def __init__(self, sink: BufferSink, cycles: range, *, deliver: bool) -> None:
+        self.sink = sink
+        self.cycles = iter(cycles)
+        self.deliver = deliver
+        self.sent: list[KafkaRecord] = []
+
+    async def start(self) -> None:
+        pass
+
+    async def send(self, records: list[KafkaRecord]) -> None:
+        buffer = self.sink.buffer
+        dropped = buffer.dropped
+        while buffer.dropped - dropped < len(records):  # the whole batch is dropped meanwhile
+            await self.sink(cycle(next(self.cycles)))
+        if not self.deliver:
+            raise SendError("broker gone", acked=0)
+        self.sent += records
+
+    async def stop(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("deliver", [True, False])
+@pytest.mark.anyio
+async def test_a_record_dropped_while_in_flight_is_a_gap_only_if_kafka_did_not_take_it(
+    tmp_path: Path, deliver: bool
+) -> None:
+    with DiskBuffer.open(buffer_config(tmp_path, max_bytes=4096)) as buffer:
+        sink = BufferSink(buffer)
+        i = 0
+        while not buffer.dropped:  # fill the buffer
+            await sink(cycle(i))
+            i += 1
+        sink.spans.clear()  # only the batch in flight matters here
+        batch = buffer.peek(3)
+        batch_spans = [
+            (e.start_ms, e.end_ms, resource_of(e)) for e in events([b.record for b in batch])
+        ]
+        sender = SlowSender(sink, range(i, i + 1000), deliver=deliver)
+        forwarder = Forwarder(buffer, sender, batch_size=3)
+        with anyio.fail_after(10):
+            assert await forwarder.forward_once() is deliver
+        # the batch was dropped from the buffer while on its way
+        assert not {r.seq for r in buffer.peek(10_000)} & {b.seq for b in batch}
+        remembered = [(s, e, resource_of(k)) for k, spans in sink.spans.items() for s, e in spans]
+        for start, end, resource in batch_spans:
+            mine = [(s, e) for s, e, r in remembered if r == resource]
+            if deliver:  # Kafka has them: not reported as unknown as well
+                assert not any(s < end and start < e for s, e in mine)
+            else:  # lost after all: reported
+                assert any(s <= start and end <= e for s, e in mine)
+        assert buffer._held == []
