@@ -5,7 +5,7 @@ method   path                                            what
 =======  ==============================================  =====================================
 GET      /healthz                                        PostgreSQL reachable -> 200, else 503
 GET      /metrics                                        Prometheus text
-POST     /api/metrics/ingest                             UsageEvent or list -> 202 + event ids
+POST     /api/metrics/ingest                             UsageEvent or list -> 200 + event ids
 GET      /api/metrics/customer/{customerId}/current      usage now (Redis, else PostgreSQL)
 GET      /api/monitoring/customers/{customerId}/resources  resources as stored
 *        /api/alerts/..., /api/notifications, ...      alerts, preferences: see api/alerts.py
@@ -182,7 +182,7 @@ async def ingest(request: web.Request) -> web.Response:
         records.append(record)
     await publish_many(ctx.producer, ctx.config.usage_topic, records)
     ctx.metrics.ingested.inc(len(records))
-    return _json({"accepted": len(records), "eventIds": [r.event_id for r in records]}, 202)
+    return _json({"accepted": len(records), "eventIds": [r.event_id for r in records]})
 
 
 def create_app(context: ApiContext) -> web.Application:
