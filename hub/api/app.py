@@ -21,7 +21,7 @@ from typing import Any
 
 import msgspec
 import structlog
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiokafka import AIOKafkaProducer
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -71,6 +71,20 @@ def _error(status: int, message: str, where: str | None = None) -> web.Response:
     return _json({"error": message, "where": where}, status)
 
 
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def _refused_body(request: web.Request) -> web.Response | None:
+    """A request body that no route reads: anything but JSON (415)."""
+    if request.method not in _BODY_METHODS or not request.body_exists:
+        return None
+    if request.content_type == "application/json":  # parameters (charset=...) are allowed
+        return None
+    given = request.headers.get(hdrs.CONTENT_TYPE)
+    said = f"Content-Type {given!r} is not accepted" if given else "Content-Type is missing"
+    return _error(415, f"{said}; send the body as application/json", "Content-Type")
+
+
 @web.middleware
 async def _errors(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -78,6 +92,8 @@ async def _errors(
     for name, value in (*request.match_info.items(), *request.query.items()):
         if "\x00" in value or len(value) > _MAX_PARAM:
             return _error(400, f"{name} must be at most {_MAX_PARAM} characters, without NUL", name)
+    if (refused := _refused_body(request)) is not None:
+        return refused
     try:
         return await handler(request)
     except NotFoundError as exc:

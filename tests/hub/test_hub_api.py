@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -11,38 +10,13 @@ import anyio
 import asyncpg  # type: ignore[import-untyped]
 import msgspec
 import pytest
-from _hub_testing import until, wait_for
+from _hub_testing import event, until, wait_for
 
 from hub import HubConfig, HubError, RunningHub, provision_resource, run_hub
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
 TOTAL = "SELECT current_usage FROM customer_resources WHERE resource_key = $1"
-
-
-@pytest.fixture
-async def hub(hub_config: HubConfig, db: asyncpg.Connection) -> AsyncIterator[RunningHub]:
-    async with anyio.create_task_group() as tg:
-        running: RunningHub = await tg.start(run_hub, hub_config)
-        yield running
-        tg.cancel_scope.cancel()
-
-
-@pytest.fixture
-async def http(hub: RunningHub) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(base_url=hub.http_url) as session:
-        yield session
-
-
-def event(customer: str, value: str, unit: str = "GB", **extra: Any) -> dict[str, Any]:
-    return {
-        "customerId": customer,
-        "resourceType": "bandwidth",
-        "value": value,
-        "unit": unit,
-        "timestamp": "2026-11-20T10:00:00Z",
-        **extra,
-    }
 
 
 async def test_ingest_then_current_usage_in_base_and_catalog_units(
