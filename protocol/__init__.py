@@ -22,7 +22,7 @@ from ._cloudevents import (
 from ._events import AlertEvent, OptimizationEvent, UsageGap, UsageReading, resource_key
 from ._exceptions import DecodeError, ProtocolError, UnitError
 from ._ids import event_id
-from ._ingest import UsageEvent, decode_usage_events, to_reading
+from ._ingest import UsageEvent, check_utf8, decode_usage_events, to_reading
 from ._units import BASE_UNITS, RESOURCE_BASE_UNIT, base_unit_of, from_base, to_base, unit_factor
 
 __all__ = [
@@ -47,6 +47,7 @@ __all__ = [
     "UsageGap",
     "UsageReading",
     "base_unit_of",
+    "check_utf8",
     "decode_record",
     "decode_usage_events",
     "encode_event",

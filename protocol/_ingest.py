@@ -17,7 +17,7 @@ from ._events import UsageReading, resource_key
 from ._exceptions import DecodeError, UnitError
 from ._units import RESOURCE_BASE_UNIT, to_base, unit_factor
 
-__all__ = ["UsageEvent", "decode_usage_events", "to_reading"]
+__all__ = ["UsageEvent", "check_utf8", "decode_usage_events", "to_reading"]
 
 ResourceType = Literal["bandwidth", "storage", "api_calls", "cpu", "memory"]
 _LEVEL_TYPES = frozenset({"storage", "memory"})
@@ -42,10 +42,25 @@ _one = msgspec.json.Decoder(UsageEvent)
 _many = msgspec.json.Decoder(list[UsageEvent] | UsageEvent)
 
 
+def check_utf8(body: bytes) -> None:
+    """Raise :class:`DecodeError` naming the byte offset where ``body`` stops being UTF-8."""
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad = body[exc.start : exc.end].hex()
+        raise DecodeError(
+            f"not valid UTF-8 at byte offset {exc.start} (0x{bad}: {exc.reason})",
+            where="body",
+        ) from None
+
+
 def decode_usage_events(body: bytes) -> list[UsageEvent]:
     """Decode one event or a list of them; raise :class:`DecodeError` naming the bad field."""
     try:
         decoded = _many.decode(body)
+    except UnicodeDecodeError:  # inside a JSON string; its offset is the string's, not the body's
+        check_utf8(body)
+        raise DecodeError("not valid UTF-8", where="body") from None  # pragma: no cover
     except msgspec.ValidationError as exc:
         raise DecodeError(str(exc)) from None
     except msgspec.DecodeError as exc:

@@ -25,7 +25,7 @@ from aiohttp import hdrs, web
 from aiokafka import AIOKafkaProducer
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from protocol import DecodeError, decode_usage_events, encode_event, to_reading
+from protocol import DecodeError, check_utf8, decode_usage_events, encode_event, to_reading
 
 from .._exceptions import HubError, NotFoundError, UnreachableError, storage_errors
 from ..config import HubConfig
@@ -95,7 +95,11 @@ async def _errors(
     if (refused := _refused_body(request)) is not None:
         return refused
     try:
+        if request.body_exists:  # read once (aiohttp keeps it for the handler): UTF-8 or 400
+            check_utf8(await request.read())
         return await handler(request)
+    except DecodeError as exc:
+        return _error(400, str(exc), exc.where)
     except NotFoundError as exc:
         return _error(404, str(exc), request.path)
     except UnreachableError as exc:
