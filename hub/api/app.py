@@ -17,7 +17,8 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from decimal import Decimal
+from typing import Any, Final
 
 import msgspec
 import structlog
@@ -25,7 +26,14 @@ from aiohttp import hdrs, web
 from aiokafka import AIOKafkaProducer
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from protocol import DecodeError, check_utf8, decode_usage_events, encode_event, to_reading
+from protocol import (
+    DecodeError,
+    check_utf8,
+    decode_usage_events,
+    encode_event,
+    to_reading,
+    to_rounded_reading,
+)
 
 from .._exceptions import HubError, NotFoundError, UnreachableError, storage_errors
 from ..config import HubConfig
@@ -71,6 +79,8 @@ def _error(status: int, message: str, where: str | None = None) -> web.Response:
     return _json({"error": message, "where": where}, status)
 
 
+#: the spellings of a true/false query parameter
+_FLAGS: Final = {"true": True, "1": True, "false": False, "0": False}
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
@@ -161,6 +171,10 @@ async def ingest(request: web.Request) -> web.Response:
     ctx = _ctx(request)
     if ctx.producer is None:
         return _error(503, "ingest is disabled on this hub (no Kafka producer)", "producer")
+    strict = request.query.get("strict", "false").lower()
+    if strict not in _FLAGS:
+        return _error(400, f"strict must be true or false, not {strict!r}", "strict")
+    exact = _FLAGS[strict]
     body = await request.read()
     try:
         events = decode_usage_events(body)
@@ -173,12 +187,19 @@ async def ingest(request: web.Request) -> web.Response:
     horizon = retention_horizon_ms(ctx.config.retention_days)
     records = []
     first: dict[str, int] = {}
+    rounded, max_rounding = 0, Decimal(0)
     for i, event in enumerate(events):
         at = f"$[{i}]" if len(events) > 1 else "$"
         if event.event_id is not None and (why := validate_event_id(event.event_id)):
             return _error(400, f"event {at}: eventId {why}", f"{at}.eventId")
         try:
-            reading = to_reading(event, now_ms=now)
+            if exact:
+                reading = to_reading(event, now_ms=now)
+            else:
+                reading, by = to_rounded_reading(event, now_ms=now)
+                if by:
+                    rounded += 1
+                    max_rounding = max(max_rounding, by)
         except DecodeError as exc:
             where = (exc.where or "$").replace("$", at)
             return _error(400, f"event {at}: {exc}", where)
@@ -202,7 +223,16 @@ async def ingest(request: web.Request) -> web.Response:
         records.append(record)
     await publish_many(ctx.producer, ctx.config.usage_topic, records)
     ctx.metrics.ingested.inc(len(records))
-    return _json({"accepted": len(records), "eventIds": [r.event_id for r in records]})
+    if rounded:
+        ctx.metrics.ingest_rounded.inc(rounded)
+    return _json(
+        {
+            "accepted": len(records),
+            "eventIds": [r.event_id for r in records],
+            "rounded": rounded,
+            "maxRounding": format(max_rounding, "f"),
+        }
+    )
 
 
 def create_app(context: ApiContext) -> web.Application:

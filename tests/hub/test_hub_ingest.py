@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Callable
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 import aiohttp
@@ -237,3 +239,73 @@ async def test_fuzzed_alert_action_and_preference_bodies_never_answer_5xx(
     )
     with anyio.fail_after(240):
         await _fuzz(http, action | prefs, examples=300)
+
+
+async def test_the_plans_load_test_payloads_are_all_200_and_the_rounded_values_are_counted(
+    hub: RunningHub, http: aiohttp.ClientSession, db: asyncpg.Connection
+) -> None:
+    """The plan's k6 body: fractional GB from Math.random() * 1000, no timestamp, no eventId.
+
+    Before, almost every one of these was a 400 ("not a whole number of bytes") and a
+    good one was a 202, so the plan's ``status is 200`` check failed on every request.
+    """
+    values = [random.random() * 1000 for _ in range(120)]
+    # JSON numbers as a JavaScript engine writes them: the shortest repr of the double
+    bodies = [
+        b'{"customerId":"test-customer","resourceType":"bandwidth","value":%s,"unit":"GB"}'
+        % repr(v).encode()
+        for v in values
+    ]
+    expected = [
+        int((Decimal(repr(v)) * 10**9).to_integral_value(rounding=ROUND_HALF_EVEN)) for v in values
+    ]
+    fractional = sum(Decimal(repr(v)) * 10**9 != int(Decimal(repr(v)) * 10**9) for v in values)
+    headers = {"Content-Type": "application/json"}
+
+    answers: list[dict[str, Any]] = []
+
+    async def post(body: bytes) -> None:
+        async with http.post("/api/metrics/ingest", data=body, headers=headers) as resp:
+            assert resp.status == 200, await resp.text()
+            answers.append(await resp.json())
+
+    with anyio.fail_after(90):
+        async with anyio.create_task_group() as tg:
+            for body in bodies:
+                tg.start_soon(post, body)
+        await wait_for(db, TOTAL, sum(expected), "test-customer/bandwidth")
+    assert len(answers) == len(values)
+    assert sum(a["accepted"] for a in answers) == len(values)
+    assert sum(a["rounded"] for a in answers) == fractional > 0
+    assert all(Decimal(a["maxRounding"]) <= Decimal("0.5") for a in answers)
+
+
+async def test_rounding_is_reported_and_strict_keeps_the_refusal(
+    hub: RunningHub, http: aiohttp.ClientSession, db: asyncpg.Connection, unique: str
+) -> None:
+    customer = f"cust-{unique}"
+    fine = [event(customer, "0.0000000004"), event(customer, "2.5", "byte"), event(customer, "3")]
+    with anyio.fail_after(60):
+        resp = await http.post("/api/metrics/ingest", json=fine)
+        assert resp.status == 200, await resp.text()
+        answer = await resp.json()
+        assert (answer["accepted"], answer["rounded"], answer["maxRounding"]) == (3, 2, "0.5")
+        await wait_for(db, TOTAL, 0 + 2 + 3 * 10**9, f"{customer}/bandwidth")
+        resp = await http.post(
+            "/api/metrics/ingest", params={"strict": "true"}, json=event(customer, "2.5", "byte")
+        )
+        assert resp.status == 400
+        refused = await resp.json()
+        assert "2.5 byte is not a whole number of bytes" in refused["error"]
+        assert refused["where"] == "$.unit/$.value"
+        resp = await http.post(
+            "/api/metrics/ingest", params={"strict": "yes"}, json=event(customer, "2", "byte")
+        )
+        assert resp.status == 400
+        assert (await resp.json())["where"] == "strict"
+        resp = await http.post(
+            "/api/metrics/ingest", params={"strict": "true"}, json=event(customer, "7", "byte")
+        )
+        assert resp.status == 200
+        assert (await resp.json())["rounded"] == 0
+        await wait_for(db, TOTAL, 2 + 3 * 10**9 + 7, f"{customer}/bandwidth")
