@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any, Final
@@ -28,6 +29,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from protocol import (
     DecodeError,
+    UsageEvent,
     check_utf8,
     decode_usage_events,
     encode_event,
@@ -167,6 +169,18 @@ async def resources(request: web.Request) -> web.Response:
     return _json(await queries.customer_resources(ctx.db, request.match_info["customerId"]))
 
 
+def _event_id(event: UsageEvent) -> str | None:
+    """The caller's ``eventId``; else None (an id derived from the fields and ``timestamp``).
+
+    Without either there is nothing a retry could be matched by, and an id derived
+    from the fields and the arrival time would merge distinct events of the same
+    millisecond: such an event gets an id of its own.
+    """
+    if event.event_id is not None or event.timestamp is not None:
+        return event.event_id
+    return str(uuid.uuid4())
+
+
 async def ingest(request: web.Request) -> web.Response:
     ctx = _ctx(request)
     if ctx.producer is None:
@@ -212,7 +226,7 @@ async def ingest(request: web.Request) -> web.Response:
                 f"(RESMON_RETENTION_DAYS={ctx.config.retention_days}); it would not be stored",
                 f"{at}.timestamp",
             )
-        record = encode_event(reading, source=ctx.config.source, id=event.event_id)
+        record = encode_event(reading, source=ctx.config.source, id=_event_id(event))
         if (earlier := first.setdefault(record.event_id, i)) != i:
             return _error(
                 400,

@@ -309,3 +309,26 @@ async def test_rounding_is_reported_and_strict_keeps_the_refusal(
         assert resp.status == 200
         assert (await resp.json())["rounded"] == 0
         await wait_for(db, TOTAL, 2 + 3 * 10**9 + 7, f"{customer}/bandwidth")
+
+
+async def test_equal_events_without_event_id_or_timestamp_posted_at_once_all_count(
+    hub: RunningHub, http: aiohttp.ClientSession, db: asyncpg.Connection, unique: str
+) -> None:
+    """Before, those arriving in the same millisecond got one id and were counted once."""
+    customer = f"cust-{unique}"
+    same = {"customerId": customer, "resourceType": "api_calls", "value": 1, "unit": "request"}
+    ids: list[str] = []
+
+    async def post(body: Any) -> None:
+        async with http.post("/api/metrics/ingest", json=body) as resp:
+            assert resp.status == 200, await resp.text()
+            ids.extend((await resp.json())["eventIds"])
+
+    with anyio.fail_after(90):
+        async with anyio.create_task_group() as tg:
+            for _ in range(150):
+                tg.start_soon(post, same)
+            tg.start_soon(post, [same] * 50)  # equal events in one request, too
+        await wait_for(db, TOTAL, 200, f"{customer}/api_calls")
+    assert len(set(ids)) == len(ids) == 200
+    assert hub.metrics.duplicates._value.get() == 0
