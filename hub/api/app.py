@@ -30,6 +30,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from protocol import (
     DecodeError,
     UsageEvent,
+    UsageReading,
     check_utf8,
     decode_usage_events,
     encode_event,
@@ -44,7 +45,7 @@ from ..kafka import publish_many
 from ..metrics import HubMetrics
 from ..storage import queries
 from ..storage.partitions import retention_horizon_ms
-from ..storage.provision import Executor
+from ..storage.provision import Executor, load_resources, unprovisionable_types
 from ..storage.redis_cache import RedisCache
 
 __all__ = ["CONTEXT", "ApiContext", "create_app"]
@@ -181,6 +182,32 @@ def _event_id(event: UsageEvent) -> str | None:
     return str(uuid.uuid4())
 
 
+async def _unprovisionable(
+    db: Executor, readings: list[tuple[str, UsageReading]]
+) -> web.Response | None:
+    """A 422 for the first reading of a resource that neither exists nor can be created.
+
+    The hub creates an unknown customer's resource from the default tenant's
+    catalog; without an entry for the type it would dead-letter the reading after
+    this answer, so it is refused here instead.
+    """
+    known = await load_resources(db, list({r.resource_key for _, r in readings}))
+    unknown = [(at, r) for at, r in readings if r.resource_key not in known]
+    if not unknown:
+        return None
+    missing = await unprovisionable_types(db, {r.resource_type for _, r in unknown})
+    for at, r in unknown:
+        if r.resource_type in missing:
+            _log.info("ingest_unprovisionable", resource_key=r.resource_key)
+            return _error(
+                422,
+                f"event {at}: resource {r.resource_key!r} does not exist and cannot be "
+                f"provisioned: the default tenant has no catalog entry for {r.resource_type!r}",
+                f"{at}.resourceType",
+            )
+    return None
+
+
 async def ingest(request: web.Request) -> web.Response:
     ctx = _ctx(request)
     if ctx.producer is None:
@@ -201,6 +228,7 @@ async def ingest(request: web.Request) -> web.Response:
     horizon = retention_horizon_ms(ctx.config.retention_days)
     records = []
     first: dict[str, int] = {}
+    readings: list[tuple[str, UsageReading]] = []
     rounded, max_rounding = 0, Decimal(0)
     for i, event in enumerate(events):
         at = f"$[{i}]" if len(events) > 1 else "$"
@@ -235,6 +263,9 @@ async def ingest(request: web.Request) -> web.Response:
                 at,
             )
         records.append(record)
+        readings.append((at, reading))
+    if (refused := await _unprovisionable(ctx.db, readings)) is not None:
+        return refused
     await publish_many(ctx.producer, ctx.config.usage_topic, records)
     ctx.metrics.ingested.inc(len(records))
     if rounded:

@@ -17,7 +17,7 @@ from _hub_testing import event, wait_for
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hub import RunningHub
+from hub import RunningHub, provision_resource
 
 pytestmark = [
     pytest.mark.integration,
@@ -332,3 +332,46 @@ async def test_equal_events_without_event_id_or_timestamp_posted_at_once_all_cou
         await wait_for(db, TOTAL, 200, f"{customer}/api_calls")
     assert len(set(ids)) == len(ids) == 200
     assert hub.metrics.duplicates._value.get() == 0
+
+
+async def test_an_unknown_customer_is_provisioned_from_the_catalog_and_counted(
+    hub: RunningHub, http: aiohttp.ClientSession, db: asyncpg.Connection, unique: str
+) -> None:
+    customer = f"new-{unique}"
+    with anyio.fail_after(60):
+        resp = await http.post("/api/metrics/ingest", json=event(customer, "3", "byte"))
+        assert resp.status == 200, await resp.text()
+        await wait_for(db, TOTAL, 3, f"{customer}/bandwidth")
+    row = await db.fetchrow(
+        "SELECT auto_provisioned, limit_value FROM customer_resources WHERE resource_key = $1",
+        f"{customer}/bandwidth",
+    )
+    assert (row["auto_provisioned"], row["limit_value"]) == (True, None)
+    assert await db.fetchval("SELECT count(*) FROM dead_letters") == 0
+
+
+async def test_a_resource_that_cannot_be_provisioned_is_refused_at_the_door_not_dropped_later(
+    hub: RunningHub, http: aiohttp.ClientSession, db: asyncpg.Connection, unique: str
+) -> None:
+    """Before, this answered 200 and the hub then dead-lettered it as unprovisionable."""
+    known = f"cust-{unique}"
+    await provision_resource(db, known, "cpu", 3600)
+    # the default tenant no longer offers cpu: a new customer's cpu cannot be created
+    await db.execute(
+        "UPDATE resource_catalogs SET resource_type = 'cpu-retired' WHERE resource_type = 'cpu'"
+    )
+    cpu = {"resourceType": "cpu", "unit": "second"}
+    with anyio.fail_after(60):
+        resp = await http.post(
+            "/api/metrics/ingest",
+            json=[event(known, "5", **cpu), event(f"nobody-{unique}", "7", **cpu)],
+        )
+        assert resp.status == 422
+        refused = await resp.json()
+        assert f"'nobody-{unique}/cpu' does not exist and cannot be provisioned" in refused["error"]
+        assert refused["where"] == "$[1].resourceType"
+        # nothing of the refused request was published; a known resource is still counted
+        resp = await http.post("/api/metrics/ingest", json=event(known, "2", **cpu))
+        assert resp.status == 200, await resp.text()
+        await wait_for(db, TOTAL, 2, f"{known}/cpu")
+    assert await db.fetchval("SELECT count(*) FROM dead_letters") == 0
