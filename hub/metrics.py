@@ -68,6 +68,11 @@ class HubMetrics:
         self.ingested = Counter(
             "resmon_hub_http_ingested", "Events accepted by POST /api/metrics/ingest", registry=r
         )
+        self.ingest_rounded = Counter(
+            "resmon_hub_http_ingest_rounded",
+            "Ingested values rounded to a whole base unit (not sent with ?strict=true)",
+            registry=r,
+        )
         self.batch_seconds = Histogram(
             "resmon_hub_batch_commit_seconds",
             "Time to process and commit one batch",

@@ -22,8 +22,16 @@ from ._cloudevents import (
 from ._events import AlertEvent, OptimizationEvent, UsageGap, UsageReading, resource_key
 from ._exceptions import DecodeError, ProtocolError, UnitError
 from ._ids import event_id
-from ._ingest import UsageEvent, decode_usage_events, to_reading
-from ._units import BASE_UNITS, RESOURCE_BASE_UNIT, base_unit_of, from_base, to_base, unit_factor
+from ._ingest import UsageEvent, check_utf8, decode_usage_events, to_reading, to_rounded_reading
+from ._units import (
+    BASE_UNITS,
+    RESOURCE_BASE_UNIT,
+    base_unit_of,
+    from_base,
+    to_base,
+    to_base_rounded,
+    unit_factor,
+)
 
 __all__ = [
     "BASE_UNITS",
@@ -47,6 +55,7 @@ __all__ = [
     "UsageGap",
     "UsageReading",
     "base_unit_of",
+    "check_utf8",
     "decode_record",
     "decode_usage_events",
     "encode_event",
@@ -54,6 +63,8 @@ __all__ = [
     "from_base",
     "resource_key",
     "to_base",
+    "to_base_rounded",
     "to_reading",
+    "to_rounded_reading",
     "unit_factor",
 ]

@@ -9,7 +9,7 @@ GB means 10^9 bytes (SI, as ISPs bill); GiB is 2^30 when a catalog asks for it.
 
 from __future__ import annotations
 
-from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow
+from decimal import ROUND_HALF_EVEN, Context, Decimal, Inexact, InvalidOperation, Overflow
 from typing import Final
 
 from ._exceptions import UnitError
@@ -20,6 +20,7 @@ __all__ = [
     "base_unit_of",
     "from_base",
     "to_base",
+    "to_base_rounded",
     "unit_factor",
 ]
 
@@ -75,14 +76,9 @@ _MAX_DIGITS: Final = 40
 _INPUT: Final = Context(prec=120, traps=[Inexact, InvalidOperation, Overflow])
 
 
-def to_base(value: Decimal | int, unit: str) -> int:
-    """Convert ``value`` in ``unit`` to an exact integer count of the base unit.
-
-    Raises :class:`UnitError` when the result is not a whole number of base
-    units (1.5 bytes cannot be billed), is negative, or the value is not a
-    finite number of at most 40 digits either side of the point. Never rounds.
-    """
-    base, factor = unit_factor(unit)
+def _in_base(value: Decimal | int, unit: str) -> Decimal:
+    """``value`` in ``unit`` times the unit's factor, exactly; checked finite, bounded, >= 0."""
+    _, factor = unit_factor(unit)
     given = Decimal(value)
     if not given.is_finite():
         raise UnitError(f"{value} is not a finite number")
@@ -95,11 +91,34 @@ def to_base(value: Decimal | int, unit: str) -> int:
         exact = _INPUT.multiply(given, Decimal(factor))  # exact, or it raises: never rounded
     except ArithmeticError:  # pragma: no cover - the bounds above keep it exact
         raise UnitError(f"{value} {unit} cannot be converted exactly") from None
-    if exact != exact.to_integral_value():
-        raise UnitError(f"{value} {unit} is not a whole number of {base}s ({exact})")
     if exact < 0:
         raise UnitError(f"{value} {unit} is negative; usage cannot go below zero")
+    return exact
+
+
+def to_base(value: Decimal | int, unit: str) -> int:
+    """Convert ``value`` in ``unit`` to an exact integer count of the base unit.
+
+    Raises :class:`UnitError` when the result is not a whole number of base
+    units (1.5 bytes cannot be billed), is negative, or the value is not a
+    finite number of at most 40 digits either side of the point. Never rounds.
+    """
+    exact = _in_base(value, unit)
+    if exact != exact.to_integral_value():
+        raise UnitError(f"{value} {unit} is not a whole number of {base_unit_of(unit)}s ({exact})")
     return int(exact)
+
+
+def to_base_rounded(value: Decimal | int, unit: str) -> tuple[int, Decimal]:
+    """Convert like :func:`to_base`, but round a fraction of a base unit half to even.
+
+    Returns the whole count and by how much it was rounded (the absolute
+    difference from the exact value, in base units: ``0`` when it was exact).
+    Refuses what :func:`to_base` refuses except a fraction of a base unit.
+    """
+    exact = _in_base(value, unit)
+    whole = exact.to_integral_value(rounding=ROUND_HALF_EVEN)
+    return int(whole), _INPUT.normalize(_INPUT.abs(_INPUT.subtract(exact, whole)))
 
 
 #: enough digits for any 64-bit count divided by 2^40 or 10^12, exactly

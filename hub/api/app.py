@@ -5,7 +5,7 @@ method   path                                            what
 =======  ==============================================  =====================================
 GET      /healthz                                        PostgreSQL reachable -> 200, else 503
 GET      /metrics                                        Prometheus text
-POST     /api/metrics/ingest                             UsageEvent or list -> 202 + event ids
+POST     /api/metrics/ingest                             UsageEvent or list -> 200 + event ids
 GET      /api/metrics/customer/{customerId}/current      usage now (Redis, else PostgreSQL)
 GET      /api/monitoring/customers/{customerId}/resources  resources as stored
 *        /api/alerts/..., /api/notifications, ...      alerts, preferences: see api/alerts.py
@@ -16,16 +16,27 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from decimal import Decimal
+from typing import Any, Final
 
 import msgspec
 import structlog
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiokafka import AIOKafkaProducer
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from protocol import DecodeError, decode_usage_events, encode_event, to_reading
+from protocol import (
+    DecodeError,
+    UsageEvent,
+    UsageReading,
+    check_utf8,
+    decode_usage_events,
+    encode_event,
+    to_reading,
+    to_rounded_reading,
+)
 
 from .._exceptions import HubError, NotFoundError, UnreachableError, storage_errors
 from ..config import HubConfig
@@ -34,7 +45,7 @@ from ..kafka import publish_many
 from ..metrics import HubMetrics
 from ..storage import queries
 from ..storage.partitions import retention_horizon_ms
-from ..storage.provision import Executor
+from ..storage.provision import Executor, load_resources, unprovisionable_types
 from ..storage.redis_cache import RedisCache
 
 __all__ = ["CONTEXT", "ApiContext", "create_app"]
@@ -71,6 +82,22 @@ def _error(status: int, message: str, where: str | None = None) -> web.Response:
     return _json({"error": message, "where": where}, status)
 
 
+#: the spellings of a true/false query parameter
+_FLAGS: Final = {"true": True, "1": True, "false": False, "0": False}
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def _refused_body(request: web.Request) -> web.Response | None:
+    """A request body that no route reads: anything but JSON (415)."""
+    if request.method not in _BODY_METHODS or not request.body_exists:
+        return None
+    if request.content_type == "application/json":  # parameters (charset=...) are allowed
+        return None
+    given = request.headers.get(hdrs.CONTENT_TYPE)
+    said = f"Content-Type {given!r} is not accepted" if given else "Content-Type is missing"
+    return _error(415, f"{said}; send the body as application/json", "Content-Type")
+
+
 @web.middleware
 async def _errors(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -78,8 +105,14 @@ async def _errors(
     for name, value in (*request.match_info.items(), *request.query.items()):
         if "\x00" in value or len(value) > _MAX_PARAM:
             return _error(400, f"{name} must be at most {_MAX_PARAM} characters, without NUL", name)
+    if (refused := _refused_body(request)) is not None:
+        return refused
     try:
+        if request.body_exists:  # read once (aiohttp keeps it for the handler): UTF-8 or 400
+            check_utf8(await request.read())
         return await handler(request)
+    except DecodeError as exc:
+        return _error(400, str(exc), exc.where)
     except NotFoundError as exc:
         return _error(404, str(exc), request.path)
     except UnreachableError as exc:
@@ -137,10 +170,52 @@ async def resources(request: web.Request) -> web.Response:
     return _json(await queries.customer_resources(ctx.db, request.match_info["customerId"]))
 
 
+def _event_id(event: UsageEvent) -> str | None:
+    """The caller's ``eventId``; else None (an id derived from the fields and ``timestamp``).
+
+    Without either there is nothing a retry could be matched by, and an id derived
+    from the fields and the arrival time would merge distinct events of the same
+    millisecond: such an event gets an id of its own.
+    """
+    if event.event_id is not None or event.timestamp is not None:
+        return event.event_id
+    return str(uuid.uuid4())
+
+
+async def _unprovisionable(
+    db: Executor, readings: list[tuple[str, UsageReading]]
+) -> web.Response | None:
+    """A 422 for the first reading of a resource that neither exists nor can be created.
+
+    The hub creates an unknown customer's resource from the default tenant's
+    catalog; without an entry for the type it would dead-letter the reading after
+    this answer, so it is refused here instead.
+    """
+    known = await load_resources(db, list({r.resource_key for _, r in readings}))
+    unknown = [(at, r) for at, r in readings if r.resource_key not in known]
+    if not unknown:
+        return None
+    missing = await unprovisionable_types(db, {r.resource_type for _, r in unknown})
+    for at, r in unknown:
+        if r.resource_type in missing:
+            _log.info("ingest_unprovisionable", resource_key=r.resource_key)
+            return _error(
+                422,
+                f"event {at}: resource {r.resource_key!r} does not exist and cannot be "
+                f"provisioned: the default tenant has no catalog entry for {r.resource_type!r}",
+                f"{at}.resourceType",
+            )
+    return None
+
+
 async def ingest(request: web.Request) -> web.Response:
     ctx = _ctx(request)
     if ctx.producer is None:
         return _error(503, "ingest is disabled on this hub (no Kafka producer)", "producer")
+    strict = request.query.get("strict", "false").lower()
+    if strict not in _FLAGS:
+        return _error(400, f"strict must be true or false, not {strict!r}", "strict")
+    exact = _FLAGS[strict]
     body = await request.read()
     try:
         events = decode_usage_events(body)
@@ -153,12 +228,20 @@ async def ingest(request: web.Request) -> web.Response:
     horizon = retention_horizon_ms(ctx.config.retention_days)
     records = []
     first: dict[str, int] = {}
+    readings: list[tuple[str, UsageReading]] = []
+    rounded, max_rounding = 0, Decimal(0)
     for i, event in enumerate(events):
         at = f"$[{i}]" if len(events) > 1 else "$"
         if event.event_id is not None and (why := validate_event_id(event.event_id)):
             return _error(400, f"event {at}: eventId {why}", f"{at}.eventId")
         try:
-            reading = to_reading(event, now_ms=now)
+            if exact:
+                reading = to_reading(event, now_ms=now)
+            else:
+                reading, by = to_rounded_reading(event, now_ms=now)
+                if by:
+                    rounded += 1
+                    max_rounding = max(max_rounding, by)
         except DecodeError as exc:
             where = (exc.where or "$").replace("$", at)
             return _error(400, f"event {at}: {exc}", where)
@@ -171,7 +254,7 @@ async def ingest(request: web.Request) -> web.Response:
                 f"(RESMON_RETENTION_DAYS={ctx.config.retention_days}); it would not be stored",
                 f"{at}.timestamp",
             )
-        record = encode_event(reading, source=ctx.config.source, id=event.event_id)
+        record = encode_event(reading, source=ctx.config.source, id=_event_id(event))
         if (earlier := first.setdefault(record.event_id, i)) != i:
             return _error(
                 400,
@@ -180,9 +263,21 @@ async def ingest(request: web.Request) -> web.Response:
                 at,
             )
         records.append(record)
+        readings.append((at, reading))
+    if (refused := await _unprovisionable(ctx.db, readings)) is not None:
+        return refused
     await publish_many(ctx.producer, ctx.config.usage_topic, records)
     ctx.metrics.ingested.inc(len(records))
-    return _json({"accepted": len(records), "eventIds": [r.event_id for r in records]}, 202)
+    if rounded:
+        ctx.metrics.ingest_rounded.inc(rounded)
+    return _json(
+        {
+            "accepted": len(records),
+            "eventIds": [r.event_id for r in records],
+            "rounded": rounded,
+            "maxRounding": format(max_rounding, "f"),
+        }
+    )
 
 
 def create_app(context: ApiContext) -> web.Application:

@@ -23,6 +23,7 @@ __all__ = [
     "load_resource",
     "load_resources",
     "provision_resource",
+    "unprovisionable_types",
 ]
 
 DEFAULT_TENANT: Final = "00000000-0000-0000-0000-000000000000"
@@ -132,6 +133,23 @@ async def _catalog_id(
         what = f"named {catalog_name!r} " if catalog_name else ""
         raise NotFoundError(f"no catalog entry {what}for resource type {resource_type!r}")
     return catalog_id
+
+
+async def unprovisionable_types(conn_or_pool: Executor, resource_types: set[str]) -> set[str]:
+    """Those of ``resource_types`` that :func:`auto_provision` could not create a resource of.
+
+    An unknown resource is created from the default tenant's catalog entry for
+    its type; a type without one cannot be provisioned.
+    """
+    with storage_errors():
+        async with _connection(conn_or_pool) as conn:
+            rows = await conn.fetch(
+                "SELECT DISTINCT resource_type FROM resource_catalogs"
+                " WHERE tenant_id = $1::uuid AND resource_type = ANY($2::text[])",
+                DEFAULT_TENANT,
+                sorted(resource_types),
+            )
+    return resource_types - {r["resource_type"] for r in rows}
 
 
 async def auto_provision(

@@ -28,3 +28,15 @@ async def wait_for(conn: asyncpg.Connection, sql: str, expected: Any, *args: Any
         return bool(await conn.fetchval(sql, *args) == expected)
 
     await until(check)
+
+
+def event(customer: str, value: str, unit: str = "GB", **extra: Any) -> dict[str, Any]:
+    """One bandwidth ``UsageEvent`` as the ingest route takes it."""
+    return {
+        "customerId": customer,
+        "resourceType": "bandwidth",
+        "value": value,
+        "unit": unit,
+        "timestamp": "2026-11-20T10:00:00Z",
+        **extra,
+    }

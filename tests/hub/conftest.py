@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 
+import aiohttp
+import anyio
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 import redis
 from aiokafka import AIOKafkaProducer
 
-from hub import HubConfig, migrate
+from hub import HubConfig, RunningHub, migrate, run_hub
 
 
 @pytest.fixture
@@ -61,3 +63,19 @@ async def producer(kafka_bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
         yield p
     finally:
         await p.stop()
+
+
+@pytest.fixture
+async def hub(hub_config: HubConfig, db: asyncpg.Connection) -> AsyncIterator[RunningHub]:
+    """A running hub (consumer, actors, REST API) on a migrated database."""
+    async with anyio.create_task_group() as tg:
+        running: RunningHub = await tg.start(run_hub, hub_config)
+        yield running
+        tg.cancel_scope.cancel()
+
+
+@pytest.fixture
+async def http(hub: RunningHub) -> AsyncIterator[aiohttp.ClientSession]:
+    """A client of the running hub's REST API."""
+    async with aiohttp.ClientSession(base_url=hub.http_url) as session:
+        yield session

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Context, Decimal
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocol import DecodeError, UnitError, decode_usage_events, from_base, to_base, to_reading
+from protocol import (
+    DecodeError,
+    UnitError,
+    decode_usage_events,
+    from_base,
+    to_base,
+    to_base_rounded,
+    to_reading,
+    to_rounded_reading,
+)
 
 NOW = 1_700_000_000_000
 
@@ -105,3 +114,61 @@ def test_to_base_is_exact_beyond_the_default_decimal_precision() -> None:
     assert to_base(Decimal("123456789012345678901234567.890"), "KB") == (
         123456789012345678901234567890
     )
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "whole", "by"),
+    [
+        ("0.5", "byte", 0, "0.5"),
+        ("1.5", "byte", 2, "0.5"),
+        ("2.5", "byte", 2, "0.5"),
+        ("2.5000001", "byte", 3, "0.4999999"),
+        ("523.1234567891234", "GB", 523_123_456_789, "0.1234"),
+        ("0.0000000004", "GB", 0, "0.4"),
+        ("7", "GB", 7 * 10**9, "0"),
+        ("0.000000000001", "TB", 1, "0"),
+    ],
+)
+def test_to_base_rounded_rounds_half_to_even_and_says_by_how_much(
+    value: str, unit: str, whole: int, by: str
+) -> None:
+    assert to_base_rounded(Decimal(value), unit) == (whole, Decimal(by))
+
+
+_FACTOR = {"byte": 1, "KB": 10**3, "GB": 10**9, "TiB": 2**40, "request": 1, "hour": 3600}
+
+
+@given(
+    st.decimals(min_value=0, max_value=10**15, places=12, allow_nan=False, allow_infinity=False),
+    st.sampled_from(sorted(_FACTOR)),
+)
+def test_to_base_rounded_is_the_nearest_whole_count_and_to_base_when_exact(
+    value: Decimal, unit: str
+) -> None:
+    whole, by = to_base_rounded(value, unit)
+    exact = Context(prec=100).multiply(value, _FACTOR[unit])
+    assert abs(exact - whole) == by
+    assert by <= Decimal("0.5")
+    if by == Decimal("0.5"):
+        assert whole % 2 == 0  # a tie goes to the even neighbour
+    if by == 0:
+        assert to_base(value, unit) == whole
+    else:
+        with pytest.raises(UnitError, match="not a whole number"):
+            to_base(value, unit)
+
+
+@pytest.mark.parametrize("value", ["-0.4", "Infinity", "NaN", "1e41", "1e-41"])
+def test_to_base_rounded_refuses_what_to_base_refuses_other_than_a_fraction(value: str) -> None:
+    with pytest.raises(UnitError):
+        to_base_rounded(Decimal(value), "byte")
+
+
+def test_a_rounded_reading_carries_the_whole_count_and_an_exact_one_is_refused() -> None:
+    [event] = decode_usage_events(
+        b'{"customerId":"a","resourceType":"bandwidth","value":0.0000000015,"unit":"GB"}'
+    )
+    reading, by = to_rounded_reading(event, now_ms=NOW)
+    assert (reading.value, by) == (2, Decimal("0.5"))
+    with pytest.raises(DecodeError, match="not a whole number of bytes"):
+        to_reading(event, now_ms=NOW)
