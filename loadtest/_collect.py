@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import structlog
 
-from resmon.bench import machine_description
+from resmon._machine import machine_description
 
 from ._result import GapRouter, Latency, ProcessUsage, Result
 from ._world import NS, World

@@ -23,9 +23,26 @@ _COMMANDS: Final[dict[str, tuple[str, str]]] = {
     "hub": ("hub.cli:hub", "Central hub: consume usage, run checks, store, serve REST."),
     "sim": ("simulator.cli:sim", "Simulated routers answering SNMP, for demos and load tests."),
     "demo": ("resmon.demo:demo", "Run routers, agent, hub and servers on this machine."),
-    "bench": ("resmon.bench:bench", "Run the benchmark suites and write BENCHMARKS.md."),
+    "bench": ("benchmarks.runner:bench", "Run the benchmark suites and write BENCHMARKS.md."),
     "loadtest": ("loadtest.cli:loadtest", "Drive scenarios of simulated routers through it all."),
 }
+
+
+def _missing_message(cmd_name: str, exc: ImportError) -> str:
+    """What to tell someone whose ``resmon <cmd_name>`` cannot import what it needs."""
+    missing = exc.name or str(exc)
+    if missing.partition(".")[0] == "benchmarks":
+        return (
+            f"'resmon {cmd_name}' runs the benchmark suites, which are not part of the "
+            "installed package: they are the benchmarks/ folder of a resmon source checkout. "
+            "In a checkout run 'make bench' (or 'pip install -e .[all]' and then "
+            "'resmon bench')."
+        )
+    extra = {"agent": "agent", "hub": "hub", "demo": "all", "bench": "all"}.get(cmd_name, cmd_name)
+    return (
+        f"'resmon {cmd_name}' needs the Python package {missing!r}, which is not "
+        f"installed. Install it with: pip install 'resmon[{extra}]'"
+    )
 
 
 class _LazyGroup(click.Group):
@@ -42,15 +59,17 @@ class _LazyGroup(click.Group):
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
-            missing = exc.name or str(exc)
-            extra = {"agent": "agent", "hub": "hub", "demo": "all"}.get(cmd_name, cmd_name)
+            message = _missing_message(cmd_name, exc)
 
-            @click.command(cmd_name, help=short_help)
-            def unavailable() -> None:
-                raise click.ClickException(
-                    f"'resmon {cmd_name}' needs the Python package {missing!r}, which is not "
-                    f"installed. Install it with: pip install 'resmon[{extra}]'"
-                )
+            # takes any arguments, so `resmon hub run ...` shows the message, not a usage error
+            @click.command(
+                cmd_name,
+                help=short_help,
+                context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+            )
+            @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+            def unavailable(args: tuple[str, ...]) -> None:
+                raise click.ClickException(message)
 
             return unavailable
         command = getattr(module, attr)

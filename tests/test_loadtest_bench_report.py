@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from resmon import bench
-from resmon.bench import Figure, render_markdown, run_suites
+from benchmarks import runner as bench
+from benchmarks.runner import Figure, render_markdown, run_suites
 
 
 def _ok(quick: bool) -> list[Figure]:
@@ -55,3 +55,33 @@ def test_a_failing_suite_is_reported_with_its_reason_and_the_others_still_run(
     assert "| good | things/s | 10 /s | - | - | naive | 5 | 2.00x |" in report
     assert "| bad | fails | failed: RuntimeError: broker unreachable |" in report
     assert "## Suites not run" in report
+
+
+def test_resmon_bench_runs_the_suites_of_the_checkout() -> None:
+    from click.testing import CliRunner
+
+    from resmon.cli import main
+
+    result = CliRunner().invoke(main, ["bench", "--help"])
+    assert result.exit_code == 0, result.output
+    assert "agent|hub-core|hub-e2e|ingest|loadtest|simulator" in result.output
+
+
+def test_resmon_bench_without_the_benchmarks_says_how_to_get_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An installed wheel has no benchmarks package: the command says where they are."""
+    import sys
+
+    from click.testing import CliRunner
+
+    from resmon.cli import main
+
+    for name in [m for m in sys.modules if m == "benchmarks" or m.startswith("benchmarks.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "benchmarks", None)  # what an import finds when it is absent
+    result = CliRunner().invoke(main, ["bench", "--only", "agent"])
+    assert result.exit_code == 1
+    assert "not part of the installed package" in result.output
+    assert "source checkout" in result.output
+    assert "make bench" in result.output

@@ -9,7 +9,7 @@ pytestmark = [pytest.mark.slow]
 
 def test_the_agent_bench_suite_reports_figures_beside_a_same_run_baseline() -> None:
     pytest.importorskip("simulator")
-    from edge_agent.bench import suite
+    from benchmarks.agent import suite
 
     figures = suite(quick=True)
     names = [f.name for f in figures]

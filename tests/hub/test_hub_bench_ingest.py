@@ -14,7 +14,7 @@ def test_the_ingest_bench_posts_events_the_api_accepts(
     monkeypatch.setenv("DATABASE_URL", pg_dsn)
     monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap)
-    from hub.bench import ingest_suite
+    from benchmarks.hub import ingest_suite
 
     (figure,) = ingest_suite(quick=True)
     assert figure.suite == "ingest"

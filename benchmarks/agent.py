@@ -24,13 +24,13 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 import structlog
 
-from .config import AgentConfig, TargetConfig, config_from_dict
-from .snmp.client import (
+from edge_agent.config import AgentConfig, TargetConfig, config_from_dict
+from edge_agent.snmp.client import (
     IF_COUNTER_DISCONTINUITY,
     IF_HC_IN_OCTETS,
     IF_HC_OUT_OCTETS,
@@ -40,8 +40,7 @@ from .snmp.client import (
     Oid,
 )
 
-if TYPE_CHECKING:
-    from resmon.bench import Figure
+from .runner import Figure
 
 __all__ = ["suite"]
 
@@ -114,7 +113,7 @@ def _counter_oids(indexes: list[int]) -> list[Oid]:
 
 async def _lean_rate(targets: list[TargetConfig], seconds: float) -> tuple[float, float]:
     """(varbinds per CPU-second, per wall-second) of the lean client polling ``targets``."""
-    from .snmp import FastV2cClient
+    from edge_agent.snmp import FastV2cClient
 
     client = FastV2cClient()
     try:
@@ -168,9 +167,9 @@ async def _naive_rate(targets: list[TargetConfig], seconds: float) -> tuple[floa
 
 async def _fleet_cycle(config: AgentConfig) -> tuple[float, float, float, int]:
     """(first cycle wall s, second cycle wall s, second cycle CPU s, events) of the Poller."""
-    from .buffer import DiskBuffer
-    from .poller import Poller
-    from .snmp import FastV2cClient
+    from edge_agent.buffer import DiskBuffer
+    from edge_agent.poller import Poller
+    from edge_agent.snmp import FastV2cClient
 
     with tempfile.TemporaryDirectory(prefix="resmon-bench-") as directory:
         buffer_config = config_from_dict(
@@ -199,8 +198,6 @@ async def _fleet_cycle(config: AgentConfig) -> tuple[float, float, float, int]:
 
 def suite(quick: bool) -> list[Figure]:
     """The agent's figures (see the module docstring)."""
-    from resmon.bench import Figure
-
     structlog.configure(
         wrapper_class=structlog.make_filtering_bound_logger(30)  # warnings and up
     )

@@ -1,4 +1,4 @@
-"""The end-to-end and ingest benchmarks (see :mod:`hub.bench`); needs the servers."""
+"""The end-to-end and ingest benchmarks (see :mod:`benchmarks.hub`); needs the servers."""
 
 from __future__ import annotations
 
@@ -17,11 +17,12 @@ import anyio
 import asyncpg  # type: ignore[import-untyped]
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from hub.config import HubConfig
+from hub.storage.migrate import migrate
+from hub.storage.provision import DEFAULT_TENANT
 from protocol import AlertEvent, UsageReading, decode_record, encode_event
 
-from .config import HubConfig
-from .storage.migrate import migrate
-from .storage.provision import DEFAULT_TENANT
+from .runner import Figure
 
 __all__ = ["run_e2e", "run_ingest"]
 
@@ -125,10 +126,8 @@ async def _wait_count(db: asyncpg.Connection, n: int, deadline: float) -> tuple[
         await anyio.sleep(0.05)
 
 
-async def _e2e(quick: bool) -> list:  # type: ignore[type-arg]
+async def _e2e(quick: bool) -> list[Figure]:
     from hdrh.histogram import HdrHistogram
-
-    from resmon.bench import Figure
 
     tag = uuid.uuid4().hex[:8]
     backlog_keys, per_key = (2000, 10) if quick else (5000, 60)
@@ -156,7 +155,7 @@ async def _e2e(quick: bool) -> list:  # type: ignore[type-arg]
         try:
             keys = await _provision(db, f"bk{tag}-", backlog_keys, 10**15)
             triggers = await _provision(db, f"bt{tag}-", trigger_n, 1000)
-            from .kafka import ensure_topics
+            from hub.kafka import ensure_topics
 
             await ensure_topics(config)
             # 1. a backlog, drained as fast as the hub can
@@ -270,20 +269,18 @@ async def _e2e(quick: bool) -> list:  # type: ignore[type-arg]
     ]  # fmt: skip
 
 
-def run_e2e(quick: bool) -> list:  # type: ignore[type-arg]
+def run_e2e(quick: bool) -> list[Figure]:
     return anyio.run(_e2e, quick)
 
 
-def run_ingest(quick: bool) -> list:  # type: ignore[type-arg]
+def run_ingest(quick: bool) -> list[Figure]:
     return anyio.run(_ingest, quick)
 
 
-async def _ingest(quick: bool) -> list:  # type: ignore[type-arg]
+async def _ingest(quick: bool) -> list[Figure]:
     import aiohttp
 
-    from resmon.bench import Figure
-
-    from .app import run_hub
+    from hub.app import run_hub
 
     tag = uuid.uuid4().hex[:8]
     batches = 20 if quick else 200

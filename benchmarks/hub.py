@@ -1,6 +1,6 @@
 """Hub benchmarks for ``resmon bench``: actor core, memory, end to end, HTTP ingest.
 
-Every suite returns :class:`resmon.bench.Figure` values and is bounded in
+Every suite returns :class:`benchmarks.runner.Figure` values and is bounded in
 time (``quick`` for a smoke run). Baselines are measured in the same run:
 
 - ``core_suite``: readings/s through threshold + anomaly + forecast, the way
@@ -31,11 +31,12 @@ import time
 from collections import deque
 from zoneinfo import ZoneInfo
 
+from hub.actors.actor import ResourceActor
+from hub.actors.registry import Registry
+from hub.checks.thresholds import Level
 from protocol import UsageReading
 
-from .actors.actor import ResourceActor
-from .actors.registry import Registry
-from .checks.thresholds import Level
+from .runner import Figure
 
 __all__ = ["core_suite", "e2e_suite", "ingest_suite"]
 
@@ -111,7 +112,7 @@ def _core_rate(batches: list[list[UsageReading]], n_keys: int) -> float:
 
 def _handle_rate(batches: list[list[UsageReading]], n_keys: int) -> float:
     """readings/s of ``ResourceActor.handle`` alone (the checks, no batch bookkeeping)."""
-    from .actors.actor import CheckSettings
+    from hub.actors.actor import CheckSettings
 
     actors = {f"c{i}/bandwidth": _actor(i) for i in range(n_keys)}
     settings = CheckSettings()
@@ -210,7 +211,7 @@ def _rss_child(n: int, naive: bool) -> None:
 
 def _rss(n: int, naive: bool) -> float:
     out = subprocess.run(  # noqa: S603 - this interpreter, fixed arguments
-        [sys.executable, "-m", "hub.bench", "rss", str(n), "naive" if naive else "actors"],
+        [sys.executable, "-m", "benchmarks.hub", "rss", str(n), "naive" if naive else "actors"],
         capture_output=True,
         text=True,
         check=True,
@@ -219,9 +220,7 @@ def _rss(n: int, naive: bool) -> float:
     return float(out[0])
 
 
-def core_suite(quick: bool) -> list:  # type: ignore[type-arg]
-    from resmon.bench import Figure
-
+def core_suite(quick: bool) -> list[Figure]:
     n_keys = 10_000
     per_key = 10 if quick else 60
     batches = _readings(n_keys, per_key)
@@ -282,14 +281,14 @@ def core_suite(quick: bool) -> list:  # type: ignore[type-arg]
     return figures
 
 
-def e2e_suite(quick: bool) -> list:  # type: ignore[type-arg]
-    from ._bench_e2e import run_e2e
+def e2e_suite(quick: bool) -> list[Figure]:
+    from .hub_e2e import run_e2e
 
     return run_e2e(quick)
 
 
-def ingest_suite(quick: bool) -> list:  # type: ignore[type-arg]
-    from ._bench_e2e import run_ingest
+def ingest_suite(quick: bool) -> list[Figure]:
+    from .hub_e2e import run_ingest
 
     return run_ingest(quick)
 

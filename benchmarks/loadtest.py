@@ -9,16 +9,14 @@ instead of isp-10k, for a check of the wiring.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import anyio
 
-from ._result import Result, render_markdown, write_result
-from ._runner import RunOptions, run_scenario
-from ._scenario import load_scenario
+from loadtest._result import Result, render_markdown, write_result
+from loadtest._runner import RunOptions, run_scenario
+from loadtest._scenario import load_scenario
 
-if TYPE_CHECKING:
-    from resmon.bench import Figure
+from .runner import Figure
 
 __all__ = ["markdown_sections", "scenario_figures", "suite"]
 
@@ -37,8 +35,6 @@ def _run(name: str) -> Result:
 
 def scenario_figures(r: Result) -> list[Figure]:
     """The figures one scenario contributes to BENCHMARKS.md."""
-    from resmon.bench import Figure
-
     cmd = f"resmon loadtest run {r.scenario}"
     offered = r.resources * 2 / r.interval_s  # two directions per interface per poll
     status = "passed" if r.passed else "FAILED: " + "; ".join(r.failures)

@@ -1,6 +1,6 @@
 """How many GetBulk responses per second one core answers.
 
-``python -m simulator.bench`` prints two figures:
+Two figures (``python -m benchmarks.simulator`` prints both for three request shapes):
 
 - :func:`bench_handler`: the agent alone (decode, MIB, encode), in process;
 - :func:`bench_responses`: over UDP loopback, the fleet in this process's
@@ -20,14 +20,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-from ._ber import GETBULK, NULL, Message, Oid, Pdu, Value, encode_message
-from ._fleet import Fleet
-from ._mib import OIDS
+from simulator._ber import GETBULK, NULL, Message, Oid, Pdu, Value, encode_message
+from simulator._fleet import Fleet
+from simulator._mib import OIDS
 
-if TYPE_CHECKING:
-    from resmon.bench import Figure
+from .runner import Figure
 
 __all__ = ["bench_handler", "bench_pysnmp_handler", "bench_responses", "bulk_request", "suite"]
 
@@ -136,7 +134,7 @@ async def _serve_and_drive(
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "simulator.bench",
+            "benchmarks.simulator",
             "client",
             host,
             str(port),
@@ -197,14 +195,12 @@ def _client(host: str, port: int, seconds: float, window: int, request: bytes) -
 
 def suite(quick: bool = False) -> list[Figure]:
     """Figures for ``resmon bench``: in-process and UDP GETBULK responses/s."""
-    from resmon.bench import Figure
-
     seconds = 1.0 if quick else 3.0
     handler = bench_handler(seconds)
     baseline = bench_pysnmp_handler(seconds)
     udp, busy = bench_responses(seconds)
     per_core = udp / busy if busy > 0 else udp
-    command = "python -m simulator.bench"
+    command = "resmon bench --only simulator"
     return [
         Figure(
             suite="simulator",

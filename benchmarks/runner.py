@@ -1,22 +1,22 @@
 """``resmon bench``: run the benchmark suites and write BENCHMARKS.md.
 
-Each suite is a function in the package it measures that returns
+Each suite is a function in a module of this package named after what it
+measures (:mod:`benchmarks.simulator`, :mod:`benchmarks.agent`,
+:mod:`benchmarks.hub`, :mod:`benchmarks.loadtest`) that returns
 :class:`Figure` values; every figure carries the baseline measured in the
 same run (the naive way of doing the same job) so the ratio means something
 on whatever machine ran it. Latency percentiles come from HdrHistogram.
 
-Suites are imported lazily: a suite whose package is missing, or that raises,
-is reported as "not run" with the reason (the other suites still run), never
-silently skipped. The report names the date, the machine and how long each
-suite took. A suite module may also define ``markdown_sections()`` returning
-extra Markdown (e.g. the load-test summaries) appended to the report.
+Suites are imported lazily: a suite whose dependencies are missing, or that
+raises, is reported as "not run" with the reason (the other suites still
+run), never silently skipped. The report names the date, the machine and how
+long each suite took. A suite module may also define ``markdown_sections()``
+returning extra Markdown (e.g. the load-test summaries) appended to the report.
 """
 
 from __future__ import annotations
 
 import importlib
-import os
-import platform
 import sys
 import time
 import traceback
@@ -27,6 +27,8 @@ from typing import Final
 
 import click
 import msgspec
+
+from resmon._machine import machine_description
 
 __all__ = [
     "SUITES",
@@ -71,12 +73,18 @@ class Figure(msgspec.Struct, frozen=True, kw_only=True):
 #: suite name -> ("module:function", what it measures). The function takes
 #: ``quick: bool`` and returns ``list[Figure]``.
 SUITES: Final[dict[str, tuple[str, str]]] = {
-    "simulator": ("simulator.bench:suite", "GETBULK responses/s the simulator answers"),
-    "agent": ("edge_agent.bench:suite", "varbinds/s polled per core; a 1,000 x 48 poll"),
-    "hub-core": ("hub.bench:core_suite", "actor core readings/s; RSS with 1,000,000 resources"),
-    "hub-e2e": ("hub.bench:e2e_suite", "readings/s and alert latency through broker, PG, Redis"),
-    "ingest": ("hub.bench:ingest_suite", "POST /api/metrics/ingest events/s"),
-    "loadtest": ("loadtest.bench:suite", "isp-10k and faults scenarios end to end"),
+    "simulator": ("benchmarks.simulator:suite", "GETBULK responses/s the simulator answers"),
+    "agent": ("benchmarks.agent:suite", "varbinds/s polled per core; a 1,000 x 48 poll"),
+    "hub-core": (
+        "benchmarks.hub:core_suite",
+        "actor core readings/s; RSS with 1,000,000 resources",
+    ),
+    "hub-e2e": (
+        "benchmarks.hub:e2e_suite",
+        "readings/s and alert latency through broker, PG, Redis",
+    ),
+    "ingest": ("benchmarks.hub:ingest_suite", "POST /api/metrics/ingest events/s"),
+    "loadtest": ("benchmarks.loadtest:suite", "isp-10k and faults scenarios end to end"),
 }
 
 
@@ -89,21 +97,6 @@ class SuiteRun(msgspec.Struct, kw_only=True):
     seconds: float = 0.0
     reason: str = ""
     figures: int = 0
-
-
-def machine_description() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"{os.cpu_count()} cores, {cpu}; Python {platform.python_version()} "
-        f"({platform.python_implementation()}), {platform.system()} {platform.release()}"
-    )
 
 
 def _fmt(value: float | None) -> str:
