@@ -177,13 +177,19 @@ async def _serve_all(
 
 
 async def _retention(hub: RunningHub) -> None:
-    """Drop expired ``usage_metrics`` partitions at start and then hourly."""
+    """Drop expired ``usage_metrics`` partitions and ingest keys at start and then hourly."""
     while True:
         try:
             with storage_errors(hub.config.database_address):
                 async with hub.pool.acquire() as conn:
                     if await drop_expired_partitions(conn, hub.config.retention_days):
                         hub.consumer.forget_partitions()
+                    # ingest idempotency keys live as long as the dedup records
+                    await conn.execute(
+                        "DELETE FROM ingest_keys "
+                        "WHERE created_at < now() - make_interval(days => $1)",
+                        hub.config.retention_days,
+                    )
         except HubError as exc:
             hub.metrics.storage_failures.labels("retention").inc()
             _log.warning("retention_failed", error=str(exc), retry_in_s=60)

@@ -14,6 +14,7 @@ GET      /api/monitoring/customers/{customerId}/resources  resources as stored
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 import uuid
@@ -171,15 +172,70 @@ async def resources(request: web.Request) -> web.Response:
 
 
 def _event_id(event: UsageEvent) -> str | None:
-    """The caller's ``eventId``; else None (an id derived from the fields and ``timestamp``).
+    """The CloudEvent id of ``event``; None for one derived from its fields and ``timestamp``.
 
-    Without either there is nothing a retry could be matched by, and an id derived
-    from the fields and the arrival time would merge distinct events of the same
-    millisecond: such an event gets an id of its own.
+    A caller's ``eventId`` is scoped to its tenant and customer (two customers may
+    use the same one): the id is a hash of the three, so a retry gets the same id.
+    Without ``eventId`` and ``timestamp`` there is nothing a retry could be matched
+    by, and an id derived from the fields and the arrival time would merge
+    distinct events of the same millisecond: such an event gets an id of its own.
     """
-    if event.event_id is not None or event.timestamp is not None:
-        return event.event_id
+    if event.event_id is not None:
+        scope = "\x1f".join((event.tenant_id or "", event.customer_id, event.event_id))
+        digest = hashlib.blake2b(scope.encode(), digest_size=16, person=b"resmon-ingestid")
+        return str(uuid.UUID(bytes=digest.digest()))
+    if event.timestamp is not None:
+        return None
     return str(uuid.uuid4())
+
+
+_CLAIM_KEYS = """
+INSERT INTO ingest_keys AS k (event_id, resource_key, value, start_ms, end_ms)
+SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[])
+ON CONFLICT (event_id) DO UPDATE SET event_id = k.event_id
+RETURNING event_id, resource_key, value, start_ms, end_ms"""
+
+
+async def _claim_event_ids(
+    db: Executor, keyed: list[tuple[int, UsageEvent, UsageReading, str]]
+) -> dict[int, UsageReading] | web.Response:
+    """Remember each caller ``eventId``'s first reading; a retry becomes exactly that one.
+
+    Returns index -> the reading to publish (the stored first one for a retry,
+    so its CloudEvent id and event time match and the consumer drops it), or a
+    409 when an ``eventId`` was used before for a different resource, value or
+    ``timestamp``.
+    """
+    rows = await db.fetch(
+        _CLAIM_KEYS,
+        [eid for _, _, _, eid in keyed],
+        [r.resource_key for _, _, r, _ in keyed],
+        [r.value for _, _, r, _ in keyed],
+        [r.start_ms for _, _, r, _ in keyed],
+        [r.end_ms for _, _, r, _ in keyed],
+    )
+    stored = {row["event_id"]: row for row in rows}
+    out: dict[int, UsageReading] = {}
+    for i, event, reading, eid in keyed:
+        row = stored[eid]
+        same_time = event.timestamp is None or (
+            row["start_ms"] == reading.start_ms and row["end_ms"] == reading.end_ms
+        )
+        if (
+            row["resource_key"] != reading.resource_key
+            or row["value"] != reading.value
+            or not (same_time)
+        ):
+            at = f"$[{i}]" if len(keyed) > 1 or i else "$"
+            return _error(
+                409,
+                f"event {at}: eventId {event.event_id!r} was already used for a different "
+                f"event ({row['resource_key']}, value {row['value']} base units, "
+                f"{row['start_ms']}..{row['end_ms']} ms); a retry must repeat the event",
+                f"{at}.eventId",
+            )
+        out[i] = msgspec.structs.replace(reading, start_ms=row["start_ms"], end_ms=row["end_ms"])
+    return out
 
 
 async def _unprovisionable(
@@ -266,6 +322,20 @@ async def ingest(request: web.Request) -> web.Response:
         readings.append((at, reading))
     if (refused := await _unprovisionable(ctx.db, readings)) is not None:
         return refused
+    keyed = [
+        (i, event, reading, record.event_id)
+        for i, (event, (_, reading), record) in enumerate(
+            zip(events, readings, records, strict=True)
+        )
+        if event.event_id is not None
+    ]
+    if keyed:
+        with storage_errors(ctx.config.database_address):
+            claimed = await _claim_event_ids(ctx.db, keyed)
+        if isinstance(claimed, web.Response):
+            return claimed
+        for i, reading in claimed.items():
+            records[i] = encode_event(reading, source=ctx.config.source, id=records[i].event_id)
     await publish_many(ctx.producer, ctx.config.usage_topic, records)
     ctx.metrics.ingested.inc(len(records))
     if rounded:

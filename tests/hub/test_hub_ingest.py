@@ -375,3 +375,71 @@ async def test_a_resource_that_cannot_be_provisioned_is_refused_at_the_door_not_
         assert resp.status == 200, await resp.text()
         await wait_for(db, TOTAL, 2, f"{known}/cpu")
     assert await db.fetchval("SELECT count(*) FROM dead_letters") == 0
+
+
+async def test_a_retry_with_the_same_event_id_counts_once_even_without_a_timestamp(
+    hub: RunningHub, http: aiohttp.ClientSession, db: asyncpg.Connection, unique: str
+) -> None:
+    """Before, the hub filled in the time itself, so a retry 1.5 s later counted again."""
+    customer = f"cust-{unique}"
+    body = {
+        "customerId": customer,
+        "resourceType": "bandwidth",
+        "value": 7,
+        "unit": "GB",
+        "eventId": "order-1",
+    }
+    answers = []
+    with anyio.fail_after(60):
+        for _ in range(3):
+            async with http.post("/api/metrics/ingest", json=body) as resp:
+                assert resp.status == 200, await resp.text()
+                answers.append((await resp.json())["eventIds"])
+            await anyio.sleep(1.5)  # the retry scenario itself: a later arrival time
+        # a later, different event: it is counted, and proves the retries were consumed
+        later = {**body, "eventId": "order-2", "value": 1}
+        async with http.post("/api/metrics/ingest", json=later) as resp:
+            assert resp.status == 200, await resp.text()
+        await wait_for(db, TOTAL, 8 * 10**9, f"{customer}/bandwidth")
+    assert answers[0] == answers[1] == answers[2]
+    assert await db.fetchval("SELECT count(*) FROM usage_metrics") == 2
+
+
+async def test_two_customers_with_the_same_event_id_are_two_events(
+    hub: RunningHub, http: aiohttp.ClientSession, db: asyncpg.Connection, unique: str
+) -> None:
+    with anyio.fail_after(60):
+        for customer in (f"a-{unique}", f"b-{unique}"):
+            body = {
+                "customerId": customer,
+                "resourceType": "api_calls",
+                "value": 5,
+                "unit": "request",
+                "eventId": "shared-id",
+            }
+            async with http.post("/api/metrics/ingest", json=body) as resp:
+                assert resp.status == 200, await resp.text()
+        await wait_for(db, TOTAL, 5, f"a-{unique}/api_calls")
+        await wait_for(db, TOTAL, 5, f"b-{unique}/api_calls")
+
+
+async def test_an_event_id_reused_for_a_different_event_is_a_409_and_not_counted(
+    hub: RunningHub, http: aiohttp.ClientSession, db: asyncpg.Connection, unique: str
+) -> None:
+    customer = f"cust-{unique}"
+    body = {
+        "customerId": customer,
+        "resourceType": "api_calls",
+        "value": 5,
+        "unit": "request",
+        "eventId": "once",
+    }
+    with anyio.fail_after(60):
+        async with http.post("/api/metrics/ingest", json=body) as resp:
+            assert resp.status == 200, await resp.text()
+        async with http.post("/api/metrics/ingest", json={**body, "value": 6}) as resp:
+            assert resp.status == 409
+            problem = await resp.json()
+        assert problem["where"] == "$.eventId"
+        assert "once" in problem["error"]
+        await wait_for(db, TOTAL, 5, f"{customer}/api_calls")
