@@ -15,7 +15,9 @@ import anyio
 import msgspec
 import pytest
 
+from edge_agent._exceptions import SnmpMalformedResponse
 from edge_agent.config import TargetConfig, config_from_dict
+from edge_agent.metrics import AgentMetrics
 from edge_agent.poller import Poller
 from edge_agent.snmp import FastV2cClient
 from edge_agent.snmp import client as client_module
@@ -49,6 +51,18 @@ class NoHcClient(FastV2cClient):
             if oid[:-1] in (IF_HC_IN_OCTETS, IF_HC_OUT_OCTETS):
                 values[oid] = ("NoSuchInstance", None)
         return values
+
+
+class FailingChunkClient(FastV2cClient):
+    """A router whose answer to every GET chunk but the first is garbage."""
+
+    chunks = 0
+
+    async def _get_chunk(self, target: TargetConfig, oids: Sequence[Oid]) -> dict[Oid, Value]:
+        self.chunks += 1
+        if self.chunks > 1:
+            raise SnmpMalformedResponse("truncated answer", target=target.name)
+        return await super()._get_chunk(target, oids)
 
 
 @dataclass
@@ -308,3 +322,34 @@ async def test_a_no_such_instance_counter_is_a_gap_not_a_zero() -> None:
     gaps = [e for e in events if isinstance(e, UsageGap)]
     assert {(g.interface, g.reason) for g in gaps} == {(gone, "counter_missing")}
     assert all(e.value == run.truth(e) for e in readings(events))
+
+
+async def test_an_error_in_one_chunk_of_a_large_get_is_a_poll_error_of_its_own_kind() -> None:
+    # 12 interfaces: the counters take two GET chunks, fetched concurrently
+    fleet = simulator.Fleet.generate(routers=1, interfaces=12, base_port=0, rate_bps=RATE)
+    client = FailingChunkClient()
+    metrics = AgentMetrics()
+    try:
+        async with fleet.serve(host="127.0.0.1"):
+            (e,) = fleet.endpoints
+            config = config_from_dict(
+                {
+                    "agent_id": "sim",
+                    "targets": [
+                        {"name": e.router, "host": e.host, "port": e.port, "community": e.community}
+                    ],
+                }
+            )
+            poller = Poller(config, client, lambda r: _noop(r), metrics=metrics)
+            with anyio.fail_after(20):
+                with pytest.raises(SnmpMalformedResponse):
+                    await client.poll_counters(config.targets[0], list(range(1, 13)))
+                await poller.poll_all()
+    finally:
+        await client.aclose()
+    assert metrics.poll_errors.labels(e.router, "malformed")._value.get() == 1
+    assert metrics.poll_errors.labels(e.router, "internal")._value.get() == 0
+
+
+async def _noop(records: list[KafkaRecord]) -> None:
+    del records
