@@ -80,7 +80,8 @@ def _refresh_gauges(agent: RunningAgent) -> None:
 
 def _health(agent: RunningAgent) -> dict[str, Any]:
     return {
-        "status": "ok",
+        # degraded: the buffer cannot be written; polling goes on, readings become gaps
+        "status": "degraded" if agent.sink.failing else "ok",
         "agentId": agent.config.agent_id,
         "cycles": agent.poller.cycles,
         "targets": agent.poller.status(),
@@ -90,6 +91,7 @@ def _health(agent: RunningAgent) -> dict[str, Any]:
             "pendingBytes": agent.buffer.pending_bytes,
             "dropped": agent.buffer.dropped,
             "corrupt": agent.buffer.corrupt,
+            "writable": not agent.sink.failing,
             "writeErrors": agent.sink.write_errors,
             "unreportedSpans": agent.sink.unreported_spans,
         },

@@ -86,7 +86,8 @@ class BufferSink:
         self._again: list[KafkaRecord] = []
         #: the poller's records that a failed write did not keep
         self.write_errors = 0
-        self._failing = False
+        #: whether the last write failed (until one succeeds again)
+        self.failing = False
         buffer.on_drop = self.remember
 
     @property
@@ -106,7 +107,7 @@ class BufferSink:
             self.write_errors += new
             if self.metrics:
                 self.metrics.buffer_write_errors.inc(new)
-            self._failing = True
+            self.failing = True
             self.remember(lost)
             log.error(
                 "buffer_write_failed",
@@ -118,8 +119,8 @@ class BufferSink:
                 write_errors_total=self.write_errors,
             )
             return
-        if self._failing:
-            self._failing = False
+        if self.failing:
+            self.failing = False
             log.info(
                 "buffer_write_recovered",
                 directory=str(self.buffer.directory),

@@ -17,7 +17,7 @@ import pytest
 from anyio.abc import TaskGroup
 
 from edge_agent._exceptions import SendError
-from edge_agent.app import RunningAgent, run_agent
+from edge_agent.app import RunningAgent, _health, run_agent
 from edge_agent.config import AgentConfig, config_from_dict
 from edge_agent.forwarder import Sender
 from edge_agent.sink import GAP_DETAIL
@@ -283,6 +283,10 @@ async def test_a_disk_full_buffer_keeps_the_agent_polling_and_the_lost_span_beco
             await step(agent, clock, routers)
             assert agent.metrics.polls.labels("r1")._value.get() > polled  # still polling
             assert agent.poller.status()["r1"]["state"] == "ok"
+            health = _health(agent)
+            assert health["status"] == "degraded"
+            assert health["buffer"]["writable"] is False
+            assert health["buffer"]["writeErrors"] == agent.sink.write_errors
             assert agent.sink.write_errors >= 3
             assert agent.metrics.buffer_write_errors._value.get() == agent.sink.write_errors
             lost = agent.sink.write_errors
@@ -293,6 +297,8 @@ async def test_a_disk_full_buffer_keeps_the_agent_polling_and_the_lost_span_beco
             ):
                 await step(agent, clock, routers)
             assert agent.buffer.appended > appended
+            assert _health(agent)["status"] == "ok"
+            assert _health(agent)["buffer"]["writable"] is True
             await agent.buffer.wait_empty()
             tg.cancel_scope.cancel()
     assert agent.sink.write_errors == lost  # nothing more lost once the disk had room
