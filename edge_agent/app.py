@@ -150,6 +150,7 @@ async def run_agent(
     owns_client = client is None
     snmp: SnmpClient = client if client is not None else FastV2cClient()
     runner: Any = None
+    sink: BufferSink | None = None
     try:
         forwarder = Forwarder(
             buffer,
@@ -190,5 +191,7 @@ async def run_agent(
                 await runner.cleanup()
             if owns_client:
                 await snmp.aclose()
+        if sink is not None:
+            sink.flush()  # spans still waiting are written as gaps before the buffer closes
         buffer.close()
         log.info("agent_stopped", agent_id=config.agent_id)

@@ -381,3 +381,45 @@ async def test_on_a_real_filesystem_that_fills_up_the_agent_polls_on_and_recover
 
         with DiskBuffer.open(config.buffer) as buffer:
             assert buffer.corrupt == 0
+
+
+@pytest.mark.anyio
+async def test_spans_still_waiting_when_the_agent_stops_are_written_as_gaps_before_it_exits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_write = os.write
+    faults = {"full": False, "injected": 0}
+
+    def write(fd: int, data: bytes) -> int:
+        if faults["full"]:
+            faults["injected"] += 1
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+
+    monkeypatch.setattr("edge_agent.buffer.os.write", write)
+    clock = ManualClock()
+    routers = {"r1": FakeRouter({"ge-0": "CUST:acme"})}
+    config = agent_config(tmp_path, [{"name": "r1", "host": "192.0.2.1", "community": "x"}])
+    sender = RecordingSender()
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            agent = await start_agent(tg, config, routers, clock, sender)
+            while agent.buffer.appended == 0:
+                await step(agent, clock, routers)
+            await agent.buffer.wait_empty()
+            sender.down = True  # what is written from now on stays in the buffer
+            faults["full"] = True
+            while faults["injected"] < 2:
+                await step(agent, clock, routers)
+            assert agent.sink.unreported_spans == 2  # in and out
+            faults["full"] = False  # space returns, and the agent is stopped at once
+            tg.cancel_scope.cancel()
+    assert agent.sink.unreported_spans == 0
+    from edge_agent.buffer import DiskBuffer
+
+    with DiskBuffer.open(config.buffer) as buffer:
+        pending = [decode_record(r.record.value, r.record.headers).data for r in buffer.peek(100)]
+    gaps = [e for e in pending if isinstance(e, UsageGap) and e.reason == "buffer_full"]
+    assert len(gaps) == 2
+    everything = sender.events() + [e for e in pending if isinstance(e, UsageReading | UsageGap)]
+    assert len(assert_timeline_exact(everything, "ge-0")) == 2
