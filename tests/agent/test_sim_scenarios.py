@@ -89,11 +89,16 @@ class Run:
         return out
 
     def truth(self, e: UsageReading, polls_back: int = 1) -> int:
+        return self.since(e, self.times[-1 - polls_back])
+
+    def since(self, e: UsageReading, t0_ns: int) -> int:
+        """What the reading's interface carried from ``t0_ns`` to the last poll."""
         assert e.device is not None
         assert e.interface is not None
         assert e.direction is not None
-        t1, t0 = self.times[-1], self.times[-1 - polls_back]
-        return int(self.fleet.bytes_between(e.device, e.interface, e.direction, t0, t1))
+        return int(
+            self.fleet.bytes_between(e.device, e.interface, e.direction, t0_ns, self.times[-1])
+        )
 
 
 @asynccontextmanager
@@ -200,12 +205,7 @@ async def test_after_a_reboot_the_traffic_since_the_boot_is_billed_to_the_byte(
     assert {(g.reason, g.start_ms, g.end_ms) for g in gaps} == {("reboot", t0, boot_ns // 10**6)}
     for e in since:
         assert (e.start_ms, e.end_ms) == (boot_ns // 10**6, t1)
-        assert e.interface is not None
-        assert e.direction is not None
-        assert e.value == run.fleet.bytes_between(
-            "rtr-0001", e.interface, e.direction, boot_ns, run.clock.ns
-        )
-        assert e.value == 6 * (RATE if e.direction == "in" else RATE // 2)
+        assert e.value == run.since(e, boot_ns) == 6 * (RATE if e.direction == "in" else RATE // 2)
 
 
 async def test_counters_cleared_after_a_reboot_are_billed_from_the_clear_to_the_byte(
@@ -225,11 +225,9 @@ async def test_counters_cleared_after_a_reboot_are_billed_from_the_clear_to_the_
     gaps = [e for e in events if isinstance(e, UsageGap)]
     assert {(g.reason, g.start_ms, g.end_ms) for g in gaps} == {("reboot", t0, cleared_ns // 10**6)}
     for e in readings(events):
-        assert e.interface is not None
-        assert e.direction is not None
         assert e.start_ms == cleared_ns // 10**6
-        assert e.value == run.fleet.bytes_between(
-            "rtr-0001", e.interface, e.direction, cleared_ns, run.clock.ns
+        assert (
+            e.value == run.since(e, cleared_ns) == 5 * (RATE if e.direction == "in" else RATE // 2)
         )
     assert len(readings(events)) == 6
 
