@@ -80,7 +80,8 @@ def _refresh_gauges(agent: RunningAgent) -> None:
 
 def _health(agent: RunningAgent) -> dict[str, Any]:
     return {
-        "status": "ok",
+        # degraded: the buffer cannot be written; polling goes on, readings become gaps
+        "status": "degraded" if agent.sink.failing else "ok",
         "agentId": agent.config.agent_id,
         "cycles": agent.poller.cycles,
         "targets": agent.poller.status(),
@@ -90,6 +91,7 @@ def _health(agent: RunningAgent) -> dict[str, Any]:
             "pendingBytes": agent.buffer.pending_bytes,
             "dropped": agent.buffer.dropped,
             "corrupt": agent.buffer.corrupt,
+            "writable": not agent.sink.failing,
             "writeErrors": agent.sink.write_errors,
             "unreportedSpans": agent.sink.unreported_spans,
         },
@@ -148,6 +150,7 @@ async def run_agent(
     owns_client = client is None
     snmp: SnmpClient = client if client is not None else FastV2cClient()
     runner: Any = None
+    sink: BufferSink | None = None
     try:
         forwarder = Forwarder(
             buffer,
@@ -188,5 +191,7 @@ async def run_agent(
                 await runner.cleanup()
             if owns_client:
                 await snmp.aclose()
+        if sink is not None:
+            sink.flush()  # spans still waiting are written as gaps before the buffer closes
         buffer.close()
         log.info("agent_stopped", agent_id=config.agent_id)

@@ -6,7 +6,11 @@ without a broker. :class:`KafkaSender` implements it with aiokafka.
 
 While the broker is unreachable the forwarder retries the same batch with
 exponential backoff; records stay in the buffer until acknowledged, so nothing
-is lost. A partially acknowledged batch acks its acknowledged prefix.
+is lost. A partially acknowledged batch acks its acknowledged prefix. Any
+other error while forwarding (a library surprise, an unreadable buffer file)
+does not end the forwarder: it is logged (``forward_crashed``), counted
+(``resmon_agent_forward_errors_total``), the sender is stopped so the next
+send starts it afresh, and the batch is tried again after the backoff.
 """
 
 from __future__ import annotations
@@ -33,7 +37,11 @@ log = structlog.get_logger("edge_agent.forwarder")
 
 
 class Sender(Protocol):
-    """Send records to Kafka and wait until every one is acknowledged."""
+    """Send records to Kafka and wait until every one is acknowledged.
+
+    ``send`` after ``stop`` starts the sender again (the forwarder stops it to
+    start afresh after an unexpected error).
+    """
 
     async def start(self) -> None: ...
 
@@ -151,7 +159,12 @@ class Forwarder:
         try:
             while True:
                 await self.buffer.wait_for_records()
-                if await self.forward_once():
+                try:
+                    sent = await self.forward_once()
+                except Exception as exc:  # a bug or a library surprise: keep forwarding
+                    sent = False
+                    await self._crashed(exc)
+                if sent:
                     backoff = self.backoff_initial
                 else:
                     await anyio.sleep(backoff * (0.5 + random.random() / 2))
@@ -159,6 +172,22 @@ class Forwarder:
         finally:
             with anyio.move_on_after(10, shield=True):
                 await self.sender.stop()
+
+    async def _crashed(self, exc: Exception) -> None:
+        """An unexpected error while forwarding: log and count it, start the sender afresh.
+
+        The batch stays in the buffer (nothing was acknowledged for it) and is
+        sent again after the backoff.
+        """
+        self.failures += 1
+        log.exception("forward_crashed", error_type=type(exc).__name__)
+        if self.metrics:
+            self.metrics.forward_errors.inc()
+        with anyio.move_on_after(10, shield=True):
+            try:
+                await self.sender.stop()
+            except Exception as stop_exc:
+                log.warning("sender_stop_failed", error=f"{type(stop_exc).__name__}: {stop_exc}")
 
     async def forward_once(self) -> bool:
         """Send one batch of the oldest pending records; ``False`` if Kafka did not take it."""

@@ -97,6 +97,11 @@ class AgentMetrics:
         self.send_errors = Counter(
             "resmon_agent_send_errors", "Batches Kafka did not acknowledge", registry=r
         )
+        self.forward_errors = Counter(
+            "resmon_agent_forward_errors",
+            "Forwarding attempts that failed with an unexpected error (retried)",
+            registry=r,
+        )
         self.send_seconds = Histogram(
             "resmon_agent_send_seconds", "Time from send to Kafka acknowledgement", registry=r
         )

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import msgspec
 import structlog
 from anyio.abc import TaskStatus
@@ -126,19 +127,24 @@ class Poller:
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Poll all targets once now, then at every aligned tick, until cancelled.
 
-        A cycle that ends after the next tick (a slow sink or checkpoint; each
-        target's poll is bounded by its deadline) skips the ticks it overran:
-        logged as ``poll_cycle_overran`` and counted in
-        ``resmon_agent_poll_ticks_missed_total``. The next poll bridges them.
+        A cycle belongs to a tick; the next one starts at the following tick
+        (plus jitter), or at once if the cycle ended after it (a late cycle, not
+        a skipped one). Only when a cycle runs past more than one tick (a slow
+        sink or checkpoint: each target's poll is bounded by its deadline) are
+        the ticks it overran skipped: logged as ``poll_cycle_overran`` and
+        counted in ``resmon_agent_poll_ticks_missed_total``. The next poll
+        bridges them.
         """
         task_status.started()
         interval = self.config.interval
+        tick = math.floor(self._clock() / interval) * interval
         while True:
             started = self._clock()
             await self.poll_all()
             now = self._clock()
-            missed = math.floor(now / interval) - math.floor(started / interval)
-            if missed > 0:
+            tick += interval
+            missed = max(0, math.floor((now - tick) / interval))
+            if missed:
                 log.warning(
                     "poll_cycle_overran",
                     seconds=round(now - started, 3),
@@ -147,8 +153,13 @@ class Poller:
                 )
                 if self.metrics:
                     self.metrics.poll_ticks_missed.inc(missed)
-            delay = self.next_tick(now) - now + random.uniform(0, self.config.jitter)
-            await anyio.sleep(delay)
+                tick += missed * interval
+            elif tick - now > interval:  # the wall clock stepped back: align to it again
+                tick = self.next_tick(now)
+            if now < tick:
+                await anyio.sleep(tick - now + random.uniform(0, self.config.jitter))
+            else:
+                await anyio.lowlevel.checkpoint()  # late: start at once
 
     async def poll_all(self) -> None:
         """One cycle: every target, concurrently, each within its deadline."""

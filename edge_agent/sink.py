@@ -23,9 +23,10 @@ polling, and the first write that succeeds afterwards is logged as
 by the buffer (``buffer_full_dropped_oldest``,
 ``resmon_agent_buffer_dropped_total``).
 
-The spans are kept in memory: a crash or restart while some are waiting loses
-them (the restart's own ``agent_restart`` gap starts at the last checkpointed
-interval, after them).
+The spans are kept in memory. When the agent stops they are written as gaps
+before the buffer closes (:meth:`BufferSink.flush`); a crash while some are
+waiting loses them (the restart's own ``agent_restart`` gap starts at the last
+checkpointed interval, after them).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import structlog
 from protocol import DecodeError, KafkaRecord, UsageGap, UsageReading, decode_record, encode_event
 from protocol._events import Direction
 
-from ._exceptions import BufferWriteError
+from ._exceptions import BufferFullError, BufferWriteError, DiskBufferError
 from .buffer import DiskBuffer
 from .metrics import AgentMetrics
 
@@ -86,7 +87,10 @@ class BufferSink:
         self._again: list[KafkaRecord] = []
         #: the poller's records that a failed write did not keep
         self.write_errors = 0
-        self._failing = False
+        #: gaps that could not be written when the agent stopped (see flush())
+        self.lost_at_flush = 0
+        #: whether the last write failed (until one succeeds again)
+        self.failing = False
         buffer.on_drop = self.remember
 
     @property
@@ -106,7 +110,7 @@ class BufferSink:
             self.write_errors += new
             if self.metrics:
                 self.metrics.buffer_write_errors.inc(new)
-            self._failing = True
+            self.failing = True
             self.remember(lost)
             log.error(
                 "buffer_write_failed",
@@ -118,12 +122,35 @@ class BufferSink:
                 write_errors_total=self.write_errors,
             )
             return
-        if self._failing:
-            self._failing = False
+        if self.failing:
+            self.failing = False
             log.info(
                 "buffer_write_recovered",
                 directory=str(self.buffer.directory),
                 write_errors_total=self.write_errors,
+            )
+
+    def flush(self) -> None:
+        """Write the gaps still waiting now, without waiting for space (at shutdown).
+
+        What cannot be written is logged with its spans (``buffer_gaps_lost``) and
+        counted in ``lost_at_flush``: nothing is left to report it later.
+        """
+        gaps = self._take()
+        if not gaps:
+            return
+        try:
+            self.buffer.append_nowait(gaps)
+        except DiskBufferError as exc:  # full (``block``) or not writable
+            written = len(exc.written) if isinstance(exc, BufferWriteError | BufferFullError) else 0
+            lost = gaps[written:]
+            self.lost_at_flush += len(lost)
+            log.error(
+                "buffer_gaps_lost",
+                directory=str(self.buffer.directory),
+                error=str(exc),
+                lost=len(lost),
+                event_ids=[r.event_id for r in lost],
             )
 
     def remember(self, records: list[KafkaRecord]) -> None:

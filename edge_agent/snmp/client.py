@@ -21,7 +21,7 @@ from typing import Final, Literal, Protocol
 import anyio
 import msgspec
 
-from .._exceptions import SnmpMalformedResponse
+from .._exceptions import SnmpError, SnmpMalformedResponse
 from ..config import TargetConfig
 
 __all__ = [
@@ -188,9 +188,20 @@ class CounterClient:
             async with limit:
                 out.update(await self._get_chunk(target, chunk))
 
-        async with anyio.create_task_group() as tg:
-            for chunk in chunks:
-                tg.start_soon(one, chunk)
+        try:
+            async with anyio.create_task_group() as tg:
+                for chunk in chunks:
+                    tg.start_soon(one, chunk)
+        except BaseExceptionGroup as group:
+            # a chunk's SnmpError is the poll's error (timeout, malformed...), not an
+            # internal one: raise it as it is, so the poller reports its kind
+            matched, rest = group.split(SnmpError)
+            if matched is None or rest is not None:
+                raise  # something else went wrong too: the poller reports it as internal
+            first: BaseException = matched
+            while isinstance(first, BaseExceptionGroup):
+                first = first.exceptions[0]
+            raise first from None
         return out
 
     async def _walk(self, target: TargetConfig, column: Oid) -> dict[int, Value]:

@@ -14,10 +14,12 @@ from typing import Any
 
 import anyio
 import pytest
+from anyio.abc import TaskGroup
 
 from edge_agent._exceptions import SendError
-from edge_agent.app import RunningAgent, run_agent
+from edge_agent.app import RunningAgent, _health, run_agent
 from edge_agent.config import AgentConfig, config_from_dict
+from edge_agent.forwarder import Sender
 from edge_agent.sink import GAP_DETAIL
 from protocol import UsageGap, UsageReading, decode_record
 
@@ -54,6 +56,22 @@ def agent_config(tmp_path: Path, targets: list[dict[str, Any]], **extra: Any) ->
     )
 
 
+async def start_agent(
+    tg: TaskGroup,
+    config: AgentConfig,
+    routers: dict[str, FakeRouter],
+    clock: ManualClock,
+    sender: Sender,
+) -> RunningAgent:
+    """Run an agent in ``tg`` against fake routers and a fake Kafka; return once it runs."""
+    agent: RunningAgent = await tg.start(
+        lambda task_status: run_agent(
+            config, client=FakeClient(routers, clock), sender=sender, task_status=task_status
+        )
+    )
+    return agent
+
+
 @pytest.mark.anyio
 async def test_run_agent_serves_health_and_metrics_and_shuts_down_cleanly(tmp_path: Path) -> None:
     import aiohttp
@@ -66,14 +84,7 @@ async def test_run_agent_serves_health_and_metrics_and_shuts_down_cleanly(tmp_pa
     sender = CollectingSender()
     with anyio.fail_after(10):
         async with anyio.create_task_group() as tg:
-            agent: RunningAgent = await tg.start(
-                lambda task_status: run_agent(
-                    config,
-                    client=FakeClient(routers, clock),
-                    sender=sender,
-                    task_status=task_status,
-                )
-            )
+            agent = await start_agent(tg, config, routers, clock, sender)
             assert agent.http_port
             for cycle in (1, 2):
                 await agent.poller.wait_for_cycle(cycle)
@@ -232,11 +243,13 @@ def assert_timeline_exact(events: list[UsageReading | UsageGap], if_name: str) -
 
 
 async def step(agent: RunningAgent, clock: ManualClock, routers: dict[str, FakeRouter]) -> None:
-    """Let the agent complete one more cycle, with a minute of traffic since the last one."""
+    """Let the agent complete one more cycle, then add a minute of traffic on every interface."""
     await agent.poller.wait_for_cycle(agent.poller.cycles + 1)
     clock.tick(routers)
-    routers["r1"].add("ge-0", "in", 1000)
-    routers["r1"].add("ge-0", "out", 10)
+    for router in routers.values():
+        for name in router.names:
+            router.add(name, "in", 1000)
+            router.add(name, "out", 10)
 
 
 @pytest.mark.anyio
@@ -259,14 +272,7 @@ async def test_a_disk_full_buffer_keeps_the_agent_polling_and_the_lost_span_beco
     sender = RecordingSender()
     with anyio.fail_after(20):
         async with anyio.create_task_group() as tg:
-            agent: RunningAgent = await tg.start(
-                lambda task_status: run_agent(
-                    config,
-                    client=FakeClient(routers, clock),
-                    sender=sender,
-                    task_status=task_status,
-                )
-            )
+            agent = await start_agent(tg, config, routers, clock, sender)
             while agent.buffer.appended == 0:  # a first reading is stored
                 await step(agent, clock, routers)
             faults["full"] = True
@@ -277,6 +283,10 @@ async def test_a_disk_full_buffer_keeps_the_agent_polling_and_the_lost_span_beco
             await step(agent, clock, routers)
             assert agent.metrics.polls.labels("r1")._value.get() > polled  # still polling
             assert agent.poller.status()["r1"]["state"] == "ok"
+            health = _health(agent)
+            assert health["status"] == "degraded"
+            assert health["buffer"]["writable"] is False
+            assert health["buffer"]["writeErrors"] == agent.sink.write_errors
             assert agent.sink.write_errors >= 3
             assert agent.metrics.buffer_write_errors._value.get() == agent.sink.write_errors
             lost = agent.sink.write_errors
@@ -287,6 +297,8 @@ async def test_a_disk_full_buffer_keeps_the_agent_polling_and_the_lost_span_beco
             ):
                 await step(agent, clock, routers)
             assert agent.buffer.appended > appended
+            assert _health(agent)["status"] == "ok"
+            assert _health(agent)["buffer"]["writable"] is True
             await agent.buffer.wait_empty()
             tg.cancel_scope.cancel()
     assert agent.sink.write_errors == lost  # nothing more lost once the disk had room
@@ -344,28 +356,14 @@ async def test_on_a_real_filesystem_that_fills_up_the_agent_polls_on_and_recover
         )
         sender = RecordingSender()
 
-        async def step() -> None:
-            await agent.poller.wait_for_cycle(agent.poller.cycles + 1)
-            clock.tick(routers)
-            for n in names:
-                routers["r1"].add(n, "in", 1000)
-                routers["r1"].add(n, "out", 10)
-
         with anyio.fail_after(60):
             async with anyio.create_task_group() as tg:
-                agent: RunningAgent = await tg.start(
-                    lambda task_status: run_agent(
-                        config,
-                        client=FakeClient(routers, clock),
-                        sender=sender,
-                        task_status=task_status,
-                    )
-                )
+                agent = await start_agent(tg, config, routers, clock, sender)
                 while agent.sink.write_errors == 0:  # until the filesystem is full
-                    await step()
+                    await step(agent, clock, routers)
                 polled, lost = agent.poller.cycles, agent.sink.write_errors
-                await step()
-                await step()
+                await step(agent, clock, routers)
+                await step(agent, clock, routers)
                 assert agent.poller.cycles > polled  # still polling
                 assert agent.sink.write_errors > lost  # and still counting what is lost
                 assert agent.buffer.write_failures >= 2
@@ -373,7 +371,7 @@ async def test_on_a_real_filesystem_that_fills_up_the_agent_polls_on_and_recover
                 while not any(
                     isinstance(e, UsageGap) and e.reason == "buffer_full" for e in sender.events()
                 ):
-                    await step()
+                    await step(agent, clock, routers)
                 await agent.buffer.wait_empty()
                 tg.cancel_scope.cancel()
         assert agent.sink.unreported_spans == 0
@@ -383,3 +381,45 @@ async def test_on_a_real_filesystem_that_fills_up_the_agent_polls_on_and_recover
 
         with DiskBuffer.open(config.buffer) as buffer:
             assert buffer.corrupt == 0
+
+
+@pytest.mark.anyio
+async def test_spans_still_waiting_when_the_agent_stops_are_written_as_gaps_before_it_exits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_write = os.write
+    faults = {"full": False, "injected": 0}
+
+    def write(fd: int, data: bytes) -> int:
+        if faults["full"]:
+            faults["injected"] += 1
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+
+    monkeypatch.setattr("edge_agent.buffer.os.write", write)
+    clock = ManualClock()
+    routers = {"r1": FakeRouter({"ge-0": "CUST:acme"})}
+    config = agent_config(tmp_path, [{"name": "r1", "host": "192.0.2.1", "community": "x"}])
+    sender = RecordingSender()
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            agent = await start_agent(tg, config, routers, clock, sender)
+            while agent.buffer.appended == 0:
+                await step(agent, clock, routers)
+            await agent.buffer.wait_empty()
+            sender.down = True  # what is written from now on stays in the buffer
+            faults["full"] = True
+            while faults["injected"] < 2:
+                await step(agent, clock, routers)
+            assert agent.sink.unreported_spans == 2  # in and out
+            faults["full"] = False  # space returns, and the agent is stopped at once
+            tg.cancel_scope.cancel()
+    assert agent.sink.unreported_spans == 0
+    from edge_agent.buffer import DiskBuffer
+
+    with DiskBuffer.open(config.buffer) as buffer:
+        pending = [decode_record(r.record.value, r.record.headers).data for r in buffer.peek(100)]
+    gaps = [e for e in pending if isinstance(e, UsageGap) and e.reason == "buffer_full"]
+    assert len(gaps) == 2
+    everything = sender.events() + [e for e in pending if isinstance(e, UsageReading | UsageGap)]
+    assert len(assert_timeline_exact(everything, "ge-0")) == 2

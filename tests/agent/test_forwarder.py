@@ -7,11 +7,13 @@ from pathlib import Path
 
 import anyio
 import pytest
+import structlog
 
 from edge_agent._exceptions import SendError
-from edge_agent.buffer import DiskBuffer
+from edge_agent.buffer import BufferedRecord, DiskBuffer
 from edge_agent.config import BufferConfig, KafkaConfig
 from edge_agent.forwarder import Forwarder, KafkaSender
+from edge_agent.metrics import AgentMetrics
 from protocol import KafkaRecord, UsageReading, decode_record, encode_event, resource_key
 
 
@@ -152,3 +154,81 @@ async def test_records_go_through_buffer_and_forwarder_to_kafka(
             await consumer.stop()
         assert set(seen) == {r.event_id for r in records}
         assert all(seen[r.event_id] == r.key for r in records)
+
+
+class SurprisingSender:
+    """Raises something that is not a SendError on its first send, then works."""
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.sends = 0
+        self.stops = 0
+        self.received: list[str] = []
+        self.all_in = anyio.Event()
+
+    async def start(self) -> None:
+        pass
+
+    async def send(self, records: Sequence[KafkaRecord]) -> None:
+        self.sends += 1
+        if self.sends == 1:
+            raise RuntimeError("library surprise")
+        self.received += [r.event_id for r in records]
+        if len(self.received) >= self.expected:
+            self.all_in.set()
+
+    async def stop(self) -> None:
+        self.stops += 1
+
+
+@pytest.mark.anyio
+async def test_an_unexpected_send_error_is_logged_counted_and_retried_not_the_end(
+    tmp_path: Path,
+) -> None:
+    buffer = DiskBuffer.open(BufferConfig(directory=str(tmp_path / "buf"), fsync="never"))
+    records = readings(5)
+    buffer.append_nowait(records)
+    sender = SurprisingSender(expected=5)
+    metrics = AgentMetrics()
+    forwarder = Forwarder(buffer, sender, metrics=metrics, backoff_initial=0.01)
+    with anyio.fail_after(10), structlog.testing.capture_logs() as logs:
+        async with anyio.create_task_group() as tg:
+            await tg.start(forwarder.run)
+            await sender.all_in.wait()
+            await buffer.wait_empty()
+            tg.cancel_scope.cancel()
+    buffer.close()
+    assert sender.received == [r.event_id for r in records]  # each once, in order
+    assert "forward_crashed" in [entry["event"] for entry in logs]
+    assert metrics.forward_errors._value.get() == 1
+    assert sender.stops >= 1  # stopped after the surprise, so the next send starts afresh
+
+
+@pytest.mark.anyio
+async def test_an_unreadable_buffer_file_does_not_end_the_forwarder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    buffer = DiskBuffer.open(BufferConfig(directory=str(tmp_path / "buf"), fsync="never"))
+    records = readings(3)
+    buffer.append_nowait(records)
+    sender = SurprisingSender(expected=3)
+    sender.sends = 1  # no surprise from the sender this time
+    peek = buffer.peek
+    failures = [OSError(5, "Input/output error")]
+
+    def flaky_peek(limit: int) -> list[BufferedRecord]:
+        if failures:
+            raise failures.pop()
+        return peek(limit)
+
+    monkeypatch.setattr(buffer, "peek", flaky_peek)
+    metrics = AgentMetrics()
+    forwarder = Forwarder(buffer, sender, metrics=metrics, backoff_initial=0.01)
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            await tg.start(forwarder.run)
+            await sender.all_in.wait()
+            tg.cancel_scope.cancel()
+    buffer.close()
+    assert sender.received == [r.event_id for r in records]
+    assert metrics.forward_errors._value.get() == 1

@@ -494,9 +494,9 @@ async def test_an_interface_that_leaves_the_mapping_and_returns_reports_its_abse
     assert readings[("ge-0/0/1", "out")].value == 77
 
 
-@pytest.mark.anyio
-async def test_a_cycle_that_runs_past_the_next_ticks_is_logged_and_counted() -> None:
-    s = Setup("r1", interval=10, jitter=0)
+async def run_cycles(s: Setup, count: int, hold_s: float) -> list[dict[str, Any]]:
+    """Run the loop on the manual clock until ``count`` cycles are done; the first
+    cycle's sink holds it ``hold_s`` seconds (the clock moves on meanwhile)."""
     s.clock.ms = 1_700_000_000_000  # on a tick
     slow = True
 
@@ -504,20 +504,39 @@ async def test_a_cycle_that_runs_past_the_next_ticks_is_logged_and_counted() -> 
         nonlocal slow
         if slow:
             slow = False
-            s.clock.ms += 39_998  # the sink held the cycle past three ticks
+            s.clock.ms += round(hold_s * 1000)
         s.records.extend(records)
 
     s.poller.sink = slow_sink
-    with anyio.fail_after(5):
-        await s.poller.poll_all()  # baselines
-        s.clock.ms += 1  # the second cycle starts on the next tick, like run() does
-        with structlog.testing.capture_logs() as logs:
-            async with anyio.create_task_group() as tg:
-                await tg.start(s.poller.run)
-                await s.poller.wait_for_cycle(2)
-                tg.cancel_scope.cancel()
+    with anyio.fail_after(5), structlog.testing.capture_logs() as logs:
+        await s.poller.poll_all()  # baselines, so the next cycle has records to store
+        s.clock.ms += 1  # the loop's first cycle samples later than the baselines
+        async with anyio.create_task_group() as tg:
+            await tg.start(s.poller.run)
+            await s.poller.wait_for_cycle(count)
+            tg.cancel_scope.cancel()
+    return logs
+
+
+@pytest.mark.anyio
+async def test_a_cycle_that_ends_after_the_next_tick_starts_the_next_at_once_without_skipping() -> (
+    None
+):
+    s = Setup("r1", interval=10, jitter=0)
+    # the loop's first cycle ends 0.5 s after the next tick; the second starts at once
+    # (the clock does not move, so waiting for a tick would never end)
+    logs = await run_cycles(s, 3, hold_s=10.5)
+    assert "poll_cycle_overran" not in [entry["event"] for entry in logs]
+    assert s.metrics.poll_ticks_missed._value.get() == 0
+
+
+@pytest.mark.anyio
+async def test_a_cycle_that_runs_past_more_than_one_tick_skips_them_logged_and_counted() -> None:
+    s = Setup("r1", interval=10, jitter=0)
+    logs = await run_cycles(s, 3, hold_s=39.998)  # past the ticks at +10, +20 and +30
     assert "poll_cycle_overran" in [entry["event"] for entry in logs]
-    assert s.metrics.poll_ticks_missed._value.get() == 3
+    # the ticks at +10 and +20 are skipped; the one at +30 runs late, at once
+    assert s.metrics.poll_ticks_missed._value.get() == 2
 
 
 @pytest.mark.anyio

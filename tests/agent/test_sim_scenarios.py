@@ -15,7 +15,9 @@ import anyio
 import msgspec
 import pytest
 
+from edge_agent._exceptions import SnmpMalformedResponse
 from edge_agent.config import TargetConfig, config_from_dict
+from edge_agent.metrics import AgentMetrics
 from edge_agent.poller import Poller
 from edge_agent.snmp import FastV2cClient
 from edge_agent.snmp import client as client_module
@@ -51,6 +53,18 @@ class NoHcClient(FastV2cClient):
         return values
 
 
+class FailingChunkClient(FastV2cClient):
+    """A router whose answer to every GET chunk but the first is garbage."""
+
+    chunks = 0
+
+    async def _get_chunk(self, target: TargetConfig, oids: Sequence[Oid]) -> dict[Oid, Value]:
+        self.chunks += 1
+        if self.chunks > 1:
+            raise SnmpMalformedResponse("truncated answer", target=target.name)
+        return await super()._get_chunk(target, oids)
+
+
 @dataclass
 class Run:
     fleet: Any
@@ -75,11 +89,16 @@ class Run:
         return out
 
     def truth(self, e: UsageReading, polls_back: int = 1) -> int:
+        return self.since(e, self.times[-1 - polls_back])
+
+    def since(self, e: UsageReading, t0_ns: int) -> int:
+        """What the reading's interface carried from ``t0_ns`` to the last poll."""
         assert e.device is not None
         assert e.interface is not None
         assert e.direction is not None
-        t1, t0 = self.times[-1], self.times[-1 - polls_back]
-        return int(self.fleet.bytes_between(e.device, e.interface, e.direction, t0, t1))
+        return int(
+            self.fleet.bytes_between(e.device, e.interface, e.direction, t0_ns, self.times[-1])
+        )
 
 
 @asynccontextmanager
@@ -186,12 +205,7 @@ async def test_after_a_reboot_the_traffic_since_the_boot_is_billed_to_the_byte(
     assert {(g.reason, g.start_ms, g.end_ms) for g in gaps} == {("reboot", t0, boot_ns // 10**6)}
     for e in since:
         assert (e.start_ms, e.end_ms) == (boot_ns // 10**6, t1)
-        assert e.interface is not None
-        assert e.direction is not None
-        assert e.value == run.fleet.bytes_between(
-            "rtr-0001", e.interface, e.direction, boot_ns, run.clock.ns
-        )
-        assert e.value == 6 * (RATE if e.direction == "in" else RATE // 2)
+        assert e.value == run.since(e, boot_ns) == 6 * (RATE if e.direction == "in" else RATE // 2)
 
 
 async def test_counters_cleared_after_a_reboot_are_billed_from_the_clear_to_the_byte(
@@ -211,11 +225,9 @@ async def test_counters_cleared_after_a_reboot_are_billed_from_the_clear_to_the_
     gaps = [e for e in events if isinstance(e, UsageGap)]
     assert {(g.reason, g.start_ms, g.end_ms) for g in gaps} == {("reboot", t0, cleared_ns // 10**6)}
     for e in readings(events):
-        assert e.interface is not None
-        assert e.direction is not None
         assert e.start_ms == cleared_ns // 10**6
-        assert e.value == run.fleet.bytes_between(
-            "rtr-0001", e.interface, e.direction, cleared_ns, run.clock.ns
+        assert (
+            e.value == run.since(e, cleared_ns) == 5 * (RATE if e.direction == "in" else RATE // 2)
         )
     assert len(readings(events)) == 6
 
@@ -308,3 +320,34 @@ async def test_a_no_such_instance_counter_is_a_gap_not_a_zero() -> None:
     gaps = [e for e in events if isinstance(e, UsageGap)]
     assert {(g.interface, g.reason) for g in gaps} == {(gone, "counter_missing")}
     assert all(e.value == run.truth(e) for e in readings(events))
+
+
+async def test_an_error_in_one_chunk_of_a_large_get_is_a_poll_error_of_its_own_kind() -> None:
+    # 12 interfaces: the counters take two GET chunks, fetched concurrently
+    fleet = simulator.Fleet.generate(routers=1, interfaces=12, base_port=0, rate_bps=RATE)
+    client = FailingChunkClient()
+    metrics = AgentMetrics()
+    try:
+        async with fleet.serve(host="127.0.0.1"):
+            (e,) = fleet.endpoints
+            config = config_from_dict(
+                {
+                    "agent_id": "sim",
+                    "targets": [
+                        {"name": e.router, "host": e.host, "port": e.port, "community": e.community}
+                    ],
+                }
+            )
+            poller = Poller(config, client, lambda r: _noop(r), metrics=metrics)
+            with anyio.fail_after(20):
+                with pytest.raises(SnmpMalformedResponse):
+                    await client.poll_counters(config.targets[0], list(range(1, 13)))
+                await poller.poll_all()
+    finally:
+        await client.aclose()
+    assert metrics.poll_errors.labels(e.router, "malformed")._value.get() == 1
+    assert metrics.poll_errors.labels(e.router, "internal")._value.get() == 0
+
+
+async def _noop(records: list[KafkaRecord]) -> None:
+    del records

@@ -5,12 +5,15 @@ from __future__ import annotations
 import errno
 import itertools
 import os
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
+from unittest import mock
 
 import anyio
 import pytest
 import structlog
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge_agent._exceptions import SendError
@@ -212,14 +215,14 @@ class SlowSender:
     async def start(self) -> None:
         pass
 
-    async def send(self, records: list[KafkaRecord]) -> None:
+    async def send(self, records: Sequence[KafkaRecord]) -> None:
         buffer = self.sink.buffer
         dropped = buffer.dropped
         while buffer.dropped - dropped < len(records):  # the whole batch is dropped meanwhile
             await self.sink(cycle(next(self.cycles)))
         if not self.deliver:
             raise SendError("broker gone", acked=0)
-        self.sent += records
+        self.sent += list(records)
 
     async def stop(self) -> None:
         pass
@@ -255,3 +258,65 @@ async def test_a_record_dropped_while_in_flight_is_a_gap_only_if_kafka_did_not_t
             else:  # lost after all: reported
                 assert any(s <= start and end <= e for s, e in mine)
         assert buffer._held == []
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.just("write"),
+            st.just("full"),
+            st.just("short"),
+            st.just("room"),
+            st.integers(1, 8),  # Kafka acknowledges that many records
+        ),
+        max_size=60,
+    )
+)
+def test_whatever_the_buffer_drops_or_fails_to_write_every_interval_is_covered_once(
+    ops: list[str | int],
+) -> None:
+    """Random writes, full disks, short writes and acks against a tiny drop_oldest buffer:
+    what Kafka got, what is pending and what is remembered tile every resource's timeline."""
+    real_write = os.write
+    fault: list[str] = []
+
+    def write(fd: int, data: bytes) -> int:
+        if fault == ["full"]:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        if fault == ["short"]:
+            return real_write(fd, data[: len(data) // 2])
+        return real_write(fd, data)
+
+    async def run(directory: str) -> None:
+        cfg = BufferConfig(directory=directory, fsync="never", max_bytes=4096)
+        with DiskBuffer.open(cfg) as buffer, mock.patch("edge_agent.buffer.os.write", write):
+            sink = BufferSink(buffer)
+            delivered: list[KafkaRecord] = []
+            cycles = 0
+            for op in [*ops, "room", "write"]:
+                if op == "write":
+                    await sink(cycle(cycles))
+                    cycles += 1
+                elif op in ("full", "short"):
+                    fault[:] = [op]
+                elif op == "room":
+                    fault.clear()
+                else:
+                    batch = buffer.peek(int(op))
+                    if batch:
+                        delivered += [b.record for b in batch]
+                        buffer.ack(batch[-1].seq)
+            reached = events(delivered + [r.record for r in buffer.peek(10_000)])
+            for resource in RESOURCES:
+                spans = [(e.start_ms, e.end_ms) for e in reached if resource_of(e) == resource]
+                spans += [
+                    s for k, ss in sink.spans.items() for s in ss if resource_of(k) == resource
+                ]
+                assert_covered_once(spans, T0, T0 + cycles * STEP)
+        with DiskBuffer.open(cfg) as reopened:  # and the buffer on disk is consistent
+            assert reopened.corrupt == 0
+            assert reopened.pending_records == buffer.pending_records
+
+    with tempfile.TemporaryDirectory() as directory:
+        anyio.run(run, directory)
