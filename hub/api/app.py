@@ -157,7 +157,7 @@ async def current(request: web.Request) -> web.Response:
         else:
             if cached is not None:
                 return _json(cached, headers={"X-Resmon-Source": "redis"})
-    usage = await queries.current_usage(ctx.db, customer)
+    usage = await queries.current_usage(ctx.db, customer, billing_tz=ctx.config.billing_tz)
     if ctx.cache is not None:
         try:
             await ctx.cache.fill_usage(customer, usage)
@@ -168,7 +168,9 @@ async def current(request: web.Request) -> web.Response:
 
 async def resources(request: web.Request) -> web.Response:
     ctx = _ctx(request)
-    return _json(await queries.customer_resources(ctx.db, request.match_info["customerId"]))
+    customer = request.match_info["customerId"]
+    tz = ctx.config.billing_tz
+    return _json(await queries.customer_resources(ctx.db, customer, billing_tz=tz))
 
 
 def _event_id(event: UsageEvent) -> str | None:

@@ -32,12 +32,14 @@ async def test_ingest_then_current_usage_in_base_and_catalog_units(
         assert resp.status == 200, await resp.text()
         body = await resp.json()
         assert body["accepted"] == 2
-        assert body["eventIds"][0] == f"e1-{unique}"
-        # the same idempotency key again is counted once
+        first_id = body["eventIds"][0]
+        assert first_id != f"e1-{unique}"  # scoped to the customer: a hash, not the key itself
+        # the same idempotency key again is counted once, under the same CloudEvent id
         resp = await http.post(
             "/api/metrics/ingest", json=event(customer, "0.25", eventId=f"e1-{unique}")
         )
         assert resp.status == 200
+        assert (await resp.json())["eventIds"] == [first_id]
         await wait_for(db, TOTAL, 375_000_000, key)
         await until(lambda: hub.metrics.duplicates._value.get() == 1)
         assert await db.fetchval(TOTAL, key) == 375_000_000
