@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from edge_agent import SnmpError, SnmpMalformedResponse, SnmpTimeout, config_from_dict
 from edge_agent.config import TargetConfig
 from edge_agent.snmp import FastV2cClient, PysnmpClient
-from edge_agent.snmp.fastv2c import GET, _decode_oid, _oid_varbind, decode_response, encode_request
+from edge_agent.snmp.fastv2c import GET, _oid_varbind, decode_response, encode_request
+from snmpber import decode_oid
 
 from .conftest import Snmpd
 
@@ -98,7 +99,7 @@ def test_any_oid_survives_an_encode_and_decode(arcs: list[int]) -> None:
     # SEQUENCE { OID, NULL }: the OID's contents start after two headers
     length = encoded[3] if encoded[3] < 0x80 else None
     if length is not None:
-        assert _decode_oid(encoded[4 : 4 + length]) == oid
+        assert decode_oid(encoded[4 : 4 + length]) == oid
 
 
 @pytest.mark.parametrize(
