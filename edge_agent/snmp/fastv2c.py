@@ -56,7 +56,7 @@ from snmpber import (
 
 from .._exceptions import SnmpError, SnmpMalformedResponse, SnmpResponseError, SnmpTimeout
 from ..config import TargetConfig
-from .client import CounterClient, Oid, Value, is_under
+from .client import CounterClient, Oid, Value
 from .pysnmp_client import PysnmpClient
 
 __all__ = ["BerError", "FastV2cClient", "decode_response", "encode_request"]
@@ -329,22 +329,7 @@ class FastV2cClient(CounterClient):
             )
         return dict(varbinds)
 
-    async def _walk_column(self, target: TargetConfig, column: Oid) -> dict[int, Value]:
+    async def _walk_step(self, target: TargetConfig, cursor: Oid) -> list[tuple[Oid, Value]]:
         if target.version != "2c":
-            return await self._pysnmp()._walk_column(target, column)
-        rows: dict[int, Value] = {}
-        cursor = column
-        while True:
-            varbinds = await self._exchange(target, GETBULK, [cursor], 0, target.max_repetitions)
-            if not varbinds:
-                return rows
-            for oid, value in varbinds:
-                if not is_under(oid, column) or value[0] == "EndOfMibView":
-                    return rows
-                if oid <= cursor:
-                    raise SnmpMalformedResponse(
-                        "walk did not advance (OIDs not increasing)", target=target.name
-                    )
-                if len(oid) == len(column) + 1:
-                    rows[oid[-1]] = value
-                cursor = oid
+            return await self._pysnmp()._walk_step(target, cursor)
+        return await self._exchange(target, GETBULK, [cursor], 0, target.max_repetitions)
