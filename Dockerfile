@@ -17,6 +17,7 @@ RUN pip install --no-cache-dir uv==0.13.9
 WORKDIR /src
 COPY pyproject.toml uv.lock README.md ./
 COPY protocol protocol
+COPY snmpber snmpber
 COPY edge_agent edge_agent
 COPY hub hub
 COPY simulator simulator

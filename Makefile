@@ -58,7 +58,7 @@ pytest: env system-deps  ## the test suite (starts its own Kafka-protocol broker
 
 test: lint typecheck pytest  ## everything CI runs
 
-bench: env  ## benchmarks; writes BENCHMARKS.md
+bench: env  ## the benchmarks/ suites (a checkout only, not in the wheel); writes BENCHMARKS.md
 	$(BIN)/resmon bench --output BENCHMARKS.md
 
 lock:  ## refresh uv.lock after editing pyproject.toml

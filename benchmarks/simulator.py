@@ -21,9 +21,10 @@ import sys
 import time
 from collections.abc import Sequence
 
-from simulator._ber import GETBULK, NULL, Message, Oid, Pdu, Value, encode_message
+from simulator._ber import Message, Pdu, Value, encode_message
 from simulator._fleet import Fleet
 from simulator._mib import OIDS
+from snmpber import GETBULK, NULL, Oid
 
 from .runner import Figure
 

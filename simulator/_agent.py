@@ -24,7 +24,8 @@ from typing import Final
 
 import structlog
 
-from ._ber import INTEGER, OCTET_STRING, SEQUENCE, encode_length, encode_signed, read_tlv
+from snmpber import INTEGER, OCTET_STRING, SEQUENCE, encode_length, encode_signed, read_tlv
+
 from ._exceptions import BerError
 from ._pdu import ANSWERED, answer, parse_pdu
 from ._router import SimRouter

@@ -2,10 +2,15 @@
 
 Everything the simulator raises on purpose derives from :class:`SimulatorError`,
 so a caller (``resmon demo``, a test) can catch one class and show the message
-to a person as is.
+to a person as is. The one exception is :class:`BerError` (bytes that are not
+valid BER): it is the error of the BER codec the simulator shares with the
+agent (:mod:`snmpber`), a ``ValueError``, and never leaves a served request
+(the agent logic counts such requests as malformed and does not answer them).
 """
 
 from __future__ import annotations
+
+from snmpber import BerError
 
 __all__ = [
     "BerError",
@@ -19,10 +24,6 @@ __all__ = [
 
 class SimulatorError(Exception):
     """Base class for everything the simulator raises."""
-
-
-class BerError(SimulatorError, ValueError):
-    """Bytes that are not valid BER for the SNMP subset the simulator speaks."""
 
 
 class ConfigError(SimulatorError):

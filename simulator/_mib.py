@@ -16,7 +16,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Final
 
-from ._ber import (
+from snmpber import (
     COUNTER32,
     COUNTER64,
     END_OF_MIB_VIEW,
@@ -28,14 +28,14 @@ from ._ber import (
     OCTET_STRING,
     TIMETICKS,
     Oid,
-    Value,
     decode_oid,
     encode_oid_content,
     encode_tlv,
     encode_unsigned,
-    encode_value,
     parse_oid,
 )
+
+from ._ber import Value, encode_value
 
 if TYPE_CHECKING:
     from ._router import SimRouter

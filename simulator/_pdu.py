@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Final, NamedTuple
 
-from ._ber import (
+from snmpber import (
     GET,
     GETBULK,
     GETNEXT,
@@ -23,6 +23,7 @@ from ._ber import (
     encode_tlv,
     read_tlv,
 )
+
 from ._exceptions import BerError
 from ._mib import end_of_mib_view
 from ._router import SimRouter

@@ -26,7 +26,19 @@ import os
 from collections.abc import Mapping
 from typing import Final
 
-from ._ber import INTEGER, OCTET_STRING, SEQUENCE, encode_length, encode_signed, read_tlv
+from snmpber import (
+    COUNTER32,
+    INTEGER,
+    OBJECT_IDENTIFIER,
+    OCTET_STRING,
+    SEQUENCE,
+    decode_signed,
+    encode_signed,
+    encode_tlv,
+    encode_unsigned,
+    read_tlv,
+)
+
 from ._exceptions import BerError
 from ._pdu import ANSWERED, answer, parse_pdu
 from ._router import SimRouter
@@ -77,16 +89,6 @@ class V3Stats:
         self.decryption_errors = 0
 
 
-def _tlv(tag: int, content: bytes) -> bytes:
-    return bytes((tag,)) + encode_length(len(content)) + content
-
-
-def _int(data: bytes, s: int, e: int) -> int:
-    if s == e:
-        raise BerError("empty INTEGER")
-    return int.from_bytes(data[s:e], "big", signed=True)
-
-
 class _Salt:
     value = int.from_bytes(os.urandom(8), "big")
 
@@ -110,15 +112,15 @@ def handle_v3(
     if tag != SEQUENCE:
         raise BerError("bad msgGlobalData")
     tag, s, g = read_tlv(data, g, pos)
-    msg_id = _int(data, s, g)
+    msg_id = decode_signed(data, s, g)
     tag, s, g = read_tlv(data, g, pos)
-    max_size = _int(data, s, g)
+    max_size = decode_signed(data, s, g)
     tag, s, g = read_tlv(data, g, pos)
     if tag != OCTET_STRING or g - s != 1:
         raise BerError("bad msgFlags")
     flags = data[s]
     tag, s, g = read_tlv(data, g, pos)
-    if tag != INTEGER or _int(data, s, g) != 3 or g != pos:
+    if tag != INTEGER or decode_signed(data, s, g) != 3 or g != pos:
         raise BerError("not the user-based security model")
     level = flags & 3
     if level == 2:
@@ -137,8 +139,8 @@ def handle_v3(
             raise BerError("bad UsmSecurityParameters field")
         fields.append((s, p))
     engine_id = data[fields[0][0] : fields[0][1]]
-    boots = _int(data, *fields[1])
-    etime = _int(data, *fields[2])
+    boots = decode_signed(data, *fields[1])
+    etime = decode_signed(data, *fields[2])
     user_name = data[fields[3][0] : fields[3][1]]
     auth_s, auth_e = fields[4]
     salt = data[fields[5][0] : fields[5][1]]
@@ -154,7 +156,10 @@ def handle_v3(
         setattr(stats, name, count)
         if not reportable:
             return None
-        varbind = _tlv(SEQUENCE, _tlv(0x06, REPORT_OIDS[name]) + _tlv(0x41, _uint(count)))
+        varbind = encode_tlv(
+            SEQUENCE,
+            encode_tlv(OBJECT_IDENTIFIER, REPORT_OIDS[name]) + encode_unsigned(COUNTER32, count),
+        )
         return _message(
             router, user, 1 if user else 0, msg_id, b"", _REPORT, request_id, 0, 0, varbind
         )
@@ -218,10 +223,6 @@ def handle_v3(
     )
 
 
-def _uint(v: int) -> bytes:
-    return v.to_bytes(v.bit_length() // 8 + 1, "big")
-
-
 def _scoped(data: bytes, pos: int, end: int) -> tuple[bytes, int]:
     """(contextName, position of the PDU) of the ScopedPDU content at ``pos``."""
     tag, s, pos = read_tlv(data, pos, end)
@@ -252,35 +253,41 @@ def _message(
         request_id_tlv
         + encode_signed(INTEGER, status)
         + encode_signed(INTEGER, index)
-        + _tlv(SEQUENCE, vbl)
+        + encode_tlv(SEQUENCE, vbl)
     )
-    scoped = _tlv(
+    scoped = encode_tlv(
         SEQUENCE,
-        _tlv(OCTET_STRING, engine) + _tlv(OCTET_STRING, ctx_name) + _tlv(pdu_tag, pdu_body),
+        encode_tlv(OCTET_STRING, engine)
+        + encode_tlv(OCTET_STRING, ctx_name)
+        + encode_tlv(pdu_tag, pdu_body),
     )
     salt = b""
     if level & 2 and user is not None:
         salt = _Salt.next()
-        scoped = _tlv(OCTET_STRING, aes_encrypt(user.keys(engine)[1], boots, etime, salt, scoped))
+        scoped = encode_tlv(
+            OCTET_STRING, aes_encrypt(user.keys(engine)[1], boots, etime, salt, scoped)
+        )
     digest_size = user.digest_size if level & 1 and user is not None else 0
     sec_prefix = (
-        _tlv(OCTET_STRING, engine)
+        encode_tlv(OCTET_STRING, engine)
         + encode_signed(INTEGER, boots)
         + encode_signed(INTEGER, etime)
-        + _tlv(OCTET_STRING, user.name if user is not None else b"")
+        + encode_tlv(OCTET_STRING, user.name if user is not None else b"")
     )
-    sec_content = sec_prefix + _tlv(OCTET_STRING, bytes(digest_size)) + _tlv(OCTET_STRING, salt)
-    sec_seq = _tlv(SEQUENCE, sec_content)
-    header = encode_signed(INTEGER, 3) + _tlv(
+    sec_content = (
+        sec_prefix + encode_tlv(OCTET_STRING, bytes(digest_size)) + encode_tlv(OCTET_STRING, salt)
+    )
+    sec_seq = encode_tlv(SEQUENCE, sec_content)
+    header = encode_signed(INTEGER, 3) + encode_tlv(
         SEQUENCE,
         encode_signed(INTEGER, msg_id)
         + encode_signed(INTEGER, _MAX_SIZE)
-        + _tlv(OCTET_STRING, bytes((level,)))
+        + encode_tlv(OCTET_STRING, bytes((level,)))
         + encode_signed(INTEGER, 3),
     )
-    sec_oct = _tlv(OCTET_STRING, sec_seq)
+    sec_oct = encode_tlv(OCTET_STRING, sec_seq)
     body = header + sec_oct + scoped
-    msg = _tlv(SEQUENCE, body)
+    msg = encode_tlv(SEQUENCE, body)
     if digest_size and user is not None:
         offset = (
             len(msg)

@@ -1,6 +1,8 @@
-"""The top-level packages import in one direction: the roles never import the
-CLI package or the benchmarks, and the benchmarks are never imported by the
-product. Every import statement counts, including those inside functions."""
+"""The top-level packages import in one direction: the shared codecs (protocol,
+snmpber) import no role, the roles (edge_agent, hub, simulator) import no other
+role, nor the CLI package, nor the benchmarks, and nothing in the product
+imports the benchmarks. Every import statement counts, including those inside
+functions."""
 
 from __future__ import annotations
 
@@ -12,11 +14,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PRODUCT = ("protocol", "edge_agent", "hub", "simulator", "loadtest", "resmon")
+PRODUCT = ("protocol", "snmpber", "edge_agent", "hub", "simulator", "loadtest", "resmon")
 
 #: package -> top-level packages it must never import
 FORBIDDEN = {
-    "protocol": {"edge_agent", "hub", "simulator", "loadtest", "resmon", "benchmarks"},
+    "protocol": {"snmpber", "edge_agent", "hub", "simulator", "loadtest", "resmon", "benchmarks"},
+    "snmpber": {"protocol", "edge_agent", "hub", "simulator", "loadtest", "resmon", "benchmarks"},
     "edge_agent": {"hub", "simulator", "loadtest", "resmon", "benchmarks"},
     "hub": {"edge_agent", "simulator", "loadtest", "resmon", "benchmarks"},
     "simulator": {"edge_agent", "hub", "loadtest", "resmon", "benchmarks"},

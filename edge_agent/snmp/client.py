@@ -5,7 +5,8 @@ The poller talks only to :class:`SnmpClient`, so it can be tested with a
 hand-written fake. Implementations (:class:`~edge_agent.snmp.PysnmpClient` for
 every version, :class:`~edge_agent.snmp.FastV2cClient` for the v2c counter hot
 path) subclass :class:`CounterClient`, which turns two primitives - GET a list
-of OIDs, walk one column - into interface discovery and counter polls:
+of OIDs, get the values after one OID - into column walks, interface discovery
+and counter polls:
 Counter64 (``ifHCInOctets`` / ``ifHCOutOctets``) is preferred; when a router
 does not have the HC counters for an interface (or speaks only SNMPv1), the
 32-bit ``ifInOctets`` / ``ifOutOctets`` are used. A value that is absent or of
@@ -150,10 +151,11 @@ def _text(value: Value | None) -> str:
 class CounterClient:
     """Discovery and counter polls on top of two primitives subclasses implement.
 
-    ``_get`` returns the value of every OID asked (missing ones may be left out
-    or be ``NoSuch*``); ``_walk_column`` returns ``{ifIndex: value}`` of one
-    table column. Requests to one device are limited to ``target.max_in_flight``
-    at a time.
+    ``_get_chunk`` returns the value of every OID asked (missing ones may be
+    left out or be ``NoSuch*``); ``_walk_step`` returns the values that follow
+    one OID (one GETBULK or GETNEXT), from which ``_walk_column`` walks a
+    table column into ``{ifIndex: value}``. Requests to one device are limited
+    to ``target.max_in_flight`` at a time.
     """
 
     def __init__(self) -> None:
@@ -169,8 +171,31 @@ class CounterClient:
     async def _get_chunk(self, target: TargetConfig, oids: Sequence[Oid]) -> dict[Oid, Value]:
         raise NotImplementedError
 
-    async def _walk_column(self, target: TargetConfig, column: Oid) -> dict[int, Value]:
+    async def _walk_step(self, target: TargetConfig, cursor: Oid) -> list[tuple[Oid, Value]]:
         raise NotImplementedError
+
+    async def _walk_column(self, target: TargetConfig, column: Oid) -> dict[int, Value]:
+        """``{index: value}`` of ``column``: :meth:`_walk_step` until the answers leave it.
+
+        An answer that does not move past the cursor is a broken agent (it would
+        loop for ever): :class:`SnmpMalformedResponse`.
+        """
+        rows: dict[int, Value] = {}
+        cursor = column
+        while True:
+            varbinds = await self._walk_step(target, cursor)
+            if not varbinds:
+                return rows
+            for oid, value in varbinds:
+                if not is_under(oid, column) or value[0] == "EndOfMibView":
+                    return rows
+                if oid <= cursor:
+                    raise SnmpMalformedResponse(
+                        "walk did not advance (OIDs not increasing)", target=target.name
+                    )
+                if len(oid) == len(column) + 1:
+                    rows[oid[-1]] = value
+                cursor = oid
 
     async def aclose(self) -> None:
         pass

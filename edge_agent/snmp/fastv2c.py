@@ -3,8 +3,9 @@
 pysnmp spends most of a poll in its generic ASN.1 codec; an agent polling
 thousands of interfaces a minute needs only GET and GETBULK of a few integer
 columns. :class:`FastV2cClient` encodes those requests and decodes their
-responses directly (OID encodings are cached, one datagram socket serves every
-target, answers are matched by request id and source address). It implements
+responses directly with the BER primitives of :mod:`snmpber` (OID encodings
+are cached, one datagram socket serves every target, answers are matched by
+request id and source address). It implements
 the same :class:`~edge_agent.snmp.client.CounterClient` primitives as
 :class:`~edge_agent.snmp.PysnmpClient`, so discovery and counter polls behave
 the same; SNMPv1 and SNMPv3 targets are handed to a :class:`PysnmpClient`
@@ -26,56 +27,61 @@ from typing import Any, Final
 
 import anyio
 
+from snmpber import (
+    COUNTER32,
+    COUNTER64,
+    END_OF_MIB_VIEW,
+    GAUGE32,
+    GET,
+    GETBULK,
+    INTEGER,
+    IP_ADDRESS,
+    NO_SUCH_INSTANCE,
+    NO_SUCH_OBJECT,
+    NULL,
+    OBJECT_IDENTIFIER,
+    OCTET_STRING,
+    OPAQUE,
+    RESPONSE,
+    SEQUENCE,
+    TIMETICKS,
+    UNSIGNED_BITS,
+    BerError,
+    decode_oid,
+    encode_oid,
+    encode_signed,
+    encode_tlv,
+    read_tlv,
+)
+
 from .._exceptions import SnmpError, SnmpMalformedResponse, SnmpResponseError, SnmpTimeout
 from ..config import TargetConfig
-from .client import CounterClient, Oid, Value, is_under
+from .client import CounterClient, Oid, Value
 from .pysnmp_client import PysnmpClient
 
 __all__ = ["BerError", "FastV2cClient", "decode_response", "encode_request"]
 
-GET: Final = 0xA0
-GETNEXT: Final = 0xA1
-RESPONSE: Final = 0xA2
-GETBULK: Final = 0xA5
-
+#: BER tag -> the type name of a :data:`~edge_agent.snmp.client.Value`
 _TAGS: Final = {
-    0x02: "Integer",
-    0x04: "OctetString",
-    0x05: "Null",
-    0x06: "ObjectIdentifier",
-    0x40: "IpAddress",
-    0x41: "Counter32",
-    0x42: "Gauge32",
-    0x43: "TimeTicks",
-    0x44: "Opaque",
-    0x46: "Counter64",
-    0x80: "NoSuchObject",
-    0x81: "NoSuchInstance",
-    0x82: "EndOfMibView",
+    INTEGER: "Integer",
+    OCTET_STRING: "OctetString",
+    NULL: "Null",
+    OBJECT_IDENTIFIER: "ObjectIdentifier",
+    IP_ADDRESS: "IpAddress",
+    COUNTER32: "Counter32",
+    GAUGE32: "Gauge32",
+    TIMETICKS: "TimeTicks",
+    OPAQUE: "Opaque",
+    COUNTER64: "Counter64",
+    NO_SUCH_OBJECT: "NoSuchObject",
+    NO_SUCH_INSTANCE: "NoSuchInstance",
+    END_OF_MIB_VIEW: "EndOfMibView",
 }
-_UNSIGNED: Final = frozenset({0x41, 0x42, 0x43, 0x46})
-
-
-class BerError(ValueError):
-    """Bytes that are not the BER we expect (internal; surfaces as SnmpMalformedResponse)."""
+_NULL_VALUE: Final = bytes((NULL, 0))
+_V2C_VERSION: Final = encode_signed(INTEGER, 1)
 
 
 # -- encoding -------------------------------------------------------------------------
-
-
-def _length(n: int) -> bytes:
-    if n < 0x80:
-        return bytes((n,))
-    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes((0x80 | len(raw),)) + raw
-
-
-def _tlv(tag: int, body: bytes) -> bytes:
-    return bytes((tag,)) + _length(len(body)) + body
-
-
-def _int(value: int) -> bytes:
-    return _tlv(0x02, value.to_bytes(max(1, (value.bit_length() + 8) // 8), "big", signed=True))
 
 
 _oid_cache: dict[Oid, bytes] = {}
@@ -86,17 +92,7 @@ def _oid_varbind(oid: Oid) -> bytes:
     cached = _oid_cache.get(oid)
     if cached is not None:
         return cached
-    if len(oid) < 2:
-        raise BerError("an OID needs at least two arcs")
-    body = bytearray((oid[0] * 40 + oid[1],))
-    for arc in oid[2:]:
-        chunk = [arc & 0x7F]
-        arc >>= 7
-        while arc:
-            chunk.append(0x80 | (arc & 0x7F))
-            arc >>= 7
-        body += bytes(reversed(chunk))
-    encoded = _tlv(0x30, _tlv(0x06, bytes(body)) + b"\x05\x00")
+    encoded = encode_tlv(SEQUENCE, encode_oid(oid) + _NULL_VALUE)
     if len(_oid_cache) < 200_000:
         _oid_cache[oid] = encoded
     return encoded
@@ -106,46 +102,19 @@ def encode_request(
     community: bytes, pdu: int, request_id: int, oids: Sequence[Oid], *, a: int = 0, b: int = 0
 ) -> bytes:
     """An SNMPv2c message. For GETBULK ``a``/``b`` are non-repeaters/max-repetitions."""
-    varbinds = _tlv(0x30, b"".join(_oid_varbind(oid) for oid in oids))
-    body = _int(request_id) + _int(a) + _int(b) + varbinds
-    return _tlv(0x30, b"\x02\x01\x01" + _tlv(0x04, community) + _tlv(pdu, body))
+    varbinds = encode_tlv(SEQUENCE, b"".join(_oid_varbind(oid) for oid in oids))
+    body = (
+        encode_signed(INTEGER, request_id)
+        + encode_signed(INTEGER, a)
+        + encode_signed(INTEGER, b)
+        + varbinds
+    )
+    return encode_tlv(
+        SEQUENCE, _V2C_VERSION + encode_tlv(OCTET_STRING, community) + encode_tlv(pdu, body)
+    )
 
 
 # -- decoding -------------------------------------------------------------------------
-
-
-def _header(data: bytes, pos: int, end: int) -> tuple[int, int, int]:
-    """``(tag, start of contents, end of contents)`` of the TLV at ``pos``."""
-    if pos + 2 > end:
-        raise BerError("truncated TLV")
-    tag = data[pos]
-    n = data[pos + 1]
-    pos += 2
-    if n & 0x80:
-        count = n & 0x7F
-        if count == 0 or count > 4 or pos + count > end:
-            raise BerError("bad length")
-        n = int.from_bytes(data[pos : pos + count], "big")
-        pos += count
-    if pos + n > end:
-        raise BerError("contents run past their container")
-    return tag, pos, pos + n
-
-
-def _decode_oid(raw: bytes) -> Oid:
-    if not raw:
-        raise BerError("empty OID")
-    first = raw[0]
-    arcs = [first // 40, first % 40] if first < 80 else [2, first - 80]
-    value = 0
-    for byte in raw[1:]:
-        value = (value << 7) | (byte & 0x7F)
-        if not byte & 0x80:
-            arcs.append(value)
-            value = 0
-    if raw[-1] & 0x80:
-        raise BerError("OID ends inside an arc")
-    return tuple(arcs)
 
 
 _oid_decoded: dict[bytes, Oid] = {}
@@ -157,57 +126,59 @@ _Decoded = tuple[bytes, int, int, int, list[tuple[Oid, Value]]]
 def decode_response(data: bytes) -> _Decoded:
     """``(community, request id, error status, error index, varbinds)`` of a Response-PDU."""
     end = len(data)
-    tag, pos, end = _header(data, 0, end)
-    if tag != 0x30:
+    tag, pos, end = read_tlv(data, 0, end)
+    if tag != SEQUENCE:
         raise BerError("not a SEQUENCE")
-    tag, s, e = _header(data, pos, end)
-    if tag != 0x02 or data[s:e] != b"\x01":
+    tag, s, e = read_tlv(data, pos, end)
+    if tag != INTEGER or data[s:e] != b"\x01":
         raise BerError("not an SNMPv2c message")
-    tag, s, pos = _header(data, e, end)
-    if tag != 0x04:
+    tag, s, pos = read_tlv(data, e, end)
+    if tag != OCTET_STRING:
         raise BerError("no community")
     community = data[s:pos]
-    tag, pos, end = _header(data, pos, end)
+    tag, pos, end = read_tlv(data, pos, end)
     if tag != RESPONSE:
         raise BerError("not a Response-PDU")
     numbers = []
     for _ in range(3):
-        tag, s, pos = _header(data, pos, end)
-        if tag != 0x02 or pos == s or pos - s > 8:
+        tag, s, pos = read_tlv(data, pos, end)
+        if tag != INTEGER or pos == s or pos - s > 8:
             raise BerError("bad request id or error field")
         numbers.append(int.from_bytes(data[s:pos], "big", signed=True))
-    tag, pos, end = _header(data, pos, end)
-    if tag != 0x30:
+    tag, pos, end = read_tlv(data, pos, end)
+    if tag != SEQUENCE:
         raise BerError("no varbind list")
     varbinds: list[tuple[Oid, Value]] = []
-    cache = _oid_decoded
+    # the loop runs once per varbind: what it reads of the module is bound to locals
+    read, cache, names, unsigned = read_tlv, _oid_decoded, _TAGS, UNSIGNED_BITS
+    seq, oid_tag, int_tag, str_tag = SEQUENCE, OBJECT_IDENTIFIER, INTEGER, OCTET_STRING
+    append = varbinds.append
     while pos < end:
-        tag, pos, vb_end = _header(data, pos, end)
-        if tag != 0x30:
+        tag, pos, vb_end = read(data, pos, end)
+        if tag != seq:
             raise BerError("varbind is not a SEQUENCE")
-        tag, s, e = _header(data, pos, vb_end)
-        if tag != 0x06:
+        tag, s, e = read(data, pos, vb_end)
+        if tag != oid_tag:
             raise BerError("varbind without an OID")
         raw_oid = data[s:e]
         oid = cache.get(raw_oid)
         if oid is None:
-            oid = _decode_oid(raw_oid)
+            oid = decode_oid(raw_oid)
             if len(cache) < 200_000:
                 cache[raw_oid] = oid
-        vtag, s, v_end = _header(data, e, vb_end)
+        vtag, s, v_end = read(data, e, vb_end)
         if v_end != vb_end:
             raise BerError("trailing bytes in a varbind")
-        name = _TAGS.get(vtag, "Other")
         payload: int | bytes | None
-        if vtag in _UNSIGNED:
+        if vtag in unsigned:
             payload = int.from_bytes(data[s:v_end], "big") if v_end > s else None
-        elif vtag == 0x02:
+        elif vtag == int_tag:
             payload = int.from_bytes(data[s:v_end], "big", signed=True) if v_end > s else None
-        elif vtag == 0x04:
+        elif vtag == str_tag:
             payload = data[s:v_end]
         else:
             payload = None
-        varbinds.append((oid, (name, payload)))
+        append((oid, (names.get(vtag, "Other"), payload)))
         pos = vb_end
     return community, numbers[0], numbers[1], numbers[2], varbinds
 
@@ -358,22 +329,7 @@ class FastV2cClient(CounterClient):
             )
         return dict(varbinds)
 
-    async def _walk_column(self, target: TargetConfig, column: Oid) -> dict[int, Value]:
+    async def _walk_step(self, target: TargetConfig, cursor: Oid) -> list[tuple[Oid, Value]]:
         if target.version != "2c":
-            return await self._pysnmp()._walk_column(target, column)
-        rows: dict[int, Value] = {}
-        cursor = column
-        while True:
-            varbinds = await self._exchange(target, GETBULK, [cursor], 0, target.max_repetitions)
-            if not varbinds:
-                return rows
-            for oid, value in varbinds:
-                if not is_under(oid, column) or value[0] == "EndOfMibView":
-                    return rows
-                if oid <= cursor:
-                    raise SnmpMalformedResponse(
-                        "walk did not advance (OIDs not increasing)", target=target.name
-                    )
-                if len(oid) == len(column) + 1:
-                    rows[oid[-1]] = value
-                cursor = oid
+            return await self._pysnmp()._walk_step(target, cursor)
+        return await self._exchange(target, GETBULK, [cursor], 0, target.max_repetitions)

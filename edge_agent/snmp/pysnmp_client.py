@@ -17,12 +17,11 @@ from typing import Any, Final
 from .._exceptions import (
     SnmpAuthError,
     SnmpError,
-    SnmpMalformedResponse,
     SnmpResponseError,
     SnmpTimeout,
 )
 from ..config import TargetConfig
-from .client import CounterClient, Oid, Value, is_under
+from .client import CounterClient, Oid, Value
 
 __all__ = ["PysnmpClient"]
 
@@ -194,38 +193,23 @@ class PysnmpClient(CounterClient):
             return {tuple(oid): _value(value) for oid, value in var_binds}
         return {}
 
-    async def _walk_column(self, target: TargetConfig, column: Oid) -> dict[int, Value]:
-        """Every ``column.<ifIndex>`` value: GETBULK (v2c, v3) or GETNEXT (v1)."""
+    async def _walk_step(self, target: TargetConfig, cursor: Oid) -> list[tuple[Oid, Value]]:
+        """The values after ``cursor``: GETBULK (v2c, v3) or GETNEXT (v1)."""
         from pysnmp.hlapi.v3arch.asyncio import ObjectIdentity, ObjectType
 
-        rows: dict[int, Value] = {}
-        cursor = column
-        while True:
-            start = ObjectType(ObjectIdentity(cursor))
-            try:
-                if target.version == "1":
-                    var_binds = await self._request(target, "next_cmd", start)
-                else:
-                    var_binds = await self._request(
-                        target, "bulk_cmd", 0, target.max_repetitions, start
-                    )
-            except SnmpResponseError as exc:
-                if exc.status == _NO_SUCH_NAME:  # v1: GETNEXT past the end of the MIB
-                    return rows
-                raise
-            if not var_binds:
-                return rows
-            for oid_obj, value in var_binds:
-                oid = tuple(oid_obj)
-                if not is_under(oid, column) or type(value).__name__ == "EndOfMibView":
-                    return rows
-                if oid <= cursor:
-                    raise SnmpMalformedResponse(
-                        "walk did not advance (OIDs not increasing)", target=target.name
-                    )
-                if len(oid) == len(column) + 1:
-                    rows[oid[-1]] = _value(value)
-                cursor = oid
+        start = ObjectType(ObjectIdentity(cursor))
+        try:
+            if target.version == "1":
+                var_binds = await self._request(target, "next_cmd", start)
+            else:
+                var_binds = await self._request(
+                    target, "bulk_cmd", 0, target.max_repetitions, start
+                )
+        except SnmpResponseError as exc:
+            if exc.status == _NO_SUCH_NAME:  # v1: GETNEXT past the end of the MIB
+                return []
+            raise
+        return [(tuple(oid), _value(value)) for oid, value in var_binds]
 
 
 def _usm_user(target: TargetConfig) -> Any:

@@ -4,6 +4,8 @@ handed to pysnmp."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
@@ -15,7 +17,8 @@ from hypothesis import strategies as st
 from edge_agent import SnmpError, SnmpMalformedResponse, SnmpTimeout, config_from_dict
 from edge_agent.config import TargetConfig
 from edge_agent.snmp import FastV2cClient, PysnmpClient
-from edge_agent.snmp.fastv2c import GET, _decode_oid, _oid_varbind, decode_response, encode_request
+from edge_agent.snmp.fastv2c import GET, _oid_varbind, decode_response, encode_request
+from snmpber import decode_oid
 
 from .conftest import Snmpd
 
@@ -98,7 +101,7 @@ def test_any_oid_survives_an_encode_and_decode(arcs: list[int]) -> None:
     # SEQUENCE { OID, NULL }: the OID's contents start after two headers
     length = encoded[3] if encoded[3] < 0x80 else None
     if length is not None:
-        assert _decode_oid(encoded[4 : 4 + length]) == oid
+        assert decode_oid(encoded[4 : 4 + length]) == oid
 
 
 @pytest.mark.parametrize(
@@ -300,37 +303,68 @@ async def test_the_simulator_answers_snmpv3_authpriv_with_its_ground_truth() -> 
     assert "CANARY" not in str(excinfo.value)
 
 
-@pytest.mark.anyio
-async def test_an_answer_with_another_community_is_ignored_like_a_lost_one() -> None:
-    """A spoofed or misrouted answer (right request id, wrong community) completes nothing."""
+@contextlib.asynccontextmanager
+async def pyasn1_responder(reply: Callable[[str, int], bytes]) -> AsyncIterator[int]:
+    """A UDP responder on 127.0.0.1 that answers each v2c request with
+    ``reply(community, request id)``; yields its port."""
     from pyasn1.codec.ber import decoder
-    from pysnmp.proto import api, rfc1902
+    from pysnmp.proto import api
 
     async with await anyio.create_udp_socket(local_host="127.0.0.1") as responder:
 
         async def answer() -> None:
             async for data, (host, port) in responder:
                 msg, _ = decoder.decode(data, asn1Spec=api.v2c.Message())
+                community = str(api.v2c.apiMessage.get_community(msg))
                 request_id = int(api.v2c.apiPDU.get_request_id(api.v2c.apiMessage.get_pdu(msg)))
-                reply = pysnmp_response(
-                    "not-" + CANARY, request_id, [("1.3.6.1.2.1.1.3.0", rfc1902.TimeTicks(1))]
-                )
-                await responder.sendto(reply, host, port)
+                await responder.sendto(reply(community, request_id), host, port)
 
-        client = FastV2cClient()
-        try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(answer)
-                t = one_target(
-                    host="127.0.0.1",
-                    port=responder.extra(anyio.abc.SocketAttribute.local_port),
-                    community=CANARY,
-                    timeout=0.2,
-                    retries=1,
-                )
-                with anyio.fail_after(5), pytest.raises(SnmpTimeout) as excinfo:
-                    await client.poll_counters(t, [1])
-                tg.cancel_scope.cancel()
-        finally:
-            await client.aclose()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(answer)
+            yield responder.extra(anyio.abc.SocketAttribute.local_port)
+            tg.cancel_scope.cancel()
+
+
+@pytest.mark.anyio
+async def test_an_answer_with_another_community_is_ignored_like_a_lost_one() -> None:
+    """A spoofed or misrouted answer (right request id, wrong community) completes nothing."""
+    from pysnmp.proto import rfc1902
+
+    def reply(community: str, request_id: int) -> bytes:
+        uptime = ("1.3.6.1.2.1.1.3.0", rfc1902.TimeTicks(1))
+        return pysnmp_response("not-" + CANARY, request_id, [uptime])
+
+    client = FastV2cClient()
+    try:
+        async with pyasn1_responder(reply) as port:
+            t = one_target(host="127.0.0.1", port=port, community=CANARY, timeout=0.2, retries=1)
+            with anyio.fail_after(5), pytest.raises(SnmpTimeout) as excinfo:
+                await client.poll_counters(t, [1])
+    finally:
+        await client.aclose()
+    assert CANARY not in str(excinfo.value)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("client_class", [FastV2cClient, PysnmpClient])
+async def test_a_walk_that_does_not_advance_is_a_malformed_response_for_either_client(
+    client_class: type[FastV2cClient | PysnmpClient],
+) -> None:
+    """A broken agent answering every GETBULK with the same row would walk for ever."""
+    from pysnmp.proto import rfc1902
+
+    def reply(community: str, request_id: int) -> bytes:
+        stuck = ("1.3.6.1.2.1.31.1.1.1.1.1", rfc1902.OctetString(b"ge-0/0/0"))  # ifName.1
+        return pysnmp_response(community, request_id, [stuck])
+
+    client = client_class()
+    try:
+        async with pyasn1_responder(reply) as port:
+            t = one_target(host="127.0.0.1", port=port, community=CANARY, timeout=1.0, retries=0)
+            with anyio.fail_after(5), pytest.raises(SnmpMalformedResponse) as excinfo:
+                await client.walk_interfaces(t)
+    finally:
+        await client.aclose()
+    assert "did not advance" in str(excinfo.value)
+    assert excinfo.value.target == "r1"
     assert CANARY not in str(excinfo.value)

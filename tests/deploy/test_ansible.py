@@ -49,7 +49,7 @@ def _source_copy_with_version(dest: Path, version: str) -> Path:
     dest.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(REPO / name, dest / name)
-    for package in ("protocol", "edge_agent", "hub", "simulator", "resmon"):
+    for package in ("protocol", "snmpber", "edge_agent", "hub", "simulator", "resmon"):
         shutil.copytree(
             REPO / package, dest / package, ignore=shutil.ignore_patterns("__pycache__")
         )

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from simulator import Agent
-from simulator._ber import GETBULK, NULL, Message, Oid, Pdu, Value, decode_message, encode_message
+from simulator._ber import Message, Pdu, Value, decode_message, encode_message
+from snmpber import GETBULK, NULL, Oid
 
 T0 = 1_700_000_000 * 10**9  # the fleet epoch in tests, ns
 

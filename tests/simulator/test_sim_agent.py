@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 from simtest_helpers import FakeClock, ask, request
 
 from simulator import OIDS, Fleet
-from simulator._ber import (
+from simulator._ber import Value, encode_message
+from snmpber import (
     COUNTER32,
     COUNTER64,
     END_OF_MIB_VIEW,
@@ -21,8 +22,6 @@ from simulator._ber import (
     RESPONSE,
     SET,
     TIMETICKS,
-    Value,
-    encode_message,
 )
 
 SYS_UPTIME = (*OIDS.sysUpTime, 0)

@@ -12,7 +12,8 @@ from pyasn1.codec.ber import encoder as pyasn1_encoder
 from pysnmp.proto import api
 
 from simulator import BerError
-from simulator._ber import (
+from simulator._ber import Message, Pdu, Value, decode_message, encode_message, encode_value
+from snmpber import (
     COUNTER32,
     COUNTER64,
     END_OF_MIB_VIEW,
@@ -27,15 +28,9 @@ from simulator._ber import (
     OCTET_STRING,
     RESPONSE,
     TIMETICKS,
-    Message,
-    Pdu,
-    Value,
-    decode_message,
     decode_oid,
     encode_length,
-    encode_message,
     encode_oid,
-    encode_value,
     parse_oid,
     read_tlv,
 )

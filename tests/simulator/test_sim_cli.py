@@ -14,7 +14,8 @@ from click.testing import CliRunner
 from simtest_helpers import request
 
 from resmon.cli import main
-from simulator._ber import GET, decode_message
+from simulator._ber import decode_message
+from snmpber import GET
 
 
 def test_sim_help_documents_the_options() -> None:

@@ -18,7 +18,8 @@ from simulator import (
     SimulatorError,
     UnknownRouterError,
 )
-from simulator._ber import COUNTER32, GET, GETNEXT, TIMETICKS, Value
+from simulator._ber import Value
+from snmpber import COUNTER32, GET, GETNEXT, TIMETICKS
 
 NS = 1_000_000_000
 

@@ -16,8 +16,9 @@ from simulator import (
     InterfaceConfig,
     RouterConfig,
 )
-from simulator._ber import GET, decode_message
+from simulator._ber import decode_message
 from simulator._mib import OIDS
+from snmpber import GET
 
 NS = 1_000_000_000
 

@@ -13,7 +13,8 @@ from pysnmp.proto import api, rfc1905
 from simtest_helpers import T0, FakeClock, request
 
 from simulator import OIDS, Endpoint, Fleet, PortInUseError, SimulatorError
-from simulator._ber import GET, GETBULK, decode_message
+from simulator._ber import decode_message
+from snmpber import GET, GETBULK
 
 V2C = api.PROTOCOL_MODULES[api.SNMP_VERSION_2C]
 NS = 1_000_000_000
