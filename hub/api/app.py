@@ -199,7 +199,7 @@ RETURNING event_id, resource_key, value, start_ms, end_ms"""
 
 
 async def _claim_event_ids(
-    db: Executor, keyed: list[tuple[int, UsageEvent, UsageReading, str]]
+    db: Executor, keyed: list[tuple[int, UsageEvent, UsageReading, str]], *, many: bool
 ) -> dict[int, UsageReading] | web.Response:
     """Remember each caller ``eventId``'s first reading; a retry becomes exactly that one.
 
@@ -228,7 +228,7 @@ async def _claim_event_ids(
             or row["value"] != reading.value
             or not (same_time)
         ):
-            at = f"$[{i}]" if len(keyed) > 1 or i else "$"
+            at = f"$[{i}]" if many else "$"
             return _error(
                 409,
                 f"event {at}: eventId {event.event_id!r} was already used for a different "
@@ -333,7 +333,7 @@ async def ingest(request: web.Request) -> web.Response:
     ]
     if keyed:
         with storage_errors(ctx.config.database_address):
-            claimed = await _claim_event_ids(ctx.db, keyed)
+            claimed = await _claim_event_ids(ctx.db, keyed, many=len(events) > 1)
         if isinstance(claimed, web.Response):
             return claimed
         for i, reading in claimed.items():

@@ -442,4 +442,8 @@ async def test_an_event_id_reused_for_a_different_event_is_a_409_and_not_counted
             problem = await resp.json()
         assert problem["where"] == "$.eventId"
         assert "once" in problem["error"]
+        other = {**body, "eventId": None}
+        async with http.post("/api/metrics/ingest", json=[other, {**body, "value": 6}]) as resp:
+            assert resp.status == 409
+            assert (await resp.json())["where"] == "$[1].eventId"
         await wait_for(db, TOTAL, 5, f"{customer}/api_calls")

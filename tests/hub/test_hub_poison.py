@@ -36,13 +36,21 @@ def _reading(key: str, i: int, value: int, rtype: str = "bandwidth") -> UsageRea
     )
 
 
-async def _send(producer: AIOKafkaProducer, topic: str, value: bytes, r: UsageReading) -> None:
+async def _send(
+    producer: AIOKafkaProducer, topic: str, r: UsageReading, value: bytes | None = None
+) -> None:
+    """Send ``r``'s record, with ``value`` in place of its data when given."""
     record = encode_event(r, source="urn:test")
-    await producer.send_and_wait(topic, value=value, key=record.key, headers=record.headers)
+    await producer.send_and_wait(
+        topic,
+        value=record.value if value is None else value,
+        key=record.key,
+        headers=record.headers,
+    )
 
 
 async def _send_reading(producer: AIOKafkaProducer, topic: str, r: UsageReading) -> None:
-    await _send(producer, topic, encode_event(r, source="urn:test").value, r)
+    await _send(producer, topic, r)
 
 
 def _counter(hub: RunningHub, name: str) -> float:
@@ -64,7 +72,7 @@ async def test_invalid_utf8_and_a_huge_count_between_valid_readings_neither_stop
             raw = encode_event(poison, source="urn:test").value
             garbled = raw.replace(customer.encode(), customer.encode() + b"\xff", 1)
             assert garbled != raw
-            await _send(producer, topic, garbled, poison)
+            await _send(producer, topic, poison, garbled)
             await _send_reading(producer, topic, _reading(bw, 2, 3_000))
             # 10^17 requests at the catalog's 0.001 a request: a cost of 10^14
             await _send_reading(producer, topic, _reading(api, 3, 10**17, "api_calls"))

@@ -130,17 +130,21 @@ def test_cloudevents_sdk_reads_what_we_write() -> None:
     assert data["value"] == 1_234_567_890_123
 
 
-def test_we_read_what_the_cloudevents_sdk_writes() -> None:
-    event = CloudEvent(
+def _sdk_event(event_id: str) -> CloudEvent:
+    """A reading as the CloudEvents SDK builds it, from another producer."""
+    return CloudEvent(
         attributes={
             "type": TYPE_USAGE_RAW,
             "source": "urn:other",
-            "id": "x-1",
+            "id": event_id,
             "datacontenttype": "application/json",
         },
         data=msgspec.to_builtins(_reading()),
     )
-    message = to_binary(event, JSONFormat())
+
+
+def test_we_read_what_the_cloudevents_sdk_writes() -> None:
+    message = to_binary(_sdk_event("x-1"), JSONFormat())
     decoded = decode_record(message.value, list(message.headers.items()))
     assert decoded.id == "x-1"
     assert decoded.data == _reading()
@@ -188,16 +192,7 @@ def test_negative_or_float_values_are_refused() -> None:
 
 
 def test_we_read_structured_mode_events_the_cloudevents_sdk_writes() -> None:
-    event = CloudEvent(
-        attributes={
-            "type": TYPE_USAGE_RAW,
-            "source": "urn:other",
-            "id": "s-1",
-            "datacontenttype": "application/json",
-        },
-        data=msgspec.to_builtins(_reading()),
-    )
-    message = to_structured(event, JSONFormat())
+    message = to_structured(_sdk_event("s-1"), JSONFormat())
     decoded = decode_record(message.value, list(message.headers.items()))
     assert (decoded.id, decoded.source, decoded.type) == ("s-1", "urn:other", TYPE_USAGE_RAW)
     assert decoded.data == _reading()
