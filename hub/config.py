@@ -42,7 +42,7 @@ from ._exceptions import ConfigError
 from .notify.settings import NotifyConfig  # issue 5: SMTP_* / TWILIO_* / SLACK_WEBHOOK_URL
 
 if TYPE_CHECKING:
-    from .actors.actor import CheckSettings
+    from .checks.settings import CheckSettings
 
 __all__ = ["ENV_HELP", "HubConfig", "redact"]
 
@@ -154,9 +154,9 @@ class HubConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
 
     def check_settings(self) -> CheckSettings:
         """The actors' check tunables."""
-        from .actors.actor import CheckSettings
         from .checks.anomaly import AnomalySettings
         from .checks.forecast import ForecastSettings
+        from .checks.settings import CheckSettings
         from .checks.thresholds import percent_to_bp
 
         return CheckSettings(

@@ -40,7 +40,8 @@ import msgspec
 
 from protocol import TYPE_ALERT, TYPE_THRESHOLD, AlertEvent, UnitError, from_base, unit_factor
 
-from ..actors.actor import Change, Outcome
+from ..actors.actor import Outcome
+from ..checks.change import Change
 from ..checks.thresholds import Level, Transition
 
 __all__ = [

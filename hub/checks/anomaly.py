@@ -53,14 +53,14 @@ class AnomalySettings(msgspec.Struct, frozen=True, kw_only=True):
 
 def zscore(
     x: float, weight: float, mean: float, m2: float, last_ms: int, at_ms: int, s: AnomalySettings
-) -> float:
-    """``x``'s z-score against the decayed history, or 0.0 if there is too little of it."""
+) -> float | None:
+    """``x``'s z-score against the decayed history, or None if its weight is too small."""
     if last_ms and at_ms > last_ms:
         decay = math.exp((last_ms - at_ms) / s.window_ms)
         weight *= decay
         m2 *= decay
     if weight < s.min_weight:
-        return 0.0
+        return None
     var = m2 / weight
     floor = s.rel_floor * abs(mean)
     std = math.sqrt(var) if var > floor * floor else floor
