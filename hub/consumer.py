@@ -63,7 +63,7 @@ from ._exceptions import (
     broker_errors,
     storage_errors,
 )
-from .actors import Outcome, Registry, period_start
+from .actors import Outcome, Registry
 from .alerts.records import (
     AlertRecord,
     alert_record,
@@ -73,6 +73,7 @@ from .alerts.records import (
     to_event,
     to_unit,
 )
+from .calendar import first_day
 from .config import HubConfig
 from .metrics import HubMetrics
 from .outbox import Outbox, OutboxBatch, OutboxEvent, insert_outbox
@@ -88,7 +89,7 @@ from .storage.batch import (
     stored_offsets,
     write_batch,
 )
-from .storage.partitions import ensure_partitions, month_of, retention_horizon_ms
+from .storage.partitions import ensure_partitions, retention_horizon_ms, storage_month
 from .storage.redis_cache import CachedUsage, now_ms
 
 __all__ = ["MAX_EVENT_ID", "UsageConsumer", "validate_event_id", "validate_reading"]
@@ -647,7 +648,7 @@ class UsageConsumer:
                                 TotalRow(
                                     o.resource_id,
                                     o.total,
-                                    period_start(o.period) if o.period >= 0 else None,
+                                    first_day(o.period) if o.period >= 0 else None,
                                     o.stats,
                                     o.version,
                                     partition_of.get(o.key, -1),
@@ -742,7 +743,7 @@ class UsageConsumer:
         if month is None:
             if len(self._days) > 4096:
                 self._days.clear()
-            month = self._days[day] = month_of(ms)
+            month = self._days[day] = storage_month(ms)
         return month
 
     def _outbox_batch(

@@ -8,8 +8,8 @@ registry's shard worker guarantees that). State is compact on purpose —
 should hold a million of them; it can always be rebuilt from PostgreSQL
 (:func:`ResourceActor.from_row`), where the batch transaction stores it.
 
-Billing periods are calendar months in the billing time zone, numbered
-``year * 12 + month - 1``. A reading of a later period starts a new total
+Billing periods are calendar months in the billing time zone, numbered as
+:mod:`hub.calendar` numbers them. A reading of a later period starts a new total
 (and resolves an open forecast); a reading of an earlier period (late data)
 is stored raw but not added to the current total.
 
@@ -19,17 +19,16 @@ clock, so replaying a partition decides exactly what the first run decided.
 
 from __future__ import annotations
 
-import datetime as dt
 import sys
 from collections.abc import Callable, Sequence
 from math import exp as _exp
 from math import sqrt as _sqrt
-from zoneinfo import ZoneInfo
 
 import msgspec
 
 from protocol import UsageReading
 
+from ..calendar import month_of_date
 from ..checks.change import Change
 from ..checks.forecast import predict
 from ..checks.reading import check
@@ -45,8 +44,6 @@ __all__ = [
     "CheckSettings",
     "Outcome",
     "ResourceActor",
-    "period_of",
-    "period_start",
 ]
 
 #: the largest total PostgreSQL's BIGINT holds
@@ -55,17 +52,6 @@ MAX_TOTAL = 2**63 - 1
 
 class ActorFault(Exception):
     """A reading an actor cannot apply (a poison message): it is dead-lettered."""
-
-
-def period_of(ms: int, tz: ZoneInfo) -> int:
-    """The billing month (``year * 12 + month - 1``) that instant ``ms`` falls in."""
-    when = dt.datetime.fromtimestamp(ms / 1000, tz=tz)
-    return when.year * 12 + when.month - 1
-
-
-def period_start(period: int) -> dt.date:
-    """First day of billing month ``period``."""
-    return dt.date(period // 12, period % 12 + 1, 1)
 
 
 class Outcome(msgspec.Struct, gc=False):
@@ -221,7 +207,7 @@ class ResourceActor:
     def from_row(cls, row: ResourceRow, *, partition: int = -1) -> ResourceActor:
         period = -1
         if row.period_start is not None:
-            period = row.period_start.year * 12 + row.period_start.month - 1
+            period = month_of_date(row.period_start)
         return cls(
             key=row.resource_key,
             resource_id=row.id,

@@ -17,8 +17,8 @@ from hub.storage.migrate import load_migrations
 from hub.storage.partitions import (
     drop_expired_partitions,
     ensure_partitions,
-    month_of,
     retention_horizon_ms,
+    storage_month,
 )
 from protocol import UsageReading, encode_event
 
@@ -38,7 +38,7 @@ async def test_retention_drops_months_older_than_90_days_and_keeps_the_rest(
     try:
         months = [dt.datetime(2026, m, 15, tzinfo=dt.UTC) for m in (6, 7, 8, 9, 10, 11)]
         known: set[int] = set()
-        await ensure_partitions(pool, [month_of(_ms(m)) for m in months], known)
+        await ensure_partitions(pool, [storage_month(_ms(m)) for m in months], known)
         await db.executemany(
             """INSERT INTO usage_metrics (customer_resource_id, event_id, metric_start,
                    metric_timestamp, metric_value, metric_unit, kind)
