@@ -43,6 +43,7 @@ from protocol import UsageReading
 
 from .._exceptions import HubError, RegistryClosedError, RestartBudgetError
 from ..calendar import month_bounds_ms, month_of
+from ..checks.thresholds import DEFAULT_CRITICAL_PERCENT, DEFAULT_WARNING_PERCENT
 from ..storage.provision import (
     Executor,
     ResourceRow,
@@ -123,8 +124,8 @@ class Registry:
         shards: int = 8,
         mailbox_size: int = 256,
         idle_seconds: float = 900.0,
-        default_warning: Decimal = Decimal(80),
-        default_critical: Decimal = Decimal(95),
+        default_warning: Decimal = DEFAULT_WARNING_PERCENT,
+        default_critical: Decimal = DEFAULT_CRITICAL_PERCENT,
     ) -> None:
         self._defaults = (default_warning, default_critical)
         self._db = db
