@@ -24,13 +24,12 @@ from collections.abc import Callable, Sequence
 from math import exp as _exp
 from math import sqrt as _sqrt
 
-import msgspec
-
 from protocol import UsageReading
 
 from ..calendar import month_of_date
 from ..checks.change import Change
 from ..checks.forecast import predict
+from ..checks.outcome import Outcome
 from ..checks.reading import check
 from ..checks.settings import CheckSettings
 from ..checks.stats import Stats
@@ -52,39 +51,6 @@ MAX_TOTAL = 2**63 - 1
 
 class ActorFault(Exception):
     """A reading an actor cannot apply (a poison message): it is dead-lettered."""
-
-
-class Outcome(msgspec.Struct, gc=False):
-    """What one actor did with its readings of one batch.
-
-    A batch makes one per key, and they live until the batch is stored, so
-    they are not tracked by the garbage collector (``gc=False``: a full
-    collection per batch otherwise): nothing an outcome holds (strings,
-    numbers, changes, readings) refers back to it, so it is never part of a
-    reference cycle. Keep it that way.
-    """
-
-    key: str
-    resource_id: str
-    customer_id: str
-    resource_type: str
-    unit: str
-    kind: str
-    total: int
-    period: int
-    limit: int | None
-    level: Level
-    changes: list[Change]
-    #: readings of an earlier billing period: stored, not counted
-    late: int = 0
-    provisioned: bool = False
-    #: the actor's statistics after the batch (stored with the total)
-    stats: Stats = Stats()
-    #: (reading, reason) the actor refused: dead-lettered, not stored, not counted
-    poisoned: list[tuple[UsageReading, str]] = []
-    cost_per_unit: str | None = None
-    #: the stored total's version this outcome builds on (written over compare-and-set)
-    version: int = 0
 
 
 _NONE, _WARNING = Level.NONE, Level.WARNING

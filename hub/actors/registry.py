@@ -55,7 +55,7 @@ from .actor import ActorFault, Change, CheckSettings, Outcome, ResourceActor
 
 __all__ = ["Registry"]
 
-_log = structlog.get_logger("hub.actors")
+_log = structlog.get_logger(component="hub.actors.registry")
 
 
 class _Ask:

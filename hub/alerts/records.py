@@ -1,6 +1,6 @@
-"""Turning an actor's threshold :class:`~hub.actors.Change` into an alert.
+"""Turning an actor's threshold :class:`~hub.checks.Change` into an alert.
 
-Mapping (the plan lists severities LOW, MEDIUM, HIGH, CRITICAL):
+Mapping (the alert contract's severities are LOW, MEDIUM, HIGH, CRITICAL):
 
 ==================  ====================  ==========
 level reached       alert_type            severity
@@ -40,8 +40,8 @@ import msgspec
 
 from protocol import TYPE_ALERT, TYPE_THRESHOLD, AlertEvent, UnitError, from_base, unit_factor
 
-from ..actors.actor import Outcome
 from ..checks.change import Change
+from ..checks.outcome import Outcome
 from ..checks.thresholds import Level, Transition
 
 __all__ = [

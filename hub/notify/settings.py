@@ -1,4 +1,4 @@
-"""Operator settings of the notifier, from the plan's environment variables.
+"""Operator settings of the notifier, from environment variables (SMTP_*, TWILIO_*, ...).
 
 The variables are the rows of :data:`NOTIFY_VARS`; ``resmon hub run --help``
 prints them with their defaults from :class:`NotifyConfig`.

@@ -38,7 +38,7 @@ __all__ = [
 #: the tables partitioned by month, each with ``<table>_pYYYYMM`` partitions
 PARTITIONED = ("usage_metrics", "processed_events")
 
-_log = structlog.get_logger("hub.storage.partitions")
+_log = structlog.get_logger(component="hub.storage.partitions")
 _LOCK = 0x7265736D6F6E  # "resmon"
 
 

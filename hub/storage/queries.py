@@ -13,8 +13,8 @@ from protocol import RESOURCE_BASE_UNIT
 from .._exceptions import NotFoundError, storage_errors
 from ..alerts.records import display_unit, percentage, plain, to_unit
 from ..checks.thresholds import Level
+from .current import CachedUsage
 from .provision import Executor
-from .redis_cache import CachedUsage
 
 __all__ = [
     "AlertRow",

@@ -40,3 +40,13 @@ def event(customer: str, value: str, unit: str = "GB", **extra: Any) -> dict[str
         "timestamp": "2026-11-20T10:00:00Z",
         **extra,
     }
+
+
+def sample(metrics: Any, name: str, **labels: str) -> float:
+    """The value of sample ``name`` (e.g. ``resmon_hub_readings_consumed_total``), 0 if unset.
+
+    ``metrics`` is a :class:`hub.metrics.HubMetrics`: read through its registry,
+    the public API, as a scraper would see the value.
+    """
+    value = metrics.registry.get_sample_value(name, labels or None)
+    return 0.0 if value is None else float(value)
