@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import ROUND_DOWN, Decimal
+from typing import Any
 
 import msgspec
 
@@ -150,12 +151,9 @@ def _other_record(outcome: Outcome, change: Change, unit: str) -> AlertRecord:
             f"{_day(change.forecast_ms)} at the current pace (confidence {confidence}%; "
             f"now {current} {unit}, {pct}%)"
         )
-    return AlertRecord(
-        resource_id=outcome.resource_id,
-        resource_key=outcome.key,
-        customer_id=outcome.customer_id,
-        resource_type=outcome.resource_type,
-        transition=change.transition.value,
+    return _record(
+        outcome,
+        change,
         alert_type=alert_type,
         severity="MEDIUM",
         status="RESOLVED" if resolved else "ACTIVE",
@@ -165,8 +163,6 @@ def _other_record(outcome: Outcome, change: Change, unit: str) -> AlertRecord:
         limit_value=limit_d,
         percentage=pct,
         unit=unit,
-        at_ms=change.at_ms,
-        check=change.check,
         z_score=change.z if change.check == "anomaly" else None,
         forecast_ms=change.forecast_ms or None,
         confidence=confidence,
@@ -199,12 +195,9 @@ def alert_record(outcome: Outcome, change: Change, base_unit: str) -> AlertRecor
             f"{level.name.lower()} threshold: {current} {unit} is {pct}% of the "
             f"{limit_d} {unit} limit (threshold {plain(Decimal(change.threshold_bp) / 100)}%)"
         )
-    return AlertRecord(
-        resource_id=outcome.resource_id,
-        resource_key=outcome.key,
-        customer_id=outcome.customer_id,
-        resource_type=outcome.resource_type,
-        transition=change.transition.value,
+    return _record(
+        outcome,
+        change,
         alert_type=_TYPE[level],
         severity=_SEVERITY[level],
         status=status,
@@ -214,7 +207,20 @@ def alert_record(outcome: Outcome, change: Change, base_unit: str) -> AlertRecor
         limit_value=limit_d,
         percentage=pct,
         unit=unit,
+    )
+
+
+def _record(outcome: Outcome, change: Change, **fields: Any) -> AlertRecord:
+    """An alert of ``outcome``'s resource for ``change``, with the fields that differ by check."""
+    return AlertRecord(
+        resource_id=outcome.resource_id,
+        resource_key=outcome.key,
+        customer_id=outcome.customer_id,
+        resource_type=outcome.resource_type,
+        transition=change.transition.value,
         at_ms=change.at_ms,
+        check=change.check,
+        **fields,
     )
 
 

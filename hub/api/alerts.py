@@ -69,14 +69,25 @@ def _limit(request: web.Request) -> int | web.Response:
     return limit
 
 
-async def list_alerts(request: web.Request) -> web.Response:
-    q = request.query
-    status = q.get("status")
-    if status is not None and status.upper() not in _STATUSES:
-        return error_response(400, f"status must be one of {sorted(_STATUSES)}", "status")
+def _filters(
+    request: web.Request, statuses: frozenset[str]
+) -> tuple[str | None, int] | web.Response:
+    """A list route's ``status`` (one of ``statuses``) and ``limit``, or the 400 saying why not."""
+    status = request.query.get("status")
+    if status is not None and status.upper() not in statuses:
+        return error_response(400, f"status must be one of {sorted(statuses)}", "status")
     limit = _limit(request)
     if isinstance(limit, web.Response):
         return limit
+    return status, limit
+
+
+async def list_alerts(request: web.Request) -> web.Response:
+    q = request.query
+    filters = _filters(request, _STATUSES)
+    if isinstance(filters, web.Response):
+        return filters
+    status, limit = filters
     rows = await queries.list_alerts(
         context_of(request).db,
         status=status.upper() if status else None,
@@ -185,12 +196,10 @@ async def put_tenant_prefs(request: web.Request) -> web.Response:
 
 async def notifications(request: web.Request) -> web.Response:
     q = request.query
-    status = q.get("status")
-    if status is not None and status.upper() not in _LOG_STATUSES:
-        return error_response(400, f"status must be one of {sorted(_LOG_STATUSES)}", "status")
-    limit = _limit(request)
-    if isinstance(limit, web.Response):
-        return limit
+    filters = _filters(request, _LOG_STATUSES)
+    if isinstance(filters, web.Response):
+        return filters
+    status, limit = filters
     alert_id = q.get("alertId")
     if alert_id is not None:
         try:
