@@ -299,3 +299,17 @@ def test_cpu_seconds_beyond_what_milliseconds_can_hold_are_a_decode_error_naming
 def test_seconds_on_a_resource_type_not_measured_in_time_are_left_for_the_hub_to_refuse() -> None:
     record = encode_event(_cpu_seconds(5, "bandwidth"), source="s")
     assert decode_record(record.value, record.headers).data == _cpu_seconds(5, "bandwidth")
+
+
+def test_a_whole_number_of_cpu_seconds_in_ms_keeps_the_id_the_release_before_gave_it() -> None:
+    """So a cpu event posted before the upgrade and retried after it is counted once."""
+    seconds = msgspec.structs.replace(_cpu_seconds(5), source="api_gateway")
+    ms = msgspec.structs.replace(seconds, value=5_000, unit="millisecond")
+    before = "b692c196-4d2f-6ccf-0523-6855fc026bbf"  # computed by the code of b493957
+    assert encode_event(seconds, source="urn:resmon:hub").event_id == before
+    assert encode_event(ms, source="urn:resmon:hub").event_id == before
+    # a value that is not whole seconds, or another field, is another event
+    finer = msgspec.structs.replace(ms, value=5_001)
+    assert encode_event(finer, source="urn:resmon:hub").event_id != before
+    later = msgspec.structs.replace(ms, end_ms=ms.end_ms + 1)
+    assert encode_event(later, source="urn:resmon:hub").event_id != before
