@@ -11,7 +11,7 @@ from typing import Literal
 import msgspec
 
 from .models import BillingPeriod, CostModel
-from .money import WIDE, MoneyPolicy, shown
+from .money import WIDE, MoneyPolicy, Rounding, shown
 from .percentile import RateMeasure
 from .proration import Period, Proration
 
@@ -72,7 +72,7 @@ class Breakdown(msgspec.Struct, frozen=True, rename="camel"):
     """A priced period of one resource. ``total`` is the sum of the rounded lines."""
 
     currency: str
-    rounding: str
+    rounding: Rounding
     billing_period: BillingPeriod
     period: Period
     #: in words: which rule produced the lines

@@ -29,7 +29,7 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable, Sequence
 from decimal import Decimal
 from fractions import Fraction
-from typing import Final, Literal
+from typing import Final, Literal, NoReturn
 
 import msgspec
 
@@ -49,6 +49,8 @@ __all__ = [
 
 WINDOW_MS: Final = 300_000
 Direction = Literal["in", "out"]
+#: a window's bytes: whole, or a rational share of a sample that spans windows
+Bytes = int | Fraction
 DIRECTIONS: Final[tuple[Direction, Direction]] = ("in", "out")
 
 
@@ -107,7 +109,23 @@ def nearest_rank(count: int) -> int:
     return -(-95 * count // 100)
 
 
-def _check(sample: object, where: str) -> Sample:
+def _plausible(sample: object) -> bool:
+    """The fast test of a sample; :func:`_refuse` names the fault of one that fails it."""
+    return (
+        type(sample) is Sample
+        and type(sample.start_ms) is int
+        and type(sample.end_ms) is int
+        and type(sample.bytes) is int
+        and 0 <= sample.start_ms < sample.end_ms
+        and sample.bytes >= 0
+        and sample.direction in DIRECTIONS
+        and type(sample.interface) is str
+        and sample.interface != ""
+        and (sample.speed_bps is None or (type(sample.speed_bps) is int and sample.speed_bps > 0))
+    )
+
+
+def _refuse(sample: object, where: str) -> NoReturn:
     if not isinstance(sample, Sample):
         raise PricingError(where, f"{type(sample).__name__} is not a Sample")
     for name, value in (
@@ -126,16 +144,16 @@ def _check(sample: object, where: str) -> Sample:
     speed = sample.speed_bps
     if speed is not None and (isinstance(speed, bool) or not isinstance(speed, int) or speed <= 0):
         raise PricingError(f"{where}.speedBps", f"{speed!r} is not a speed above zero")
-    return sample
+    raise PricingError(where, f"{sample!r} is not a usable sample")  # pragma: no cover
 
 
 def _distinct(samples: Sequence[Sample]) -> tuple[list[Sample], int]:
     """The samples with exact duplicates dropped, and how many were; conflicts refused."""
     by_series: dict[tuple[str, str], list[tuple[int, Sample]]] = defaultdict(list)
     for index, sample in enumerate(samples):
-        by_series[sample.interface, sample.direction].append(
-            (index, _check(sample, f"samples[{index}]"))
-        )
+        if not _plausible(sample):
+            _refuse(sample, f"samples[{index}]")
+        by_series[sample.interface, sample.direction].append((index, sample))
     kept: list[Sample] = []
     duplicates = 0
     for series in by_series.values():
@@ -172,18 +190,26 @@ def _uncovered(spans: Iterable[tuple[int, int]], period: Period) -> list[tuple[i
     return holes
 
 
-def _ranked(values: dict[int, Fraction]) -> tuple[int, int, Fraction, int | None]:
+def _ranked(values: dict[int, Bytes]) -> tuple[int, int, Bytes, int | None]:
     """(n, rank, bytes at that rank, its window) of one series of window byte counts."""
     ordered = sorted(values.items(), key=lambda item: (item[1], item[0]))
     rank = nearest_rank(len(ordered))
     if rank == 0:
-        return 0, 0, Fraction(0), None
+        return 0, 0, 0, None
     window, amount = ordered[rank - 1]
     return len(ordered), rank, amount, window
 
 
-def _bps(window_bytes: Fraction) -> Fraction:
-    return window_bytes * 8 * 1000 / WINDOW_MS
+def _merge(whole: dict[int, int], shared: dict[int, Fraction]) -> dict[int, Bytes]:
+    """Each window's bytes: an int, or a rational where a shared sample added to it."""
+    merged: dict[int, Bytes] = dict(whole)
+    for window, part in shared.items():
+        merged[window] = merged.get(window, 0) + part
+    return merged
+
+
+def _bps(window_bytes: Bytes) -> Fraction:
+    return Fraction(window_bytes) * 8 * 1000 / WINDOW_MS
 
 
 def measure_rate(
@@ -202,7 +228,9 @@ def measure_rate(
             raise PricingError(f"period.{name}", f"{bound} is not on a 5-minute boundary")
     kept, duplicates = _distinct(samples)
     names = set(interfaces) if interfaces is not None else {s.interface for s in kept}
-    windows: dict[Direction, dict[int, Fraction]] = {d: defaultdict(Fraction) for d in DIRECTIONS}
+    # integers while a window's bytes come whole; a rational only where a sample is shared
+    whole: dict[Direction, dict[int, int]] = {d: defaultdict(int) for d in DIRECTIONS}
+    shared: dict[Direction, dict[int, Fraction]] = {d: defaultdict(Fraction) for d in DIRECTIONS}
     seen: dict[tuple[str, Direction], list[tuple[int, int]]] = defaultdict(list)
     gaps: list[Gap] = []
     outside = 0
@@ -219,24 +247,27 @@ def measure_rate(
         if speed is not None and sample.bytes * 8 * 1000 > speed * duration:
             gaps.append(Gap(sample.interface, sample.direction, start, end, "over_speed"))
             continue
-        series = windows[sample.direction]
         first = start - start % WINDOW_MS
-        for window in range(first, end, WINDOW_MS):
+        if sample.start_ms >= first and sample.end_ms <= first + WINDOW_MS:
+            whole[sample.direction][first] += sample.bytes  # inside one window: all of it
+            continue
+        for window in range(first, end, WINDOW_MS):  # across windows: shared by time
             overlap = min(end, window + WINDOW_MS) - max(start, window)
-            series[window] += Fraction(sample.bytes * overlap, duration)
+            shared[sample.direction][window] += Fraction(sample.bytes * overlap, duration)
     for interface in sorted(names):
         for direction in DIRECTIONS:
             for start, end in _uncovered(seen[interface, direction], period):
                 gaps.append(Gap(interface, direction, start, end, "no_data"))
     gaps.sort(key=lambda gap: (gap.start_ms, gap.interface, gap.direction))
 
+    windows = {d: _merge(whole[d], shared[d]) for d in DIRECTIONS}
     per_direction: dict[str, Decimal] = {}
     if mode == "max_of_directions":
         results = {d: _ranked(windows[d]) for d in DIRECTIONS}
         per_direction = {d: shown(_bps(results[d][2])) for d in DIRECTIONS}
         n, rank, amount, chosen = max(results.values(), key=lambda result: result[2])
     else:
-        zero = Fraction(0)
+        zero = 0
         inbound, outbound = windows["in"], windows["out"]
         merged = {
             w: (
