@@ -74,13 +74,14 @@ def test_graduated_tiers_by_hand(
     [
         (0, None, "0.00"),  # zero usage: no tier, nothing charged
         (100, 1, "10.00"),  # on the bound, inclusive: 100 x 0.10
+        (Fraction(201, 2), 2, "13.04"),  # 100.5 x 0.08 + 5
         (101, 2, "13.08"),  # 101 x 0.08 + 5
         (1000, 2, "85.00"),  # 1000 x 0.08 + 5
         (1500, 3, "75.00"),  # last tier: every unit at 0.05
     ],
 )
-def test_volume_tiers_by_hand(gigabytes: int, tier: int | None, total: str) -> None:
-    bill = _bill(CostModel(usage=Tiered("volume", TIERS)), gigabytes * GB)
+def test_volume_tiers_by_hand(gigabytes: Fraction | int, tier: int | None, total: str) -> None:
+    bill = _bill(CostModel(usage=Tiered("volume", TIERS)), int(gigabytes * GB))
     assert [line.tier for line in bill.lines] == ([] if tier is None else [tier])
     assert bill.total == D(total)
 
