@@ -23,7 +23,9 @@ from .models import (
     PerUnit,
     Tier,
     Tiered,
+    catalog_model,
     load_cost_model,
+    plan_model,
 )
 from .money import MoneyPolicy, Rounding, minor_units
 from .percentile import WINDOW_MS, Gap, RateMeasure, Sample, measure_rate, nearest_rank
@@ -53,10 +55,12 @@ __all__ = [
     "Tiered",
     "Volume",
     "billing_period",
+    "catalog_model",
     "load_cost_model",
     "measure_rate",
     "minor_units",
     "nearest_rank",
+    "plan_model",
     "price",
     "prorate",
 ]

@@ -29,8 +29,9 @@ class Charge:
     amount: Fraction
     quantity: Fraction | None = None
     unit: str | None = None
-    unit_price: Fraction | None = None
-    flat_price: Fraction | None = None
+    #: prices as the model wrote them (the amount is computed exactly from them)
+    unit_price: Decimal | None = None
+    flat_price: Decimal | None = None
     tier: int | None = None
     proration: Proration | None = None
 
@@ -102,8 +103,8 @@ def round_line(charge: Charge, money: MoneyPolicy) -> Line:
         amount=money.round(charge.amount),
         quantity=show(charge.quantity),
         unit=charge.unit,
-        unit_price=show(charge.unit_price),
-        flat_price=show(charge.flat_price),
+        unit_price=charge.unit_price,
+        flat_price=charge.flat_price,
         tier=charge.tier,
         proration=charge.proration,
     )

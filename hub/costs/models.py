@@ -39,7 +39,9 @@ __all__ = [
     "Tier",
     "Tiered",
     "UsagePrice",
+    "catalog_model",
     "load_cost_model",
+    "plan_model",
 ]
 
 BillingPeriod = Literal["monthly", "yearly"]
@@ -183,6 +185,35 @@ class CostModel(msgspec.Struct, **_STRUCT):
                 "included",
                 f"not used with {type(self.usage).__name__}: {allowance} is the allowance",
             )
+
+
+def plan_model(
+    billing_period: str,
+    base_cost: Decimal | None,
+    overage_rate: Decimal | None,
+    name: str = "",
+) -> CostModel:
+    """The plan's model from a ``cost_models`` row: base cost + overage above the limit.
+
+    A NULL ``base_cost`` is no base cost; a NULL ``overage_rate`` is no
+    overage charge (the base cost only).
+    """
+    if billing_period not in ("monthly", "yearly"):
+        raise PricingError("billingPeriod", f"{billing_period!r} is not monthly or yearly")
+    return CostModel(
+        billing_period=billing_period,  # type: ignore[arg-type]  # checked just above
+        base_cost=Decimal(0) if base_cost is None else base_cost,
+        usage=None if overage_rate is None else Overage(overage_rate),
+        name=name,
+    )
+
+
+def catalog_model(
+    cost_per_unit: Decimal | None, billing_period: BillingPeriod = "monthly"
+) -> CostModel:
+    """Pure usage billing at a catalog's ``cost_per_unit`` (NULL: the resource is free)."""
+    usage = None if cost_per_unit is None else PerUnit(cost_per_unit)
+    return CostModel(billing_period=billing_period, usage=usage)
 
 
 def _refuse_floats(value: object, where: str) -> None:

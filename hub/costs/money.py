@@ -131,10 +131,14 @@ class MoneyPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         currency = environ.get("RESMON_CURRENCY", "USD").strip().upper()
         rounding = environ.get("RESMON_COST_ROUNDING", "half_even").strip().lower()
         try:
-            return msgspec.convert({"currency": currency, "rounding": rounding}, cls)
-        except msgspec.ValidationError as exc:
-            name = "RESMON_COST_ROUNDING" if "rounding" in str(exc) else "RESMON_CURRENCY"
-            raise PricingError(name, str(exc)) from None
+            minor_units(currency)
+        except PricingError as exc:
+            raise PricingError("RESMON_CURRENCY", exc.problem) from None
+        if rounding not in ROUNDINGS:
+            raise PricingError(
+                "RESMON_COST_ROUNDING", f"{rounding!r} is not one of {', '.join(ROUNDINGS)}"
+            )
+        return cls(currency, rounding)  # type: ignore[arg-type]  # checked just above
 
     @property
     def minor_units(self) -> int:

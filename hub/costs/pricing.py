@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import Decimal
 from fractions import Fraction
 
 import msgspec
@@ -13,7 +12,7 @@ from protocol import UnitError, unit_factor
 from .breakdown import Breakdown, Charge, Inputs, assemble
 from .errors import PricingError
 from .models import CostModel, Overage, Package, Percentile95, PerUnit, Tiered
-from .money import MoneyPolicy, exact, shown
+from .money import MoneyPolicy, shown
 from .percentile import RateMeasure, nearest_rank
 from .proration import Period, Proration, prorate
 from .tiers import package, per_unit, tiered
@@ -47,7 +46,7 @@ def _base(model: CostModel, proration: Proration | None) -> list[Charge]:
     cost = Fraction(model.base_cost)
     text = f"base cost per {model.billing_period.removesuffix('ly')}"
     if proration is None:
-        return [Charge("base", text, cost, Fraction(1), "period", cost)]
+        return [Charge("base", text, cost, Fraction(1), "period", model.base_cost)]
     ratio = proration.exact_ratio
     return [
         Charge(
@@ -56,7 +55,7 @@ def _base(model: CostModel, proration: Proration | None) -> list[Charge]:
             cost * ratio,
             ratio,
             "period",
-            cost,
+            model.base_cost,
             proration=proration,
         )
     ]
@@ -72,14 +71,13 @@ def _volume_charges(
     if price is None:
         return [], "base cost only"
     if isinstance(price, PerUnit):
-        each = Fraction(price.unit_price)
         text = f"every {unit}{above} at {price.unit_price}"
-        return [per_unit(billable, each, unit, kind="usage", description=text)], text
+        return [per_unit(billable, price.unit_price, unit, kind="usage", description=text)], text
     if isinstance(price, Overage):
         over = Fraction(0) if limit is None else max(Fraction(0), quantity - limit)
         allowance = "no limit" if limit is None else f"limit {shown(limit)} {unit}"
         text = f"the plan's overage: {price.rate} per {unit} above the limit ({allowance})"
-        charge = per_unit(over, Fraction(price.rate), unit, kind="overage", description=text)
+        charge = per_unit(over, price.rate, unit, kind="overage", description=text)
         return [charge], text
     if isinstance(price, Tiered):
         return tiered(billable, price, unit), f"{price.mode} tiers over the usage{above}"
@@ -102,10 +100,17 @@ def _rate_charges(price: Percentile95, rate: RateMeasure) -> tuple[list[Charge],
     )
     if rate.rank != nearest_rank(rate.ranked):
         raise PricingError("usage.rank", f"{rate.rank} is not ceil(0.95 x {rate.ranked})")
-    charge = per_unit(
-        over, Fraction(price.overage_per_mbps), "Mbps", kind="overage", description=text
-    )
+    charge = per_unit(over, price.overage_per_mbps, "Mbps", kind="overage", description=text)
     return [charge], text
+
+
+def _limit(limit_base: int | None, unit: str) -> Fraction | None:
+    """The resource's limit in catalog units, exactly."""
+    if limit_base is None:
+        return None
+    if isinstance(limit_base, bool) or not isinstance(limit_base, int) or limit_base < 0:
+        raise PricingError("limitBase", f"{limit_base!r} is not a whole count >= 0")
+    return Fraction(limit_base, unit_factor(unit)[1])
 
 
 def price(
@@ -115,33 +120,35 @@ def price(
     period: Period,
     money: MoneyPolicy | None = None,
     active: Period | None = None,
-    limit: Decimal | None = None,
+    limit_base: int | None = None,
     sources: Sequence[str] = (),
 ) -> Breakdown:
     """The breakdown of ``model`` applied to ``usage`` over the billing ``period``.
 
     ``active`` is the part of the period the resource had this model (it started
     or changed plan inside it): the base cost is prorated by the exact duration
-    ratio. ``limit`` is the resource's limit in catalog units (None: unlimited).
+    ratio. ``limit_base`` is the resource's limit in base units, as
+    ``customer_resources.limit_value`` holds it (None: unlimited); a
+    95th-percentile model has none (its CDR is the allowance).
     A change of plan inside a period is priced as one breakdown per model, each
     with its own ``active`` span and the usage measured in it.
     """
     money = money or MoneyPolicy()
-    exact_limit = None if limit is None else exact(limit, "limit")
-    if exact_limit is not None and exact_limit < 0:
-        raise PricingError("limit", f"{limit} is negative")
     proration = prorate(period, active)
     charges = _base(model, proration)
     allowance: Fraction | None
     if isinstance(model.usage, Percentile95):
         if not isinstance(usage, RateMeasure):
             raise PricingError("usage", "a 95th-percentile model needs a RateMeasure")
+        if limit_base is not None:
+            raise PricingError("limitBase", "a 95th-percentile model's allowance is its CDR")
         usage_charges, rule = _rate_charges(model.usage, usage)
         quantity, unit, allowance = usage.rate_mbps, "Mbps", Fraction(model.usage.committed_mbps)
         inputs = Inputs(rate=usage, sources=tuple(sources))
     else:
         if not isinstance(usage, Volume):
             raise PricingError("usage", "a volume model needs a Volume, not a rate")
+        exact_limit = _limit(limit_base, usage.unit)
         usage_charges, rule = _volume_charges(model, usage, exact_limit)
         quantity, unit = usage.quantity, usage.unit
         included = Fraction(model.included)

@@ -7,6 +7,7 @@ catalog units, exact) and returns the charges it makes, not yet rounded.
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 from fractions import Fraction
 from typing import Literal
 
@@ -40,15 +41,14 @@ def _tier_charge(
     """``units`` at ``tier``'s unit price plus its flat price, described with its bounds."""
     lower, upper = bounds
     span = f"above {shown(lower)} {unit}" if upper is None else f"up to {shown(upper)} {unit}"
-    unit_price, flat = Fraction(tier.unit_price), Fraction(tier.flat_price)
     return Charge(
         kind="tier",
         description=f"tier {number} ({span}), {how}",
-        amount=units * unit_price + flat,
+        amount=units * Fraction(tier.unit_price) + Fraction(tier.flat_price),
         quantity=units,
         unit=unit,
-        unit_price=unit_price,
-        flat_price=flat,
+        unit_price=tier.unit_price,
+        flat_price=tier.flat_price,
         tier=number,
     )
 
@@ -98,13 +98,13 @@ def package(quantity: Fraction, price: Package, unit: str) -> Charge:
         amount=packages * Fraction(price.price),
         quantity=Fraction(packages),
         unit="package",
-        unit_price=Fraction(price.price),
+        unit_price=price.price,
     )
 
 
 def per_unit(
     quantity: Fraction,
-    unit_price: Fraction,
+    unit_price: Decimal,
     unit: str,
     *,
     kind: Literal["usage", "overage"],
@@ -114,7 +114,7 @@ def per_unit(
     return Charge(
         kind=kind,
         description=description,
-        amount=quantity * unit_price,
+        amount=quantity * Fraction(unit_price),
         quantity=quantity,
         unit=unit,
         unit_price=unit_price,

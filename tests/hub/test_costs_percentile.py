@@ -127,8 +127,7 @@ def test_each_direction_mode_on_a_known_series(mode: str, mbps: int) -> None:
     assert (bill.usage, bill.unit, bill.limit) == (mbps, "Mbps", 10)
     assert bill.overage_percent == (mbps - 10) * 10  # % of the CDR
     assert bill.inputs.rate == measure
-    if mode == "max_of_directions":
-        assert measure.per_direction == {"in": 19 * 10**6, "out": 19 * 10**6}
+    assert measure.per_direction == {"in": 19 * 10**6, "out": 19 * 10**6}  # each alone
 
 
 def test_a_rate_that_does_not_terminate_is_billed_from_its_exact_value() -> None:
@@ -276,6 +275,9 @@ def test_a_rate_model_refuses_a_volume_and_a_measure_of_another_mode() -> None:
         price(model, measure, period=TWENTY)
     with pytest.raises(PricingError, match="a volume model needs a Volume"):
         price(CostModel(), measure, period=TWENTY)
+    same = CostModel(usage=Percentile95(Decimal(1), Decimal(1)))
+    with pytest.raises(PricingError, match="limitBase: a 95th-percentile model's allowance"):
+        price(same, measure, period=TWENTY, limit_base=10**12)
 
 
 # -- property: random series against a plain reference ------------------------------------

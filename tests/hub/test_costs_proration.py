@@ -59,7 +59,7 @@ def test_a_resource_starting_mid_month_pays_the_exact_share_of_the_base_cost() -
     # active from 21 March 00:00 to the end: 11 of 31 days. 20.00 x 11/31 = 7.0967... -> 7.10
     active = Period(_ms(2026, 3, 21), _ms(2026, 4, 1))
     model = CostModel(base_cost=Decimal(20), usage=Overage(Decimal("0.5")))
-    bill = price(model, Volume(3 * 10**9, "GB"), period=MARCH, active=active, limit=Decimal(1))
+    bill = price(model, Volume(3 * 10**9, "GB"), period=MARCH, active=active, limit_base=10**9)
     base, overage = bill.lines
     assert base.amount == Decimal("7.10")
     assert base.proration is not None

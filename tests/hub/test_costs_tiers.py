@@ -25,6 +25,8 @@ from hub.costs import (
     Tiered,
     Volume,
     billing_period,
+    catalog_model,
+    plan_model,
     price,
 )
 from hub.costs.tiers import graduated, volume
@@ -127,7 +129,7 @@ def test_package_pricing_after_an_included_quota() -> None:
 def test_the_plans_base_cost_plus_overage_above_the_limit() -> None:
     # base 49.99; 1234.5 GB against a 1000 GB limit: 234.5 x 0.015 = 3.5175 -> 3.52
     model = CostModel(base_cost=D("49.99"), usage=Overage(D("0.015")))
-    bill = _bill(model, 1_234_500_000_000, limit=D(1000))
+    bill = _bill(model, 1_234_500_000_000, limit_base=1000 * GB)
     assert _amounts(bill) == [("base", None, "49.99"), ("overage", None, "3.52")]
     assert bill.lines[1].unrounded == D("3.5175")
     assert bill.lines[1].quantity == D("234.5")
@@ -140,7 +142,7 @@ def test_the_plans_base_cost_plus_overage_above_the_limit() -> None:
 
 def test_the_plans_model_under_the_limit_and_unlimited() -> None:
     model = CostModel(base_cost=D("49.99"), usage=Overage(D("0.015")))
-    under = _bill(model, 999 * GB, limit=D(1000))
+    under = _bill(model, 999 * GB, limit_base=1000 * GB)
     assert _amounts(under) == [("base", None, "49.99"), ("overage", None, "0.00")]
     assert under.overage_percent == 0
     unlimited = _bill(model, 5000 * GB)
@@ -153,7 +155,7 @@ def test_a_yearly_plan_bills_the_year_against_the_limit() -> None:
     # 2026: 365 days. 12,500 GB against 12,000: 500 x 0.02 = 10; base 499
     year = billing_period(MARCH.start_ms, "yearly")
     model = CostModel(billing_period="yearly", base_cost=D(499), usage=Overage(D("0.02")))
-    bill = price(model, Volume(12_500 * GB, "GB"), period=year, limit=D(12_000))
+    bill = price(model, Volume(12_500 * GB, "GB"), period=year, limit_base=12_000 * GB)
     assert bill.billing_period == "yearly"
     assert bill.period.duration_ms == 365 * 86_400_000
     assert bill.total == D("509.00")
@@ -184,8 +186,27 @@ def test_a_volume_model_refuses_a_rate_and_bad_usage() -> None:
         Volume(-1, "GB")
     with pytest.raises(PricingError, match=r"usage\.unit: unknown unit 'furlong'"):
         Volume(1, "furlong")
-    with pytest.raises(PricingError, match="limit: -1 is negative"):
-        _bill(CostModel(), 1, limit=D(-1))
+    with pytest.raises(PricingError, match="limitBase: -1 is not a whole count"):
+        _bill(CostModel(), 1, limit_base=-1)
+
+
+def test_a_limit_in_seconds_is_exact_in_hours() -> None:
+    # limit 1 s = 1/3600 h (no finite decimal): 7201 s used -> (7201 - 1) / 3600 = 2 h over
+    bill = _bill(CostModel(usage=Overage(D(3))), 7201, "hour", limit_base=1)
+    assert bill.lines[0].quantity == 2
+    assert bill.total == D("6.00")
+
+
+def test_cost_model_rows_become_models() -> None:
+    plan = plan_model("yearly", D("499.00"), D("0.0200"), name="Business")
+    assert plan == CostModel("yearly", D("499.00"), usage=Overage(D("0.0200")), name="Business")
+    assert plan_model("monthly", None, None) == CostModel()  # NULLs: nothing charged
+    with pytest.raises(PricingError, match="billingPeriod: 'weekly' is not monthly or yearly"):
+        plan_model("weekly", D(1), D(1))
+    assert catalog_model(D("0.1000")).usage == PerUnit(D("0.1000"))
+    assert catalog_model(None).usage is None
+    # the catalog's seeded price: 523.5 GB at 0.10 per GB = 52.35
+    assert _bill(catalog_model(D("0.10")), 523_500_000_000).total == D("52.35")
 
 
 # -- property tests: tiers against a plain unit-by-unit reference ----------------------------
