@@ -29,7 +29,7 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable, Sequence
 from decimal import Decimal
 from fractions import Fraction
-from typing import Final, Literal, NoReturn
+from typing import Final, Literal, NoReturn, get_args
 
 import msgspec
 
@@ -80,6 +80,8 @@ class RateMeasure(msgspec.Struct, frozen=True, rename="camel"):
     """The billed 95th-percentile rate of a period and how it was reached."""
 
     mode: DirectionMode
+    #: the span measured: the billing period, or the part of it the resource was active
+    period: Period
     #: 5-minute windows in the period, and how many of them had data (n)
     windows: int
     ranked: int
@@ -223,6 +225,8 @@ def measure_rate(
     ``interfaces`` names every interface of the bill, so one that sent nothing
     is reported as a gap; without it, the interfaces seen in ``samples``.
     """
+    if mode not in get_args(DirectionMode):
+        raise PricingError("mode", f"{mode!r} is not one of {', '.join(get_args(DirectionMode))}")
     for name, bound in (("startMs", period.start_ms), ("endMs", period.end_ms)):
         if bound % WINDOW_MS:
             raise PricingError(f"period.{name}", f"{bound} is not on a 5-minute boundary")
@@ -266,13 +270,12 @@ def measure_rate(
     if mode == "max_of_directions":
         n, rank, amount, chosen = max(results.values(), key=lambda result: result[2])
     else:
-        zero = 0
         inbound, outbound = windows["in"], windows["out"]
         merged = {
             w: (
-                inbound.get(w, zero) + outbound.get(w, zero)
+                inbound.get(w, 0) + outbound.get(w, 0)
                 if mode == "sum_of_directions"
-                else max(inbound.get(w, zero), outbound.get(w, zero))
+                else max(inbound.get(w, 0), outbound.get(w, 0))
             )
             for w in inbound.keys() | outbound.keys()
         }
@@ -280,6 +283,7 @@ def measure_rate(
     rate = _bps(amount)
     return RateMeasure(
         mode=mode,
+        period=period,
         windows=period.duration_ms // WINDOW_MS,
         ranked=n,
         rank=rank,

@@ -87,7 +87,9 @@ def _volume_charges(
     raise PricingError("usage", "a 95th-percentile model is priced from a RateMeasure")
 
 
-def _rate_charges(price: Percentile95, rate: RateMeasure) -> tuple[list[Charge], str]:
+def _rate_charges(
+    price: Percentile95, rate: RateMeasure, period: Period
+) -> tuple[list[Charge], str]:
     if rate.mode != price.direction:
         raise PricingError(
             "usage.mode", f"measured as {rate.mode}, the model bills {price.direction}"
@@ -98,6 +100,8 @@ def _rate_charges(price: Percentile95, rate: RateMeasure) -> tuple[list[Charge],
         f"{rate.ranked}, {price.direction}) above the {price.committed_mbps} Mbps CDR at "
         f"{price.overage_per_mbps} per Mbps"
     )
+    if not period.start_ms <= rate.period.start_ms < rate.period.end_ms <= period.end_ms:
+        raise PricingError("usage.period", "the rate was measured outside the billing period")
     if rate.rank != nearest_rank(rate.ranked):
         raise PricingError("usage.rank", f"{rate.rank} is not ceil(0.95 x {rate.ranked})")
     charge = per_unit(over, price.overage_per_mbps, "Mbps", kind="overage", description=text)
@@ -142,7 +146,7 @@ def price(
             raise PricingError("usage", "a 95th-percentile model needs a RateMeasure")
         if limit_base is not None:
             raise PricingError("limitBase", "a 95th-percentile model's allowance is its CDR")
-        usage_charges, rule = _rate_charges(model.usage, usage)
+        usage_charges, rule = _rate_charges(model.usage, usage, period)
         quantity, unit, allowance = usage.rate_mbps, "Mbps", Fraction(model.usage.committed_mbps)
         inputs = Inputs(rate=usage, sources=tuple(sources))
     else:

@@ -276,6 +276,10 @@ def test_a_rate_model_refuses_a_volume_and_a_measure_of_another_mode() -> None:
     with pytest.raises(PricingError, match="a volume model needs a Volume"):
         price(CostModel(), measure, period=TWENTY)
     same = CostModel(usage=Percentile95(Decimal(1), Decimal(1)))
+    with pytest.raises(PricingError, match=r"usage\.period: the rate was measured outside"):
+        price(same, measure, period=Period(0, 10 * W))
+    with pytest.raises(PricingError, match="mode: 'in' is not one of max_of_directions"):
+        measure_rate([], TWENTY, "in")  # type: ignore[arg-type]
     with pytest.raises(PricingError, match="limitBase: a 95th-percentile model's allowance"):
         price(same, measure, period=TWENTY, limit_base=10**12)
 
