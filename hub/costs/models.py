@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, get_args
 
 import msgspec
 
@@ -58,6 +58,11 @@ _STRUCT: Final[dict[str, Any]] = {
 def _non_negative(value: object, where: str) -> None:
     if exact(value, where) < 0:
         raise PricingError(where, f"{value} is negative")
+
+
+def _one_of(value: object, allowed: tuple[str, ...], where: str) -> None:
+    if value not in allowed:
+        raise PricingError(where, f"{value!r} is not one of {', '.join(allowed)}")
 
 
 def _positive(value: object, where: str) -> None:
@@ -103,6 +108,7 @@ class Tiered(msgspec.Struct, tag="tiered", tag_field="type", **_STRUCT):
     tiers: list[Tier]
 
     def __post_init__(self) -> None:
+        _one_of(self.mode, ("graduated", "volume"), "mode")
         if not self.tiers:
             raise PricingError("tiers", "at least one tier is needed")
         previous = Decimal(0)
@@ -154,6 +160,7 @@ class Percentile95(msgspec.Struct, tag="percentile95", tag_field="type", **_STRU
     direction: DirectionMode = "max_of_directions"
 
     def __post_init__(self) -> None:
+        _one_of(self.direction, get_args(DirectionMode), "direction")
         _non_negative(self.committed_mbps, "committedMbps")
         _non_negative(self.overage_per_mbps, "overagePerMbps")
 
@@ -177,6 +184,7 @@ class CostModel(msgspec.Struct, **_STRUCT):
     name: str = ""
 
     def __post_init__(self) -> None:
+        _one_of(self.billing_period, get_args(BillingPeriod), "billingPeriod")
         _non_negative(self.base_cost, "baseCost")
         _non_negative(self.included, "included")
         if self.included and isinstance(self.usage, Overage | Percentile95):
@@ -198,8 +206,7 @@ def plan_model(
     A NULL ``base_cost`` is no base cost; a NULL ``overage_rate`` is no
     overage charge (the base cost only).
     """
-    if billing_period not in ("monthly", "yearly"):
-        raise PricingError("billingPeriod", f"{billing_period!r} is not monthly or yearly")
+    _one_of(billing_period, get_args(BillingPeriod), "billingPeriod")
     return CostModel(
         billing_period=billing_period,  # type: ignore[arg-type]  # checked just above
         base_cost=Decimal(0) if base_cost is None else base_cost,

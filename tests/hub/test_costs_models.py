@@ -110,6 +110,8 @@ def test_not_json_is_refused() -> None:
         (lambda: Overage(rate=Decimal("-1")), "rate"),
         (lambda: Package(size=Decimal(0), price=Decimal(1)), "size"),
         (lambda: CostModel(base_cost=True), "baseCost"),  # type: ignore[arg-type]
+        (lambda: CostModel(billing_period="daily"), "billingPeriod"),  # type: ignore[arg-type]
+        (lambda: Tiered("stepped", [Tier()]), "mode"),  # type: ignore[arg-type]
         (
             lambda: Tiered("graduated", [Tier(Decimal(5), unit_price=0.5), Tier()]),  # type: ignore[arg-type]
             "tiers[0].unitPrice",

@@ -201,7 +201,7 @@ def test_cost_model_rows_become_models() -> None:
     plan = plan_model("yearly", D("499.00"), D("0.0200"), name="Business")
     assert plan == CostModel("yearly", D("499.00"), usage=Overage(D("0.0200")), name="Business")
     assert plan_model("monthly", None, None) == CostModel()  # NULLs: nothing charged
-    with pytest.raises(PricingError, match="billingPeriod: 'weekly' is not monthly or yearly"):
+    with pytest.raises(PricingError, match="billingPeriod: 'weekly' is not one of monthly, yearly"):
         plan_model("weekly", D(1), D(1))
     assert catalog_model(D("0.1000")).usage == PerUnit(D("0.1000"))
     assert catalog_model(None).usage is None
