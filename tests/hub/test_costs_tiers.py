@@ -291,3 +291,20 @@ def test_a_currency_without_decimals_rounds_to_whole_units() -> None:
     assert bill.currency == "JPY"
     assert bill.total == D(3704)
     assert str(bill.total) == "3704"
+
+
+def test_the_example_in_docs_costs_md_runs_and_gives_its_total() -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "costs.md").read_text()
+    example = text.split("```python\n", 1)[1].split("```", 1)[0]
+    scope: dict[str, object] = {"at_ms": MARCH.start_ms}
+    exec(example, scope)
+    bill = scope["bill"]
+    assert isinstance(bill, Breakdown)
+    assert bill.total == D("53.51")  # as the example's comment says
+
+
+def test_the_callers_sources_are_kept_on_the_breakdown() -> None:
+    bill = _bill(CostModel(usage=PerUnit(D(1))), GB, sources=["usage_aggregates:42"])
+    assert bill.inputs.sources == ("usage_aggregates:42",)
