@@ -9,6 +9,11 @@ from typing import Any
 import anyio
 import asyncpg  # type: ignore[import-untyped]
 
+from protocol import UsageReading
+
+#: when the minute-long readings of :func:`minute_reading` start
+T0 = 1_764_000_000_000  # 2025-11-24T16:00:00Z
+
 
 async def until(check: Callable[[], Awaitable[bool] | bool], interval: float = 0.02) -> None:
     """Poll ``check`` until it is true; the caller bounds the wait with ``fail_after``."""
@@ -28,6 +33,21 @@ async def wait_for(conn: asyncpg.Connection, sql: str, expected: Any, *args: Any
         return bool(await conn.fetchval(sql, *args) == expected)
 
     await until(check)
+
+
+def minute_reading(key: str, i: int, value: int, **extra: Any) -> UsageReading:
+    """Reading ``i`` of resource ``key``: ``value`` bytes over the ``i``-th minute after T0."""
+    customer, rtype = key.split("/")[:2]
+    return UsageReading(
+        customer_id=customer,
+        resource_type=rtype,
+        resource_key=key,
+        value=value,
+        unit="byte",
+        start_ms=T0 + i * 60_000,
+        end_ms=T0 + (i + 1) * 60_000,
+        **extra,
+    )
 
 
 def event(customer: str, value: str, unit: str = "GB", **extra: Any) -> dict[str, Any]:
@@ -50,3 +70,24 @@ def sample(metrics: Any, name: str, **labels: str) -> float:
     """
     value = metrics.registry.get_sample_value(name, labels or None)
     return 0.0 if value is None else float(value)
+
+
+async def migrate_before(conn: asyncpg.Connection, version: int) -> None:
+    """Apply and record the migrations older than ``version``: a database as a hub of
+    that time left it, for testing what migration ``version`` does with its rows."""
+    from hub.storage.migrate import load_migrations
+
+    await conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+        "name TEXT NOT NULL, checksum TEXT NOT NULL, "
+        "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+    )
+    for m in load_migrations():
+        if m.version < version:
+            await conn.execute(m.sql)
+            await conn.execute(
+                "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+                m.version,
+                m.name,
+                m.checksum,
+            )
