@@ -31,35 +31,23 @@ checkpointed interval, after them).
 
 from __future__ import annotations
 
-import msgspec
 import structlog
 
 from protocol import DecodeError, KafkaRecord, UsageGap, UsageReading, decode_record, encode_event
-from protocol._events import Direction
 
 from ._exceptions import BufferFullError, BufferWriteError, DiskBufferError
 from .buffer import DiskBuffer
+from .gapstore import GapJournal, JournalEntry, ResourceKey
 from .metrics import AgentMetrics
 
 __all__ = ["BufferSink", "ResourceKey"]
 
 log = structlog.get_logger("edge_agent.sink")
 
-GAP_DETAIL = "readings the agent measured but its disk buffer could not keep (full or not writable)"
-
-
-class ResourceKey(msgspec.Struct, frozen=True):
-    """Everything a gap for a lost reading repeats from it, besides its span."""
-
-    ce_source: str
-    customer_id: str
-    resource_type: str
-    resource_key: str
-    source: str
-    tenant_id: str | None
-    device: str | None
-    interface: str | None
-    direction: Direction | None
+GAP_DETAIL = (
+    "readings the agent measured but could not deliver"
+    " (its disk buffer was full, not writable or corrupt, or Kafka refused them)"
+)
 
 
 def _add_span(spans: list[tuple[int, int]], start: int, end: int) -> None:
@@ -76,11 +64,22 @@ def _add_span(spans: list[tuple[int, int]], start: int, end: int) -> None:
 
 
 class BufferSink:
-    """The poller's sink: appends to ``buffer`` and turns what it could not keep into gaps."""
+    """The poller's sink: appends to ``buffer`` and turns what it could not keep into gaps.
 
-    def __init__(self, buffer: DiskBuffer, *, metrics: AgentMetrics | None = None) -> None:
+    With a ``journal`` the gaps waiting to be written survive a crash: what it
+    holds is loaded here (and a drop the crash interrupted is completed).
+    """
+
+    def __init__(
+        self,
+        buffer: DiskBuffer,
+        *,
+        metrics: AgentMetrics | None = None,
+        journal: GapJournal | None = None,
+    ) -> None:
         self.buffer = buffer
         self.metrics = metrics
+        self.journal = journal
         #: lost spans per resource, sorted and disjoint, not yet written as gaps
         self.spans: dict[ResourceKey, list[tuple[int, int]]] = {}
         #: lost records appended again as they were (gaps of other reasons)
@@ -91,15 +90,73 @@ class BufferSink:
         self.lost_at_flush = 0
         #: whether the last write failed (until one succeeds again)
         self.failing = False
+        #: pending gaps are held back because the buffer has no room for them
+        self.holding = False
+        #: spans and records recovered from the journal at start
+        self.recovered = 0
         buffer.on_drop = self.remember
+        if journal is not None:
+            self._recover(journal.open())
+
+    def _recover(self, entries: list[JournalEntry]) -> None:
+        upto = 0
+        for entry in entries:
+            for key, start, end in entry.spans:
+                _add_span(self.spans.setdefault(key, []), start, end)
+            self._again += entry.again
+            upto = max(upto, entry.dropped_upto)
+        completed = self.buffer.ack(upto) if upto > self.buffer.acked else 0
+        self.recovered = self.unreported_spans
+        if self.recovered or completed:
+            log.warning(
+                "buffer_gaps_recovered",
+                directory=str(self.buffer.directory),
+                spans=self.recovered,
+                drops_completed=completed,
+            )
+            if self.metrics:
+                self.metrics.buffer_gaps_recovered.inc(self.recovered)
+        self._persist()  # one compact frame for what was recovered
 
     @property
     def unreported_spans(self) -> int:
         """Lost spans (and records to append again) not yet written to the buffer."""
         return sum(len(s) for s in self.spans.values()) + len(self._again)
 
+    def _state(self) -> JournalEntry:
+        return JournalEntry(
+            spans=[(key, s, e) for key, spans in self.spans.items() for s, e in spans],
+            again=list(self._again),
+            dropped_upto=self.buffer.acked,
+        )
+
+    def _persist(self) -> None:
+        if self.journal is not None:
+            self.journal.rewrite(self._state())
+
+    def sync(self) -> None:
+        """Make the buffer and the journal durable (before the poller's checkpoint)."""
+        self.buffer.sync()
+        if self.journal is not None:
+            self.journal.sync()
+
     async def __call__(self, records: list[KafkaRecord]) -> None:
-        gaps = self._take()
+        gaps: list[KafkaRecord] = []
+        if self.unreported_spans:
+            pending = self._gap_records()
+            if self.buffer.fits(self.buffer.frame_bytes(pending + records)):
+                gaps = self._take(pending)
+            elif not self.holding:
+                # writing them now would only make the buffer drop more: while drops go
+                # on the spans keep growing, one per resource, until there is room
+                self.holding = True
+                log.warning(
+                    "buffer_gaps_held",
+                    directory=str(self.buffer.directory),
+                    unreported_spans=self.unreported_spans,
+                )
+            if not gaps and self.metrics:
+                self.metrics.buffer_gaps_held.inc()
         batch = gaps + records
         try:
             await self.buffer.put(batch)
@@ -122,6 +179,17 @@ class BufferSink:
                 write_errors_total=self.write_errors,
             )
             return
+        finally:
+            if gaps:
+                self._persist()  # the gaps written leave the journal, whatever is left stays
+        if gaps:
+            self.holding = False
+            log.info(
+                "buffer_gaps_written",
+                directory=str(self.buffer.directory),
+                gaps=len(gaps),
+                unreported_spans=self.unreported_spans,
+            )
         if self.failing:
             self.failing = False
             log.info(
@@ -133,17 +201,27 @@ class BufferSink:
     def flush(self) -> None:
         """Write the gaps still waiting now, without waiting for space (at shutdown).
 
-        What cannot be written is logged with its spans (``buffer_gaps_lost``) and
-        counted in ``lost_at_flush``: nothing is left to report it later.
+        What cannot be written stays in the journal for the next start
+        (``buffer_gaps_deferred``); without a journal it is logged with its event
+        ids (``buffer_gaps_lost``) and counted in ``lost_at_flush``.
         """
-        gaps = self._take()
-        if not gaps:
+        if not self.unreported_spans:
             return
+        gaps = self._take(self._gap_records())
         try:
             self.buffer.append_nowait(gaps)
         except DiskBufferError as exc:  # full (``block``) or not writable
             written = len(exc.written) if isinstance(exc, BufferWriteError | BufferFullError) else 0
             lost = gaps[written:]
+            if self.journal is not None and not self.journal.stale:
+                self.remember(lost)
+                log.warning(
+                    "buffer_gaps_deferred",
+                    directory=str(self.buffer.directory),
+                    error=str(exc),
+                    deferred=len(lost),
+                )
+                return
             self.lost_at_flush += len(lost)
             log.error(
                 "buffer_gaps_lost",
@@ -152,15 +230,26 @@ class BufferSink:
                 lost=len(lost),
                 event_ids=[r.event_id for r in lost],
             )
+        self._persist()
 
-    def remember(self, records: list[KafkaRecord]) -> None:
-        """Note records the buffer did not keep, so they are reported with the next write."""
+    def refused(self, records: list[KafkaRecord]) -> None:
+        """Records Kafka refused for good (dead-lettered): their readings' spans become gaps.
+
+        Gaps among them are not written again: Kafka would refuse them as well.
+        """
+        self.remember(records, readings_only=True)
+
+    def remember(self, records: list[KafkaRecord], *, readings_only: bool = False) -> None:
+        """Note records the buffer did not keep, so they are reported with a later write."""
+        change = JournalEntry(dropped_upto=self.buffer.acked)
         for record in records:
             try:
                 event = decode_record(record.value, record.headers)
             except DecodeError:
                 continue  # not an event of ours: its drop is logged and counted by the buffer
             data = event.data
+            if readings_only and not isinstance(data, UsageReading):
+                continue  # in the dead-letter file, logged and counted there
             if isinstance(data, UsageReading) or (
                 isinstance(data, UsageGap) and data.reason == "buffer_full"
             ):
@@ -176,12 +265,16 @@ class BufferSink:
                     data.direction,
                 )
                 _add_span(self.spans.setdefault(key, []), data.start_ms, data.end_ms)
+                change.spans.append((key, data.start_ms, data.end_ms))
             else:
                 self._again.append(record)
+                change.again.append(record)
+        if self.journal is not None and (change.spans or change.again):
+            self.journal.append(change, self._state())
 
-    def _take(self) -> list[KafkaRecord]:
+    def _gap_records(self) -> list[KafkaRecord]:
         """The gap records for every remembered span (and the records to append again)."""
-        out, self._again = self._again, []
+        out = list(self._again)
         for key, spans in self.spans.items():
             for start, end in spans:
                 gap = UsageGap(
@@ -199,7 +292,12 @@ class BufferSink:
                     detail=GAP_DETAIL,
                 )
                 out.append(encode_event(gap, source=key.ce_source))
-                if self.metrics:
-                    self.metrics.gaps.labels("buffer_full").inc()
-        self.spans = {}
         return out
+
+    def _take(self, records: list[KafkaRecord]) -> list[KafkaRecord]:
+        """Hand over ``records`` (from :meth:`_gap_records`): forget the spans, count the gaps."""
+        if self.metrics:
+            self.metrics.gaps.labels("buffer_full").inc(len(records) - len(self._again))
+        self.spans = {}
+        self._again = []
+        return records
