@@ -1,15 +1,21 @@
 """Between the poller and the disk buffer: what the buffer could not keep still reaches the hub.
 
-Readings are lost to the buffer in two ways: ``drop_oldest`` removes the oldest
-pending records when the buffer is at ``max_bytes``, and a write fails (a full
-filesystem, an I/O error). Either way the usage of those intervals is unknown
-to the hub, and a bill that silently lacks them looks complete. So
-:class:`BufferSink` remembers, per resource (customer, resource, device,
-interface, direction), the spans of the readings that were lost, merging
-contiguous ones, and appends one ``UsageGap`` (reason ``buffer_full``) per
-resource and span in front of the next batch it writes. The gap's span is
-exactly the lost readings' ``[start_ms, end_ms)``: with the readings that were
-kept, every interval is still covered once.
+Readings are lost to the buffer in several ways: ``drop_oldest`` removes the
+oldest pending records when the buffer is at ``max_bytes``, a write fails (a
+full filesystem, an I/O error), a frame turns out corrupt, or Kafka refuses a
+record for good (the forwarder dead-letters it). Either way the usage of those
+intervals is unknown to the hub, and a bill that silently lacks them looks
+complete. So :class:`BufferSink` remembers, per resource (customer, resource,
+device, interface, direction), the spans of the readings that were lost,
+merging contiguous ones, and writes one ``UsageGap`` (reason ``buffer_full``)
+per resource and span in front of a later batch. The gap's span is exactly the
+lost readings' ``[start_ms, end_ms)``: with the readings that were kept, every
+interval is still covered once.
+
+Gaps are written only as far as they fit beside the batch without making the
+buffer drop: while it stays full (a long broker outage) they are held
+(``buffer_gaps_held``) and each resource's span keeps growing, so the whole
+spell becomes one gap per resource once Kafka has made room.
 
 A record dropped while the forwarder is sending it counts as lost only if
 Kafka did not acknowledge it (:meth:`DiskBuffer.settle`). A gap that is lost
@@ -23,13 +29,15 @@ polling, and the first write that succeeds afterwards is logged as
 by the buffer (``buffer_full_dropped_oldest``,
 ``resmon_agent_buffer_dropped_total``).
 
-The spans are kept in memory. When the agent stops they are written as gaps
-before the buffer closes (:meth:`BufferSink.flush`); a crash while some are
-waiting loses them (the restart's own ``agent_restart`` gap starts at the last
-checkpointed interval, after them).
+The spans are kept in memory and, with a :class:`~edge_agent.gapstore.GapJournal`,
+journaled in reserved space, so a crash does not lose them: the next start
+reads them back. When the agent stops they are written as gaps before the
+buffer closes (:meth:`BufferSink.flush`).
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import structlog
 
@@ -143,20 +151,29 @@ class BufferSink:
     async def __call__(self, records: list[KafkaRecord]) -> None:
         gaps: list[KafkaRecord] = []
         if self.unreported_spans:
+            # only what fits beside the readings: writing more would make the buffer
+            # drop more, and while drops go on the spans keep growing instead, one
+            # per resource, until there is room
             pending = self._gap_records()
-            if self.buffer.fits(self.buffer.frame_bytes(pending + records)):
-                gaps = self._take(pending)
-            elif not self.holding:
-                # writing them now would only make the buffer drop more: while drops go
-                # on the spans keep growing, one per resource, until there is room
-                self.holding = True
-                log.warning(
-                    "buffer_gaps_held",
-                    directory=str(self.buffer.directory),
-                    unreported_spans=self.unreported_spans,
-                )
-            if not gaps and self.metrics:
-                self.metrics.buffer_gaps_held.inc()
+            room = self.buffer.config.max_bytes - self.buffer.pending_bytes
+            room -= self.buffer.frame_bytes(records)
+            chosen: list[_Waiting] = []
+            for item in pending:
+                room -= self.buffer.frame_bytes([item.record])
+                if room < 0:
+                    break
+                chosen.append(item)
+            gaps = self._take(chosen)
+            if len(chosen) < len(pending):
+                if self.metrics:
+                    self.metrics.buffer_gaps_held.inc()
+                if not self.holding:
+                    self.holding = True
+                    log.warning(
+                        "buffer_gaps_held",
+                        directory=str(self.buffer.directory),
+                        unreported_spans=self.unreported_spans,
+                    )
         batch = gaps + records
         try:
             await self.buffer.put(batch)
@@ -183,7 +200,7 @@ class BufferSink:
             if gaps:
                 self._persist()  # the gaps written leave the journal, whatever is left stays
         if gaps:
-            self.holding = False
+            self.holding = self.holding and self.unreported_spans > 0
             log.info(
                 "buffer_gaps_written",
                 directory=str(self.buffer.directory),
@@ -272,9 +289,9 @@ class BufferSink:
         if self.journal is not None and (change.spans or change.again):
             self.journal.append(change, self._state())
 
-    def _gap_records(self) -> list[KafkaRecord]:
-        """The gap records for every remembered span (and the records to append again)."""
-        out = list(self._again)
+    def _gap_records(self) -> list[_Waiting]:
+        """A gap record for every remembered span (and the records to append again)."""
+        out = [_Waiting(None, None, record) for record in self._again]
         for key, spans in self.spans.items():
             for start, end in spans:
                 gap = UsageGap(
@@ -291,13 +308,27 @@ class BufferSink:
                     direction=key.direction,
                     detail=GAP_DETAIL,
                 )
-                out.append(encode_event(gap, source=key.ce_source))
+                out.append(_Waiting(key, (start, end), encode_event(gap, source=key.ce_source)))
         return out
 
-    def _take(self, records: list[KafkaRecord]) -> list[KafkaRecord]:
-        """Hand over ``records`` (from :meth:`_gap_records`): forget the spans, count the gaps."""
+    def _take(self, chosen: list[_Waiting]) -> list[KafkaRecord]:
+        """Hand over the ``chosen`` waiting records: forget their spans, count the gaps."""
+        for item in chosen:
+            if item.key is None:
+                self._again.remove(item.record)
+                continue
+            spans = self.spans[item.key]
+            spans.remove(item.span)  # type: ignore[arg-type]
+            if not spans:
+                del self.spans[item.key]
         if self.metrics:
-            self.metrics.gaps.labels("buffer_full").inc(len(records) - len(self._again))
-        self.spans = {}
-        self._again = []
-        return records
+            self.metrics.gaps.labels("buffer_full").inc(sum(i.key is not None for i in chosen))
+        return [item.record for item in chosen]
+
+
+class _Waiting(NamedTuple):
+    """A record waiting to be written: a gap for ``key``'s ``span``, or one to append again."""
+
+    key: ResourceKey | None
+    span: tuple[int, int] | None
+    record: KafkaRecord

@@ -447,3 +447,41 @@ async def test_a_crash_between_noting_a_drop_and_recording_it_neither_loses_nor_
         spans += [s for k, ss in again.spans.items() for s in ss if resource_of(k) == resource]
         assert_covered_once(spans, T0, T0 + i * STEP)
     reopened.close()
+
+
+@pytest.mark.anyio
+async def test_held_gaps_go_out_as_far_as_room_allows_and_never_push_out_readings(
+    tmp_path: Path,
+) -> None:
+    with DiskBuffer.open(buffer_config(tmp_path, max_bytes=4096)) as buffer:
+        sink = BufferSink(buffer)
+        i = 0
+        while buffer.dropped < 10 * len(RESOURCES):  # a long full spell
+            await sink(cycle(i))
+            i += 1
+        assert sink.unreported_spans == len(RESOURCES)
+        first_gap = buffer.frame_bytes([sink._gap_records()[0].record])
+        delivered: list[KafkaRecord] = []
+        # Kafka takes just enough for the next cycle and one gap, not for all three
+        while buffer.config.max_bytes - buffer.pending_bytes < (
+            buffer.frame_bytes(cycle(i)) + first_gap
+        ):
+            (oldest,) = buffer.peek(1)
+            delivered.append(oldest.record)
+            buffer.ack(oldest.seq)
+        dropped = buffer.dropped
+        await sink(cycle(i))
+        i += 1
+        assert buffer.dropped == dropped  # the gaps written made no room for themselves
+        assert 0 < sink.unreported_spans < len(RESOURCES)  # some out, the rest still held
+        assert sink.holding
+        delivered += drain(buffer)
+        await sink(cycle(i))  # plenty of room now: the rest goes out
+        i += 1
+        assert sink.unreported_spans == 0
+        assert not sink.holding
+        reached = events(delivered + pending(buffer))
+        for resource in RESOURCES:
+            mine = [e for e in reached if resource_of(e) == resource]
+            assert len([e for e in mine if isinstance(e, UsageGap)]) == 1
+            assert_covered_once([(e.start_ms, e.end_ms) for e in mine], T0, T0 + i * STEP)
