@@ -169,6 +169,7 @@ async def _housekeeping(agent: RunningAgent) -> None:
         try:
             _refresh_gauges(agent)
         except Exception as exc:  # reading the oldest record's time: the gauges wait
+            agent.metrics.housekeeping_errors.inc()
             log.warning("gauges_refresh_failed", error=f"{type(exc).__name__}: {exc}")
 
 

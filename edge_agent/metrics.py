@@ -100,6 +100,11 @@ class AgentMetrics:
             "Buffer syncs (fsync) that failed in housekeeping; retried",
             registry=r,
         )
+        self.housekeeping_errors = Counter(
+            "resmon_agent_housekeeping_errors",
+            "Gauge refreshes in housekeeping that failed (retried at the next period)",
+            registry=r,
+        )
         self.buffer_blocks = Counter(
             "resmon_agent_buffer_blocks",
             "Writes that waited for room in a full buffer (when_full: block)",
