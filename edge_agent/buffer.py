@@ -480,7 +480,7 @@ class DiskBuffer:
         self._blocking -= 1
         if self._blocking == 0:
             self._blocked_done += now - self._blocked_since
-        log.info(
+        log.warning(  # polling was held up: as loud as the start of the wait
             "buffer_full_unblocked",
             directory=str(self.directory),
             seconds=round(now - blocked_at, 3),
