@@ -423,3 +423,62 @@ async def test_spans_still_waiting_when_the_agent_stops_are_written_as_gaps_befo
     assert len(gaps) == 2
     everything = sender.events() + [e for e in pending if isinstance(e, UsageReading | UsageGap)]
     assert len(assert_timeline_exact(everything, "ge-0")) == 2
+
+
+@pytest.mark.anyio
+async def test_a_failing_fsync_in_housekeeping_is_logged_counted_retried_and_not_the_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import structlog
+
+    real_fsync = os.fsync
+    faults = {"failing": False, "injected": 0}
+
+    def fsync(fd: int) -> None:
+        if faults["failing"]:
+            faults["injected"] += 1
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real_fsync(fd)
+
+    monkeypatch.setattr("edge_agent.buffer.os.fsync", fsync)
+    clock = ManualClock()
+    routers = {"r1": FakeRouter({"ge-0": "CUST:acme"})}
+    config = config_from_dict(
+        {
+            "agent_id": "fsync",
+            "interval": 0.3,
+            "jitter": 0,
+            "targets": [{"name": "r1", "host": "192.0.2.1", "community": "x"}],
+            "buffer": {
+                "directory": str(tmp_path / "buffer"),
+                "fsync": "interval",
+                "fsync_interval_ms": 20,
+            },
+            "http": {"enabled": False},
+        }
+    )
+    sender = RecordingSender()
+    sender.down = True  # records stay in the buffer: there is always something to sync
+    with structlog.testing.capture_logs() as logs, anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            agent = await start_agent(tg, config, routers, clock, sender)
+            await step(agent, clock, routers)
+            faults["failing"] = True
+            while faults["injected"] < 6:
+                await step(agent, clock, routers)  # polling goes on meanwhile
+            cycles = agent.poller.cycles
+            await step(agent, clock, routers)
+            assert agent.poller.cycles > cycles
+            faults["failing"] = False
+            await step(agent, clock, routers)
+            errors = agent.metrics.buffer_sync_errors._value.get()
+            await step(agent, clock, routers)
+            await step(agent, clock, routers)
+            assert agent.metrics.buffer_sync_errors._value.get() == errors  # retried, and fine
+            agent.buffer.sync_if_due()
+            tg.cancel_scope.cancel()
+    failed = [e for e in logs if e["event"] == "buffer_sync_failed"]
+    assert len(failed) >= 3
+    assert "Input/output error" in failed[0]["error"]
+    assert agent.metrics.buffer_sync_errors._value.get() == len(failed)
+    assert not agent.buffer._dirty  # the records were made durable once fsync worked again
