@@ -41,7 +41,7 @@ from .metrics import AgentMetrics
 
 __all__ = ["GapJournal", "JournalEntry", "ResourceKey"]
 
-log = structlog.get_logger("edge_agent.gapstore")
+log = structlog.get_logger(component="edge_agent.gapstore")
 
 _FILE_HEADER: Final = struct.Struct("<QI")
 _FRAME_HEADER: Final = struct.Struct("<II")

