@@ -32,14 +32,14 @@ twice even if the Kafka commit was lost.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import time
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import anyio
 import asyncpg  # type: ignore[import-untyped]
+import msgspec
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import IllegalStateError, KafkaError
@@ -47,11 +47,7 @@ from anyio.abc import TaskStatus
 
 from protocol import (
     RESOURCE_BASE_UNIT,
-    DecodedEvent,
-    DecodeError,
-    UsageGap,
     UsageReading,
-    decode_record,
     encode_event,
 )
 
@@ -59,7 +55,6 @@ from ._exceptions import (
     FatalError,
     FencedError,
     HubError,
-    NotFoundError,
     StorageError,
     broker_errors,
     storage_errors,
@@ -67,26 +62,21 @@ from ._exceptions import (
 from .actors import Outcome, Registry
 from .alerts.records import (
     AlertRecord,
-    alert_record,
     display_unit,
     event_type,
     percentage,
     to_event,
     to_unit,
 )
-from .calendar import first_day
 from .config import HubConfig
+from .intake import Claimable, Decoded, WritePlan, claimable, decode_batch, end_ms, plan_writes
 from .metrics import HubMetrics
 from .outbox import Outbox, OutboxBatch, OutboxEvent, insert_outbox
-from .storage.aggregates import AggregateInput, Bucketer, write_aggregates
+from .storage.aggregates import Bucketer, write_aggregates
 from .storage.batch import (
-    DeadLetter,
     OffsetMove,
-    ReadingRow,
-    TotalRow,
     advance_offsets,
     claim_events,
-    event_key,
     legacy_cutover_ms,
     reset_offset,
     stored_offsets,
@@ -94,7 +84,6 @@ from .storage.batch import (
 )
 from .storage.current import CachedUsage, now_ms
 from .storage.partitions import ensure_partitions, retention_horizon_ms, storage_month
-from .validation import validate_event_id, validate_event_source, validate_reading
 
 __all__ = ["UsageConsumer"]
 
@@ -105,9 +94,27 @@ _log = structlog.get_logger(component="hub.consumer")
 _COMMIT_S = 5.0
 
 
-def _end_ms(ev: DecodedEvent) -> int:
-    """The interval end of an event already checked to be a reading or a gap."""
-    return cast("UsageReading | UsageGap", ev.data).end_ms
+class _Stages:
+    """Wall seconds per named stage of one batch, added to ``totals`` (what limits throughput)."""
+
+    __slots__ = ("mark", "started", "totals")
+
+    def __init__(self, totals: dict[str, float]) -> None:
+        self.totals = totals
+        self.started = self.mark = time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        now = time.perf_counter()
+        self.totals[name] = self.totals.get(name, 0.0) + now - self.mark
+        self.mark = now
+
+
+class _Committed(msgspec.Struct):
+    """What a batch's transaction wrote, for the steps after the commit."""
+
+    plan: WritePlan
+    outcomes: list[Outcome]
+    outbox: tuple[int, OutboxBatch] | None
 
 
 def _halves(
@@ -426,233 +433,161 @@ class UsageConsumer:
         """Process one ``getmany`` batch (public for tests and benchmarks).
 
         ``refused`` names records (partition, offset) to dead-letter with the
-        given reason instead of applying them (see :meth:`apply`).
+        given reason instead of applying them (see :meth:`apply`). The steps:
+        decode and validate (:func:`~hub.intake.decode_batch`, pure), one copy
+        per identity (:func:`~hub.intake.claimable`, pure), the transaction
+        (:meth:`_transaction`, with the pure :func:`~hub.intake.plan_writes`
+        inside), then :meth:`_after_commit`.
         """
-        started = time.perf_counter()
-        events: list[tuple[int, Any, DecodedEvent]] = []
-        dead: list[DeadLetter] = []
-        offsets: dict[TopicPartition, int] = {}
-
-        def bury(partition: int, topic: str, rec: Any, reason: str) -> None:
-            dead.append(
-                DeadLetter(
-                    topic=topic,
-                    partition=partition,
-                    offset=rec.offset,
-                    reason=reason,
-                    key=rec.key,
-                    value=rec.value,
-                    headers=list(rec.headers or ()),
-                )
-            )
-
-        now = time.time_ns() // 1_000_000
-        for tp, records in batch.items():
-            for rec in records:
-                if refused and (why := refused.get((tp.partition, rec.offset))) is not None:
-                    bury(tp.partition, tp.topic, rec, why)
-                    continue
-                try:
-                    ev = decode_record(rec.value, list(rec.headers or ()))
-                except DecodeError as exc:
-                    bury(tp.partition, tp.topic, rec, f"undecodable: {exc}")
-                    continue
-                except Exception as exc:  # a decoder bug must not stop the partition
-                    _log.exception("decode_crashed", partition=tp.partition, offset=rec.offset)
-                    bury(tp.partition, tp.topic, rec, f"undecodable: {type(exc).__name__}: {exc}")
-                    continue
-                if not isinstance(ev.data, UsageReading | UsageGap):
-                    bury(tp.partition, tp.topic, rec, f"unexpected event type {ev.type!r}")
-                    continue
-                if (why := validate_event_id(ev.id)) is not None:
-                    bury(tp.partition, tp.topic, rec, f"invalid: event id {why}")
-                    continue
-                if (why := validate_event_source(ev.source)) is not None:
-                    bury(tp.partition, tp.topic, rec, f"invalid: event source {why}")
-                    continue
-                if (why := validate_reading(ev.data, now_ms=now)) is not None:
-                    bury(tp.partition, tp.topic, rec, f"invalid: {why}")
-                    continue
-                events.append((tp.partition, rec, ev))
-            if records:
-                offsets[tp] = records[-1].offset + 1
-
-        stages = self.stage_seconds
-        mark = started
-
-        def stage(name: str) -> None:
-            nonlocal mark
-            now = time.perf_counter()
-            stages[name] = stages.get(name, 0.0) + now - mark
-            mark = now
-
-        stage("decode")
-        # identity is (source, id): one copy of each within the batch goes on to be claimed
-        unique: dict[bytes, tuple[int, Any, DecodedEvent]] = {}
-        repeated: list[DecodedEvent] = []
-        for item in events:
-            ev = item[2]
-            if unique.setdefault(event_key(ev.source, ev.id), item) is not item:
-                repeated.append(ev)
-        duplicates = len(repeated)
-        horizon = retention_horizon_ms(self.config.retention_days)
-        for k, (p, rec, ev) in list(unique.items()):
-            if _end_ms(ev) < horizon:  # its month's dedup records may be dropped already
-                when = dt.datetime.fromtimestamp(horizon / 1000, dt.UTC).date()
-                bury(
-                    p,
-                    self.config.usage_topic,
-                    rec,
-                    f"expired: ends before {when}, the "
-                    f"retention horizon (RESMON_RETENTION_DAYS={self.config.retention_days})",
-                )
-                del unique[k]
-        months = {self._month(_end_ms(ev)) for _, _, ev in unique.values()}
+        stages = _Stages(self.stage_seconds)
+        decoded = decode_batch(batch, now_ms=time.time_ns() // 1_000_000, refused=refused)
+        stages("decode")
+        claim = claimable(
+            decoded,
+            topic=self.config.usage_topic,
+            horizon_ms=retention_horizon_ms(self.config.retention_days),
+            retention_days=self.config.retention_days,
+        )
+        months = {self._month(end_ms(item.event)) for item in claim.unique.values()}
         with storage_errors(self.config.database_address):
             await ensure_partitions(self.pool, months, self._months)
             if not self._legacy_read:
                 self._legacy_until = await legacy_cutover_ms(self.pool)
                 self._legacy_read = True
         results: dict[str, Outcome | Exception] = {}
-        alerts: list[AlertRecord] = []
-        applied = 0
-        gaps_written = 0
-        outbox: tuple[int, OutboxBatch] | None = None
         try:
             async with self.batch_lock:
-                held = self.assigned
-                if any(tp.partition not in held for tp in batch):
-                    # A rebalance took some of these partitions after they were fetched:
-                    # their new owner reads them from the offsets stored in PostgreSQL,
-                    # and so do we for the ones we kept. Applying them here would race
-                    # the new owner's actors and could overwrite its totals.
-                    kept = [tp for tp in batch if tp.partition in held and batch[tp]]
-                    with storage_errors(self.config.database_address):
-                        stored = await stored_offsets(
-                            self.pool, self.config.consumer_group, self.config.usage_topic
-                        )
-                    for tp in kept:  # never past a record we have not applied
-                        consumer.seek(tp, stored.get(tp.partition, batch[tp][0].offset))
-                        self.positions[tp.partition] = stored.get(tp.partition)
-                    _log.info(
-                        "batch_dropped_after_rebalance",
-                        revoked=sorted(tp.partition for tp in batch if tp.partition not in held),
-                        reread=sorted(tp.partition for tp in kept),
-                    )
+                if await self._dropped_after_rebalance(consumer, batch):
                     return
-                with storage_errors(self.config.database_address):
-                    async with self.pool.acquire() as conn, conn.transaction():
-                        stored = await advance_offsets(
-                            conn, self.config.consumer_group, self._moves(offsets)
-                        )
-                        stage("partitions+begin")
-                        fresh_keys = await claim_events(
-                            conn,
-                            [(k, ev.id, _end_ms(ev)) for k, (_, _, ev) in unique.items()],
-                            legacy_until_ms=self._legacy_until,
-                        )
-                        stage("dedup")
-                        fresh = [item for k, item in unique.items() if k in fresh_keys]
-                        if len(fresh) < len(unique):
-                            repeated.extend(
-                                item[2] for k, item in unique.items() if k not in fresh_keys
-                            )
-                        duplicates = len(repeated)
-                        readings = [
-                            (p, ev.data) for p, _, ev in fresh if isinstance(ev.data, UsageReading)
-                        ]
-                        results = await self.registry.apply(readings)
-                        stage("actors")
-                        outcomes = [r for r in results.values() if isinstance(r, Outcome)]
-                        poisoned = {
-                            id(reading): reason for o in outcomes for reading, reason in o.poisoned
-                        }
-                        rows: list[ReadingRow] = []
-                        aggregates: list[AggregateInput] = []
-                        partition_of: dict[str, int] = {}
-                        for p, rec, ev in fresh:
-                            data = ev.data
-                            if not isinstance(data, UsageReading):
-                                continue
-                            res = results[data.resource_key]
-                            partition_of[data.resource_key] = p
-                            if isinstance(res, NotFoundError):
-                                bury(p, self.config.usage_topic, rec, f"unprovisionable: {res}")
-                            elif isinstance(res, Exception):
-                                raise res
-                            elif (reason := poisoned.get(id(data))) is not None:
-                                bury(p, self.config.usage_topic, rec, f"actor refused: {reason}")
-                            else:
-                                rows.append(ReadingRow(res.resource_id, ev.id, data, ev.source))
-                                aggregates.append(
-                                    (res.resource_id, data, res.unit, res.cost_per_unit)
-                                )
-                        for o in outcomes:
-                            base = RESOURCE_BASE_UNIT.get(o.resource_type, "byte")
-                            alerts.extend(alert_record(o, c, base) for c in o.changes)
-                        gaps = [
-                            (ev.source, ev.id, ev.data)
-                            for _, _, ev in fresh
-                            if isinstance(ev.data, UsageGap)
-                        ]
-                        alert_ids = await write_batch(
-                            conn,
-                            group=self.config.consumer_group,
-                            readings=rows,
-                            gaps=gaps,
-                            dead=dead,
-                            totals=[
-                                TotalRow(
-                                    o.resource_id,
-                                    o.total,
-                                    first_day(o.period) if o.period >= 0 else None,
-                                    o.stats,
-                                    o.version,
-                                    partition_of.get(o.key, -1),
-                                    o.key,
-                                )
-                                for o in outcomes
-                            ],
-                            alerts=alerts,
-                        )
-                        # the totals are written: the actors now stand on the next version
-                        # (if the commit fails, the except below forgets them)
-                        self.registry.advance_versions(outcomes)
-                        stage("raw+totals+alerts")
-                        await write_aggregates(conn, aggregates, self._bucketer)
-                        stage("aggregates")
-                        batch_out = self._outbox_batch(outcomes, alerts, alert_ids, started)
-                        if batch_out.events or batch_out.usage:
-                            outbox = (await insert_outbox(conn, batch_out), batch_out)
-                        applied = len(rows)
-                        gaps_written = len(gaps)
-                        stage("outbox")
-                    stage("commit")
-                    self.positions.update(stored)
+                done = await self._transaction(decoded, claim, results, stages)
         except BaseException:
             if results:
                 with anyio.CancelScope(shield=True):
                     await self.registry.forget_keys(results)
             raise
+        await self._after_commit(consumer, decoded, claim, done, stages)
+
+    async def _dropped_after_rebalance(
+        self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[Any]]
+    ) -> bool:
+        """True (and the kept partitions sought back) if a rebalance took part of ``batch``.
+
+        Their new owner reads them from the offsets stored in PostgreSQL, and so
+        do we for the ones we kept: applying them here would race the new
+        owner's actors and could overwrite its totals.
+        """
+        held = self.assigned
+        if all(tp.partition in held for tp in batch):
+            return False
+        kept = [tp for tp in batch if tp.partition in held and batch[tp]]
+        with storage_errors(self.config.database_address):
+            stored = await stored_offsets(
+                self.pool, self.config.consumer_group, self.config.usage_topic
+            )
+        for tp in kept:  # never past a record we have not applied
+            consumer.seek(tp, stored.get(tp.partition, batch[tp][0].offset))
+            self.positions[tp.partition] = stored.get(tp.partition)
+        _log.info(
+            "batch_dropped_after_rebalance",
+            revoked=sorted(tp.partition for tp in batch if tp.partition not in held),
+            reread=sorted(tp.partition for tp in kept),
+        )
+        return True
+
+    async def _transaction(
+        self,
+        decoded: Decoded,
+        claim: Claimable,
+        results: dict[str, Outcome | Exception],
+        stages: _Stages,
+    ) -> _Committed:
+        """The batch's one transaction: offsets, claims, actors, every write, the outbox row.
+
+        ``results`` is filled with the actors' outcomes as soon as they exist,
+        so the caller can forget those actors if the transaction fails.
+        """
+        with storage_errors(self.config.database_address):
+            async with self.pool.acquire() as conn, conn.transaction():
+                stored = await advance_offsets(
+                    conn, self.config.consumer_group, self._moves(decoded.offsets)
+                )
+                stages("partitions+begin")
+                unique = claim.unique
+                fresh_keys = await claim_events(
+                    conn,
+                    [(k, item.event.id, end_ms(item.event)) for k, item in unique.items()],
+                    legacy_until_ms=self._legacy_until,
+                )
+                stages("dedup")
+                fresh = [item for k, item in unique.items() if k in fresh_keys]
+                claim.repeated.extend(
+                    item.event for k, item in unique.items() if k not in fresh_keys
+                )
+                results.update(
+                    await self.registry.apply(
+                        [
+                            (item.partition, item.event.data)
+                            for item in fresh
+                            if isinstance(item.event.data, UsageReading)
+                        ]
+                    )
+                )
+                stages("actors")
+                plan = plan_writes(fresh, results, decoded.dead, topic=self.config.usage_topic)
+                outcomes = [r for r in results.values() if isinstance(r, Outcome)]
+                alert_ids = await write_batch(
+                    conn,
+                    group=self.config.consumer_group,
+                    readings=plan.readings,
+                    gaps=plan.gaps,
+                    dead=decoded.dead,
+                    totals=plan.totals,
+                    alerts=plan.alerts,
+                )
+                # the totals are written: the actors now stand on the next version
+                # (if the commit fails, the caller forgets them)
+                self.registry.advance_versions(outcomes)
+                stages("raw+totals+alerts")
+                await write_aggregates(conn, plan.aggregates, self._bucketer)
+                stages("aggregates")
+                batch_out = self._outbox_batch(outcomes, plan.alerts, alert_ids, stages.started)
+                outbox = None
+                if batch_out.events or batch_out.usage:
+                    outbox = (await insert_outbox(conn, batch_out), batch_out)
+                stages("outbox")
+            stages("commit")
+            self.positions.update(stored)
+        return _Committed(plan, outcomes, outbox)
+
+    async def _after_commit(
+        self,
+        consumer: AIOKafkaConsumer,
+        decoded: Decoded,
+        claim: Claimable,
+        done: _Committed,
+        stages: _Stages,
+    ) -> None:
+        """Metrics and log lines, the Kafka offset commit, the outbox hand-off."""
         self.batches += 1
         m = self.metrics
-        m.batch_seconds.observe(time.perf_counter() - started)
-        m.readings.inc(applied)
-        m.duplicates.inc(duplicates)
-        if repeated:
+        plan = done.plan
+        m.batch_seconds.observe(time.perf_counter() - stages.started)
+        m.readings.inc(len(plan.readings))
+        m.duplicates.inc(len(claim.repeated))
+        if claim.repeated:
             _log.info(
                 "duplicates_dropped",
-                count=duplicates,
-                first=[f"{ev.source} {ev.id}" for ev in repeated[:3]],
+                count=len(claim.repeated),
+                first=[f"{ev.source} {ev.id}" for ev in claim.repeated[:3]],
             )
-        m.dead_letters.inc(len(dead))
-        m.gaps.inc(gaps_written)
+        m.dead_letters.inc(len(decoded.dead))
+        m.gaps.inc(len(plan.gaps))
         m.actors.set(len(self.registry))
-        for o in outcomes:
+        for o in done.outcomes:
             m.late.inc(o.late)
             if o.provisioned:
                 m.provisioned.inc()
-        for a in alerts:
+        for a in plan.alerts:
             m.alerts.labels(a.alert_type, a.status).inc()
             _log.info(
                 "alert",
@@ -662,7 +597,7 @@ class UsageConsumer:
                 current=str(a.current_value),
                 unit=a.unit,
             )
-        for d in dead:
+        for d in decoded.dead:
             _log.warning("dead_letter", partition=d.partition, offset=d.offset, reason=d.reason)
         try:
             # Shielded, and bounded: aiokafka commits in an inner task that a cancel
@@ -671,15 +606,15 @@ class UsageConsumer:
             with anyio.CancelScope(
                 shield=True, deadline=anyio.current_time() + _COMMIT_S
             ) as commit_scope:
-                await consumer.commit(offsets)
+                await consumer.commit(decoded.offsets)
             if commit_scope.cancelled_caught:
                 _log.warning("kafka_commit_failed", error=f"no answer in {_COMMIT_S:g} s")
         except KafkaError as exc:  # PostgreSQL holds the offsets; the next start seeks there
             _log.warning("kafka_commit_failed", error=str(exc))
-        stage("metrics")
-        if outbox is not None:
-            await self.outbox.submit(*outbox)
-        stage("kafka-commit+handoff")
+        stages("metrics")
+        if done.outbox is not None:
+            await self.outbox.submit(*done.outbox)
+        stages("kafka-commit+handoff")
 
     def _moves(self, offsets: dict[TopicPartition, int]) -> list[OffsetMove]:
         """The batch's offset moves, each from the offset this instance last saw stored.

@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaProducer
 
 from hub import HubConfig, RunningHub, migrate, provision_resource, run_hub
 from hub.storage.batch import event_key, legacy_cutover_ms
-from hub.storage.partitions import drop_expired_partitions, ensure_partitions, month_of
+from hub.storage.partitions import drop_expired_partitions, ensure_partitions, storage_month
 from protocol import UsageGap, UsageReading, encode_event
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
@@ -169,7 +169,7 @@ async def test_an_event_claimed_before_0019_and_replayed_after_it_counts_once(
         await migrate_before(conn, 19)
         pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
         try:
-            await ensure_partitions(pool, [month_of(counted.end_ms)], set())
+            await ensure_partitions(pool, [storage_month(counted.end_ms)], set())
         finally:
             await pool.close()
         await provision_resource(conn, f"c-{unique}", "bandwidth", None)
