@@ -40,3 +40,30 @@ def event(customer: str, value: str, unit: str = "GB", **extra: Any) -> dict[str
         "timestamp": "2026-11-20T10:00:00Z",
         **extra,
     }
+
+
+def counter(metrics: Any, name: str, labels: dict[str, str] | None = None) -> float:
+    """A counter of a hub's (or notifier's) registry; 0 when it was never incremented."""
+    return metrics.registry.get_sample_value(name, labels or {}) or 0.0
+
+
+async def send_reading(
+    producer: Any,
+    topic: str,
+    reading: Any,
+    *,
+    value: bytes | None = None,
+    headers: list[tuple[str, bytes | None]] | None = None,
+    partition: int | None = None,
+) -> None:
+    """Send ``reading`` as the agents do; ``value``/``headers`` replace its record's."""
+    from protocol import encode_event
+
+    record = encode_event(reading, source="urn:test")
+    await producer.send_and_wait(
+        topic,
+        value=record.value if value is None else value,
+        key=record.key,
+        headers=record.headers if headers is None else headers,
+        partition=partition,
+    )
