@@ -404,6 +404,10 @@ class UsageConsumer:
             for tp in mine:  # until the seek succeeds, their next batch is fenced again
                 self.positions.pop(tp.partition, None)
             await self.seek_to_stored(consumer, mine)
+            for tp in mine:  # no stored offset: nothing of it was applied, re-read the batch
+                if self.positions.get(tp.partition) is None and batch[tp]:
+                    with contextlib.suppress(IllegalStateError):
+                        consumer.seek(tp, batch[tp][0].offset)
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         cfg = self.config
