@@ -323,6 +323,9 @@ class UsageConsumer:
         #: looked (seek) or wrote (commit); None = no row yet. A batch commits only
         #: if PostgreSQL still holds it (see :func:`advance_offsets`).
         self.positions: dict[int, int | None] = {}
+        #: partition -> (position, time of the client's last answer) first seen past the
+        #: high watermark (see :meth:`_beyond_log_end`)
+        self._beyond: dict[TopicPartition, tuple[int, int]] = {}
         #: the Kafka client while :meth:`run` runs (tests inject faults through it)
         self.kafka: AIOKafkaConsumer | None = None
 
@@ -520,9 +523,14 @@ class UsageConsumer:
         A broker that answers a fetch past its log's end with no records and no
         error (the embedded one does) would leave the partition waiting until
         the log grew that long, skipping everything before. Nothing consumed
-        can lie past the high watermark, unless the log was reset.
+        can lie past the high watermark, unless the log was reset. The client
+        keeps the watermark of the last answer at its position, which after a
+        seek is the old position's: a partition counts only once an answer
+        came at the same position since it was first seen below (the client
+        stamps each answer's time).
         """
         out: dict[TopicPartition, tuple[int, int | None]] = {}
+        suspects, self._beyond = self._beyond, {}
         for tp in consumer.assignment():
             if tp in batch or tp.topic != self.config.usage_topic:
                 continue
@@ -530,8 +538,16 @@ class UsageConsumer:
             if high is None:
                 continue
             at = await _position(consumer, tp)
-            if at is not None and high < at:
+            if at is None or high >= at:
+                continue
+            answered = consumer.last_poll_timestamp(tp)
+            seen = suspects.get(tp)
+            if seen is not None and seen[0] == at and answered is not None and answered > seen[1]:
                 out[tp] = (at, high)
+            else:
+                self._beyond[tp] = (
+                    seen if seen is not None and seen[0] == at else (at, answered or 0)
+                )
         return out
 
     async def _position_reset(

@@ -355,3 +355,26 @@ async def test_an_outbox_row_that_does_not_decode_is_skipped_and_the_hub_stays_u
             await until(lambda: hub.consumer.outbox.delivered >= 1)
             assert await db.fetchval("SELECT count(*) FROM hub_outbox") == 1
             tg.cancel_scope.cancel()
+
+
+async def test_a_cache_entry_a_limit_change_cannot_drop_is_counted(
+    hub_config: HubConfig,
+    db: asyncpg.Connection,
+    unique: str,
+    own_redis: tuple[str, subprocess.Popen[bytes]],
+) -> None:
+    """A limit change retires the actor and drops the customer's cached usage; with Redis
+    gone the cached entry stays stale until its TTL: that is a failed side effect."""
+    url, redis = own_redis
+    hub_config = msgspec.structs.replace(hub_config, redis_url=url)
+    customer = f"cust-{unique}"
+    await provision_resource(db, customer, "bandwidth", None)
+    failures = "resmon_hub_side_effect_failures_total"
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            hub: RunningHub = await tg.start(run_hub, hub_config)
+            redis.terminate()
+            redis.wait(10)
+            await provision_resource(db, customer, "bandwidth", 10**9)  # NOTIFY
+            await until(lambda: counter(hub.metrics, failures, {"target": "redis"}) >= 1)
+            tg.cancel_scope.cancel()
