@@ -46,9 +46,10 @@ system-deps:  ## net-snmp tools (SNMP interop tests) and docker-compose (Compose
 demo: env  ## run the whole pipeline on this machine (embedded servers unless *_URL are set)
 	$(BIN)/resmon demo $(ARGS)
 
-lint: env  ## ruff lint + format check
+lint: env  ## ruff lint + format check + the hub's import layers (import-linter)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: env  ## mypy --strict on the packages
 	$(BIN)/mypy

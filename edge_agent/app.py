@@ -37,7 +37,7 @@ from .snmp import FastV2cClient, SnmpClient
 
 __all__ = ["RunningAgent", "run_agent"]
 
-log = structlog.get_logger("edge_agent.app")
+log = structlog.get_logger(component="edge_agent.app")
 
 
 class RunningAgent(msgspec.Struct, frozen=True):

@@ -67,7 +67,7 @@ _ACKED: Final = struct.Struct("<QI")
 _MAX_PAYLOAD: Final = 64 * 1024 * 1024
 _SEGMENT_GLOB: Final = "seg-*.log"
 
-log = structlog.get_logger("edge_agent.buffer")
+log = structlog.get_logger(component="edge_agent.buffer")
 
 
 class BufferedRecord(msgspec.Struct, frozen=True):

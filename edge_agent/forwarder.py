@@ -33,7 +33,7 @@ from .metrics import AgentMetrics
 
 __all__ = ["Forwarder", "KafkaSender", "Sender"]
 
-log = structlog.get_logger("edge_agent.forwarder")
+log = structlog.get_logger(component="edge_agent.forwarder")
 
 
 class Sender(Protocol):

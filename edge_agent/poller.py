@@ -61,7 +61,7 @@ from .snmp import CounterSample, SnmpClient
 
 __all__ = ["Poller", "TargetState"]
 
-log = structlog.get_logger("edge_agent.poller")
+log = structlog.get_logger(component="edge_agent.poller")
 
 Sink = Callable[[list[KafkaRecord]], Awaitable[Any]]
 

@@ -43,7 +43,7 @@ from .metrics import AgentMetrics
 
 __all__ = ["BufferSink", "ResourceKey"]
 
-log = structlog.get_logger("edge_agent.sink")
+log = structlog.get_logger(component="edge_agent.sink")
 
 GAP_DETAIL = "readings the agent measured but its disk buffer could not keep (full or not writable)"
 

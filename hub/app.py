@@ -36,7 +36,7 @@ from .storage.redis_cache import RedisCache
 
 __all__ = ["RunningHub", "run_hub"]
 
-_log = structlog.get_logger("hub")
+_log = structlog.get_logger(component="hub.app")
 
 
 async def _keep_session(_conn: asyncpg.Connection) -> None:
@@ -160,7 +160,7 @@ async def _serve_all(
         tg.start_soon(_retention, hub)
         await tg.start(hub.consumer.run)
         await tg.start(_watch_resource_changes, hub)
-        if config.notify is not None:  # issue 5: notifications, apart from the actors
+        if config.notify is not None:  # notifications run apart from the actors
             from .notify import run_notifier
 
             await tg.start(run_notifier, hub.pool, config.notify, hub.metrics.registry)

@@ -84,15 +84,16 @@ def migrate_cmd() -> None:
     """Apply pending database migrations (needs DATABASE_URL only); safe to run twice."""
     import os
 
+    from .config import check_database_url
     from .storage.migrate import migrate
 
     url = os.environ.get("DATABASE_URL", "").strip()
     if not url:
         raise click.ClickException("DATABASE_URL is not set")
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    address = f"{parts.hostname or 'localhost'}:{parts.port or 5432}"
+    try:
+        address = check_database_url(url)
+    except HubError as exc:
+        raise click.ClickException(str(exc)) from None
     try:
         applied = anyio.run(lambda: migrate(url, address=address))
     except HubError as exc:

@@ -1,28 +1,8 @@
 """The hub's configuration, read from the environment and validated at load.
 
-=========================  ==========================================  =====================
-variable                   meaning                                     default
-=========================  ==========================================  =====================
-DATABASE_URL               postgresql://user:pass@host:port/db         (required)
-REDIS_URL                  redis://host:port/db                        (required)
-KAFKA_BOOTSTRAP_SERVERS    host:port[,host:port...]                    (required)
-RESMON_HUB_HTTP            host:port the REST API listens on           127.0.0.1:8080
-RESMON_HUB_GROUP           Kafka consumer group                        resmon-hub
-RESMON_HUB_USAGE_TOPIC     topic of usage readings                     resource.usage.raw
-RESMON_HUB_ALERTS_TOPIC    topic alerts are published to               resource.alerts
-RESMON_WARNING_PERCENT     default warning threshold, % of the limit   80
-RESMON_CRITICAL_PERCENT    default critical threshold, % of the limit  95
-RESMON_HYSTERESIS_POINTS   resolve only below warning% minus this      5
-RESMON_BILLING_TZ          time zone billing months start in           UTC
-RESMON_HUB_SESSION_MS      Kafka group session timeout, milliseconds   10000
-RESMON_ANOMALY_WINDOW_H    anomaly history window (decay), hours       24
-RESMON_ANOMALY_Z           |z-score| above which a reading is anomalous 3
-RESMON_ANOMALY_MIN_POINTS  points needed before any anomaly verdict    10
-RESMON_FORECAST_CONFIDENCE confidence (0-1) a forecast alert needs     0.8
-RESMON_RETENTION_DAYS      raw rows + dedup ids kept (months dropped)  90
-RESMON_RESTART_BUDGET      actor restarts per minute before exiting    20
-RESMON_REDIS_PREFIX        prefix of the hub's Redis keys              resmon
-=========================  ==========================================  =====================
+The variables are the rows of :data:`HUB_VARS` (``resmon hub run --help``
+prints them as a table, defaults from :class:`HubConfig`); the notifier's are
+in :mod:`hub.notify.settings`.
 
 URLs keep their passwords in memory only: :func:`redact` is what gets logged.
 """
@@ -31,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -39,14 +19,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgspec
 
 from ._exceptions import ConfigError
-from .notify.settings import NotifyConfig  # issue 5: SMTP_* / TWILIO_* / SLACK_WEBHOOK_URL
+from .checks.thresholds import DEFAULT_CRITICAL_PERCENT, DEFAULT_HYSTERESIS, DEFAULT_WARNING_PERCENT
+from .env import Var, decimal, help_table, integer, number, read
+from .notify.settings import NotifyConfig
 
 if TYPE_CHECKING:
-    from .actors.actor import CheckSettings
+    from .checks.settings import CheckSettings
 
-__all__ = ["ENV_HELP", "HubConfig", "redact"]
-
-ENV_HELP: Final = __doc__.split("\n\n", 2)[1] if __doc__ else ""
+__all__ = ["ENV_HELP", "HUB_VARS", "HubConfig", "check_database_url", "redact"]
 
 
 def redact(url: str) -> str:
@@ -60,6 +40,18 @@ def redact(url: str) -> str:
     netloc = parts.netloc.rsplit("@", 1)[1]
     user = parts.username or ""
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+def check_database_url(url: str) -> str:
+    """``url`` if it is a PostgreSQL URL, else ConfigError naming DATABASE_URL; its host:port."""
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError(f"DATABASE_URL={redact(url)!r}: expected postgresql://user@host:port/db")
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigError(f"DATABASE_URL={redact(url)!r}: the port is not a number") from None
+    return f"{parts.hostname or 'localhost'}:{port or 5432}"
 
 
 def _host_port(value: str, variable: str, default_port: int | None = None) -> tuple[str, int]:
@@ -86,9 +78,9 @@ class HubConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     usage_topic: str = "resource.usage.raw"
     alerts_topic: str = "resource.alerts"
     usage_partitions: int = 8
-    warning_percent: Decimal = Decimal(80)
-    critical_percent: Decimal = Decimal(95)
-    hysteresis_points: Decimal = Decimal(5)
+    warning_percent: Decimal = DEFAULT_WARNING_PERCENT
+    critical_percent: Decimal = DEFAULT_CRITICAL_PERCENT
+    hysteresis_points: Decimal = DEFAULT_HYSTERESIS
     billing_tz: str = "UTC"
     #: worker tasks of the actor runtime; each owns the actors whose key hashes to it
     actor_shards: int = 8
@@ -118,16 +110,13 @@ class HubConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     restart_window_seconds: float = 60.0
     #: Redis key prefix (``{prefix}:usage:{customer}``)
     redis_prefix: str = "resmon"
-    #: issue 5: notification channels (hub.notify.settings); None = no notifier
+    #: notification channels (hub.notify.settings); None = no notifier
     notify: NotifyConfig | None = None
     #: Kafka client id and CloudEvents source of published alerts
     source: str = "urn:resmon:hub"
 
     def __post_init__(self) -> None:
-        if not self.database_url.startswith(("postgresql://", "postgres://")):
-            raise ConfigError(
-                f"DATABASE_URL={redact(self.database_url)!r}: expected postgresql://user@host:port/db"
-            )
+        check_database_url(self.database_url)
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(
                 f"REDIS_URL={redact(self.redis_url)!r}: expected redis://host:port/db"
@@ -149,14 +138,19 @@ class HubConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
             )
         if not 0 <= self.forecast_confidence <= 1:
             raise ConfigError("RESMON_FORECAST_CONFIDENCE must be between 0 and 1")
+        if not 1000 <= self.session_timeout_ms <= 600_000:
+            raise ConfigError(
+                f"RESMON_HUB_SESSION_MS={self.session_timeout_ms}: expected milliseconds, "
+                "1000-600000"
+            )
         if self.actor_shards < 1 or self.mailbox_size < 1 or self.usage_partitions < 1:
             raise ConfigError("actor_shards, mailbox_size and usage_partitions must be >= 1")
 
     def check_settings(self) -> CheckSettings:
         """The actors' check tunables."""
-        from .actors.actor import CheckSettings
         from .checks.anomaly import AnomalySettings
         from .checks.forecast import ForecastSettings
+        from .checks.settings import CheckSettings
         from .checks.thresholds import percent_to_bp
 
         return CheckSettings(
@@ -181,8 +175,7 @@ class HubConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
 
     @property
     def database_address(self) -> str:
-        parts = urlsplit(self.database_url)
-        return f"{parts.hostname or 'localhost'}:{parts.port or 5432}"
+        return check_database_url(self.database_url)
 
     @property
     def redis_address(self) -> str:
@@ -191,61 +184,56 @@ class HubConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> HubConfig:
-        """Read the variables above from ``env`` (default: ``os.environ``)."""
+        """Read :data:`HUB_VARS` (and the notifier's) from ``env`` (default: ``os.environ``)."""
         env = os.environ if env is None else env
-        values: dict[str, object] = {}
-        for var, field in (
-            ("DATABASE_URL", "database_url"),
-            ("REDIS_URL", "redis_url"),
-            ("KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers"),
-        ):
-            value = env.get(var, "").strip()
-            if not value:
-                raise ConfigError(f"{var} is not set; see `resmon hub run --help`")
-            values[field] = value
-        if http := env.get("RESMON_HUB_HTTP", "").strip():
-            values["http_host"], values["http_port"] = _host_port(http, "RESMON_HUB_HTTP")
-        for var, field in (
-            ("RESMON_HUB_GROUP", "consumer_group"),
-            ("RESMON_HUB_USAGE_TOPIC", "usage_topic"),
-            ("RESMON_HUB_ALERTS_TOPIC", "alerts_topic"),
-            ("RESMON_BILLING_TZ", "billing_tz"),
-            ("RESMON_REDIS_PREFIX", "redis_prefix"),
-        ):
-            if value := env.get(var, "").strip():
-                values[field] = value
-        if value := env.get("RESMON_HUB_SESSION_MS", "").strip():
-            if not value.isdigit() or not 1000 <= int(value) <= 600_000:
-                raise ConfigError(
-                    f"RESMON_HUB_SESSION_MS={value!r}: expected milliseconds, 1000-600000"
-                )
-            values["session_timeout_ms"] = int(value)
-        for var, field, kind in (
-            ("RESMON_ANOMALY_WINDOW_H", "anomaly_window_hours", float),
-            ("RESMON_ANOMALY_Z", "anomaly_z", float),
-            ("RESMON_ANOMALY_MIN_POINTS", "anomaly_min_points", int),
-            ("RESMON_FORECAST_CONFIDENCE", "forecast_confidence", float),
-            ("RESMON_RETENTION_DAYS", "retention_days", int),
-            ("RESMON_RESTART_BUDGET", "restart_budget", int),
-        ):
-            if value := env.get(var, "").strip():
-                try:
-                    values[field] = kind(value)
-                except ValueError:
-                    raise ConfigError(f"{var}={value!r}: expected a number") from None
-        for var, field in (
-            ("RESMON_WARNING_PERCENT", "warning_percent"),
-            ("RESMON_CRITICAL_PERCENT", "critical_percent"),
-            ("RESMON_HYSTERESIS_POINTS", "hysteresis_points"),
-        ):
-            if value := env.get(var, "").strip():
-                try:
-                    values[field] = Decimal(value)
-                except InvalidOperation:
-                    raise ConfigError(f"{var}={value!r}: expected a number") from None
-        values["notify"] = NotifyConfig.from_env(env)  # issue 5
+        values = read(HUB_VARS, env)
+        values["notify"] = NotifyConfig.from_env(env)
         values.update(overrides)
         try:
-            return cls(**values)  # type: ignore[arg-type]
+            return cls(**values)
         except TypeError as exc:
             raise ConfigError(str(exc)) from None
+
+
+def _http(variable: str, value: str) -> tuple[str, int]:
+    return _host_port(value, variable)
+
+
+#: the hub's environment variables, in the order ``--help`` lists them
+HUB_VARS: Final = (
+    Var("DATABASE_URL", "database_url", "postgresql://user:pass@host:port/db",
+        "postgresql://hub@db:5432/resmon", required=True),
+    Var("REDIS_URL", "redis_url", "redis://host:port/db", "redis://cache:6379/0", required=True),
+    Var("KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers", "host:port[,host:port...]",
+        "k3:9093", required=True),
+    Var("RESMON_HUB_HTTP", ("http_host", "http_port"), "host:port the REST API listens on",
+        "0.0.0.0:9000", _http, shown="127.0.0.1:8080"),
+    Var("RESMON_HUB_GROUP", "consumer_group", "Kafka consumer group", "hub-b"),
+    Var("RESMON_HUB_USAGE_TOPIC", "usage_topic", "topic of usage readings", "usage.v2"),
+    Var("RESMON_HUB_ALERTS_TOPIC", "alerts_topic", "topic alerts are published to", "alerts.v2"),
+    Var("RESMON_WARNING_PERCENT", "warning_percent", "default warning threshold, % of the limit",
+        "70.5", decimal),
+    Var("RESMON_CRITICAL_PERCENT", "critical_percent",
+        "default critical threshold, % of the limit", "90", decimal),
+    Var("RESMON_HYSTERESIS_POINTS", "hysteresis_points",
+        "resolve only below warning% minus this", "2.5", decimal),
+    Var("RESMON_BILLING_TZ", "billing_tz", "time zone billing months start in", "Europe/Berlin"),
+    Var("RESMON_HUB_SESSION_MS", "session_timeout_ms",
+        "Kafka group session timeout, milliseconds", "30000", integer),
+    Var("RESMON_ANOMALY_WINDOW_H", "anomaly_window_hours", "anomaly history window (decay), hours",
+        "12", number),
+    Var("RESMON_ANOMALY_Z", "anomaly_z", "|z-score| above which a reading is anomalous", "4",
+        number),
+    Var("RESMON_ANOMALY_MIN_POINTS", "anomaly_min_points",
+        "points needed before any anomaly verdict", "20", integer),
+    Var("RESMON_FORECAST_CONFIDENCE", "forecast_confidence",
+        "confidence (0-1) a forecast alert needs", "0.9", number),
+    Var("RESMON_RETENTION_DAYS", "retention_days", "raw rows + dedup ids kept (months dropped)",
+        "120", integer),
+    Var("RESMON_RESTART_BUDGET", "restart_budget", "actor restarts per minute before exiting",
+        "40", integer),
+    Var("RESMON_REDIS_PREFIX", "redis_prefix", "prefix of the hub's Redis keys", "resmon-b"),
+)  # fmt: skip
+
+#: the table ``resmon hub run --help`` prints
+ENV_HELP: Final = help_table(HUB_VARS, HubConfig)

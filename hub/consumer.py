@@ -71,7 +71,7 @@ from ._exceptions import (
     broker_errors,
     storage_errors,
 )
-from .actors import Outcome, Registry, period_start
+from .actors import Outcome, Registry
 from .alerts.records import (
     AlertRecord,
     alert_record,
@@ -81,6 +81,7 @@ from .alerts.records import (
     to_event,
     to_unit,
 )
+from .calendar import first_day
 from .config import HubConfig
 from .metrics import HubMetrics
 from .outbox import Outbox, OutboxBatch, OutboxEvent, insert_outbox
@@ -96,25 +97,17 @@ from .storage.batch import (
     stored_offsets,
     write_batch,
 )
-from .storage.partitions import ensure_partitions, month_of, retention_horizon_ms
-from .storage.redis_cache import CachedUsage, now_ms
+from .storage.current import CachedUsage, now_ms
+from .storage.partitions import ensure_partitions, retention_horizon_ms, storage_month
+from .validation import validate_event_id, validate_reading
 
-__all__ = [
-    "MAX_EVENT_ID",
-    "UnreadableRecord",
-    "UsageConsumer",
-    "misalignment",
-    "validate_event_id",
-    "validate_reading",
-]
+__all__ = ["UnreadableRecord", "UsageConsumer", "misalignment"]
 
-_log = structlog.get_logger("hub.consumer")
+_log = structlog.get_logger(component="hub.consumer")
 
-_MAX_VALUE = 2**63 - 1
 #: longest wait for a Kafka offset commit (it only speeds up a restart; PostgreSQL
 #: holds the offsets that count)
 _COMMIT_S = 5.0
-_MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 #: how long a look for an unparsable record waits for one partition's records (ms)
 _PROBE_MS = 2_000
 _ALL_RECORDS = 2**31 - 1
@@ -154,73 +147,6 @@ def misalignment(offsets: Sequence[int], stored: int | None, position: int | Non
         return f"starts at {offsets[0]}, before the stored offset {stored}: fetched before a seek"
     if position is None or position <= offsets[-1]:
         return f"the client is at {position}, sought back since these records were fetched"
-    return None
-
-
-#: text fields (wire name, attribute) and how long they may be: the columns they land
-#: in, with room to spare where the column is TEXT (an index entry must stay far below
-#: PostgreSQL's ~2.7 kB)
-_TEXT_LIMITS = (
-    ("customerId", "customer_id", 200),
-    ("resourceType", "resource_type", 50),
-    ("resourceKey", "resource_key", 500),
-    ("unit", "unit", 20),
-    ("source", "source", 50),
-    ("tenantId", "tenant_id", 100),
-    ("device", "device", 255),
-    ("interface", "interface", 255),
-    ("detail", "detail", 2000),
-)
-#: the longest CloudEvent id stored (``processed_events``, ``usage_metrics.event_id``)
-MAX_EVENT_ID = 200
-#: how far ahead of this hub's clock a reading may end (clock skew); a reading from
-#: further ahead would start a billing month early and make this month's readings late
-FUTURE_ALLOWANCE_MS = 3_600_000
-
-
-def validate_event_id(event_id: str) -> str | None:
-    """Why ``event_id`` cannot be stored as a CloudEvent id (a predicate for the
-    caller to name: "must be ..."), or None if it can."""
-    if not 0 < len(event_id) <= MAX_EVENT_ID or "\x00" in event_id:
-        return f"must be 1..{MAX_EVENT_ID} characters without NUL (has {len(event_id)})"
-    return None
-
-
-def validate_reading(r: UsageReading | UsageGap, *, now_ms: int | None = None) -> str | None:
-    """Why ``r`` cannot be stored, or None if it can.
-
-    Anything PostgreSQL would refuse is refused here, before the batch's
-    transaction: a record the database cannot store would fail its batch on
-    every retry and hold up the partition.
-    """
-    for name, attribute, limit in _TEXT_LIMITS:
-        value = getattr(r, attribute, None)
-        if value is None:
-            continue
-        if "\x00" in value:
-            return f"{name} contains a NUL character"
-        if len(value) > limit:
-            return f"{name} is {len(value)} characters long; at most {limit}"
-    prefix = f"{r.customer_id}/{r.resource_type}"
-    if not r.customer_id or "/" in r.customer_id or not r.resource_type:
-        return "customerId/resourceType must be non-empty and customerId must not contain '/'"
-    if r.resource_key != prefix and not r.resource_key.startswith(prefix + "/"):
-        return f"resourceKey {r.resource_key!r} does not start with {prefix!r}"
-    if not 0 <= r.start_ms <= r.end_ms <= _MAX_MS:
-        return f"need 0 <= startMs <= endMs <= {_MAX_MS}"
-    now = time.time_ns() // 1_000_000 if now_ms is None else now_ms
-    if r.end_ms > now + FUTURE_ALLOWANCE_MS:
-        ahead = (r.end_ms - now) / 3_600_000
-        return (
-            f"endMs {r.end_ms} is {ahead:,.1f} h ahead of this hub's clock (at most "
-            f"{FUTURE_ALLOWANCE_MS // 60_000} min): check the sender's clock"
-        )
-    if isinstance(r, UsageReading):
-        if not 0 <= r.value <= _MAX_VALUE:
-            return f"value {r.value} is outside 0..2^63-1"
-        expected = RESOURCE_BASE_UNIT.get(r.resource_type)
-        if expected is not None and r.unit != expected:
-            return f"unit {r.unit!r} is not the base unit {expected!r} of {r.resource_type}"
     return None
 
 
@@ -940,7 +866,7 @@ class UsageConsumer:
                                 TotalRow(
                                     o.resource_id,
                                     o.total,
-                                    period_start(o.period) if o.period >= 0 else None,
+                                    first_day(o.period) if o.period >= 0 else None,
                                     o.stats,
                                     o.version,
                                     partition_of.get(o.key, -1),
@@ -1082,7 +1008,7 @@ class UsageConsumer:
         if month is None:
             if len(self._days) > 4096:
                 self._days.clear()
-            month = self._days[day] = month_of(ms)
+            month = self._days[day] = storage_month(ms)
         return month
 
     def _outbox_batch(

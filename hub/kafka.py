@@ -17,7 +17,7 @@ from .config import HubConfig
 
 __all__ = ["ensure_topics", "publish", "publish_many", "start_producer"]
 
-_log = structlog.get_logger("hub.kafka")
+_log = structlog.get_logger(component="hub.kafka")
 
 
 async def ensure_topics(config: HubConfig) -> None:

@@ -32,11 +32,12 @@ from protocol import AlertEvent, KafkaRecord
 from ._exceptions import HubError, storage_errors
 from .kafka import publish_many
 from .metrics import HubMetrics
-from .storage.redis_cache import CachedUsage, RedisCache
+from .storage.current import CachedUsage
+from .storage.redis_cache import RedisCache
 
 __all__ = ["Outbox", "OutboxBatch", "OutboxEvent", "insert_outbox"]
 
-_log = structlog.get_logger("hub.outbox")
+_log = structlog.get_logger(component="hub.outbox")
 
 
 class OutboxEvent(msgspec.Struct, frozen=True):

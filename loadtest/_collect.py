@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = ["collect", "consumer_lag", "create_topic", "db_totals"]
 
-_log = structlog.get_logger()
+_log = structlog.get_logger(component="loadtest._collect")
 _consumers: dict[str, Any] = {}
 
 

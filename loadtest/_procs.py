@@ -23,7 +23,7 @@ import structlog
 
 __all__ = ["Child", "ProcessSampler", "metric_sum", "scrape", "spawn", "stop"]
 
-_log = structlog.get_logger()
+_log = structlog.get_logger(component="loadtest._procs")
 _MAIN = "import sys; from resmon.cli import main; sys.exit(main())"
 
 

@@ -33,7 +33,7 @@ from ._world import NS, World, build_world, set_limits
 
 __all__ = ["RunOptions", "run_scenario"]
 
-_log = structlog.get_logger()
+_log = structlog.get_logger(component="loadtest._runner")
 
 
 @dataclass

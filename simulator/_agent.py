@@ -34,7 +34,7 @@ from ._v3 import V3Stats, handle_v3
 
 __all__ = ["Agent", "AgentStats"]
 
-_log = structlog.get_logger()
+_log = structlog.get_logger(component="simulator._agent")
 
 _NO_ERROR: Final = b"\x02\x01\x00\x02\x01\x00"
 _V2C: Final = b"\x02\x01\x01"

@@ -35,7 +35,7 @@ from ._usm import UsmUser
 
 __all__ = ["Endpoint", "Fleet", "FleetStats"]
 
-_log = structlog.get_logger()
+_log = structlog.get_logger(component="simulator._fleet")
 Clock = Callable[[], int]
 
 

@@ -17,7 +17,7 @@ from ._model import generate_config, load_config, validate_config
 
 __all__ = ["sim"]
 
-_log = structlog.get_logger()
+_log = structlog.get_logger(component="simulator.cli")
 
 
 def _print_endpoints(fleet: Fleet, as_json: bool) -> None:

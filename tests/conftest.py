@@ -19,17 +19,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _net import free_port
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_port(host: str, port: int, timeout: float, proc: subprocess.Popen[bytes]) -> None:
@@ -54,7 +49,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     from resmon.embedded import broker_argv
 
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("broker") / "tansu.log"
     with Path(log).open("wb") as out:
         proc = subprocess.Popen(broker_argv(port), stdout=out, stderr=subprocess.STDOUT)

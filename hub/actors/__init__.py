@@ -1,6 +1,6 @@
 """The actor runtime: one ResourceActor per resource key, run by a fixed pool of shard workers."""
 
-from .actor import Change, Outcome, ResourceActor, period_of, period_start
+from .actor import Change, Outcome, ResourceActor
 from .registry import Registry
 
-__all__ = ["Change", "Outcome", "Registry", "ResourceActor", "period_of", "period_start"]
+__all__ = ["Change", "Outcome", "Registry", "ResourceActor"]

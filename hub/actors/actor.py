@@ -8,8 +8,8 @@ registry's shard worker guarantees that). State is compact on purpose —
 should hold a million of them; it can always be rebuilt from PostgreSQL
 (:func:`ResourceActor.from_row`), where the batch transaction stores it.
 
-Billing periods are calendar months in the billing time zone, numbered
-``year * 12 + month - 1``. A reading of a later period starts a new total
+Billing periods are calendar months in the billing time zone, numbered as
+:mod:`hub.calendar` numbers them. A reading of a later period starts a new total
 (and resolves an open forecast); a reading of an earlier period (late data)
 is stored raw but not added to the current total.
 
@@ -19,20 +19,20 @@ clock, so replaying a partition decides exactly what the first run decided.
 
 from __future__ import annotations
 
-import datetime as dt
-import math
 import sys
 from collections.abc import Callable, Sequence
 from math import exp as _exp
 from math import sqrt as _sqrt
-from zoneinfo import ZoneInfo
-
-import msgspec
 
 from protocol import UsageReading
 
-from ..checks.anomaly import AnomalySettings
-from ..checks.forecast import ForecastSettings, predict
+from ..calendar import month_of_date
+from ..checks.change import Change
+from ..checks.forecast import predict
+from ..checks.outcome import Outcome
+from ..checks.reading import check
+from ..checks.settings import CheckSettings
+from ..checks.stats import Stats
 from ..checks.thresholds import Level, Transition, evaluate, percent_to_bp
 from ..storage.provision import ResourceRow
 
@@ -43,8 +43,6 @@ __all__ = [
     "CheckSettings",
     "Outcome",
     "ResourceActor",
-    "period_of",
-    "period_start",
 ]
 
 #: the largest total PostgreSQL's BIGINT holds
@@ -55,87 +53,9 @@ class ActorFault(Exception):
     """A reading an actor cannot apply (a poison message): it is dead-lettered."""
 
 
-def period_of(ms: int, tz: ZoneInfo) -> int:
-    """The billing month (``year * 12 + month - 1``) that instant ``ms`` falls in."""
-    when = dt.datetime.fromtimestamp(ms / 1000, tz=tz)
-    return when.year * 12 + when.month - 1
-
-
-def period_start(period: int) -> dt.date:
-    """First day of billing month ``period``."""
-    return dt.date(period // 12, period % 12 + 1, 1)
-
-
-class CheckSettings(msgspec.Struct, frozen=True, kw_only=True):
-    """What the checks of every actor are tuned with (from :class:`~hub.HubConfig`)."""
-
-    gap_bp: int = 500
-    anomaly: AnomalySettings = AnomalySettings()
-    forecast: ForecastSettings = ForecastSettings()
-
-
-class Change(msgspec.Struct, frozen=True, gc=False):
-    """An alert transition caused by one reading.
-
-    ``check`` is ``threshold``, ``anomaly`` or ``forecast``. Anomaly and
-    forecast episodes have one level: ``WARNING`` while open. (Scalars only,
-    so never part of a reference cycle: not tracked by the garbage collector.)
-    """
-
-    transition: Transition
-    previous: Level
-    level: Level
-    total: int
-    #: the threshold crossed (warning or critical), in basis points of the limit
-    threshold_bp: int
-    at_ms: int
-    check: str = "threshold"
-    #: anomaly: the observation (rate per second, or level) and the history's mean
-    value: float = 0.0
-    expected: float = 0.0
-    z: float = 0.0
-    #: forecast: when the limit is reached at the current pace, and how sure we are (0-1)
-    forecast_ms: int = 0
-    confidence: float = 0.0
-
-
-class Outcome(msgspec.Struct, gc=False):
-    """What one actor did with its readings of one batch.
-
-    A batch makes one per key, and they live until the batch is stored, so
-    they are not tracked by the garbage collector (``gc=False``: a full
-    collection per batch otherwise): nothing an outcome holds (strings,
-    numbers, changes, readings) refers back to it, so it is never part of a
-    reference cycle. Keep it that way.
-    """
-
-    key: str
-    resource_id: str
-    customer_id: str
-    resource_type: str
-    unit: str
-    kind: str
-    total: int
-    period: int
-    limit: int | None
-    level: Level
-    changes: list[Change]
-    #: readings of an earlier billing period: stored, not counted
-    late: int = 0
-    provisioned: bool = False
-    #: the actor's statistics after the batch (stored with the total)
-    stats: tuple[float, float, float, int, int, int, int] = (0.0, 0.0, 0.0, 0, 0, 0, 0)
-    #: (reading, reason) the actor refused: dead-lettered, not stored, not counted
-    poisoned: list[tuple[UsageReading, str]] = []
-    cost_per_unit: str | None = None
-    #: the stored total's version this outcome builds on (written over compare-and-set)
-    version: int = 0
-
-
 _NONE, _WARNING = Level.NONE, Level.WARNING
+_NO_STATS = Stats()
 _RAISE, _RESOLVE = Transition.RAISE, Transition.RESOLVE
-#: the month range :meth:`ResourceActor.handle` gives :meth:`ResourceActor.run` (all of time)
-_LO, _HI = -math.inf, math.inf
 
 _Tuning = tuple[CheckSettings, int, float, int, float, int, float, int, int, float, float]
 
@@ -166,10 +86,6 @@ def _tune(settings: CheckSettings) -> _Tuning:
 
 
 _tuning: _Tuning = _tune(CheckSettings())
-
-
-def _no_clock(ms: int) -> tuple[int, int, int]:  # pragma: no cover - handle() spans all time
-    raise ActorFault(f"no billing month for {ms}")
 
 
 class ResourceActor:
@@ -219,7 +135,7 @@ class ResourceActor:
         critical_bp: int,
         level: Level,
         partition: int = -1,
-        stats: tuple[float, float, float, int, int, int, int] = (0.0, 0.0, 0.0, 0, 0, 0, 0),
+        stats: Stats = _NO_STATS,
         anomaly: bool = False,
         forecast: bool = False,
         cost_per_unit: str | None = None,
@@ -239,15 +155,13 @@ class ResourceActor:
         self.level = level
         self.partition = partition
         self.last_used = 0.0
-        (
-            self.weight,
-            self.mean,
-            self.m2,
-            self.last_ms,
-            self.points,
-            self.first_ms,
-            self.anchor,
-        ) = stats
+        self.weight = stats.weight
+        self.mean = stats.mean
+        self.m2 = stats.m2
+        self.last_ms = stats.last_ms
+        self.points = stats.points
+        self.first_ms = stats.first_ms
+        self.anchor = stats.anchor
         self.anomaly = anomaly
         self.forecast = forecast
         self.cost_per_unit = sys.intern(cost_per_unit) if cost_per_unit else None
@@ -259,7 +173,7 @@ class ResourceActor:
     def from_row(cls, row: ResourceRow, *, partition: int = -1) -> ResourceActor:
         period = -1
         if row.period_start is not None:
-            period = row.period_start.year * 12 + row.period_start.month - 1
+            period = month_of_date(row.period_start)
         return cls(
             key=row.resource_key,
             resource_id=row.id,
@@ -274,7 +188,7 @@ class ResourceActor:
             critical_bp=percent_to_bp(row.critical_threshold),
             level=Level(row.alert_level),
             partition=partition,
-            stats=(
+            stats=Stats(
                 row.stat_weight,
                 row.stat_mean,
                 row.stat_m2,
@@ -303,10 +217,23 @@ class ResourceActor:
         False when the reading was late (an earlier period) and not counted.
         Raises :class:`ActorFault` (state untouched) for a reading it cannot apply.
 
-        One reading through :meth:`run` (the registry's batch path runs the
-        same code over a key's readings at once).
+        The readable path: the period bookkeeping here, then the reference
+        checks, :func:`hub.checks.reading.check`. The registry's batch path,
+        :meth:`run`, decides exactly the same with the checks inlined.
         """
-        return not self.run((reading,), period, _LO, _HI, bounds[1], _no_clock, settings, out)
+        at = reading.end_ms
+        value = reading.value
+        gauge = reading.kind == "level"
+        if period < self.period:
+            return False
+        total = value if gauge or period > self.period else self.total + value
+        if total > MAX_TOTAL:
+            raise ActorFault(f"total {total} would exceed 2^63-1")
+        if period > self.period:
+            self._new_period(period, at, out)
+        self.total = total
+        check(self, value, reading.start_ms, at, bounds[1], gauge, settings, out)
+        return True
 
     def run(
         self,
@@ -328,11 +255,12 @@ class ResourceActor:
         :class:`ActorFault` for a reading it cannot apply; that reading
         leaves the state untouched, the earlier ones stay applied.
 
-        This is the hot path (every reading of every resource): the anomaly
-        and forecast math of :mod:`hub.checks` is inlined here, sharing one
-        decay factor, and the forecast's normal CDF is only evaluated when the
-        pace actually reaches the limit. ``tests/hub/test_hub_checks.py``
-        holds it to the same answers as the reference functions.
+        This is the hot path (every reading of every resource): the checks of
+        :func:`hub.checks.reading.check` are inlined here, sharing one decay
+        factor, and the forecast's normal CDF is only evaluated when the pace
+        actually reaches the limit (``resmon bench --only hub-core`` measures
+        both paths). ``tests/hub/test_hub_checks.py`` holds it to the same
+        decisions and state as :meth:`handle` on random series.
         """
         k = _tuning if _tuning[0] is settings else _tune(settings)
         (
@@ -367,11 +295,7 @@ class ResourceActor:
                 total = value
                 if total > MAX_TOTAL:
                     raise ActorFault(f"total {total} would exceed 2^63-1")
-                self.period = period
-                self.first_ms = 0
-                if self.forecast:
-                    self.forecast = False
-                    out.append(self._change(_RESOLVE, "forecast", at))
+                self._new_period(period, at, out)
             self.total = total
             start = reading.start_ms
             first = self.first_ms
@@ -469,6 +393,14 @@ class ResourceActor:
                 out.append(self._change(_RESOLVE, "forecast", at))
         return late
 
+    def _new_period(self, period: int, at: int, out: list[Change]) -> None:
+        """Billing month ``period`` starts at ``at``: a new pace, and no forecast carried over."""
+        self.period = period
+        self.first_ms = 0
+        if self.forecast:
+            self.forecast = False
+            out.append(self._change(_RESOLVE, "forecast", at))
+
     def _threshold(
         self, total: int, limit: int | None, settings: CheckSettings, at: int, out: list[Change]
     ) -> None:
@@ -487,8 +419,8 @@ class ResourceActor:
         return Change(transition, _WARNING, _NONE, self.total, 0, at, check, x, self.mean, z)
 
     @property
-    def stats(self) -> tuple[float, float, float, int, int, int, int]:
-        return (
+    def stats(self) -> Stats:
+        return Stats(
             self.weight,
             self.mean,
             self.m2,

@@ -26,7 +26,6 @@ which is how a failing actor is "restarted".
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 import time
 import zlib
@@ -43,6 +42,8 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from protocol import UsageReading
 
 from .._exceptions import HubError, RegistryClosedError, RestartBudgetError
+from ..calendar import month_bounds_ms, month_of
+from ..checks.thresholds import DEFAULT_CRITICAL_PERCENT, DEFAULT_WARNING_PERCENT
 from ..storage.provision import (
     Executor,
     ResourceRow,
@@ -50,11 +51,11 @@ from ..storage.provision import (
     load_resource,
     load_resources,
 )
-from .actor import ActorFault, Change, CheckSettings, Outcome, ResourceActor, period_of
+from .actor import ActorFault, Change, CheckSettings, Outcome, ResourceActor
 
 __all__ = ["Registry"]
 
-_log = structlog.get_logger("hub.actors")
+_log = structlog.get_logger(component="hub.actors.registry")
 
 
 class _Ask:
@@ -123,8 +124,8 @@ class Registry:
         shards: int = 8,
         mailbox_size: int = 256,
         idle_seconds: float = 900.0,
-        default_warning: Decimal = Decimal(80),
-        default_critical: Decimal = Decimal(95),
+        default_warning: Decimal = DEFAULT_WARNING_PERCENT,
+        default_critical: Decimal = DEFAULT_CRITICAL_PERCENT,
     ) -> None:
         self._defaults = (default_warning, default_critical)
         self._db = db
@@ -342,12 +343,7 @@ class Registry:
         """Start and end (ms) of billing month ``period`` in the billing time zone."""
         got = self._bounds.get(period)
         if got is None:
-            y, m = divmod(period, 12)
-            start = dt.datetime(y, m + 1, 1, tzinfo=self._tz)
-            y2, m2 = divmod(period + 1, 12)
-            end = dt.datetime(y2, m2 + 1, 1, tzinfo=self._tz)
-            got = (int(start.timestamp() * 1000), int(end.timestamp() * 1000))
-            self._bounds[period] = got
+            got = self._bounds[period] = month_bounds_ms(period, self._tz)
         return got
 
     def _month(self, ms: int) -> tuple[int, int, int]:
@@ -355,7 +351,7 @@ class Registry:
         current = self._current
         if current[1] <= ms < current[2]:
             return current
-        period = period_of(ms, self._tz)
+        period = month_of(ms, self._tz)
         start, end = self.bounds(period)
         self._current = current = (period, start, end)
         return current

@@ -174,16 +174,7 @@ async def history(db: Executor, alert_id: str) -> list[TransitionRow]:
     return [TransitionRow(**dict(r)) for r in rows]
 
 
-_ALERT: Final = """
-SELECT a.id::text AS id, cr.customer_id, cr.resource_key, rc.resource_type, a.alert_type,
-       a.severity, a.message, a.current_value, a.threshold_value, a.unit, a.status,
-       a.acknowledged_by, a.acknowledged_at, a.resolved_by, a.resolved_at, a.resolution,
-       a.created_at
-FROM alerts a
-JOIN customer_resources cr ON cr.id = a.customer_resource_id
-JOIN resource_catalogs rc ON rc.id = cr.resource_catalog_id
-WHERE a.id = $1::uuid
-"""
+_ALERT: Final = queries.ALERTS_SELECT + "WHERE a.id = $1::uuid"
 
 
 async def get_alert(db: Executor, alert_id: str) -> queries.AlertRow:

@@ -1,6 +1,6 @@
-"""Turning an actor's threshold :class:`~hub.actors.Change` into an alert.
+"""Turning an actor's threshold :class:`~hub.checks.Change` into an alert.
 
-Mapping (the plan lists severities LOW, MEDIUM, HIGH, CRITICAL):
+Mapping (the alert contract's severities are LOW, MEDIUM, HIGH, CRITICAL):
 
 ==================  ====================  ==========
 level reached       alert_type            severity
@@ -35,12 +35,14 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import ROUND_DOWN, Decimal
+from typing import Any
 
 import msgspec
 
 from protocol import TYPE_ALERT, TYPE_THRESHOLD, AlertEvent, UnitError, from_base, unit_factor
 
-from ..actors.actor import Change, Outcome
+from ..checks.change import Change
+from ..checks.outcome import Outcome
 from ..checks.thresholds import Level, Transition
 
 __all__ = [
@@ -149,12 +151,9 @@ def _other_record(outcome: Outcome, change: Change, unit: str) -> AlertRecord:
             f"{_day(change.forecast_ms)} at the current pace (confidence {confidence}%; "
             f"now {current} {unit}, {pct}%)"
         )
-    return AlertRecord(
-        resource_id=outcome.resource_id,
-        resource_key=outcome.key,
-        customer_id=outcome.customer_id,
-        resource_type=outcome.resource_type,
-        transition=change.transition.value,
+    return _record(
+        outcome,
+        change,
         alert_type=alert_type,
         severity="MEDIUM",
         status="RESOLVED" if resolved else "ACTIVE",
@@ -164,8 +163,6 @@ def _other_record(outcome: Outcome, change: Change, unit: str) -> AlertRecord:
         limit_value=limit_d,
         percentage=pct,
         unit=unit,
-        at_ms=change.at_ms,
-        check=change.check,
         z_score=change.z if change.check == "anomaly" else None,
         forecast_ms=change.forecast_ms or None,
         confidence=confidence,
@@ -198,12 +195,9 @@ def alert_record(outcome: Outcome, change: Change, base_unit: str) -> AlertRecor
             f"{level.name.lower()} threshold: {current} {unit} is {pct}% of the "
             f"{limit_d} {unit} limit (threshold {plain(Decimal(change.threshold_bp) / 100)}%)"
         )
-    return AlertRecord(
-        resource_id=outcome.resource_id,
-        resource_key=outcome.key,
-        customer_id=outcome.customer_id,
-        resource_type=outcome.resource_type,
-        transition=change.transition.value,
+    return _record(
+        outcome,
+        change,
         alert_type=_TYPE[level],
         severity=_SEVERITY[level],
         status=status,
@@ -213,7 +207,20 @@ def alert_record(outcome: Outcome, change: Change, base_unit: str) -> AlertRecor
         limit_value=limit_d,
         percentage=pct,
         unit=unit,
+    )
+
+
+def _record(outcome: Outcome, change: Change, **fields: Any) -> AlertRecord:
+    """An alert of ``outcome``'s resource for ``change``, with the fields that differ by check."""
+    return AlertRecord(
+        resource_id=outcome.resource_id,
+        resource_key=outcome.key,
+        customer_id=outcome.customer_id,
+        resource_type=outcome.resource_type,
+        transition=change.transition.value,
         at_ms=change.at_ms,
+        check=change.check,
+        **fields,
     )
 
 

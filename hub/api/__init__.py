@@ -1,6 +1,7 @@
 """The hub's REST API (aiohttp)."""
 
-from .app import ApiContext, create_app
+from ._http import ApiContext
+from .app import create_app
 from .server import serve
 
 __all__ = ["ApiContext", "create_app", "serve"]

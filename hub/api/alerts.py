@@ -22,7 +22,7 @@ An illegal transition (acknowledging a RESOLVED alert, resolving twice) is
 from __future__ import annotations
 
 import uuid
-from typing import Any, Final
+from typing import Final
 
 import msgspec
 import structlog
@@ -37,12 +37,11 @@ from ..notify.preferences import stored_preferences as load_preferences
 from ..notify.settings import NotifyConfig
 from ..storage import queries
 from ..storage.provision import DEFAULT_TENANT
-from .app import CONTEXT, ApiContext
+from ._http import ApiContext, context_of, error_response, json_response
 
 __all__ = ["add_alert_routes"]
 
-_log = structlog.get_logger("hub.api.alerts")
-_encoder = msgspec.json.Encoder(decimal_format="string")
+_log = structlog.get_logger(component="hub.api.alerts")
 _STATUSES: Final = frozenset({"ACTIVE", "ACKNOWLEDGED", "RESOLVED"})
 _LOG_STATUSES: Final = frozenset({"PENDING", "SENDING", "SENT", "DEAD", "SUPPRESSED"})
 
@@ -53,18 +52,6 @@ class _Action(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 _action_decoder = msgspec.json.Decoder(_Action)
-
-
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=_encoder.encode(data), status=status, content_type="application/json")
-
-
-def _error(status: int, message: str, where: str | None = None) -> web.Response:
-    return _json({"error": message, "where": where}, status)
-
-
-def _ctx(request: web.Request) -> ApiContext:
-    return request.app[CONTEXT]
 
 
 def _notify_config(ctx: ApiContext) -> NotifyConfig:
@@ -78,34 +65,47 @@ def _limit(request: web.Request) -> int | web.Response:
         if not 1 <= limit <= 1000:
             raise ValueError
     except ValueError:
-        return _error(400, "limit must be an integer 1-1000", "limit")
+        return error_response(400, "limit must be an integer 1-1000", "limit")
     return limit
+
+
+def _filters(
+    request: web.Request, statuses: frozenset[str]
+) -> tuple[str | None, int] | web.Response:
+    """A list route's ``status`` (one of ``statuses``) and ``limit``, or the 400 saying why not."""
+    status = request.query.get("status")
+    if status is not None and status.upper() not in statuses:
+        return error_response(400, f"status must be one of {sorted(statuses)}", "status")
+    limit = _limit(request)
+    if isinstance(limit, web.Response):
+        return limit
+    return status, limit
 
 
 async def list_alerts(request: web.Request) -> web.Response:
     q = request.query
-    status = q.get("status")
-    if status is not None and status.upper() not in _STATUSES:
-        return _error(400, f"status must be one of {sorted(_STATUSES)}", "status")
-    limit = _limit(request)
-    if isinstance(limit, web.Response):
-        return limit
+    filters = _filters(request, _STATUSES)
+    if isinstance(filters, web.Response):
+        return filters
+    status, limit = filters
     rows = await queries.list_alerts(
-        _ctx(request).db,
+        context_of(request).db,
         status=status.upper() if status else None,
         customer_id=q.get("customerId"),
         resource_key=q.get("resourceKey"),
         limit=limit,
     )
-    return _json(rows)
+    return json_response(rows)
 
 
 async def get_alert(request: web.Request) -> web.Response:
-    return _json(await lifecycle.get_alert(_ctx(request).db, request.match_info["id"]))
+    return json_response(
+        await lifecycle.get_alert(context_of(request).db, request.match_info["id"])
+    )
 
 
 async def history(request: web.Request) -> web.Response:
-    return _json(await lifecycle.history(_ctx(request).db, request.match_info["id"]))
+    return json_response(await lifecycle.history(context_of(request).db, request.match_info["id"]))
 
 
 async def _action(request: web.Request) -> _Action | web.Response:
@@ -113,9 +113,9 @@ async def _action(request: web.Request) -> _Action | web.Response:
     try:
         return _action_decoder.decode(raw) if raw.strip() else _Action()
     except msgspec.ValidationError as exc:
-        return _error(400, str(exc), "body")
+        return error_response(400, str(exc), "body")
     except msgspec.DecodeError as exc:
-        return _error(400, f"body is not valid JSON: {exc}", "body")
+        return error_response(400, f"body is not valid JSON: {exc}", "body")
 
 
 async def acknowledge(request: web.Request) -> web.Response:
@@ -123,35 +123,35 @@ async def acknowledge(request: web.Request) -> web.Response:
     if isinstance(action, web.Response):
         return action
     if not (action.by and action.by.strip()):
-        return _error(400, 'who acknowledges is required: {"by": "name"}', "$.by")
+        return error_response(400, 'who acknowledges is required: {"by": "name"}', "$.by")
     try:
         row = await lifecycle.acknowledge(
-            _ctx(request).db, request.match_info["id"], action.by, action.comment
+            context_of(request).db, request.match_info["id"], action.by, action.comment
         )
     except lifecycle.IllegalTransitionError as exc:
-        return _error(409, str(exc), "status")
+        return error_response(409, str(exc), "status")
     except ValueError as exc:
-        return _error(400, str(exc), "body")
-    return _json(row)
+        return error_response(400, str(exc), "body")
+    return json_response(row)
 
 
 async def resolve(request: web.Request) -> web.Response:
     action = await _action(request)
     if isinstance(action, web.Response):
         return action
-    ctx = _ctx(request)
+    ctx = context_of(request)
     try:
         row = await lifecycle.resolve(ctx.db, request.match_info["id"], action.by, action.comment)
     except lifecycle.IllegalTransitionError as exc:
-        return _error(409, str(exc), "status")
+        return error_response(409, str(exc), "status")
     except ValueError as exc:
-        return _error(400, str(exc), "body")
+        return error_response(400, str(exc), "body")
     if ctx.cache is not None:
         try:
             await ctx.cache.forget_alert(row.customer_id, row.resource_key)
         except HubError as exc:
             _log.warning("cache_update_failed", error=str(exc))
-    return _json(row)
+    return json_response(row)
 
 
 def _shown(stored: Stored) -> Stored:
@@ -164,24 +164,26 @@ def _tenant(request: web.Request) -> str:
 
 
 async def get_customer_prefs(request: web.Request) -> web.Response:
-    stored = await load_preferences(_ctx(request).db, customer_id=request.match_info["customerId"])
-    return _json(_shown(stored))
+    stored = await load_preferences(
+        context_of(request).db, customer_id=request.match_info["customerId"]
+    )
+    return json_response(_shown(stored))
 
 
 async def get_tenant_prefs(request: web.Request) -> web.Response:
-    stored = await load_preferences(_ctx(request).db, tenant_id=_tenant(request))
-    return _json(_shown(stored))
+    stored = await load_preferences(context_of(request).db, tenant_id=_tenant(request))
+    return json_response(_shown(stored))
 
 
 async def _put(request: web.Request, **scope: str) -> web.Response:
-    ctx = _ctx(request)
+    ctx = context_of(request)
     try:
         prefs = decode_preferences(await request.read(), _notify_config(ctx).allow_networks)
     except PreferencesError as exc:
-        return _error(400, str(exc), exc.where)
+        return error_response(400, str(exc), exc.where)
     stored = await save_preferences(ctx.db, prefs, by=request.headers.get("X-Resmon-User"), **scope)
     _log.info("notification_preferences_saved", **scope)
-    return _json(_shown(stored))
+    return json_response(_shown(stored))
 
 
 async def put_customer_prefs(request: web.Request) -> web.Response:
@@ -194,27 +196,27 @@ async def put_tenant_prefs(request: web.Request) -> web.Response:
 
 async def notifications(request: web.Request) -> web.Response:
     q = request.query
-    status = q.get("status")
-    if status is not None and status.upper() not in _LOG_STATUSES:
-        return _error(400, f"status must be one of {sorted(_LOG_STATUSES)}", "status")
-    limit = _limit(request)
-    if isinstance(limit, web.Response):
-        return limit
+    filters = _filters(request, _LOG_STATUSES)
+    if isinstance(filters, web.Response):
+        return filters
+    status, limit = filters
     alert_id = q.get("alertId")
     if alert_id is not None:
         try:
             uuid.UUID(alert_id)
         except ValueError:
-            return _error(400, f"alertId {alert_id!r} is not an alert id (a UUID)", "alertId")
-        await lifecycle.get_alert(_ctx(request).db, alert_id)  # 404 for an unknown id
+            return error_response(
+                400, f"alertId {alert_id!r} is not an alert id (a UUID)", "alertId"
+            )
+        await lifecycle.get_alert(context_of(request).db, alert_id)  # 404 for an unknown id
     rows = await notify_log.list_log(
-        _ctx(request).db,
+        context_of(request).db,
         status=status.upper() if status else None,
         customer_id=q.get("customerId"),
         alert_id=alert_id,
         limit=limit,
     )
-    return _json(rows)
+    return json_response(rows)
 
 
 def add_alert_routes(app: web.Application) -> None:

@@ -20,12 +20,11 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
-from typing import Any, Final
+from typing import Final
 
 import msgspec
 import structlog
 from aiohttp import hdrs, web
-from aiokafka import AIOKafkaProducer
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from protocol import (
@@ -40,47 +39,22 @@ from protocol import (
 )
 
 from .._exceptions import HubError, NotFoundError, UnreachableError, storage_errors
-from ..config import HubConfig
-from ..consumer import validate_event_id, validate_reading
 from ..kafka import publish_many
-from ..metrics import HubMetrics
 from ..storage import queries
 from ..storage.partitions import retention_horizon_ms
 from ..storage.provision import Executor, load_resources, unprovisionable_types
-from ..storage.redis_cache import RedisCache
+from ..validation import validate_event_id, validate_reading
+from ._http import CONTEXT, ApiContext, context_of, error_response, json_response
+from .alerts import add_alert_routes
 
-__all__ = ["CONTEXT", "ApiContext", "create_app"]
+__all__ = ["ApiContext", "create_app"]
 
-_log = structlog.get_logger("hub.api")
-_encoder = msgspec.json.Encoder(decimal_format="string")
+_log = structlog.get_logger(component="hub.api.app")
 _PATH = re.compile(r"at `(\$[^`]*)`")
-
-
-class ApiContext(msgspec.Struct):
-    """What the handlers need; ``producer``/``cache`` may be None (ingest/cache disabled)."""
-
-    config: HubConfig
-    db: Executor
-    metrics: HubMetrics
-    cache: RedisCache | None = None
-    producer: AIOKafkaProducer | None = None
-
-
-CONTEXT = web.AppKey("context", ApiContext)
-
-
-def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(
-        body=_encoder.encode(data), status=status, content_type="application/json", headers=headers
-    )
 
 
 #: the longest path or query parameter (customer ids, resource keys, filters)
 _MAX_PARAM = 500
-
-
-def _error(status: int, message: str, where: str | None = None) -> web.Response:
-    return _json({"error": message, "where": where}, status)
 
 
 #: the spellings of a true/false query parameter
@@ -96,7 +70,7 @@ def _refused_body(request: web.Request) -> web.Response | None:
         return None
     given = request.headers.get(hdrs.CONTENT_TYPE)
     said = f"Content-Type {given!r} is not accepted" if given else "Content-Type is missing"
-    return _error(415, f"{said}; send the body as application/json", "Content-Type")
+    return error_response(415, f"{said}; send the body as application/json", "Content-Type")
 
 
 @web.middleware
@@ -105,7 +79,9 @@ async def _errors(
 ) -> web.StreamResponse:
     for name, value in (*request.match_info.items(), *request.query.items()):
         if "\x00" in value or len(value) > _MAX_PARAM:
-            return _error(400, f"{name} must be at most {_MAX_PARAM} characters, without NUL", name)
+            return error_response(
+                400, f"{name} must be at most {_MAX_PARAM} characters, without NUL", name
+            )
     if (refused := _refused_body(request)) is not None:
         return refused
     try:
@@ -113,41 +89,37 @@ async def _errors(
             check_utf8(await request.read())
         return await handler(request)
     except DecodeError as exc:
-        return _error(400, str(exc), exc.where)
+        return error_response(400, str(exc), exc.where)
     except NotFoundError as exc:
-        return _error(404, str(exc), request.path)
+        return error_response(404, str(exc), request.path)
     except UnreachableError as exc:
-        return _error(503, str(exc), exc.variable)
+        return error_response(503, str(exc), exc.variable)
     except HubError as exc:
         _log.error("request_failed", path=request.path, error=str(exc))
-        return _error(503, str(exc), request.path)
+        return error_response(503, str(exc), request.path)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return _error(exc.status, exc.reason, request.path)
+        return error_response(exc.status, exc.reason, request.path)
     except Exception:  # a bug: answer in JSON like every other error, and log it whole
         _log.exception("request_crashed", path=request.path)
-        return _error(500, "internal error; the hub's log has the details", request.path)
-
-
-def _ctx(request: web.Request) -> ApiContext:
-    return request.app[CONTEXT]
+        return error_response(500, "internal error; the hub's log has the details", request.path)
 
 
 async def healthz(request: web.Request) -> web.Response:
-    ctx = _ctx(request)
+    ctx = context_of(request)
     with storage_errors(ctx.config.database_address):
         await ctx.db.fetchval("SELECT 1")
-    return _json({"status": "ok"})
+    return json_response({"status": "ok"})
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = _ctx(request).metrics.render()
+    body = context_of(request).metrics.render()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 async def current(request: web.Request) -> web.Response:
-    ctx = _ctx(request)
+    ctx = context_of(request)
     customer = request.match_info["customerId"]
     if ctx.cache is not None:
         try:
@@ -156,21 +128,21 @@ async def current(request: web.Request) -> web.Response:
             _log.warning("cache_read_failed", error=str(exc))
         else:
             if cached is not None:
-                return _json(cached, headers={"X-Resmon-Source": "redis"})
+                return json_response(cached, headers={"X-Resmon-Source": "redis"})
     usage = await queries.current_usage(ctx.db, customer, billing_tz=ctx.config.billing_tz)
     if ctx.cache is not None:
         try:
             await ctx.cache.fill_usage(customer, usage)
         except HubError as exc:
             _log.warning("cache_update_failed", error=str(exc))
-    return _json(usage, headers={"X-Resmon-Source": "postgresql"})
+    return json_response(usage, headers={"X-Resmon-Source": "postgresql"})
 
 
 async def resources(request: web.Request) -> web.Response:
-    ctx = _ctx(request)
+    ctx = context_of(request)
     customer = request.match_info["customerId"]
     tz = ctx.config.billing_tz
-    return _json(await queries.customer_resources(ctx.db, customer, billing_tz=tz))
+    return json_response(await queries.customer_resources(ctx.db, customer, billing_tz=tz))
 
 
 def _event_id(event: UsageEvent) -> str | None:
@@ -229,7 +201,7 @@ async def _claim_event_ids(
             or not (same_time)
         ):
             at = f"$[{i}]" if many else "$"
-            return _error(
+            return error_response(
                 409,
                 f"event {at}: eventId {event.event_id!r} was already used for a different "
                 f"event ({row['resource_key']}, value {row['value']} base units, "
@@ -257,7 +229,7 @@ async def _unprovisionable(
     for at, r in unknown:
         if r.resource_type in missing:
             _log.info("ingest_unprovisionable", resource_key=r.resource_key)
-            return _error(
+            return error_response(
                 422,
                 f"event {at}: resource {r.resource_key!r} does not exist and cannot be "
                 f"provisioned: the default tenant has no catalog entry for {r.resource_type!r}",
@@ -267,21 +239,21 @@ async def _unprovisionable(
 
 
 async def ingest(request: web.Request) -> web.Response:
-    ctx = _ctx(request)
+    ctx = context_of(request)
     if ctx.producer is None:
-        return _error(503, "ingest is disabled on this hub (no Kafka producer)", "producer")
+        return error_response(503, "ingest is disabled on this hub (no Kafka producer)", "producer")
     strict = request.query.get("strict", "false").lower()
     if strict not in _FLAGS:
-        return _error(400, f"strict must be true or false, not {strict!r}", "strict")
+        return error_response(400, f"strict must be true or false, not {strict!r}", "strict")
     exact = _FLAGS[strict]
     body = await request.read()
     try:
         events = decode_usage_events(body)
     except DecodeError as exc:
         path = _PATH.search(str(exc))
-        return _error(400, str(exc), exc.where or (path.group(1) if path else "body"))
+        return error_response(400, str(exc), exc.where or (path.group(1) if path else "body"))
     if not events:
-        return _error(400, "no events in the body", "body")
+        return error_response(400, "no events in the body", "body")
     now = time.time_ns() // 1_000_000
     horizon = retention_horizon_ms(ctx.config.retention_days)
     records = []
@@ -291,7 +263,7 @@ async def ingest(request: web.Request) -> web.Response:
     for i, event in enumerate(events):
         at = f"$[{i}]" if len(events) > 1 else "$"
         if event.event_id is not None and (why := validate_event_id(event.event_id)):
-            return _error(400, f"event {at}: eventId {why}", f"{at}.eventId")
+            return error_response(400, f"event {at}: eventId {why}", f"{at}.eventId")
         try:
             if exact:
                 reading = to_reading(event, now_ms=now)
@@ -302,11 +274,11 @@ async def ingest(request: web.Request) -> web.Response:
                     max_rounding = max(max_rounding, by)
         except DecodeError as exc:
             where = (exc.where or "$").replace("$", at)
-            return _error(400, f"event {at}: {exc}", where)
+            return error_response(400, f"event {at}: {exc}", where)
         if (why := validate_reading(reading, now_ms=now)) is not None:
-            return _error(400, f"event {at}: {why}", at)
+            return error_response(400, f"event {at}: {why}", at)
         if reading.end_ms < horizon:
-            return _error(
+            return error_response(
                 400,
                 f"event {at}: ends before the retention horizon "
                 f"(RESMON_RETENTION_DAYS={ctx.config.retention_days}); it would not be stored",
@@ -314,7 +286,7 @@ async def ingest(request: web.Request) -> web.Response:
             )
         record = encode_event(reading, source=ctx.config.source, id=_event_id(event))
         if (earlier := first.setdefault(record.event_id, i)) != i:
-            return _error(
+            return error_response(
                 400,
                 f"events $[{earlier}] and {at} are the same event (id {record.event_id}): "
                 "it would count once; give each its own timestamp or eventId",
@@ -342,7 +314,7 @@ async def ingest(request: web.Request) -> web.Response:
     ctx.metrics.ingested.inc(len(records))
     if rounded:
         ctx.metrics.ingest_rounded.inc(rounded)
-    return _json(
+    return json_response(
         {
             "accepted": len(records),
             "eventIds": [r.event_id for r in records],
@@ -361,7 +333,5 @@ def create_app(context: ApiContext) -> web.Application:
     app.router.add_post("/api/metrics/ingest", ingest)
     app.router.add_get("/api/metrics/customer/{customerId}/current", current)
     app.router.add_get("/api/monitoring/customers/{customerId}/resources", resources)
-    from .alerts import add_alert_routes  # issue 5: alerts, preferences, notifications
-
     add_alert_routes(app)
     return app

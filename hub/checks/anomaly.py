@@ -1,6 +1,6 @@
 """Anomaly check: z-score of a reading against an exponentially decayed window.
 
-The plan's rule is "z-score > 3 against the readings of the last 24 h, once
+The rule the hub implements is "z-score > 3 against the readings of the last 24 h, once
 more than 10 points exist". Scanning 24 h of raw rows per reading is what a
 hub of a million resources cannot afford, so an actor keeps four numbers
 instead (West's weighted incremental mean/variance with exponential decay):
@@ -37,11 +37,11 @@ __all__ = ["AnomalySettings", "fold", "zscore"]
 class AnomalySettings(msgspec.Struct, frozen=True, kw_only=True):
     """Tunables of the anomaly check (``RESMON_ANOMALY_*``)."""
 
-    #: decay time constant: the "last 24 h" of the plan, in milliseconds
+    #: decay time constant: the "last 24 h" of the rule, in milliseconds
     window_ms: int = 24 * 3600 * 1000
     #: |z| above this is an anomaly
     threshold: float = 3.0
-    #: more than this many points must exist before any verdict (the plan's 10)
+    #: more than this many points must exist before any verdict
     min_points: int = 10
     #: decayed weight needed too (points long ago no longer count as history)
     min_weight: float = 5.0
@@ -53,14 +53,14 @@ class AnomalySettings(msgspec.Struct, frozen=True, kw_only=True):
 
 def zscore(
     x: float, weight: float, mean: float, m2: float, last_ms: int, at_ms: int, s: AnomalySettings
-) -> float:
-    """``x``'s z-score against the decayed history, or 0.0 if there is too little of it."""
+) -> float | None:
+    """``x``'s z-score against the decayed history, or None if its weight is too small."""
     if last_ms and at_ms > last_ms:
         decay = math.exp((last_ms - at_ms) / s.window_ms)
         weight *= decay
         m2 *= decay
     if weight < s.min_weight:
-        return 0.0
+        return None
     var = m2 / weight
     floor = s.rel_floor * abs(mean)
     std = math.sqrt(var) if var > floor * floor else floor

@@ -24,7 +24,22 @@ from __future__ import annotations
 import enum
 from decimal import Decimal
 
-__all__ = ["Level", "Transition", "evaluate", "percent_to_bp"]
+__all__ = [
+    "DEFAULT_CRITICAL_PERCENT",
+    "DEFAULT_HYSTERESIS",
+    "DEFAULT_WARNING_PERCENT",
+    "Level",
+    "Transition",
+    "evaluate",
+    "percent_to_bp",
+]
+
+#: thresholds of a resource provisioned without its own (``RESMON_WARNING_PERCENT`` /
+#: ``RESMON_CRITICAL_PERCENT`` override them); the schema's column defaults match
+DEFAULT_WARNING_PERCENT = Decimal(80)
+DEFAULT_CRITICAL_PERCENT = Decimal(95)
+#: resolve only below warning% minus this many points (``RESMON_HYSTERESIS_POINTS``)
+DEFAULT_HYSTERESIS = Decimal(5)
 
 
 class Level(enum.IntEnum):

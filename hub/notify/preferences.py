@@ -2,8 +2,8 @@
 
 The effective preferences of a customer are the customer's own row if there is
 one, else its tenant's default, else :data:`BUILTIN` (nothing is sent). Per
-channel: enabled, recipients and the minimum severity (the plan: SMS only for
-CRITICAL, Slack not for LOW). Plus quiet hours in a time zone (notifications
+channel: enabled, recipients and the minimum severity (for example SMS only
+for CRITICAL, Slack not for LOW). Plus quiet hours in a time zone (notifications
 below CRITICAL wait until they end), the repeat interval for alerts nobody
 acknowledged, whether resolutions are sent, and per-tenant hourly rate limits
 per channel (SMS costs money).

@@ -30,7 +30,7 @@ from .settings import NotifyConfig
 
 __all__ = ["NOTIFIED_TRANSITIONS", "plan", "route_pending", "schedule_repeats", "when"]
 
-_log = structlog.get_logger("hub.notify.router")
+_log = structlog.get_logger(component="hub.notify.router")
 
 NOTIFIED_TRANSITIONS: Final = frozenset({"RAISED", "ESCALATED", "ACKNOWLEDGED", "RESOLVED"})
 

@@ -1,21 +1,7 @@
-"""Operator settings of the notifier, from the plan's environment variables.
+"""Operator settings of the notifier, from environment variables (SMTP_*, TWILIO_*, ...).
 
-==============================  =============================================  ==============
-variable                        meaning                                        default
-==============================  =============================================  ==============
-SMTP_HOST / SMTP_PORT           mail relay                                     (email off) / 587
-SMTP_USERNAME / SMTP_PASSWORD   SMTP AUTH (optional)
-SMTP_FROM                       sender address                                 SMTP_USERNAME
-SMTP_TLS                        starttls, tls (implicit, port 465) or none     starttls
-TWILIO_ACCOUNT_SID / _AUTH_TOKEN  Twilio credentials                           (sms off)
-TWILIO_FROM                     sending phone number (E.164)
-TWILIO_BASE_URL                 Twilio REST API base                           https://api.twilio.com
-SLACK_WEBHOOK_URL               Slack webhook used when a customer names none
-RESMON_DASHBOARD_URL            links in messages                              http://localhost:8080
-RESMON_NOTIFY_ALLOW_NETWORKS    CIDRs webhooks may reach despite the SSRF guard (none)
-RESMON_NOTIFY_GROUP_SECONDS     wait to group one customer's alerts            5
-RESMON_NOTIFY_DEADLINE_SECONDS  give up (dead-letter) after                    3600
-==============================  =============================================  ==============
+The variables are the rows of :data:`NOTIFY_VARS`; ``resmon hub run --help``
+prints them with their defaults from :class:`NotifyConfig`.
 
 Secrets (SMTP password, Twilio token, webhook URLs) never appear in ``repr``.
 """
@@ -31,11 +17,10 @@ from typing import Final
 import msgspec
 
 from .._exceptions import ConfigError
+from ..env import Var, help_table, integer, lower, number, read
 from .ssrf import Network, mask_url, parse_networks
 
-__all__ = ["ENV_HELP", "NotifyConfig"]
-
-ENV_HELP: Final = __doc__.split("\n\n", 2)[1] if __doc__ else ""
+__all__ = ["ENV_HELP", "NOTIFY_VARS", "NotifyConfig"]
 _TLS: Final = frozenset({"starttls", "tls", "none"})
 
 
@@ -103,41 +88,48 @@ class NotifyConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> NotifyConfig:
+        """Read :data:`NOTIFY_VARS` from ``env`` (default: ``os.environ``)."""
         env = os.environ if env is None else env
-        values: dict[str, object] = {}
-        for var, field in (
-            ("SMTP_HOST", "smtp_host"),
-            ("SMTP_USERNAME", "smtp_username"),
-            ("SMTP_PASSWORD", "smtp_password"),
-            ("SMTP_FROM", "smtp_from"),
-            ("TWILIO_ACCOUNT_SID", "twilio_account_sid"),
-            ("TWILIO_AUTH_TOKEN", "twilio_auth_token"),
-            ("TWILIO_FROM", "twilio_from"),
-            ("TWILIO_BASE_URL", "twilio_base_url"),
-            ("SLACK_WEBHOOK_URL", "slack_webhook_url"),
-            ("RESMON_DASHBOARD_URL", "dashboard_url"),
-        ):
-            if value := env.get(var, "").strip():
-                values[field] = value
-        if value := env.get("SMTP_TLS", "").strip().lower():
-            values["smtp_tls"] = value
-        for var, field in (
-            ("SMTP_PORT", "smtp_port"),
-            ("RESMON_NOTIFY_GROUP_SECONDS", "group_seconds"),
-            ("RESMON_NOTIFY_DEADLINE_SECONDS", "deadline_seconds"),
-        ):
-            if value := env.get(var, "").strip():
-                try:
-                    values[field] = int(value) if field == "smtp_port" else float(value)
-                except ValueError:
-                    raise ConfigError(f"{var}={value!r}: expected a number") from None
-        if value := env.get("RESMON_NOTIFY_ALLOW_NETWORKS", "").strip():
-            try:
-                values["allow_networks"] = parse_networks(value)
-            except ValueError as exc:
-                raise ConfigError(f"RESMON_NOTIFY_ALLOW_NETWORKS: {exc}") from None
+        values = read(NOTIFY_VARS, env)
         values.update(overrides)
         try:
-            return cls(**values)  # type: ignore[arg-type]
+            return cls(**values)
         except TypeError as exc:
             raise ConfigError(str(exc)) from None
+
+
+def _networks(variable: str, value: str) -> tuple[Network, ...]:
+    try:
+        return parse_networks(value)
+    except ValueError as exc:
+        raise ConfigError(f"{variable}: {exc}") from None
+
+
+#: the notifier's environment variables, in the order ``--help`` lists them
+NOTIFY_VARS: Final = (
+    Var("SMTP_HOST", "smtp_host", "mail relay", "mail.example", shown="(email off)"),
+    Var("SMTP_PORT", "smtp_port", "mail relay port", "465", integer),
+    Var("SMTP_USERNAME", "smtp_username", "SMTP AUTH user (optional)", "alerts"),
+    Var("SMTP_PASSWORD", "smtp_password", "SMTP AUTH password (optional)", "s3cret"),
+    Var("SMTP_FROM", "smtp_from", "sender address", "alerts@example.net", shown="SMTP_USERNAME"),
+    Var("SMTP_TLS", "smtp_tls", "starttls, tls (implicit, port 465) or none", "tls", lower),
+    Var("TWILIO_ACCOUNT_SID", "twilio_account_sid", "Twilio account", "AC123",
+        shown="(sms off)"),
+    Var("TWILIO_AUTH_TOKEN", "twilio_auth_token", "Twilio token", "tok"),
+    Var("TWILIO_FROM", "twilio_from", "sending phone number (E.164)", "+15550100"),
+    Var("TWILIO_BASE_URL", "twilio_base_url", "Twilio REST API base",
+        "http://127.0.0.1:9999"),
+    Var("SLACK_WEBHOOK_URL", "slack_webhook_url", "Slack webhook used when a customer names none",
+        "https://hooks.slack.com/services/T/B/x"),
+    Var("RESMON_DASHBOARD_URL", "dashboard_url", "links in messages", "https://noc.example"),
+    Var("RESMON_NOTIFY_ALLOW_NETWORKS", "allow_networks",
+        "CIDRs webhooks may reach despite the SSRF guard", "10.0.0.0/8", _networks,
+        shown="(none)"),
+    Var("RESMON_NOTIFY_GROUP_SECONDS", "group_seconds", "wait to group one customer's alerts",
+        "10", number),
+    Var("RESMON_NOTIFY_DEADLINE_SECONDS", "deadline_seconds", "give up (dead-letter) after",
+        "600", number),
+)  # fmt: skip
+
+#: the table ``resmon hub run --help`` prints under "Notifications"
+ENV_HELP: Final = help_table(NOTIFY_VARS, NotifyConfig)

@@ -52,7 +52,7 @@ from .ssrf import GuardedResolver
 
 __all__ = ["Notifier", "NotifyMetrics", "backoff", "default_channels", "run_notifier"]
 
-_log = structlog.get_logger("hub.notify")
+_log = structlog.get_logger(component="hub.notify.worker")
 _INHIBITABLE: Final = frozenset({"RAISED", "ESCALATED", "REPEATED"})
 
 

@@ -24,6 +24,7 @@ import asyncpg  # type: ignore[import-untyped]
 
 from protocol import UnitError, UsageReading, unit_factor
 
+from ..calendar import next_first_day
 from ._literals import array_literal
 
 __all__ = ["AggregateInput", "Bucketer", "write_aggregates"]
@@ -54,7 +55,7 @@ class Bucketer:
             d = day.date()
             week = d - dt.timedelta(days=d.weekday())
             month = d.replace(day=1)
-            nxt = (month + dt.timedelta(days=32)).replace(day=1)
+            nxt = next_first_day(d)
 
             def at(date: dt.date) -> dt.datetime:
                 return dt.datetime(date.year, date.month, date.day, tzinfo=self._tz)

@@ -29,6 +29,7 @@ from protocol import UsageGap, UsageReading
 
 from .._exceptions import FencedError
 from ..alerts.records import AlertRecord
+from ..checks.stats import Stats
 from ._literals import array_literal
 
 __all__ = [
@@ -71,8 +72,8 @@ class TotalRow(msgspec.Struct, frozen=True):
     resource_id: str
     total: int
     period_start: dt.date | None
-    #: the actor's statistics: weight, mean, m2, last_ms, points, first_ms, anchor
-    stats: tuple[float, float, float, int, int, int, int] = (0.0, 0.0, 0.0, 0, 0, 0, 0)
+    #: the actor's statistics after the batch (see :mod:`hub.checks.stats`)
+    stats: Stats = Stats()
     #: ``total_version`` the actor built on: the row is written only if it still holds it
     version: int = 0
     #: the Kafka partition the resource's readings came from (named if fenced)
@@ -284,7 +285,7 @@ async def write_batch(
     if totals:
         # each column as one array literal, cast in SQL: the client's per-element array
         # encoding costs more than the UPDATE (repr(float) round-trips exactly)
-        cols = zip(*(t.stats for t in totals), strict=True)
+        cols = zip(*(msgspec.structs.astuple(t.stats) for t in totals), strict=True)
         written = await conn.fetch(
             """UPDATE customer_resources cr SET current_usage = u.total, period_start = u.ps,
                    stat_weight = u.w, stat_mean = u.mean, stat_m2 = u.m2, stat_last_ms = u.lm,

@@ -30,7 +30,7 @@ from .._exceptions import MigrationError, storage_errors
 
 __all__ = ["Migration", "applied_migrations", "load_migrations", "migrate"]
 
-_log = structlog.get_logger("hub.migrate")
+_log = structlog.get_logger(component="hub.storage.migrate")
 
 #: pg_advisory_lock key: "resmon-migrate" folded to a bigint
 _LOCK_KEY: Final = int.from_bytes(

@@ -24,34 +24,35 @@ from collections.abc import Iterable
 import asyncpg  # type: ignore[import-untyped]
 import structlog
 
+from ..calendar import UTC, month_number, month_of, month_of_date, month_start, yyyymm
+
 __all__ = [
     "PARTITIONED",
     "drop_expired_partitions",
     "ensure_partitions",
-    "month_of",
     "partition_name",
     "retention_horizon_ms",
+    "storage_month",
 ]
 
 #: the tables partitioned by month, each with ``<table>_pYYYYMM`` partitions
 PARTITIONED = ("usage_metrics", "processed_events")
 
-_log = structlog.get_logger("hub.storage.partitions")
+_log = structlog.get_logger(component="hub.storage.partitions")
 _LOCK = 0x7265736D6F6E  # "resmon"
 
 
-def month_of(ms: int) -> int:
-    """UTC month of instant ``ms`` as ``year * 12 + month - 1``."""
-    d = dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
-    return d.year * 12 + d.month - 1
+def storage_month(ms: int) -> int:
+    """The storage month (UTC, see :mod:`hub.calendar`) of instant ``ms``."""
+    return month_of(ms, UTC)
 
 
 def _start(month: int) -> dt.datetime:
-    return dt.datetime(month // 12, month % 12 + 1, 1, tzinfo=dt.UTC)
+    return month_start(month, UTC)
 
 
 def partition_name(month: int, table: str = "usage_metrics") -> str:
-    return f"{table}_p{month // 12:04d}{month % 12 + 1:02d}"
+    return f"{table}_p{yyyymm(month)}"
 
 
 def retention_horizon_ms(retention_days: int, now: dt.datetime | None = None) -> int:
@@ -62,7 +63,7 @@ def retention_horizon_ms(retention_days: int, now: dt.datetime | None = None) ->
     """
     now = now or dt.datetime.now(dt.UTC)
     cutoff = now - dt.timedelta(days=retention_days)
-    return int(_start(cutoff.year * 12 + cutoff.month - 1).timestamp() * 1000)
+    return int(_start(month_of_date(cutoff.date())).timestamp() * 1000)
 
 
 async def ensure_partitions(pool: asyncpg.Pool, months: Iterable[int], known: set[int]) -> None:
@@ -117,7 +118,7 @@ async def drop_expired_partitions(
     dropped = []
     for r in rows:
         name = r["relname"]
-        month = int(name[-6:-2]) * 12 + int(name[-2:]) - 1
+        month = month_number(int(name[-6:-2]), int(name[-2:]))
         if _start(month + 1) <= cutoff:
             await conn.execute(f'DROP TABLE IF EXISTS "{name}"')
             dropped.append(name)

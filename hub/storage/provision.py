@@ -14,6 +14,7 @@ import msgspec
 from protocol import resource_key as make_key
 
 from .._exceptions import NotFoundError, storage_errors
+from ..checks.thresholds import DEFAULT_CRITICAL_PERCENT, DEFAULT_WARNING_PERCENT
 
 __all__ = [
     "CHANGES_CHANNEL",
@@ -159,8 +160,8 @@ async def auto_provision(
     key: str,
     kind: str,
     *,
-    warning: Decimal = Decimal(80),
-    critical: Decimal = Decimal(95),
+    warning: Decimal = DEFAULT_WARNING_PERCENT,
+    critical: Decimal = DEFAULT_CRITICAL_PERCENT,
 ) -> bool:
     """Create an unknown customer/resource with no limit; True if it was created now."""
     name = key.split("/", 2)[2] if key.count("/") >= 2 else None

@@ -13,10 +13,11 @@ from protocol import RESOURCE_BASE_UNIT
 from .._exceptions import NotFoundError, storage_errors
 from ..alerts.records import display_unit, percentage, plain, to_unit
 from ..checks.thresholds import Level
+from .current import CachedUsage
 from .provision import Executor
-from .redis_cache import CachedUsage
 
 __all__ = [
+    "ALERTS_SELECT",
     "AlertRow",
     "ResourceView",
     "current_usage",
@@ -182,7 +183,8 @@ async def current_usage(
     ]
 
 
-_ALERTS: Final = """
+#: an alert row as the API shows it (filters and ordering appended by the caller)
+ALERTS_SELECT: Final = """
 SELECT a.id::text AS id, cr.customer_id, cr.resource_key, rc.resource_type, a.alert_type,
        a.severity, a.message, a.current_value, a.threshold_value, a.unit, a.status,
        a.acknowledged_by, a.acknowledged_at, a.resolved_by, a.resolved_at, a.resolution,
@@ -204,7 +206,7 @@ async def list_alerts(
     """Alerts, newest first, filtered by the given fields."""
     with storage_errors():
         rows = await db.fetch(
-            _ALERTS
+            ALERTS_SELECT
             + """WHERE ($1::text IS NULL OR a.status = $1)
                    AND ($2::text IS NULL OR cr.customer_id = $2)
                    AND ($3::text IS NULL OR cr.resource_key = $3)

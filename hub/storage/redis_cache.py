@@ -31,7 +31,6 @@ failure is logged and counted, never fatal.
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Sequence
 
 import msgspec
@@ -41,27 +40,9 @@ from redis.exceptions import NoScriptError
 from protocol import RESOURCE_BASE_UNIT, AlertEvent
 
 from .._exceptions import cache_errors
+from .current import CachedUsage, now_ms
 
-__all__ = ["CachedUsage", "RedisCache"]
-
-
-class CachedUsage(msgspec.Struct, frozen=True, rename="camel"):
-    """One resource's current usage, as cached and as served by the REST API."""
-
-    resource_key: str
-    resource_type: str
-    usage: int
-    unit: str
-    limit: int | None
-    catalog_unit: str
-    usage_in_unit: str
-    limit_in_unit: str | None
-    percentage: str | None
-    level: str
-    updated: int
-    #: ms of the current billing period that reported gaps cover (usage unknown there);
-    #: ``None`` where it was not read from PostgreSQL
-    unknown_ms: int | None = None
+__all__ = ["RedisCache"]
 
 
 _usage_decoder = msgspec.json.Decoder(CachedUsage)
@@ -267,7 +248,3 @@ class RedisCache:
         with cache_errors(self._address):
             raw = await self.client.hgetall(self._alerts_key(customer))
         return [bytes(v) for v in raw.values()]
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000

@@ -42,9 +42,14 @@ def event(customer: str, value: str, unit: str = "GB", **extra: Any) -> dict[str
     }
 
 
-def counter(metrics: Any, name: str, labels: dict[str, str] | None = None) -> float:
-    """A counter of a hub's (or notifier's) registry; 0 when it was never incremented."""
-    return metrics.registry.get_sample_value(name, labels or {}) or 0.0
+def sample(metrics: Any, name: str, **labels: str) -> float:
+    """The value of sample ``name`` (e.g. ``resmon_hub_readings_consumed_total``), 0 if unset.
+
+    ``metrics`` is a :class:`hub.metrics.HubMetrics`: read through its registry,
+    the public API, as a scraper would see the value.
+    """
+    value = metrics.registry.get_sample_value(name, labels or None)
+    return 0.0 if value is None else float(value)
 
 
 async def send_reading(

@@ -51,7 +51,8 @@ def model_alerts(readings: list[UsageReading], limit: int | None) -> list[tuple[
     Runs the same actor code in memory, uninterrupted: the reference a hub
     that is killed, restarted or rebalanced must match exactly.
     """
-    from hub.actors.actor import CheckSettings, ResourceActor, period_of
+    from hub.actors.actor import CheckSettings, ResourceActor
+    from hub.calendar import month_of
     from hub.checks import Level, Transition
 
     first = readings[0]
@@ -73,7 +74,7 @@ def model_alerts(readings: list[UsageReading], limit: int | None) -> list[tuple[
     out: list[tuple[str, str]] = []
     changes: list = []  # type: ignore[type-arg]
     for r in readings:
-        period = period_of(r.end_ms, utc)  # type: ignore[arg-type]
+        period = month_of(r.end_ms, utc)  # type: ignore[arg-type]
         y, m = divmod(period + 1, 12)
         end = int(dt.datetime(y, m + 1, 1, tzinfo=utc).timestamp() * 1000)
         actor.handle(r, period, (0, end), CheckSettings(), changes)

@@ -11,7 +11,8 @@ import pytest
 from _hub_testing import until
 
 from hub import provision_resource
-from hub.actors import Outcome, Registry, ResourceActor, period_of
+from hub.actors import Outcome, Registry, ResourceActor
+from hub.calendar import month_of
 from hub.checks import Level, Transition
 from protocol import UsageReading
 
@@ -43,8 +44,8 @@ def test_actor_state_is_slotted() -> None:
 def test_billing_period_follows_the_time_zone() -> None:
     # 2026-12-01T00:30 in Berlin is still November in UTC
     ms = int(dt.datetime(2026, 11, 30, 23, 30, tzinfo=dt.UTC).timestamp() * 1000)
-    assert period_of(ms, UTC) == 2026 * 12 + 10
-    assert period_of(ms, ZoneInfo("Europe/Berlin")) == 2026 * 12 + 11
+    assert month_of(ms, UTC) == 2026 * 12 + 10
+    assert month_of(ms, ZoneInfo("Europe/Berlin")) == 2026 * 12 + 11
 
 
 async def test_actors_load_state_apply_in_order_and_raise_once(

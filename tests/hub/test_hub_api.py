@@ -10,7 +10,7 @@ import anyio
 import asyncpg  # type: ignore[import-untyped]
 import msgspec
 import pytest
-from _hub_testing import event, until, wait_for
+from _hub_testing import event, sample, until, wait_for
 
 from hub import HubConfig, HubError, RunningHub, provision_resource, run_hub
 
@@ -41,7 +41,7 @@ async def test_ingest_then_current_usage_in_base_and_catalog_units(
         assert resp.status == 200
         assert (await resp.json())["eventIds"] == [first_id]
         await wait_for(db, TOTAL, 375_000_000, key)
-        await until(lambda: hub.metrics.duplicates._value.get() == 1)
+        await until(lambda: sample(hub.metrics, "resmon_hub_duplicates_dropped_total") == 1)
         assert await db.fetchval(TOTAL, key) == 375_000_000
         url = f"/api/metrics/customer/{customer}/current"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
 import pytest
@@ -68,3 +69,63 @@ def test_password_never_appears_in_repr() -> None:
     assert "s3cret" not in repr(config)
     assert "s3cret" not in str(config)
     assert redact(ENV["DATABASE_URL"]) == "postgresql://hub:***@db.example:5433/resmon"
+
+
+def _help_rows(text: str) -> dict[str, str]:
+    """variable -> default column of the tables in ``resmon hub run --help``."""
+    rows: dict[str, str] = {}
+    for line in text.splitlines():
+        m = re.match(r"\s*([A-Z][A-Z0-9_]+)\s{2,}(.*?)(?:\s{2,}(\S.*))?$", line)
+        if m and m.group(1) != "variable":
+            rows[m.group(1)] = (m.group(3) or "").strip()
+    return rows
+
+
+def test_the_help_lists_exactly_the_variables_the_parser_reads_with_their_real_defaults() -> None:
+    from click.testing import CliRunner
+
+    from hub.cli import hub
+    from hub.config import HUB_VARS
+    from hub.notify.settings import NOTIFY_VARS, NotifyConfig
+
+    result = CliRunner().invoke(hub, ["run", "--help"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    rows = _help_rows(result.output)
+    assert set(rows) == {v.name for v in (*HUB_VARS, *NOTIFY_VARS)}
+    hub_defaults = HubConfig.from_env(ENV)
+    notify_defaults = NotifyConfig.from_env({})
+    for var, config in [(v, hub_defaults) for v in HUB_VARS] + [
+        (v, notify_defaults) for v in NOTIFY_VARS
+    ]:
+        field = var.fields[0] if isinstance(var.fields, tuple) else var.fields
+        if var.required or var.shown is not None:
+            continue  # shown in words: "(required)", "(email off)"
+        default = getattr(config, field)
+        shown = "" if default is None else str(default)
+        if isinstance(default, float) and default.is_integer():
+            shown = str(int(default))
+        assert rows[var.name] == shown, var.name
+
+
+def test_every_variable_in_the_help_sets_its_field() -> None:
+    from hub.config import HUB_VARS
+    from hub.notify.settings import NOTIFY_VARS
+
+    base = HubConfig.from_env(ENV)
+    for var in (*HUB_VARS, *NOTIFY_VARS):
+        env = {**ENV, var.name: var.example}
+        config = HubConfig.from_env(env)
+        target, before = (config.notify, base.notify) if var in NOTIFY_VARS else (config, base)
+        fields = var.fields if isinstance(var.fields, tuple) else (var.fields,)
+        assert any(getattr(target, f) != getattr(before, f) for f in fields), var.name
+
+
+def test_the_migrate_command_refuses_a_url_that_is_not_postgresql() -> None:
+    from click.testing import CliRunner
+
+    from hub.cli import hub
+
+    result = CliRunner().invoke(hub, ["migrate"], env={"DATABASE_URL": "mysql://x/y"})
+    assert result.exit_code != 0
+    assert "DATABASE_URL" in result.output
+    assert "expected postgresql://" in result.output

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 import anyio
 import asyncpg  # type: ignore[import-untyped]
 import pytest
-from _hub_testing import wait_for
+from _hub_testing import sample, until, wait_for
 from aiokafka import AIOKafkaProducer, TopicPartition
 
 from hub import FencedError, HubConfig, RunningHub, provision_resource, run_hub
@@ -118,15 +118,16 @@ async def test_a_batch_behind_another_instance_is_dropped_and_totals_rebuilt(
             # ... and this hub then fetches the same records: its batch starts at 10
             for i in range(10, 15):
                 await send(i)
-            await anyio.sleep(1.0)  # time to fetch them and be fenced
+            # it fetches them and is fenced (the other instance moved the offsets)
+            await until(lambda: sample(hub.metrics, "resmon_hub_batches_fenced_total") >= 1)
             for i in range(15, 20):
                 await send(i)
             # rebuilt from PostgreSQL (15 readings' worth) + 5 = 20, not the stale
             # in-memory 10 + 5 = 15 written over the other instance's work
             await wait_for(db, moved, 20, hub_config.consumer_group)
             assert await db.fetchval(_TOTAL, key) == 20 * VALUE
-            assert hub.metrics.batches_fenced._value.get() >= 1
-            assert hub.metrics.readings._value.get() == 15
+            assert sample(hub.metrics, "resmon_hub_batches_fenced_total") >= 1
+            assert sample(hub.metrics, "resmon_hub_readings_consumed_total") == 15
             tg.cancel_scope.cancel()
 
 
@@ -267,7 +268,7 @@ async def test_a_batch_fetched_before_a_revocation_is_not_applied_nor_leaves_act
         assert kafka.seeks[-1] == 20
         await hub.consumer.process(kafka, {tp: records[20:25]})
         assert await db.fetchval(_TOTAL, key) == 25 * VALUE
-        assert hub.metrics.readings._value.get() == 15
+        assert sample(hub.metrics, "resmon_hub_readings_consumed_total") == 15
 
 
 async def test_an_actor_left_resident_from_an_earlier_ownership_is_fenced_by_its_version(

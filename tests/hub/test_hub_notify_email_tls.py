@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import socket
 import ssl
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import anyio
 import msgspec
 import pytest
+from _net import free_port
 from _notify_fakes import SmtpSink, notify_config
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
@@ -58,12 +58,6 @@ def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return d / "cert.pem", d / "key.pem"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _auth(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
     ok = isinstance(data, LoginPassword) and (data.login, data.password) == (
         b"alerts",
@@ -108,7 +102,7 @@ async def test_email_goes_over_starttls_with_auth_and_a_wrong_password_is_perman
 ) -> None:
     server_tls, client_tls = _contexts(cert)
     sink = SmtpSink()
-    port = _free_port()
+    port = free_port()
     controller = Controller(
         sink,
         hostname="127.0.0.1",
@@ -145,7 +139,7 @@ async def test_email_goes_over_starttls_with_auth_and_a_wrong_password_is_perman
 async def test_email_goes_over_implicit_tls_with_auth(cert: tuple[Path, Path]) -> None:
     server_tls, client_tls = _contexts(cert)
     sink = SmtpSink()
-    port = _free_port()
+    port = free_port()
     controller = Controller(
         sink,
         hostname="127.0.0.1",

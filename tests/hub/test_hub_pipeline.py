@@ -12,11 +12,11 @@ import anyio
 import asyncpg  # type: ignore[import-untyped]
 import msgspec
 import pytest
-from _hub_testing import until, wait_for
+from _hub_testing import sample, until, wait_for
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from hub import HubConfig, RunningHub, provision_resource, run_hub
-from hub.storage.redis_cache import now_ms
+from hub.storage.current import now_ms
 from protocol import (
     TYPE_THRESHOLD,
     AlertEvent,
@@ -98,9 +98,9 @@ async def test_one_warning_then_one_critical_with_exact_totals_dedup_and_dead_le
             assert len(dead) == 1
             assert dead[0]["record_value"] == b"{not json"
             assert "undecodable" in dead[0]["reason"]
-            assert hub.metrics.duplicates._value.get() == 2
-            assert hub.metrics.dead_letters._value.get() == 1
-            assert hub.metrics.readings._value.get() == 11
+            assert sample(hub.metrics, "resmon_hub_duplicates_dropped_total") == 2
+            assert sample(hub.metrics, "resmon_hub_dead_letters_total") == 1
+            assert sample(hub.metrics, "resmon_hub_readings_consumed_total") == 11
 
             raw = await hub.cache.client.hget(
                 f"{hub_config.redis_prefix}:usage:{key.split('/')[0]}", key
@@ -166,8 +166,8 @@ async def test_restart_resumes_from_stored_offsets_without_double_counting(
             await send(producer, hub_config.usage_topic, reading(key, 5, 7))
             await wait_for(db, TOTAL, 42, key)
             # the restarted hub resumed after the stored offsets: nothing re-read
-            assert hub.metrics.readings._value.get() == 1
-            assert hub.metrics.duplicates._value.get() == 0
+            assert sample(hub.metrics, "resmon_hub_readings_consumed_total") == 1
+            assert sample(hub.metrics, "resmon_hub_duplicates_dropped_total") == 0
             assert await db.fetchval("SELECT count(*) FROM alerts") == 0
             tg.cancel_scope.cancel()
 
@@ -219,7 +219,7 @@ async def test_unknown_resource_is_auto_provisioned_unlimited(
                 "resource_name": catalog,
                 "tenant_id": "00000000-0000-0000-0000-000000000000",
             }
-            assert hub.metrics.provisioned._value.get() == 1
+            assert sample(hub.metrics, "resmon_hub_resources_auto_provisioned_total") == 1
             assert await db.fetchval("SELECT count(*) FROM alerts") == 0
             tg.cancel_scope.cancel()
 
@@ -352,7 +352,7 @@ async def test_a_batch_that_fails_to_commit_is_retried_without_double_counting(
             hub: RunningHub = await tg.start(run_hub, hub_config)
             for i in range(3):
                 await send(producer, hub_config.usage_topic, reading(key, i, 300))
-            await until(lambda: hub.metrics.batch_failures._value.get() >= 2)
+            await until(lambda: sample(hub.metrics, "resmon_hub_batch_failures_total") >= 2)
             assert await db.fetchval(TOTAL, key) == 0
             assert await db.fetchval("SELECT count(*) FROM processed_events") == 0
             await db.execute("DELETE FROM refuse")
@@ -389,7 +389,7 @@ async def test_usage_gaps_are_recorded_once(
                     key=record.key,
                     headers=record.headers,
                 )
-            await until(lambda: hub.metrics.duplicates._value.get() == 1)
+            await until(lambda: sample(hub.metrics, "resmon_hub_duplicates_dropped_total") == 1)
             rows = await db.fetch("SELECT reason, detail, metadata FROM usage_gaps")
             assert [(r["reason"], r["detail"]) for r in rows] == [("reboot", "sysUpTime went back")]
             assert json.loads(rows[0]["metadata"]) == {"device": "r1", "interface": "ge-0/0/1"}
@@ -411,7 +411,7 @@ async def test_a_flood_of_resource_changes_reloads_every_actor_instead_of_droppi
                 "UPDATE customer_resources SET limit_value = 1000 WHERE resource_key = $1", key
             )
             await db.execute("SELECT pg_notify('resmon_resource_changed', $1)", key)
-        await until(lambda: hub.metrics.change_overflows._value.get() >= 1)
+        await until(lambda: sample(hub.metrics, "resmon_hub_resource_change_overflows_total") >= 1)
         await until(lambda: hub.registry.get(key) is None)
         await _next_reading_warns(hub_config, db, producer, key)
 
@@ -433,7 +433,7 @@ async def test_a_lost_change_listener_reconnects_and_reloads_every_actor(
         await db.execute(
             "UPDATE customer_resources SET limit_value = 1000 WHERE resource_key = $1", key
         )
-        await until(lambda: hub.metrics.change_overflows._value.get() >= 1)
+        await until(lambda: sample(hub.metrics, "resmon_hub_resource_change_overflows_total") >= 1)
         assert hub.registry.get(key) is None
         assert not await hub.cache.client.exists(cached)  # counted after the drop
         await _next_reading_warns(hub_config, db, producer, key)

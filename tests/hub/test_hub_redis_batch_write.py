@@ -10,7 +10,8 @@ import pytest
 
 from hub.storage import redis_cache
 from hub.storage.aggregates import Bucketer
-from hub.storage.redis_cache import CachedUsage, RedisCache
+from hub.storage.current import CachedUsage
+from hub.storage.redis_cache import RedisCache
 from protocol import AlertEvent
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]

