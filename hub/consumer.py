@@ -9,8 +9,9 @@ Per batch (``getmany``):
    partition;
 2. make sure the monthly ``usage_metrics`` partitions of the batch exist
    (a short transaction of its own);
-3. in ONE transaction: claim the event ids in ``processed_events`` (a
-   duplicate is dropped here, before it reaches a total), apply the new
+3. in ONE transaction: claim the events in ``processed_events`` by their
+   CloudEvents identity, source and id (a duplicate is dropped here, before
+   it reaches a total), apply the new
    readings to their actors (the registry; an unknown resource is
    auto-provisioned; a reading an actor refuses is dead-lettered), then write
    raw rows (COPY), gaps, dead letters, aggregates, period totals with the
@@ -93,13 +94,15 @@ from .storage.batch import (
     TotalRow,
     advance_offsets,
     claim_events,
+    event_key,
+    legacy_cutover_ms,
     reset_offset,
     stored_offsets,
     write_batch,
 )
 from .storage.current import CachedUsage, now_ms
 from .storage.partitions import ensure_partitions, retention_horizon_ms, storage_month
-from .validation import validate_event_id, validate_reading
+from .validation import validate_event_id, validate_event_source, validate_reading
 
 __all__ = ["UnreadableRecord", "UsageConsumer", "misalignment"]
 
@@ -235,6 +238,10 @@ class UsageConsumer:
         self._bucketer = Bucketer(self._tz)
         self._months: set[int] = set()
         self._days: dict[int, int] = {}
+        #: events ending at or before this (ms) may have been claimed by id alone, before
+        #: migration 0019 (see :func:`~hub.storage.batch.claim_events`); read on first use
+        self._legacy_until: int | None = None
+        self._legacy_read = False
         #: wall seconds spent per stage of :meth:`process` (what limits throughput)
         self.stage_seconds: dict[str, float] = {}
         self.batches = 0
@@ -744,6 +751,9 @@ class UsageConsumer:
                 if (why := validate_event_id(ev.id)) is not None:
                     bury(tp.partition, tp.topic, rec, f"invalid: event id {why}")
                     continue
+                if (why := validate_event_source(ev.source)) is not None:
+                    bury(tp.partition, tp.topic, rec, f"invalid: event source {why}")
+                    continue
                 if (why := validate_reading(ev.data, now_ms=now)) is not None:
                     bury(tp.partition, tp.topic, rec, f"invalid: {why}")
                     continue
@@ -761,12 +771,16 @@ class UsageConsumer:
             mark = now
 
         stage("decode")
-        unique: dict[str, tuple[int, Any, DecodedEvent]] = {}
+        # identity is (source, id): one copy of each within the batch goes on to be claimed
+        unique: dict[bytes, tuple[int, Any, DecodedEvent]] = {}
+        repeated: list[DecodedEvent] = []
         for item in events:
-            unique.setdefault(item[2].id, item)
-        duplicates = len(events) - len(unique)
+            ev = item[2]
+            if unique.setdefault(event_key(ev.source, ev.id), item) is not item:
+                repeated.append(ev)
+        duplicates = len(repeated)
         horizon = retention_horizon_ms(self.config.retention_days)
-        for eid, (p, rec, ev) in list(unique.items()):
+        for k, (p, rec, ev) in list(unique.items()):
             if _end_ms(ev) < horizon:  # its month's dedup records may be dropped already
                 when = dt.datetime.fromtimestamp(horizon / 1000, dt.UTC).date()
                 bury(
@@ -776,10 +790,13 @@ class UsageConsumer:
                     f"expired: ends before {when}, the "
                     f"retention horizon (RESMON_RETENTION_DAYS={self.config.retention_days})",
                 )
-                del unique[eid]
+                del unique[k]
         months = {self._month(_end_ms(ev)) for _, _, ev in unique.values()}
         with storage_errors(self.config.database_address):
             await ensure_partitions(self.pool, months, self._months)
+            if not self._legacy_read:
+                self._legacy_until = await legacy_cutover_ms(self.pool)
+                self._legacy_read = True
         results: dict[str, Outcome | Exception] = {}
         alerts: list[AlertRecord] = []
         applied = 0
@@ -815,12 +832,18 @@ class UsageConsumer:
                             conn, self.config.consumer_group, self._moves(offsets)
                         )
                         stage("partitions+begin")
-                        fresh_ids = await claim_events(
-                            conn, [(eid, _end_ms(item[2])) for eid, item in unique.items()]
+                        fresh_keys = await claim_events(
+                            conn,
+                            [(k, ev.id, _end_ms(ev)) for k, (_, _, ev) in unique.items()],
+                            legacy_until_ms=self._legacy_until,
                         )
                         stage("dedup")
-                        fresh = [item for eid, item in unique.items() if eid in fresh_ids]
-                        duplicates += len(unique) - len(fresh)
+                        fresh = [item for k, item in unique.items() if k in fresh_keys]
+                        if len(fresh) < len(unique):
+                            repeated.extend(
+                                item[2] for k, item in unique.items() if k not in fresh_keys
+                            )
+                        duplicates = len(repeated)
                         readings = [
                             (p, ev.data) for p, _, ev in fresh if isinstance(ev.data, UsageReading)
                         ]
@@ -846,7 +869,7 @@ class UsageConsumer:
                             elif (reason := poisoned.get(id(data))) is not None:
                                 bury(p, self.config.usage_topic, rec, f"actor refused: {reason}")
                             else:
-                                rows.append(ReadingRow(res.resource_id, ev.id, data))
+                                rows.append(ReadingRow(res.resource_id, ev.id, data, ev.source))
                                 aggregates.append(
                                     (res.resource_id, data, res.unit, res.cost_per_unit)
                                 )
@@ -854,7 +877,9 @@ class UsageConsumer:
                             base = RESOURCE_BASE_UNIT.get(o.resource_type, "byte")
                             alerts.extend(alert_record(o, c, base) for c in o.changes)
                         gaps = [
-                            (ev.id, ev.data) for _, _, ev in fresh if isinstance(ev.data, UsageGap)
+                            (ev.source, ev.id, ev.data)
+                            for _, _, ev in fresh
+                            if isinstance(ev.data, UsageGap)
                         ]
                         alert_ids = await write_batch(
                             conn,
@@ -902,6 +927,12 @@ class UsageConsumer:
         m.batch_seconds.observe(time.perf_counter() - started)
         m.readings.inc(applied)
         m.duplicates.inc(duplicates)
+        if repeated:
+            _log.info(
+                "duplicates_dropped",
+                count=duplicates,
+                first=[f"{ev.source} {ev.id}" for ev in repeated[:3]],
+            )
         m.dead_letters.inc(len(dead))
         m.gaps.inc(gaps_written)
         m.actors.set(len(self.registry))

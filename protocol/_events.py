@@ -40,9 +40,10 @@ class UsageReading(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_f
     """One exact usage figure for one customer resource over ``[start_ms, end_ms)``.
 
     ``kind="delta"`` values are summed over the billing period (bytes moved,
-    requests served, CPU seconds); ``kind="level"`` values are the level at
-    ``end_ms`` (storage or memory in use). ``value`` is an integer count of
-    ``unit``, which is a base unit (``byte``, ``request``, ``second``).
+    requests served, CPU milliseconds); ``kind="level"`` values are the level
+    at ``end_ms`` (storage or memory in use). ``value`` is an integer count of
+    ``unit``, which is a base unit (``byte``, ``request``, ``millisecond``). A
+    CPU reading in ``second`` (before milliseconds) is converted when decoded.
     """
 
     customer_id: str

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 import anyio
 import asyncpg  # type: ignore[import-untyped]
 import pytest
-from _hub_testing import sample, until, wait_for
+from _hub_testing import T0, minute_reading, sample, until, wait_for
 from aiokafka import AIOKafkaProducer, TopicPartition
 
 from hub import FencedError, HubConfig, RunningHub, provision_resource, run_hub
@@ -27,6 +27,7 @@ from hub.storage.batch import (
     TotalRow,
     advance_offsets,
     claim_events,
+    event_key,
     stored_offsets,
     write_batch,
 )
@@ -35,21 +36,11 @@ from protocol import UsageReading, encode_event
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
-T0 = 1_764_000_000_000
 VALUE = 1_000
 
 
 def _reading(key: str, i: int) -> UsageReading:
-    customer, rtype = key.split("/")[:2]
-    return UsageReading(
-        customer_id=customer,
-        resource_type=rtype,
-        resource_key=key,
-        value=VALUE,
-        unit="byte",
-        start_ms=T0 + i * 60_000,
-        end_ms=T0 + (i + 1) * 60_000,
-    )
+    return minute_reading(key, i, VALUE)
 
 
 async def test_offsets_move_only_from_the_offset_the_batch_started_from(
@@ -108,7 +99,11 @@ async def test_a_batch_behind_another_instance_is_dropped_and_totals_rebuilt(
                 )
                 async with db.transaction():
                     await claim_events(
-                        db, [(i, r.end_ms) for i, r in zip(ids, theirs, strict=True)]
+                        db,
+                        [
+                            (event_key("urn:test", i), i, r.end_ms)
+                            for i, r in zip(ids, theirs, strict=True)
+                        ],
                     )
                 await db.execute(
                     "UPDATE consumer_offsets SET next_offset = 15 "
@@ -236,7 +231,13 @@ async def _another_instance_applies(
             key,
             len(theirs) * VALUE,
         )
-        await claim_events(db, [(r.event_id, T0 + (r.offset + 1) * 60_000) for r in theirs])
+        await claim_events(
+            db,
+            [
+                (event_key("urn:test", r.event_id), r.event_id, T0 + (r.offset + 1) * 60_000)
+                for r in theirs
+            ],
+        )
         await db.execute(
             "UPDATE consumer_offsets SET next_offset = $2 "
             "WHERE consumer_group = $1 AND partition = 0",

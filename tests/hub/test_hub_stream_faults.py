@@ -20,7 +20,8 @@ import anyio
 import asyncpg  # type: ignore[import-untyped]
 import msgspec
 import pytest
-from _hub_testing import sample, send_reading, until, wait_for
+from _hub_testing import send_reading, until, wait_for
+from _metrics import sample
 from _net import free_port
 from _notify_fakes import notify_config, raise_alert
 from _series import reading
