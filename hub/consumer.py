@@ -32,6 +32,7 @@ twice even if the Kafka commit was lost.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -42,7 +43,12 @@ import asyncpg  # type: ignore[import-untyped]
 import msgspec
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import IllegalStateError, KafkaError
+from aiokafka.errors import (
+    IllegalStateError,
+    KafkaError,
+    NoOffsetForPartitionError,
+    OffsetOutOfRangeError,
+)
 from anyio.abc import TaskStatus
 
 from protocol import (
@@ -52,6 +58,7 @@ from protocol import (
 )
 
 from ._exceptions import (
+    BrokerError,
     FatalError,
     FencedError,
     HubError,
@@ -69,7 +76,16 @@ from .alerts.records import (
     to_unit,
 )
 from .config import HubConfig
-from .intake import Claimable, Decoded, WritePlan, claimable, decode_batch, end_ms, plan_writes
+from .intake import (
+    Claimable,
+    Decoded,
+    UnreadableRecord,
+    WritePlan,
+    claimable,
+    decode_batch,
+    end_ms,
+    plan_writes,
+)
 from .metrics import HubMetrics
 from .outbox import Outbox, OutboxBatch, OutboxEvent, insert_outbox
 from .storage.aggregates import Bucketer, write_aggregates
@@ -85,13 +101,48 @@ from .storage.batch import (
 from .storage.current import CachedUsage, now_ms
 from .storage.partitions import ensure_partitions, retention_horizon_ms, storage_month
 
-__all__ = ["UsageConsumer"]
+__all__ = ["UnreadableRecord", "UsageConsumer", "misalignment"]
 
 _log = structlog.get_logger(component="hub.consumer")
 
 #: longest wait for a Kafka offset commit (it only speeds up a restart; PostgreSQL
 #: holds the offsets that count)
 _COMMIT_S = 5.0
+#: how long a look for an unparsable record waits for one partition's records (ms)
+_PROBE_MS = 2_000
+_ALL_RECORDS = 2**31 - 1
+
+
+def _retry_delay(failures: int) -> float:
+    """Seconds before the next try after ``failures`` failures in a row: 0.5 doubling to 30."""
+    return float(min(0.5 * 2 ** (failures - 1), 30.0))
+
+
+def misalignment(offsets: Sequence[int], stored: int | None, position: int | None) -> str | None:
+    """Why a partition's records in a batch must not be applied as fetched, or None.
+
+    ``offsets`` are the records' offsets in batch order, ``stored`` the consumed
+    offset PostgreSQL held when this instance last looked (None: no row yet),
+    ``position`` the Kafka client's position now (None: it has none, a reset is
+    pending). Records fetched before a seek do not continue from where the seek
+    went: applying them would skip or repeat records. A gap after ``stored`` is
+    not refused (compaction and transaction markers leave gaps).
+    """
+    if any(b <= a for a, b in itertools.pairwise(offsets)):
+        return "offsets do not increase: fetched on both sides of a seek"
+    if stored is not None and offsets[0] < stored:
+        return f"starts at {offsets[0]}, before the stored offset {stored}: fetched before a seek"
+    if position is None or position <= offsets[-1]:
+        return f"the client is at {position}, sought back since these records were fetched"
+    return None
+
+
+async def _position(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | None:
+    """The client's position on ``tp``; None while it has none (a reset is pending) or
+    ``tp`` is not assigned to it."""
+    with anyio.move_on_after(0.5), contextlib.suppress(IllegalStateError):
+        return int(await consumer.position(tp))
+    return None
 
 
 class _Stages:
@@ -207,6 +258,11 @@ class UsageConsumer:
         #: looked (seek) or wrote (commit); None = no row yet. A batch commits only
         #: if PostgreSQL still holds it (see :func:`advance_offsets`).
         self.positions: dict[int, int | None] = {}
+        #: partition -> (position, time of the client's last answer) first seen past the
+        #: high watermark (see :meth:`_beyond_log_end`)
+        self._beyond: dict[TopicPartition, tuple[int, int]] = {}
+        #: the Kafka client while :meth:`run` runs (tests inject faults through it)
+        self.kafka: AIOKafkaConsumer | None = None
 
     async def seek_to_stored(
         self, consumer: AIOKafkaConsumer, partitions: Sequence[TopicPartition]
@@ -286,6 +342,10 @@ class UsageConsumer:
             for tp in mine:  # until the seek succeeds, their next batch is fenced again
                 self.positions.pop(tp.partition, None)
             await self.seek_to_stored(consumer, mine)
+            for tp in mine:  # no stored offset: nothing of it was applied, re-read the batch
+                if self.positions.get(tp.partition) is None and batch[tp]:
+                    with contextlib.suppress(IllegalStateError):
+                        consumer.seek(tp, batch[tp][0].offset)
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         cfg = self.config
@@ -294,13 +354,16 @@ class UsageConsumer:
             group_id=cfg.consumer_group,
             client_id=cfg.source,
             enable_auto_commit=False,
-            auto_offset_reset="earliest",
+            # a position outside the log is the consumer's to handle (logged, counted,
+            # resumed from PostgreSQL's offset): "earliest" would jump silently
+            auto_offset_reset="none",
             max_poll_records=cfg.batch_max_records,
             fetch_max_wait_ms=cfg.fetch_max_wait_ms,
             session_timeout_ms=cfg.session_timeout_ms,
             heartbeat_interval_ms=max(100, cfg.session_timeout_ms // 4),
         )
         consumer.subscribe([cfg.usage_topic], listener=_Rebalance(self, consumer))
+        self.kafka = consumer
         with broker_errors(cfg.kafka_bootstrap_servers):
             try:
                 await consumer.start()
@@ -309,10 +372,18 @@ class UsageConsumer:
                 raise
         try:
             task_status.started()
-            failures = 0
+            failures = fetch_failures = 0
             while True:
-                with broker_errors(cfg.kafka_bootstrap_servers):
+                try:
                     batch = await self._gather(consumer)
+                except HubError as exc:  # a failed fetch: nothing was consumed, fetch again
+                    fetch_failures += 1
+                    delay = _retry_delay(fetch_failures)
+                    self.metrics.fetch_failures.inc()
+                    _log.error("kafka_fetch_failed", error=str(exc), retry_in_s=delay)
+                    await anyio.sleep(delay)
+                    continue
+                fetch_failures = 0
                 if not batch:
                     continue
                 try:
@@ -330,7 +401,7 @@ class UsageConsumer:
                 except HubError as exc:
                     failures += 1
                     self.metrics.batch_failures.inc()
-                    delay = min(0.5 * 2 ** (failures - 1), 30.0)
+                    delay = _retry_delay(failures)
                     _log.error("batch_failed", error=str(exc), retry_in_s=delay)
                     for tp, records in batch.items():
                         # a partition revoked meanwhile is replayed by its new owner; part
@@ -341,10 +412,208 @@ class UsageConsumer:
                             consumer.seek(tp, max(start, stored or 0))
                     await anyio.sleep(delay)
         finally:
+            self.kafka = None
             with anyio.CancelScope(shield=True):
                 await consumer.stop()
 
     async def _gather(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, list[Any]]:
+        """One batch (see :meth:`_collect`), or {} after a fetch the client could not finish.
+
+        A position outside the broker's log (``OffsetOutOfRange``, or past the
+        high watermark on a broker that does not say so) is re-sought from
+        PostgreSQL's offset; a partition with no offset anywhere starts at the
+        log start; a record the client cannot parse is found and handed on with
+        what precedes it (:meth:`_unreadable`). Any other Kafka error raises
+        :class:`~hub.BrokerError` for the caller's backoff.
+        """
+        cfg = self.config
+        try:
+            batch = await self._collect(consumer)
+        except OffsetOutOfRangeError as exc:
+            where = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+            await self._position_reset(consumer, {tp: (at, None) for tp, at in where.items()})
+            return {}
+        except NoOffsetForPartitionError as exc:
+            # no offset in PostgreSQL nor in Kafka: a partition never consumed
+            tps = [tp for tp in exc.args if isinstance(tp, TopicPartition)]
+            _log.info("partition_starts_at_log_start", partitions=[tp.partition for tp in tps])
+            await self._seek_to_start(consumer, tps)
+            return {}
+        except UnicodeDecodeError as exc:  # raised by aiokafka's record parser
+            return await self._unreadable(consumer, exc)
+        except KafkaError:
+            with broker_errors(cfg.kafka_bootstrap_servers):
+                raise
+        beyond = await self._beyond_log_end(consumer, batch)
+        if beyond:
+            await self._position_reset(consumer, beyond)
+            return {tp: records for tp, records in batch.items() if tp not in beyond}
+        return batch
+
+    async def _beyond_log_end(
+        self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[Any]]
+    ) -> dict[TopicPartition, tuple[int, int | None]]:
+        """Partitions (not in ``batch``) whose position lies past the log's high watermark.
+
+        A broker that answers a fetch past its log's end with no records and no
+        error (the embedded one does) would leave the partition waiting until
+        the log grew that long, skipping everything before. Nothing consumed
+        can lie past the high watermark, unless the log was reset. The client
+        keeps the watermark of the last answer at its position, which after a
+        seek is the old position's: a partition counts only once an answer
+        came at the same position since it was first seen below (the client
+        stamps each answer's time).
+        """
+        out: dict[TopicPartition, tuple[int, int | None]] = {}
+        suspects, self._beyond = self._beyond, {}
+        for tp in consumer.assignment():
+            if tp in batch or tp.topic != self.config.usage_topic:
+                continue
+            high = consumer.highwater(tp)
+            if high is None:
+                continue
+            at = await _position(consumer, tp)
+            if at is None or high >= at:
+                continue
+            answered = consumer.last_poll_timestamp(tp)
+            seen = suspects.get(tp)
+            if seen is not None and seen[0] == at and answered is not None and answered > seen[1]:
+                out[tp] = (at, high)
+            else:
+                self._beyond[tp] = (
+                    seen if seen is not None and seen[0] == at else (at, answered or 0)
+                )
+        return out
+
+    async def _position_reset(
+        self, consumer: AIOKafkaConsumer, where: dict[TopicPartition, tuple[int, int | None]]
+    ) -> None:
+        """The fetch position of these partitions (position, high watermark) is outside the log.
+
+        Logged and counted per partition; each is sought again from the offset
+        PostgreSQL holds, which :meth:`seek_to_stored` checks against the log
+        (past its end or before its start: resumed from the start, logged and
+        counted as ``offset_outside_log``). One without a stored offset goes
+        back to the log start: nothing of it was applied.
+        """
+        cfg = self.config
+        for tp, (at, high) in where.items():
+            _log.warning(
+                "fetch_position_outside_log",
+                group=cfg.consumer_group,
+                topic=tp.topic,
+                partition=tp.partition,
+                position=at,
+                high_watermark=high,
+                stored=self.positions.get(tp.partition),
+                resume="from the stored offset, checked against the log",
+            )
+            self.metrics.position_resets.labels(tp.topic, str(tp.partition)).inc()
+        async with self.batch_lock:
+            mine = [tp for tp in where if tp.partition in self.assigned]
+            for tp in mine:  # until the seek succeeds, their next batch is fenced (seeks again)
+                self.positions.pop(tp.partition, None)
+            await self.seek_to_stored(consumer, mine)
+            await self._rewind(consumer, mine)
+
+    async def _rewind(
+        self, consumer: AIOKafkaConsumer, partitions: Sequence[TopicPartition] | None = None
+    ) -> None:
+        """Partitions (default: all assigned) back to PostgreSQL's offset, or the log start."""
+        fresh = []
+        for tp in consumer.assignment() if partitions is None else partitions:
+            if tp.partition not in self.positions:
+                continue  # its seek failed: its next batch is fenced, which seeks
+            at = self.positions[tp.partition]
+            if at is None:
+                fresh.append(tp)
+            else:
+                with contextlib.suppress(IllegalStateError):
+                    consumer.seek(tp, at)
+        await self._seek_to_start(consumer, fresh)
+
+    async def _seek_to_start(
+        self, consumer: AIOKafkaConsumer, partitions: Sequence[TopicPartition]
+    ) -> None:
+        """Start ``partitions`` (with nothing of them applied) at their log start."""
+        if partitions:
+            with (
+                contextlib.suppress(IllegalStateError),
+                broker_errors(self.config.kafka_bootstrap_servers),
+            ):
+                await consumer.seek_to_beginning(*partitions)
+
+    async def _unreadable(
+        self, consumer: AIOKafkaConsumer, exc: UnicodeDecodeError
+    ) -> dict[TopicPartition, list[Any]]:
+        """A fetched record the client cannot parse: find it; return what precedes it and it.
+
+        aiokafka decodes header names as UTF-8 while it reads a fetch, and one
+        that is not fails the whole ``getmany`` (again on every re-read), which
+        may take records of other partitions with it. So every partition goes
+        back to PostgreSQL's offset; the partitions with records to read are
+        read one by one until the one that fails is found, and that one a
+        record at a time. The records before the bad one are returned with an
+        :class:`UnreadableRecord` in its place (dead-lettered, without bytes)
+        and the partition resumes after it. Records after it in the same
+        producer batch cannot be read either (the client parses a batch from
+        its start), so each of them goes the same way in turn.
+        """
+        cfg = self.config
+        _log.warning("kafka_fetch_unparsable", error=str(exc))
+        async with self.batch_lock:
+            await self._rewind(consumer)
+        found = None
+        with broker_errors(cfg.kafka_bootstrap_servers):
+            for tp in sorted(consumer.assignment()):
+                at, high = self.positions.get(tp.partition), consumer.highwater(tp)
+                if tp.partition not in self.positions or (
+                    at is not None and high is not None and at >= high
+                ):
+                    continue  # fenced, or nothing to read
+                try:
+                    await consumer.getmany(tp, timeout_ms=_PROBE_MS, max_records=_ALL_RECORDS)
+                except UnicodeDecodeError:
+                    found = tp
+                    break
+            async with self.batch_lock:
+                await self._rewind(consumer)
+            if found is None:
+                raise BrokerError(
+                    f"Kafka: a fetched record could not be parsed ({exc}); "
+                    "no partition failed when read alone, fetching again"
+                )
+            good: list[Any] = []
+            while len(good) < cfg.batch_max_records:
+                try:
+                    got = await consumer.getmany(found, timeout_ms=_PROBE_MS, max_records=1)
+                except UnicodeDecodeError as error:
+                    bad = await consumer.position(found)
+                    cause = str(error)
+                    break
+                if not got:
+                    await self._rewind(consumer)
+                    raise BrokerError(
+                        f"Kafka: partition {found.partition} stopped answering "
+                        "while looking for an unparsable record"
+                    )
+                good.extend(got[found])
+            else:  # the bad record lies further on: these first
+                return {found: good}
+        self.metrics.unreadable_records.inc()
+        _log.error(
+            "kafka_record_unreadable",
+            topic=found.topic,
+            partition=found.partition,
+            offset=bad,
+            error=cause,
+            resume_at=bad + 1,
+        )
+        consumer.seek(found, bad + 1)
+        reason = f"unreadable: the Kafka client cannot parse this record ({cause})"
+        return {found: [*good, UnreadableRecord(bad, reason)]}
+
+    async def _collect(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, list[Any]]:
         """One batch: what ``getmany`` has, topped up for at most ``batch_linger_ms``.
 
         A broker may hand out one small record batch per fetch; paying a
@@ -363,9 +632,16 @@ class UsageConsumer:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            more = await consumer.getmany(
-                timeout_ms=max(1, int(left * 1000)), max_records=cfg.batch_max_records - count
-            )
+            try:
+                more = await consumer.getmany(
+                    timeout_ms=max(1, int(left * 1000)), max_records=cfg.batch_max_records - count
+                )
+            except BaseException:
+                # what was gathered is dropped: the client must read it again
+                for tp, records in batch.items():
+                    with contextlib.suppress(IllegalStateError):
+                        consumer.seek(tp, records[0].offset)
+                raise
             if not more:
                 break
             for tp, records in more.items():
@@ -458,6 +734,8 @@ class UsageConsumer:
         try:
             async with self.batch_lock:
                 if await self._dropped_after_rebalance(consumer, batch):
+                    return
+                if await self._realigned(consumer, batch):
                     return
                 done = await self._transaction(decoded, claim, results, stages)
         except BaseException:
@@ -557,6 +835,8 @@ class UsageConsumer:
                 stages("outbox")
             stages("commit")
             self.positions.update(stored)
+            if outbox is not None:  # a stop from here on still delivers it
+                self.outbox.committed(*outbox)
         return _Committed(plan, outcomes, outbox)
 
     async def _after_commit(
@@ -608,13 +888,58 @@ class UsageConsumer:
             ) as commit_scope:
                 await consumer.commit(decoded.offsets)
             if commit_scope.cancelled_caught:
+                self.metrics.kafka_commit_failures.inc()
                 _log.warning("kafka_commit_failed", error=f"no answer in {_COMMIT_S:g} s")
         except KafkaError as exc:  # PostgreSQL holds the offsets; the next start seeks there
+            self.metrics.kafka_commit_failures.inc()
             _log.warning("kafka_commit_failed", error=str(exc))
         stages("metrics")
         if done.outbox is not None:
             await self.outbox.submit(*done.outbox)
         stages("kafka-commit+handoff")
+
+    async def _realigned(
+        self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[Any]]
+    ) -> bool:
+        """Drop ``batch`` if a partition's records do not continue from where it stands.
+
+        Called holding :attr:`batch_lock`. A batch gathered while a rebalance
+        (or a reset) sought a partition can hold records from before the seek,
+        or from both sides of it (see :func:`misalignment`). Then nothing of
+        the batch is applied: each such partition is re-read from its stored
+        offset, the others from their first record; logged and counted.
+        """
+        why: dict[int, str] = {}
+        for tp, records in batch.items():
+            if not records:
+                continue
+            reason = misalignment(
+                [r.offset for r in records],
+                self.positions.get(tp.partition),
+                await _position(consumer, tp),
+            )
+            if reason is not None:
+                why[tp.partition] = reason
+        if not why:
+            return False
+        reread: dict[int, int] = {}
+        for tp, records in batch.items():
+            if not records:
+                continue
+            stored = self.positions.get(tp.partition)
+            first = min(r.offset for r in records)
+            at = stored if tp.partition in why and stored is not None else first
+            with contextlib.suppress(IllegalStateError):
+                consumer.seek(tp, at)
+            reread[tp.partition] = at
+        self.metrics.batches_realigned.inc()
+        _log.warning(
+            "batch_realigned",
+            why=why,
+            records=sum(map(len, batch.values())),
+            reread_from=reread,
+        )
+        return True
 
     def _moves(self, offsets: dict[TopicPartition, int]) -> list[OffsetMove]:
         """The batch's offset moves, each from the offset this instance last saw stored.

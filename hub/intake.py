@@ -47,6 +47,7 @@ __all__ = [
     "Claimable",
     "Decoded",
     "Incoming",
+    "UnreadableRecord",
     "WritePlan",
     "claimable",
     "dead_letter",
@@ -57,6 +58,19 @@ __all__ = [
 
 
 _log = structlog.get_logger(component="hub.intake")
+
+
+class UnreadableRecord(msgspec.Struct, frozen=True):
+    """Stands in for a record the Kafka client could not parse, to dead-letter it.
+
+    Its bytes are not known (the client never hands them over), only where it is.
+    """
+
+    offset: int
+    reason: str
+    key: None = None
+    value: None = None
+    headers: tuple[()] = ()
 
 
 class Incoming(msgspec.Struct, gc=False):
@@ -148,6 +162,9 @@ def decode_batch(
         for rec in records:
             if refused and (why := refused.get((tp.partition, rec.offset))) is not None:
                 dead.append(dead_letter(tp.topic, tp.partition, rec, why))
+                continue
+            if isinstance(rec, UnreadableRecord):
+                dead.append(dead_letter(tp.topic, tp.partition, rec, rec.reason))
                 continue
             ev, why = _why_not(rec, tp.partition, now_ms)
             if ev is None:

@@ -61,7 +61,8 @@ class DeadLetter(msgspec.Struct, frozen=True):
     reason: str
     key: bytes | None
     value: bytes | None
-    headers: list[tuple[str, bytes]]
+    #: as the Kafka client gives them: a header may have no value (None)
+    headers: list[tuple[str, bytes | None]]
 
 
 class ReadingRow(msgspec.Struct, frozen=True):
@@ -226,6 +227,11 @@ def _text(value: str) -> str:
     return value.replace("\x00", "\ufffd") if "\x00" in value else value
 
 
+def _header_text(value: bytes | None) -> str | None:
+    """A header value's readable copy; a header without a value (Kafka allows it) is null."""
+    return None if value is None else _text(value.decode("utf-8", "replace"))
+
+
 def _metadata(r: UsageReading | UsageGap) -> str | None:
     if r.device is None and r.interface is None and r.direction is None and r.tenant_id is None:
         return None
@@ -333,9 +339,7 @@ async def write_batch(
                     _text(d.reason),
                     d.key,
                     d.value,
-                    json.dumps(
-                        [[_text(k), _text(v.decode("utf-8", "replace"))] for k, v in d.headers]
-                    ),
+                    json.dumps([[_text(k), _header_text(v)] for k, v in d.headers]),
                 )
                 for d in dead
             ],
@@ -351,7 +355,7 @@ async def write_batch(
                    total_version = u.v + 1, updated_at = now()
                FROM unnest($1::text::uuid[], $2::text::bigint[], $3::text::date[],
                            $4::text::float8[], $5::text::float8[], $6::text::float8[],
-                           $7::text::bigint[], $8::text::int[], $9::text::bigint[],
+                           $7::text::bigint[], $8::text::bigint[], $9::text::bigint[],
                            $10::text::bigint[], $11::text::bigint[])
                     AS u(id, total, ps, w, mean, m2, lm, pts, fm, anchor, v)
                WHERE cr.id = u.id AND cr.total_version = u.v

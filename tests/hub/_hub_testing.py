@@ -84,3 +84,25 @@ async def migrate_before(conn: asyncpg.Connection, version: int) -> None:
                 m.name,
                 m.checksum,
             )
+
+
+async def send_reading(
+    producer: Any,
+    topic: str,
+    reading: Any,
+    *,
+    value: bytes | None = None,
+    headers: list[tuple[str, bytes | None]] | None = None,
+    partition: int | None = None,
+) -> None:
+    """Send ``reading`` as the agents do; ``value``/``headers`` replace its record's."""
+    from protocol import encode_event
+
+    record = encode_event(reading, source="urn:test")
+    await producer.send_and_wait(
+        topic,
+        value=record.value if value is None else value,
+        key=record.key,
+        headers=record.headers if headers is None else headers,
+        partition=partition,
+    )

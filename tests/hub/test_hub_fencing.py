@@ -184,6 +184,11 @@ class _Kafka:
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
         return None
 
+    async def position(self, tp: TopicPartition) -> int:
+        # the tests hand batches in order, each fetched where the last one ended: the
+        # client stands past them (never sought back since they were fetched)
+        return 10**9
+
     # the log holds every record these tests produce: stored offsets stay where they are
     async def beginning_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
         return dict.fromkeys(tps, 0)
@@ -317,3 +322,20 @@ async def test_a_partition_whose_seek_failed_on_assignment_is_fenced_then_read(
         await hub.consumer.process(kafka, batch)
         await hub.consumer.process(kafka, {tp: records[5:10]})
         assert await db.fetchval(_TOTAL, key) == 10 * VALUE
+
+
+async def test_a_fenced_batch_of_a_partition_without_a_stored_offset_is_read_again(
+    hub_config: HubConfig, db: asyncpg.Connection, unique: str
+) -> None:
+    """The seek on assignment failed before any offset was stored: the first batch is
+    fenced as unseen, and its records must be re-read, not skipped."""
+    key = await provision_resource(db, f"cust-{unique}", "bandwidth", None)
+    records = [_Record(i, _reading(key, i)) for i in range(5)]
+    async with _hub_on_partition_0(hub_config) as (hub, tp, kafka, _):
+        hub.consumer.positions.pop(0)  # what a failed seek on assignment leaves
+        with pytest.raises(FencedError) as fenced:
+            await hub.consumer.process(kafka, {tp: records})
+        await hub.consumer.fenced(kafka, fenced.value, {tp: records})
+        assert kafka.seeks == [0]
+        await hub.consumer.process(kafka, {tp: records})
+        assert await db.fetchval(_TOTAL, key) == 5 * VALUE
