@@ -2,41 +2,50 @@
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
-import pytest
-from structlog.testing import capture_logs
+import json
+import subprocess
+import sys
 
 PACKAGES = ("hub", "edge_agent", "simulator", "loadtest")
 
+# Run in a fresh interpreter: a test that configured logging for real (with
+# cache_logger_on_first_use) has frozen the loggers it touched in this process.
+_PROBE = """
+import importlib, json, pkgutil, sys
+from structlog.testing import capture_logs
 
-def _modules_with_a_logger() -> list[str]:
-    """Modules of the product packages holding a module-level structlog logger."""
-    found = []
-    for package in PACKAGES:
-        root = importlib.import_module(package)
-        for info in pkgutil.walk_packages(root.__path__, prefix=f"{package}."):
-            module = importlib.import_module(info.name)
-            logger = getattr(module, "_log", None) or getattr(module, "log", None)
-            if callable(getattr(logger, "bind", None)):
-                found.append(info.name)
-    return found
+found = {}
+for package in sys.argv[1:]:
+    root = importlib.import_module(package)
+    for info in pkgutil.walk_packages(root.__path__, prefix=package + "."):
+        module = importlib.import_module(info.name)
+        logger = getattr(module, "_log", None) or getattr(module, "log", None)
+        if not callable(getattr(logger, "bind", None)):
+            continue
+        with capture_logs() as lines:
+            logger.info("probe", detail=1)
+        found[info.name] = lines
+print(json.dumps(found))
+"""
 
 
-MODULES = _modules_with_a_logger()
-
-
-def test_the_modules_that_log_were_found() -> None:
-    assert {"hub.consumer", "hub.outbox", "edge_agent.poller", "edge_agent.forwarder"} <= set(
-        MODULES
+def _probe() -> dict[str, list[dict[str, object]]]:
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE, *PACKAGES],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-@pytest.mark.parametrize("name", MODULES)
-def test_a_modules_log_lines_carry_its_name_as_component(name: str) -> None:
-    module = importlib.import_module(name)
-    logger = getattr(module, "_log", None) or module.log
-    with capture_logs() as lines:
-        logger.info("probe", detail=1)
-    assert lines == [{"component": name, "event": "probe", "detail": 1, "log_level": "info"}]
+def test_every_modules_log_lines_carry_its_name_as_component() -> None:
+    found = _probe()
+    assert {"hub.consumer", "hub.outbox", "edge_agent.poller", "edge_agent.forwarder"} <= set(found)
+    wrong = {
+        name: lines
+        for name, lines in found.items()
+        if lines != [{"component": name, "event": "probe", "detail": 1, "log_level": "info"}]
+    }
+    assert wrong == {}
