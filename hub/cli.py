@@ -136,10 +136,18 @@ def _cost_settings() -> tuple[str, str, Any]:
 
 
 def _line_text(line: Any) -> str:
-    what = line.description
-    if line.quantity is not None and line.unit is not None:
-        what = f"{what} [{line.quantity} {line.unit}]"
-    return f"  {line.kind:<8} {what}"
+    """``kind  quantity unit x price (+ flat)``; the words of the rule are printed once below."""
+    kind = f"tier {line.tier}" if line.tier is not None else line.kind
+    if line.quantity is None:
+        return f"  {kind:<8} {line.description}"
+    what = f"{line.quantity} {line.unit or ''}".rstrip()
+    if line.unit_price is not None:
+        what += f" x {line.unit_price}"
+    if line.flat_price is not None:
+        what += f" + {line.flat_price} flat"
+    if line.proration is not None:
+        what += f" (prorated, ratio {line.proration.ratio})"
+    return f"  {kind:<8} {what}"
 
 
 def _print_view(view: Any) -> None:

@@ -397,7 +397,7 @@ LEFT JOIN cost_models cm ON cm.id = cr.cost_model_id
 LEFT JOIN cost_breakdowns b ON b.customer_resource_id = a.customer_resource_id
      AND b.period_start = CASE WHEN cm.billing_period = 'yearly'
          THEN date_trunc('year', a.period_start, $2) ELSE a.period_start END
-WHERE a.period_type = 'month' AND a.period_end <= $1
+WHERE a.period_type = 'month' AND a.period_end <= $1 AND a.period_start >= $3
   AND (b.id IS NULL OR a.updated_at > b.computed_at)
 ORDER BY 1, 2"""
 
@@ -444,15 +444,18 @@ async def close_periods(
     tz: ZoneInfo,
     money: MoneyPolicy,
     now_ms: int,
+    since_ms: int = 0,
     metrics: HubMetrics | None = None,
 ) -> list[tuple[str, Period]]:
     """Store the bill of every closed period not yet stored (or changed since); return them.
 
-    A period is closed when its end is past ``now_ms``. A resource whose cost
+    A period is closed when its end is past ``now_ms``. Only months starting at
+    ``since_ms`` or later are looked at (the hub passes its retention horizon:
+    before it the raw rows a 95th-percentile bill needs are gone). A resource whose cost
     model cannot be read is logged, counted (``resmon_hub_cost_close_failures``)
     and skipped; the others are still closed.
     """
-    due = await conn.fetch(_TO_CLOSE, _ts(now_ms), tz.key)
+    due = await conn.fetch(_TO_CLOSE, _ts(now_ms), tz.key, _ts(since_ms))
     targets: dict[str, CostTarget] = {}
     ids = sorted({row["id"] for row in due})
     if ids:

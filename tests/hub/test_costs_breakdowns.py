@@ -12,10 +12,13 @@ import datetime as dt
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+import anyio
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 from _cost_fixtures import HOUR, MBPS_WINDOW, ms, raw_rows, readings, resource, windows
+from _hub_testing import wait_for
 
+from hub import HubConfig, run_hub
 from hub.costs import MoneyPolicy, PricingError
 from hub.metrics import HubMetrics
 from hub.storage import costs
@@ -302,3 +305,28 @@ async def test_unknown_customer_and_resource_and_period_are_named(
     for bad in ("2026-13", "26-03", "march"):
         with pytest.raises(PricingError, match=r"period: .* is not a month written YYYY-MM"):
             costs.parse_month(bad)
+
+
+async def test_the_running_hub_closes_ended_periods(
+    db: asyncpg.Connection, hub_config: HubConfig, unique: str
+) -> None:
+    customer = f"cust-{unique}"
+    key, rid = await resource(db, customer, "bandwidth")
+    await readings(db, key, rid, march_history())
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            await tg.start(run_hub, hub_config)
+            # hand: as in the per-unit test, 1764.396 GB x 0.10 = 176.4396 -> 176.44
+            await wait_for(
+                db,
+                "SELECT total FROM cost_breakdowns WHERE customer_resource_id = $1",
+                Decimal("176.44"),
+                rid,
+            )
+            tg.cancel_scope.cancel()
+    cost = await db.fetchval(
+        "SELECT cost FROM usage_aggregates WHERE customer_resource_id = $1 "
+        "AND period_type = 'month'",
+        rid,
+    )
+    assert cost == Decimal("176.44")
