@@ -214,15 +214,16 @@ def cost_show(customer: str, resource_key: str | None, period: str | None, as_js
         with storage_errors(address):
             conn = await asyncpg.connect(url)
         try:
-            targets = await costs.cost_targets(conn, customer_id=customer, resource_key=key)
-            metrics = HubMetrics()
-            return [
-                await costs.cost_view(
-                    conn, t, month, tz=tz, money=config.money, now_ms=now_ms, metrics=metrics
-                )
-                for t in targets
-                if key is not None or costs.billed_in(t, costs.period_of(t, month, tz))
-            ]
+            return await costs.views(
+                conn,
+                customer,
+                month,
+                key,
+                tz=tz,
+                money=config.money,
+                now_ms=now_ms,
+                metrics=HubMetrics(),
+            )
         finally:
             await conn.close()
 

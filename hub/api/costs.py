@@ -74,25 +74,20 @@ async def _views(
     if isinstance(month, web.Response):
         return month
     customer = request.match_info["customerId"]
-    targets = await costs.cost_targets(ctx.db, customer_id=customer, resource_key=resource_key)
-    views = []
-    for target in targets:
-        if resource_key is None and not costs.billed_in(target, costs.period_of(target, month, tz)):
-            continue  # not billed yet in that period
-        try:
-            view = await costs.cost_view(
-                ctx.db,
-                target,
-                month,
-                tz=tz,
-                money=ctx.config.money,
-                now_ms=now_ms,
-                metrics=ctx.metrics,
-            )
-        except PricingError as exc:
-            return error_response(422, f"{target.resource_key}: {exc}", exc.where)
-        views.append(view)
-    return month, views
+    try:
+        got = await costs.views(
+            ctx.db,
+            customer,
+            month,
+            resource_key,
+            tz=tz,
+            money=ctx.config.money,
+            now_ms=now_ms,
+            metrics=ctx.metrics,
+        )
+    except PricingError as exc:
+        return error_response(422, str(exc), exc.where)
+    return month, got
 
 
 async def customer(request: web.Request) -> web.Response:

@@ -70,6 +70,7 @@ __all__ = [
     "period_of",
     "store",
     "total_of",
+    "views",
 ]
 
 _log = structlog.get_logger(component="hub.storage.costs")
@@ -214,16 +215,28 @@ def billed_in(target: CostTarget, period: Period) -> bool:
     return target.billing_start_ms is None or target.billing_start_ms < period.end_ms
 
 
-async def _volume(db: Executor, target: CostTarget, period: Period) -> tuple[Volume, list[str]]:
-    rows = await db.fetch(
-        """SELECT id::text AS id, period_start, total_usage, max_usage FROM usage_aggregates
-           WHERE customer_resource_id = $1 AND period_type = 'month'
-             AND period_start >= $2 AND period_start < $3
-           ORDER BY period_start""",
-        target.id,
-        _ts(period.start_ms),
-        _ts(period.end_ms),
-    )
+_BUCKETS: Final = """
+SELECT customer_resource_id::text AS rid, id::text AS id, period_start, total_usage, max_usage
+FROM usage_aggregates
+WHERE customer_resource_id = ANY($1::uuid[]) AND period_type = 'month'
+  AND period_start >= $2 AND period_start < $3
+ORDER BY period_start"""
+
+
+async def _buckets(
+    db: Executor, ids: Sequence[str], start_ms: int, end_ms: int
+) -> dict[str, list[Any]]:
+    """The month buckets of the resources ``ids`` starting in ``[start_ms, end_ms)``, by id."""
+    by_id: dict[str, list[Any]] = {i: [] for i in ids}
+    for row in await db.fetch(_BUCKETS, list(ids), _ts(start_ms), _ts(end_ms)):
+        by_id[row["rid"]].append(row)
+    return by_id
+
+
+def _volume(target: CostTarget, period: Period, buckets: Sequence[Any]) -> tuple[Volume, list[str]]:
+    """The period's usage from its month buckets, and the buckets named as its sources."""
+    start, end = _ts(period.start_ms), _ts(period.end_ms)
+    rows = [r for r in buckets if start <= r["period_start"] < end]
     level = target.kind == "level"
     if level:
         base = max((int(r["max_usage"] or 0) for r in rows), default=0)
@@ -308,8 +321,13 @@ async def compute(
     money: MoneyPolicy,
     now_ms: int,
     metrics: HubMetrics | None = None,
+    buckets: Sequence[Any] | None = None,
 ) -> Breakdown:
-    """The breakdown of ``target`` over ``period`` from what is stored now."""
+    """The breakdown of ``target`` over ``period`` from what is stored now.
+
+    ``buckets``: the resource's month buckets when the caller read them already
+    (for many resources at once); else they are read here.
+    """
     active = _active(target, period)
     model = target.model
     if isinstance(model.usage, Percentile95):
@@ -322,7 +340,9 @@ async def compute(
         usage, sources = await _rate(db, target, model.usage, Period(start, end), metrics)
         limit = None
     else:
-        usage, sources = await _volume(db, target, period)
+        if buckets is None:
+            buckets = (await _buckets(db, [target.id], period.start_ms, period.end_ms))[target.id]
+        usage, sources = _volume(target, period, buckets)
         limit = target.limit_value
     return price(
         model,
@@ -386,6 +406,40 @@ async def cost_view(
     )
 
 
+async def views(
+    db: Executor,
+    customer_id: str,
+    month: int,
+    resource_key: str | None = None,
+    *,
+    tz: ZoneInfo,
+    money: MoneyPolicy,
+    now_ms: int,
+    metrics: HubMetrics | None = None,
+) -> list[CostView]:
+    """The bills of the customer's resources (or the one named) for the period holding ``month``.
+
+    Listing a customer leaves out resources whose billing began after that period.
+    NotFoundError names an unknown customer or resource; PricingError names the
+    resource and the field of a cost model or sample that cannot be priced.
+    """
+    got = []
+    for target in await cost_targets(db, customer_id=customer_id, resource_key=resource_key):
+        if resource_key is None and not billed_in(target, period_of(target, month, tz)):
+            continue
+        try:
+            got.append(
+                await cost_view(
+                    db, target, month, tz=tz, money=money, now_ms=now_ms, metrics=metrics
+                )
+            )
+        except PricingError as exc:
+            raise PricingError(
+                f"resource {target.resource_key}: {exc.where}", exc.problem
+            ) from None
+    return got
+
+
 _encode: Final = msgspec.json.Encoder(decimal_format="string")
 
 #: closed month buckets with no stored bill, or one computed before the bucket last moved
@@ -402,40 +456,58 @@ WHERE a.period_type = 'month' AND a.period_end <= $1 AND a.period_start >= $3
 ORDER BY 1, 2"""
 
 
-async def store(conn: asyncpg.Connection, target: CostTarget, bill: Breakdown) -> None:
-    """Keep ``bill`` as the closed period's breakdown; a monthly one sets its bucket's cost."""
-    period = bill.period
+_INSERT_BILL: Final = """
+INSERT INTO cost_breakdowns AS b (customer_resource_id, period_start, period_end,
+    billing_period, currency, total, lines, rule, inputs, breakdown)
+VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9::jsonb, $10::jsonb)
+ON CONFLICT (customer_resource_id, period_start) DO UPDATE SET
+    period_end = EXCLUDED.period_end, billing_period = EXCLUDED.billing_period,
+    currency = EXCLUDED.currency, total = EXCLUDED.total, lines = EXCLUDED.lines,
+    rule = EXCLUDED.rule, inputs = EXCLUDED.inputs, breakdown = EXCLUDED.breakdown,
+    computed_at = now()"""
+
+# the bill is authoritative for its month: the bucket's cost is its total
+_BUCKET_COST: Final = """
+UPDATE usage_aggregates SET cost = $3
+WHERE customer_resource_id = $1 AND period_type = 'month' AND period_start = $2"""
+
+
+async def store(conn: asyncpg.Connection, bills: Sequence[tuple[CostTarget, Breakdown]]) -> None:
+    """Keep ``bills`` as their closed periods' breakdowns; a monthly one sets its bucket's cost.
+
+    One transaction: the stored bill and the bucket's cost never disagree.
+    """
     async with conn.transaction():
-        await conn.execute(
-            """INSERT INTO cost_breakdowns AS b (customer_resource_id, period_start,
-                   period_end, billing_period, currency, total, lines, rule, inputs, breakdown)
-               VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9::jsonb, $10::jsonb)
-               ON CONFLICT (customer_resource_id, period_start) DO UPDATE SET
-                   period_end = EXCLUDED.period_end, billing_period = EXCLUDED.billing_period,
-                   currency = EXCLUDED.currency, total = EXCLUDED.total,
-                   lines = EXCLUDED.lines, rule = EXCLUDED.rule, inputs = EXCLUDED.inputs,
-                   breakdown = EXCLUDED.breakdown, computed_at = now()""",
-            target.id,
-            _ts(period.start_ms),
-            _ts(period.end_ms),
-            bill.billing_period,
-            bill.currency,
-            bill.total,
-            _encode.encode(bill.lines).decode(),
-            bill.rule,
-            _encode.encode(bill.inputs).decode(),
-            _encode.encode(bill).decode(),
+        await conn.executemany(
+            _INSERT_BILL,
+            [
+                (
+                    target.id,
+                    _ts(bill.period.start_ms),
+                    _ts(bill.period.end_ms),
+                    bill.billing_period,
+                    bill.currency,
+                    bill.total,
+                    _encode.encode(bill.lines).decode(),
+                    bill.rule,
+                    _encode.encode(bill.inputs).decode(),
+                    _encode.encode(bill).decode(),
+                )
+                for target, bill in bills
+            ],
         )
-        if bill.billing_period == "monthly":
-            # the bill is authoritative for its month: the bucket's cost is its total
-            await conn.execute(
-                """UPDATE usage_aggregates SET cost = $3
-                   WHERE customer_resource_id = $1 AND period_type = 'month'
-                     AND period_start = $2""",
-                target.id,
-                _ts(period.start_ms),
-                bill.total,
-            )
+        await conn.executemany(
+            _BUCKET_COST,
+            [
+                (target.id, _ts(bill.period.start_ms), bill.total)
+                for target, bill in bills
+                if bill.billing_period == "monthly"
+            ],
+        )
+
+
+#: bills written per transaction by close_periods
+_CHUNK: Final = 1000
 
 
 async def close_periods(
@@ -467,7 +539,7 @@ async def close_periods(
                 _log.error("cost_close_failed", resource_key=row["resource_key"], error=str(exc))
                 if metrics is not None:
                     metrics.cost_close_failures.inc()
-    closed: list[tuple[str, Period]] = []
+    work: list[tuple[CostTarget, Period]] = []
     done: set[tuple[str, int]] = set()
     for row in due:
         target = targets.get(row["id"])
@@ -477,15 +549,36 @@ async def close_periods(
         if period.end_ms > now_ms or (target.id, period.start_ms) in done:
             continue  # a yearly period still running, or already closed in this pass
         done.add((target.id, period.start_ms))
-        try:
-            bill = await compute(conn, target, period, money=money, now_ms=now_ms, metrics=metrics)
-        except PricingError as exc:
-            _log.error("cost_close_failed", resource_key=target.resource_key, error=str(exc))
-            if metrics is not None:
-                metrics.cost_close_failures.inc()
-            continue
-        await store(conn, target, bill)
-        closed.append((target.resource_key, period))
+        work.append((target, period))
+    closed: list[tuple[str, Period]] = []
+    for at in range(0, len(work), _CHUNK):
+        chunk = work[at : at + _CHUNK]
+        buckets = await _buckets(
+            conn,
+            sorted({t.id for t, _ in chunk}),
+            min(p.start_ms for _, p in chunk),
+            max(p.end_ms for _, p in chunk),
+        )
+        bills: list[tuple[CostTarget, Breakdown]] = []
+        for target, period in chunk:
+            try:
+                bill = await compute(
+                    conn,
+                    target,
+                    period,
+                    money=money,
+                    now_ms=now_ms,
+                    metrics=metrics,
+                    buckets=buckets[target.id],
+                )
+            except PricingError as exc:
+                _log.error("cost_close_failed", resource_key=target.resource_key, error=str(exc))
+                if metrics is not None:
+                    metrics.cost_close_failures.inc()
+                continue
+            bills.append((target, bill))
+        await store(conn, bills)
+        closed.extend((target.resource_key, bill.period) for target, bill in bills)
     if closed:
         _log.info("cost_periods_closed", count=len(closed))
     return closed

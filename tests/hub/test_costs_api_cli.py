@@ -158,3 +158,17 @@ def test_resmon_hub_cost_show_and_close(pg_dsn: str, unique: str) -> None:
     views = no_floats(stored.output)["resources"]
     assert [v["stored"] for v in views] == [True, True]
     assert Decimal(no_floats(stored.output)["total"]) == Decimal("11.83")
+
+
+@pytest.mark.anyio
+async def test_a_cost_model_that_cannot_be_read_is_a_422_naming_resource_and_field(
+    db: asyncpg.Connection, hub_config: HubConfig, unique: str
+) -> None:
+    customer = f"cust-{unique}"
+    key, _ = await resource(db, customer, "bandwidth", model={"baseCost": "-1"})
+    app = create_app(ApiContext(config=hub_config, db=db, metrics=HubMetrics()))
+    async with TestClient(TestServer(app)) as client:
+        got = await client.get(f"/api/costs/customers/{customer}?period=2026-03")
+        answer = await got.json()
+    assert got.status == 422
+    assert answer["error"] == f"resource {key}: cost model $.baseCost: -1 is negative"

@@ -330,3 +330,21 @@ async def test_the_running_hub_closes_ended_periods(
         rid,
     )
     assert cost == Decimal("176.44")
+
+
+async def test_a_bad_cost_model_is_named_counted_and_the_others_still_close(
+    db: asyncpg.Connection, unique: str
+) -> None:
+    customer = f"cust-{unique}"
+    good, good_id = await resource(db, customer, "bandwidth")
+    bad_tiers = {"usage": {"type": "tiered", "mode": "graduated",
+                           "tiers": [{"upTo": 100, "unitPrice": "1"}, {"upTo": 100}]}}  # fmt: skip
+    bad, bad_id = await resource(db, customer, "bandwidth", name="b", model=bad_tiers)
+    for key, rid in ((good, good_id), (bad, bad_id)):
+        await readings(db, key, rid, [(ms(2026, 3, 2), ms(2026, 3, 2, 1), 10**9)])
+    metrics = HubMetrics()
+    closed = await costs.close_periods(db, tz=UTC, money=USD, now_ms=AFTER, metrics=metrics)
+    assert [k for k, _ in closed] == [good]
+    assert metrics.registry.get_sample_value("resmon_hub_cost_close_failures_total") == 1
+    with pytest.raises(PricingError, match=rf"resource {bad}: cost model \$\.usage\.tiers\[1\]"):
+        await costs.cost_targets(db, customer_id=customer, resource_key=bad)
