@@ -19,7 +19,14 @@ from ._cloudevents import (
     decode_record,
     encode_event,
 )
-from ._events import AlertEvent, OptimizationEvent, UsageGap, UsageReading, resource_key
+from ._events import (
+    AlertEvent,
+    GapReason,
+    OptimizationEvent,
+    UsageGap,
+    UsageReading,
+    resource_key,
+)
 from ._exceptions import DecodeError, ProtocolError, UnitError
 from ._ids import event_id
 from ._ingest import UsageEvent, check_utf8, decode_usage_events, to_reading, to_rounded_reading
@@ -50,6 +57,7 @@ __all__ = [
     "AlertEvent",
     "DecodeError",
     "DecodedEvent",
+    "GapReason",
     "KafkaRecord",
     "OptimizationEvent",
     "ProtocolError",

@@ -137,7 +137,8 @@ def encode_event(
 def _header(headers: dict[str, bytes], name: str) -> str:
     raw = headers.get(name)
     if raw is None:
-        raise DecodeError("missing CloudEvents header", where=name)
+        why = "header has no value" if name in headers else "missing CloudEvents header"
+        raise DecodeError(why, where=name)
     try:
         return raw.decode()
     except UnicodeDecodeError:
@@ -237,6 +238,8 @@ def decode_record(
     """
     hdrs = dict(headers)
     ctype = hdrs.get("content-type", _CONTENT_TYPE)
+    if ctype is None:  # Kafka allows a header without a value
+        raise DecodeError("header has no value", where="content-type")
     if "ce_specversion" not in hdrs:
         if ctype.startswith(_STRUCTURED):
             return _decode_structured(value)

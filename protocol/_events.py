@@ -14,6 +14,7 @@ import msgspec
 
 __all__ = [
     "AlertEvent",
+    "GapReason",
     "OptimizationEvent",
     "UsageGap",
     "UsageReading",
@@ -61,6 +62,18 @@ class UsageReading(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_f
     direction: Direction | None = None
 
 
+#: why a stretch of a resource's usage is unknown (see docs/architecture.md)
+GapReason = Literal[
+    "poll_failed",
+    "reboot",
+    "discontinuity",
+    "over_speed",
+    "counter_missing",
+    "agent_restart",
+    "buffer_full",
+]
+
+
 class UsageGap(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=True):
     """An interval for which no usage could be measured, and why.
 
@@ -74,15 +87,7 @@ class UsageGap(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_field
     resource_key: str
     start_ms: EpochMs
     end_ms: EpochMs
-    reason: Literal[
-        "poll_failed",
-        "reboot",
-        "discontinuity",
-        "over_speed",
-        "counter_missing",
-        "agent_restart",
-        "buffer_full",
-    ]
+    reason: GapReason
     source: str = "snmp"
     tenant_id: str | None = None
     device: str | None = None

@@ -170,13 +170,14 @@ def test_the_catalog_cost_per_unit_rounds_each_line_half_even() -> None:
     assert _bill(model, 12_345, "request", money=half_up).total == D("12.35")
 
 
-def test_cpu_seconds_billed_per_hour_exactly() -> None:
-    # 5400 s = 1.5 h at 0.05 = 0.075 -> half-even 0.08 (7.5 cents to the even 8)
-    bill = _bill(CostModel(usage=PerUnit(D("0.05"))), 5400, "hour")
+def test_cpu_milliseconds_billed_per_hour_exactly() -> None:
+    # 5,400,000 ms = 1.5 h at 0.05 = 0.075 -> half-even 0.08 (7.5 cents to the even 8)
+    bill = _bill(CostModel(usage=PerUnit(D("0.05"))), 5_400_000, "hour")
     assert bill.usage == D("1.5")
     assert bill.total == D("0.08")
-    # 1 s = 1/3600 h: not a finite decimal; shown to 12 places, rounded from the exact value
-    tiny = _bill(CostModel(usage=PerUnit(D(90))), 1, "hour")
+    # 1 s = 1000 ms = 1/3600 h: not a finite decimal; shown to 12 places, rounded from the
+    # exact value
+    tiny = _bill(CostModel(usage=PerUnit(D(90))), 1000, "hour")
     assert tiny.usage == D("0.000277777778")
     assert tiny.total == D("0.02")  # 90 / 3600 = 0.025 -> 0.02
 
@@ -190,9 +191,9 @@ def test_a_volume_model_refuses_a_rate_and_bad_usage() -> None:
         _bill(CostModel(), 1, limit_base=-1)
 
 
-def test_a_limit_in_seconds_is_exact_in_hours() -> None:
-    # limit 1 s = 1/3600 h (no finite decimal): 7201 s used -> (7201 - 1) / 3600 = 2 h over
-    bill = _bill(CostModel(usage=Overage(D(3))), 7201, "hour", limit_base=1)
+def test_a_limit_in_milliseconds_is_exact_in_hours() -> None:
+    # limit 1 ms = 1/3,600,000 h (no finite decimal): 7,200,001 ms used -> 2 h over
+    bill = _bill(CostModel(usage=Overage(D(3))), 7_200_001, "hour", limit_base=1)
     assert bill.lines[0].quantity == 2
     assert bill.total == D("6.00")
 

@@ -225,7 +225,7 @@ async def test_0018_scales_every_stored_cpu_figure_exactly_and_keeps_costs_and_p
             old = await _snapshot(conn)
             old_outbox = _outbox.decode(await conn.fetchval("SELECT payload FROM hub_outbox"))
 
-            assert await migrate(dsn, up_to=18) == [18]  # later migrations come after
+            assert await migrate(dsn, up_to=18) == [18]
 
             new = await _snapshot(conn)
             new_outbox = _outbox.decode(await conn.fetchval("SELECT payload FROM hub_outbox"))

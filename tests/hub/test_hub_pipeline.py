@@ -12,7 +12,7 @@ import anyio
 import asyncpg  # type: ignore[import-untyped]
 import msgspec
 import pytest
-from _hub_testing import sample, until, wait_for
+from _hub_testing import T0, minute_reading, sample, until, wait_for
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from hub import HubConfig, RunningHub, provision_resource, run_hub
@@ -28,23 +28,9 @@ from protocol import (
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
-T0 = 1_764_000_000_000  # 2025-11-24T16:00:00Z
-
 
 def reading(key: str, i: int, value: int = 100_000) -> UsageReading:
-    customer, rtype = key.split("/")[:2]
-    return UsageReading(
-        customer_id=customer,
-        resource_type=rtype,
-        resource_key=key,
-        value=value,
-        unit="byte",
-        start_ms=T0 + i * 60_000,
-        end_ms=T0 + (i + 1) * 60_000,
-        device="r1",
-        interface="ge-0/0/1",
-        direction="in",
-    )
+    return minute_reading(key, i, value, device="r1", interface="ge-0/0/1", direction="in")
 
 
 async def send(producer: AIOKafkaProducer, topic: str, r: UsageReading) -> str:
