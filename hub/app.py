@@ -13,6 +13,7 @@ In-process use (tests, ``resmon demo``)::
 from __future__ import annotations
 
 import contextlib
+import time
 from zoneinfo import ZoneInfo
 
 import anyio
@@ -29,8 +30,9 @@ from .consumer import UsageConsumer
 from .kafka import ensure_topics, start_producer
 from .metrics import HubMetrics
 from .outbox import Outbox
+from .storage.costs import close_periods
 from .storage.migrate import migrate
-from .storage.partitions import drop_expired_partitions
+from .storage.partitions import drop_expired_partitions, retention_horizon_ms
 from .storage.provision import CHANGES_CHANNEL
 from .storage.redis_cache import RedisCache
 
@@ -177,7 +179,8 @@ async def _serve_all(
 
 
 async def _retention(hub: RunningHub) -> None:
-    """Drop expired ``usage_metrics`` partitions and ingest keys at start and then hourly."""
+    """Drop expired ``usage_metrics`` partitions and ingest keys, close ended billing periods,
+    at start and then hourly."""
     while True:
         try:
             with storage_errors(hub.config.database_address):
@@ -190,12 +193,26 @@ async def _retention(hub: RunningHub) -> None:
                         "WHERE created_at < now() - make_interval(days => $1)",
                         hub.config.retention_days,
                     )
+                    await _close_cost_periods(hub, conn)
         except HubError as exc:
             hub.metrics.storage_failures.labels("retention").inc()
             _log.warning("retention_failed", error=str(exc), retry_in_s=60)
             await anyio.sleep(60)
             continue
         await anyio.sleep(3600)
+
+
+async def _close_cost_periods(hub: RunningHub, conn: asyncpg.Connection) -> None:
+    """Store the bills of the billing periods that ended (hub.storage.costs.close_periods)."""
+    now_ms = time.time_ns() // 1_000_000
+    await close_periods(
+        conn,
+        tz=ZoneInfo(hub.config.billing_tz),
+        money=hub.config.money,
+        now_ms=now_ms,
+        since_ms=retention_horizon_ms(hub.config.retention_days),
+        metrics=hub.metrics,
+    )
 
 
 async def _watch_resource_changes(

@@ -20,7 +20,8 @@ import msgspec
 
 from ._exceptions import ConfigError
 from .checks.thresholds import DEFAULT_CRITICAL_PERCENT, DEFAULT_HYSTERESIS, DEFAULT_WARNING_PERCENT
-from .env import Var, decimal, help_table, integer, number, read
+from .costs import MoneyPolicy, PricingError
+from .env import Var, decimal, help_table, integer, lower, number, read
 from .notify.settings import NotifyConfig
 
 if TYPE_CHECKING:
@@ -82,6 +83,9 @@ class HubConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     critical_percent: Decimal = DEFAULT_CRITICAL_PERCENT
     hysteresis_points: Decimal = DEFAULT_HYSTERESIS
     billing_tz: str = "UTC"
+    #: ISO 4217 code bills are in, and how each line is rounded to its minor unit
+    currency: str = "USD"
+    cost_rounding: str = "half_even"
     #: worker tasks of the actor runtime; each owns the actors whose key hashes to it
     actor_shards: int = 8
     #: envelopes a shard's mailbox holds before the consumer waits
@@ -134,6 +138,7 @@ class HubConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
             ZoneInfo(self.billing_tz)
         except (ZoneInfoNotFoundError, ValueError):
             raise ConfigError(f"RESMON_BILLING_TZ={self.billing_tz!r}: unknown time zone") from None
+        self.money  # noqa: B018  # refuses an unknown currency or rounding, naming the variable
         if not (self.anomaly_window_hours > 0 and self.anomaly_z > 0 and self.retention_days > 0):
             raise ConfigError(
                 "RESMON_ANOMALY_WINDOW_H, RESMON_ANOMALY_Z and RESMON_RETENTION_DAYS must be > 0"
@@ -147,6 +152,18 @@ class HubConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
             )
         if self.actor_shards < 1 or self.mailbox_size < 1 or self.usage_partitions < 1:
             raise ConfigError("actor_shards, mailbox_size and usage_partitions must be >= 1")
+
+    @property
+    def money(self) -> MoneyPolicy:
+        """The currency and rounding of bills (``RESMON_CURRENCY``, ``RESMON_COST_ROUNDING``)."""
+        try:
+            return MoneyPolicy.from_env(
+                {"RESMON_CURRENCY": self.currency, "RESMON_COST_ROUNDING": self.cost_rounding}
+            )
+        except PricingError as exc:
+            raise ConfigError(
+                f"{exc.where}={getattr(self, _MONEY_FIELDS[exc.where])!r}: {exc.problem}"
+            ) from None
 
     def check_settings(self) -> CheckSettings:
         """The actors' check tunables."""
@@ -197,6 +214,13 @@ class HubConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
             raise ConfigError(str(exc)) from None
 
 
+_MONEY_FIELDS: Final = {"RESMON_CURRENCY": "currency", "RESMON_COST_ROUNDING": "cost_rounding"}
+
+
+def _upper(variable: str, value: str) -> str:
+    return value.upper()
+
+
 def _http(variable: str, value: str) -> tuple[str, int]:
     return _host_port(value, variable)
 
@@ -220,6 +244,10 @@ HUB_VARS: Final = (
     Var("RESMON_HYSTERESIS_POINTS", "hysteresis_points",
         "resolve only below warning% minus this", "2.5", decimal),
     Var("RESMON_BILLING_TZ", "billing_tz", "time zone billing months start in", "Europe/Berlin"),
+    Var("RESMON_CURRENCY", "currency", "ISO 4217 currency of cost breakdowns", "EUR", _upper),
+    Var("RESMON_COST_ROUNDING", "cost_rounding",
+        "rounding of each bill line: half_even, half_up, half_down, up, down, ceiling, floor",
+        "half_up", lower),
     Var("RESMON_HUB_SESSION_MS", "session_timeout_ms",
         "Kafka group session timeout, milliseconds", "30000", integer),
     Var("RESMON_ANOMALY_WINDOW_H", "anomaly_window_hours", "anomaly history window (decay), hours",

@@ -125,6 +125,18 @@ class HubMetrics:
             "was reloaded instead",
             registry=r,
         )
+        self.cost_samples_unbilled = Counter(
+            "resmon_hub_cost_samples_unbilled",
+            "Bandwidth time or rows a 95th-percentile bill left out: no_data and over_speed "
+            "gaps, duplicate samples, rows without a direction (counted per computation)",
+            ["reason"],
+            registry=r,
+        )
+        self.cost_close_failures = Counter(
+            "resmon_hub_cost_close_failures",
+            "Closed periods whose bill could not be computed (bad cost model or samples)",
+            registry=r,
+        )
         self.actors = Gauge("resmon_hub_actors", "Live resource actors", registry=r)
 
     def render(self) -> bytes:

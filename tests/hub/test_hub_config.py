@@ -44,6 +44,9 @@ def test_missing_variable_is_named() -> None:
         ("RESMON_WARNING_PERCENT", "lots"),
         ("RESMON_BILLING_TZ", "Mars/Olympus"),
         ("KAFKA_BOOTSTRAP_SERVERS", "k1:notaport"),
+        ("RESMON_CURRENCY", "ZZZ"),
+        ("RESMON_CURRENCY", "XAU"),
+        ("RESMON_COST_ROUNDING", "sideways"),
     ],
 )
 def test_malformed_variable_is_named(var: str, value: str) -> None:
@@ -129,3 +132,14 @@ def test_the_migrate_command_refuses_a_url_that_is_not_postgresql() -> None:
     assert result.exit_code != 0
     assert "DATABASE_URL" in result.output
     assert "expected postgresql://" in result.output
+
+
+def test_currency_and_rounding_reach_the_cost_code() -> None:
+    config = HubConfig.from_env({**ENV, "RESMON_CURRENCY": "jpy", "RESMON_COST_ROUNDING": "UP"})
+    assert (config.money.currency, config.money.rounding, config.money.minor_units) == (
+        "JPY",
+        "up",
+        0,
+    )
+    default = HubConfig.from_env(ENV).money
+    assert (default.currency, default.rounding) == ("USD", "half_even")

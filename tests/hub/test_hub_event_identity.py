@@ -203,7 +203,7 @@ async def test_an_event_claimed_before_0019_and_replayed_after_it_counts_once(
         )
 
         before = dt.datetime.now(dt.UTC)
-        assert await migrate(dsn) == [19]
+        assert await migrate(dsn, up_to=19) == [19]
         after = dt.datetime.now(dt.UTC)
         legacy = await conn.fetch(
             "SELECT id, tableoid::regclass::text AS part FROM processed_events_legacy ORDER BY id"
