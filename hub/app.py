@@ -21,7 +21,7 @@ import structlog
 from aiokafka import AIOKafkaProducer
 from anyio.abc import TaskStatus
 
-from ._exceptions import HubError, single_hub_error, storage_errors
+from ._exceptions import ConfigError, HubError, single_hub_error, storage_errors
 from .actors import Registry
 from .api import ApiContext, create_app, serve
 from .config import HubConfig, redact
@@ -158,6 +158,7 @@ async def _serve_all(
         await tg.start(hub.registry.run)
         await tg.start(hub.consumer.outbox.run)
         tg.start_soon(_retention, hub)
+        tg.start_soon(_forecasts, hub)  # scheduled forecast refresh: hub/storage/forecasts.py
         await tg.start(hub.consumer.run)
         await tg.start(_watch_resource_changes, hub)
         if config.notify is not None:  # notifications run apart from the actors
@@ -302,3 +303,24 @@ async def _listen_for_changes(
                         await conn.remove_listener(CHANGES_CHANNEL, on_notify)
                     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
                         _log.warning("resource_change_unlisten_failed", error=str(exc))
+
+
+async def _forecasts(hub: RunningHub) -> None:
+    """Refresh the stored forecasts at start and every ``RESMON_FORECAST_REFRESH_S``."""
+    import os
+
+    from .costs import MoneyPolicy, PricingError
+    from .storage.forecasts import run_refresh_loop
+
+    try:
+        money = MoneyPolicy.from_env(os.environ)
+    except PricingError as exc:
+        raise ConfigError(str(exc)) from None
+    await run_refresh_loop(
+        hub.pool,
+        interval_s=hub.config.forecast_refresh_seconds,
+        tz=ZoneInfo(hub.config.billing_tz),
+        money=money,
+        metrics=hub.metrics,
+        address=hub.config.database_address,
+    )

@@ -102,3 +102,9 @@ def migrate_cmd() -> None:
         click.echo(f"applied migrations: {', '.join(f'{v:04d}' for v in applied)}")
     else:
         click.echo("database is up to date")
+
+
+# ``resmon hub forecast ...`` lives in its own module (hub/forecast_cli.py)
+from .forecast_cli import forecast as _forecast  # noqa: E402
+
+hub.add_command(_forecast)

@@ -9,6 +9,7 @@ POST     /api/metrics/ingest                             UsageEvent or list -> 2
 GET      /api/metrics/customer/{customerId}/current      usage now (Redis, else PostgreSQL)
 GET      /api/monitoring/customers/{customerId}/resources  resources as stored
 *        /api/alerts/..., /api/notifications, ...      alerts, preferences: see api/alerts.py
+GET      /api/forecasts/customers/{customerId}           stored forecasts: see api/forecasts.py
 =======  ==============================================  =====================================
 """
 
@@ -46,6 +47,7 @@ from ..storage.provision import Executor, load_resources, unprovisionable_types
 from ..validation import validate_event_id, validate_reading
 from ._http import CONTEXT, ApiContext, context_of, error_response, json_response
 from .alerts import add_alert_routes
+from .forecasts import add_forecast_routes
 
 __all__ = ["ApiContext", "create_app"]
 
@@ -334,4 +336,5 @@ def create_app(context: ApiContext) -> web.Application:
     app.router.add_get("/api/metrics/customer/{customerId}/current", current)
     app.router.add_get("/api/monitoring/customers/{customerId}/resources", resources)
     add_alert_routes(app)
+    add_forecast_routes(app)
     return app
