@@ -43,6 +43,7 @@ from ..costs import (
     billing_period,
     catalog_model,
     load_cost_model,
+    minor_units,
     plan_model,
     price,
 )
@@ -524,6 +525,21 @@ def _both(row: Any, low: str, high: str) -> tuple[Any, Any] | None:
     return None if row[low] is None else (row[low], row[high])
 
 
+def _money(row: Any, column: str) -> Decimal | None:
+    """An amount at its currency's minor units (the column keeps 4 places)."""
+    if row[column] is None:
+        return None
+    amount = Decimal(row[column])
+    if row["currency"] is None:
+        return amount
+    return amount.quantize(Decimal(1).scaleb(-minor_units(row["currency"].strip())))
+
+
+def _money_pair(row: Any, low: str, high: str) -> tuple[Decimal, Decimal] | None:
+    pair = _both(row, low, high)
+    return None if pair is None else (_money(row, low), _money(row, high))  # type: ignore[return-value]
+
+
 async def stored_forecasts(
     db: Executor, *, customer_id: str, resource_key: str | None = None
 ) -> list[StoredForecast]:
@@ -568,10 +584,10 @@ async def stored_forecasts(
             confidence_level=row["confidence_level"],
             backtest_origins=row["backtest_origins"],
             probability_above_limit=row["probability_above_limit"],
-            currency=row["currency"],
-            predicted_cost=row["predicted_cost"],
-            cost_interval_80=_both(row, "cost_low_80", "cost_high_80"),
-            cost_interval_95=_both(row, "cost_low_95", "cost_high_95"),
+            currency=None if row["currency"] is None else row["currency"].strip(),
+            predicted_cost=_money(row, "predicted_cost"),
+            cost_interval_80=_money_pair(row, "cost_low_80", "cost_high_80"),
+            cost_interval_95=_money_pair(row, "cost_low_95", "cost_high_95"),
             cost_unavailable=row["cost_unavailable"],
             reason=row["reason"],
             reason_detail=row["reason_detail"],

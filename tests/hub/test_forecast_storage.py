@@ -371,7 +371,9 @@ async def test_rest_serves_the_stored_forecasts(
     assert only["forecast"] is True
     assert only["method"] == cpu["method"]
     assert only["usageInterval95"] == [cpu["usage_low_95"], cpu["usage_high_95"]]
-    assert only["costInterval80"] == [str(cpu["cost_low_80"]), str(cpu["cost_high_80"])]
+    # amounts at the currency's minor units, as decimal strings
+    assert only["costInterval80"] == [f"{cpu['cost_low_80']:.2f}", f"{cpu['cost_high_80']:.2f}"]
+    assert only["predictedCost"] == f"{cpu['predicted_cost']:.2f}"
     assert Decimal(only["confidenceLevel"]) == cpu["confidence_level"]
     assert Decimal(only["probabilityAboveLimit"]) == cpu["probability_above_limit"]
     assert only["currency"] == "USD"
