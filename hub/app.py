@@ -306,7 +306,7 @@ async def _listen_for_changes(
 
 
 async def _forecasts(hub: RunningHub) -> None:
-    """Refresh the stored forecasts at start and every ``RESMON_FORECAST_REFRESH_S``."""
+    """Refresh the stored forecasts a minute after start, then each RESMON_FORECAST_REFRESH_S."""
     import os
 
     from .costs import MoneyPolicy, PricingError

@@ -473,13 +473,18 @@ async def run_refresh_loop(
     money: MoneyPolicy,
     metrics: HubMetrics,
     address: str = "PostgreSQL",
+    first_delay_s: float = 60.0,
 ) -> None:
-    """The hub's scheduled refresh: at start, then every ``interval_s`` seconds, forever.
+    """The hub's scheduled refresh: ``first_delay_s`` after start, then every ``interval_s``.
+
+    The first refresh waits a minute so that it does not compete with a starting
+    hub's catch-up on the topic (the stored rows of the last refresh stay served).
 
     A refresh that cannot reach PostgreSQL is logged, counted
     (``resmon_hub_forecast_failures_total{scope="refresh"}``) and tried again after a
     minute (or the interval, if shorter); it never stops the hub.
     """
+    await anyio.sleep(first_delay_s)
     while True:
         try:
             with storage_errors(address):

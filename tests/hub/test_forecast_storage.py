@@ -311,7 +311,7 @@ async def test_the_refresh_goes_on_past_a_resource_that_fails(
 
 
 @pytest.mark.anyio
-async def test_the_scheduled_loop_refreshes_at_start(
+async def test_the_scheduled_loop_refreshes_after_its_first_delay(
     hub_config: HubConfig, db: asyncpg.Connection, unique: str
 ) -> None:
     customer = f"c-{unique}"
@@ -322,7 +322,12 @@ async def test_the_scheduled_loop_refreshes_at_start(
         async with anyio.create_task_group() as tg:
             tg.start_soon(
                 lambda: run_refresh_loop(
-                    pool, interval_s=3600, tz=UTC, money=MoneyPolicy(), metrics=metrics
+                    pool,
+                    interval_s=3600,
+                    tz=UTC,
+                    money=MoneyPolicy(),
+                    metrics=metrics,
+                    first_delay_s=0,
                 )
             )
             with anyio.fail_after(10):
