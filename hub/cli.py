@@ -1,4 +1,4 @@
-"""``resmon hub run`` and ``resmon hub migrate``."""
+"""``resmon hub run``, ``resmon hub migrate`` and ``resmon hub forecast ...``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import click
 
 from ._exceptions import HubError
 from .config import ENV_HELP, HubConfig
+from .forecast_cli import forecast
 from .notify.settings import ENV_HELP as NOTIFY_ENV_HELP
 
 __all__ = ["hub"]
@@ -104,7 +105,4 @@ def migrate_cmd() -> None:
         click.echo("database is up to date")
 
 
-# ``resmon hub forecast ...`` lives in its own module (hub/forecast_cli.py)
-from .forecast_cli import forecast as _forecast  # noqa: E402
-
-hub.add_command(_forecast)
+hub.add_command(forecast)  # resmon hub forecast refresh / show (hub/forecast_cli.py)

@@ -236,6 +236,24 @@ async def test_a_short_history_is_stored_as_no_forecast_with_its_reason(
 
 
 @pytest.mark.anyio
+async def test_a_level_resource_is_no_forecast_whatever_its_history(
+    db: asyncpg.Connection, unique: str
+) -> None:
+    customer = f"c-{unique}"
+    key = await provision_resource(db, customer, "storage", 10**12)
+    assert await db.fetchval(
+        "SELECT kind FROM customer_resources WHERE resource_key = $1", key
+    ) == ("level")
+    await write_days(db, key, weekly(5, 10**11, FIRST, AS_OF - dt.timedelta(days=1)))
+    metrics = HubMetrics()
+    await refresh(db, tz=UTC, money=MoneyPolicy(), metrics=metrics, today=AS_OF)
+    row = await stored(db, key)
+    assert (row["reason"], row["predicted_usage"]) == ("level_resource", None)
+    assert "gauge" in row["reason_detail"]
+    assert sample(metrics, "resmon_hub_forecasts_none_total", reason="level_resource") == 1
+
+
+@pytest.mark.anyio
 async def test_the_cost_interval_is_the_plan_pricing_of_the_usage_bounds(
     db: asyncpg.Connection, unique: str
 ) -> None:
