@@ -21,6 +21,7 @@ and keeps one row per resource and billing period, replaced by each refresh.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections import Counter
 from collections.abc import Sequence
 from decimal import Decimal
@@ -400,7 +401,11 @@ async def _refresh_one(
     db: Executor, target: ForecastTarget, *, today: dt.date, tz: ZoneInfo, money: MoneyPolicy
 ) -> ForecastRow:
     history = await daily_history(db, target.id, today=today, tz=tz)
-    row = plan_forecast(target, history, today=today, tz=tz, money=money)
+    # ~10-40 ms of CPU per resource: in a worker thread, so that the hub's event loop
+    # (the consumer, the REST API) keeps being scheduled during a refresh
+    row = await anyio.to_thread.run_sync(
+        functools.partial(plan_forecast, target, history, today=today, tz=tz, money=money)
+    )
     await store_forecast(db, row)
     return row
 
