@@ -244,8 +244,6 @@ def _price_bounds(
     active = None
     if target.billing_start is not None:
         begun = int(target.billing_start.timestamp() * 1000)
-        if begun >= period.end_ms:
-            raise PricingError("billing_start", f"{target.billing_start} is after the period")
         if begun > period.start_ms:
             active = Period(begun, period.end_ms)
     return [
@@ -311,7 +309,10 @@ def _priced(
     if target.limit_value is not None:
         probability = _probability(answer.probability_above(target.limit_value))
     cost: dict[str, Any] = {"cost_unavailable": target.cost_unavailable}
-    if target.model is not None:
+    next_period = _midnight(common["period_end"], tz)
+    if target.billing_start is not None and target.billing_start >= next_period:
+        cost = {"cost_unavailable": f"billing starts {target.billing_start}, after this period"}
+    elif target.model is not None:
         usages = (predicted, *usage_80, *usage_95)
         totals = _price_bounds(target, usages, start=answer.period_start, tz=tz, money=money)
         cost = {

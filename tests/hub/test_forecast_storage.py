@@ -274,6 +274,30 @@ async def test_the_cost_interval_is_the_plan_pricing_of_the_usage_bounds(
 
 
 @pytest.mark.anyio
+async def test_a_plan_started_inside_the_period_prorates_the_base_of_every_bound(
+    db: asyncpg.Connection, unique: str
+) -> None:
+    customer = f"c-{unique}"
+    await seeded(db, customer)
+    cpu = f"{customer}/cpu"
+    set_start = "UPDATE customer_resources SET billing_start = $1 WHERE resource_key = $2"
+    await db.execute(set_start, dt.datetime(2026, 3, 11, tzinfo=dt.UTC), cpu)
+    await refresh(db, tz=UTC, money=MoneyPolicy(), metrics=HubMetrics(), today=AS_OF)
+    row = await stored(db, cpu)
+    base = cents(PLAN_BASE * 21 / 31)  # 21 of March's 31 days: 13.548... -> 13.55
+    assert base == Decimal("13.55")
+    assert row["cost_low_95"] == base  # under the limit: the prorated base only
+    assert row["cost_high_95"] == plan_cost(row["usage_high_95"]) - PLAN_BASE + base
+
+    # billed from a later period on: no cost for this one, said so
+    await db.execute(set_start, dt.datetime(2026, 4, 2, tzinfo=dt.UTC), cpu)
+    await refresh(db, tz=UTC, money=MoneyPolicy(), metrics=HubMetrics(), today=AS_OF)
+    row = await stored(db, cpu)
+    assert row["predicted_cost"] is None
+    assert row["cost_unavailable"].startswith("billing starts 2026-04-02")
+
+
+@pytest.mark.anyio
 async def test_pricing_that_cannot_be_determined_is_said_not_invented(
     db: asyncpg.Connection, unique: str
 ) -> None:
