@@ -160,6 +160,7 @@ async def _serve_all(
         await tg.start(hub.registry.run)
         await tg.start(hub.consumer.outbox.run)
         tg.start_soon(_retention, hub)
+        tg.start_soon(_forecasts, hub)  # scheduled forecast refresh: hub/storage/forecasts.py
         await tg.start(hub.consumer.run)
         await tg.start(_watch_resource_changes, hub)
         if config.notify is not None:  # notifications run apart from the actors
@@ -321,3 +322,17 @@ async def _listen_for_changes(
                         await conn.remove_listener(CHANGES_CHANNEL, on_notify)
                     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
                         _log.warning("resource_change_unlisten_failed", error=str(exc))
+
+
+async def _forecasts(hub: RunningHub) -> None:
+    """Refresh the stored forecasts a minute after start, then each RESMON_FORECAST_REFRESH_S."""
+    from .storage.forecasts import run_refresh_loop
+
+    await run_refresh_loop(
+        hub.pool,
+        interval_s=hub.config.forecast_refresh_seconds,
+        tz=ZoneInfo(hub.config.billing_tz),
+        money=hub.config.money,
+        metrics=hub.metrics,
+        address=hub.config.database_address,
+    )

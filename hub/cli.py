@@ -1,4 +1,4 @@
-"""``resmon hub run`` and ``resmon hub migrate``."""
+"""``resmon hub run``, ``resmon hub migrate`` and ``resmon hub forecast ...``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import click
 
 from ._exceptions import HubError
 from .config import ENV_HELP, HubConfig
+from .forecast_cli import forecast
 from .notify.settings import ENV_HELP as NOTIFY_ENV_HELP
 
 __all__ = ["hub"]
@@ -281,3 +282,6 @@ def cost_close() -> None:
     except HubError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"closed {count} period(s)")
+
+
+hub.add_command(forecast)  # resmon hub forecast refresh / show (hub/forecast_cli.py)

@@ -109,6 +109,8 @@ class HubConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     anomaly_min_points: int = 10
     forecast_confidence: float = 0.8
     retention_days: int = 90
+    #: seconds between scheduled forecast refreshes (hub.storage.forecasts)
+    forecast_refresh_seconds: float = 3600.0
     #: actor restarts allowed per ``restart_window_seconds`` before the hub exits non-zero
     restart_budget: int = 20
     restart_window_seconds: float = 60.0
@@ -145,6 +147,11 @@ class HubConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
             )
         if not 0 <= self.forecast_confidence <= 1:
             raise ConfigError("RESMON_FORECAST_CONFIDENCE must be between 0 and 1")
+        if not 60 <= self.forecast_refresh_seconds <= 86_400:
+            raise ConfigError(
+                f"RESMON_FORECAST_REFRESH_S={self.forecast_refresh_seconds}: expected seconds "
+                "between forecast refreshes, 60-86400"
+            )
         if not 1000 <= self.session_timeout_ms <= 600_000:
             raise ConfigError(
                 f"RESMON_HUB_SESSION_MS={self.session_timeout_ms}: expected milliseconds, "
@@ -258,6 +265,8 @@ HUB_VARS: Final = (
         "points needed before any anomaly verdict", "20", integer),
     Var("RESMON_FORECAST_CONFIDENCE", "forecast_confidence",
         "confidence (0-1) a forecast alert needs", "0.9", number),
+    Var("RESMON_FORECAST_REFRESH_S", "forecast_refresh_seconds",
+        "seconds between stored-forecast refreshes (60-86400)", "1800", number),
     Var("RESMON_RETENTION_DAYS", "retention_days", "raw rows + dedup ids kept (months dropped)",
         "120", integer),
     Var("RESMON_RESTART_BUDGET", "restart_budget", "actor restarts per minute before exiting",

@@ -137,6 +137,27 @@ class HubMetrics:
             "Closed periods whose bill could not be computed (bad cost model or samples)",
             registry=r,
         )
+        # forecasts (hub.storage.forecasts): the scheduled and on-demand refresh
+        self.forecasts_made = Counter(
+            "resmon_hub_forecasts_made", "End-of-period forecasts stored", registry=r
+        )
+        self.forecasts_none = Counter(
+            "resmon_hub_forecasts_none",
+            "Resources answered with no forecast, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.forecast_cost_unavailable = Counter(
+            "resmon_hub_forecast_cost_unavailable",
+            "Forecasts stored without a cost because the resource's pricing is undetermined",
+            registry=r,
+        )
+        self.forecast_failures = Counter(
+            "resmon_hub_forecast_failures",
+            "Forecasts that failed: one resource (scope=resource) or a whole refresh (refresh)",
+            ["scope"],
+            registry=r,
+        )
         self.actors = Gauge("resmon_hub_actors", "Live resource actors", registry=r)
 
     def render(self) -> bytes:

@@ -143,3 +143,16 @@ def test_currency_and_rounding_reach_the_cost_code() -> None:
     )
     default = HubConfig.from_env(ENV).money
     assert (default.currency, default.rounding) == ("USD", "half_even")
+
+
+def test_forecast_refresh_interval_is_read_and_bounded() -> None:
+    assert HubConfig.from_env(ENV).forecast_refresh_seconds == 3600
+    assert (
+        HubConfig.from_env({**ENV, "RESMON_FORECAST_REFRESH_S": "900"}).forecast_refresh_seconds
+        == 900
+    )
+    for bad in ("10", "100000"):
+        with pytest.raises(ConfigError, match=rf"RESMON_FORECAST_REFRESH_S={bad}.*60-86400"):
+            HubConfig.from_env({**ENV, "RESMON_FORECAST_REFRESH_S": bad})
+    with pytest.raises(ConfigError, match="RESMON_FORECAST_REFRESH_S"):
+        HubConfig.from_env({**ENV, "RESMON_FORECAST_REFRESH_S": "hourly"})
