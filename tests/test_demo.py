@@ -94,6 +94,7 @@ def test_demo_shows_usage_and_an_alert_within_60_seconds(state_dir: Path) -> Non
         with pytest.raises(urllib.error.HTTPError) as refused:  # the same call without the key
             urllib.request.urlopen(f"{base}/api/alerts", timeout=2)
         assert refused.value.code == 401
+        refused.value.close()  # the error holds the response open
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=30)
