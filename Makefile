@@ -10,7 +10,7 @@ UV     := $(BIN)/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: help env demo test lint typecheck pytest bench lock clean system-deps
+.PHONY: help env demo test lint typecheck pytest bench forecast-eval lock clean system-deps
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -61,6 +61,9 @@ test: lint typecheck pytest  ## everything CI runs
 
 bench: env  ## the benchmarks/ suites (a checkout only, not in the wheel); writes BENCHMARKS.md
 	$(BIN)/resmon bench --output BENCHMARKS.md
+
+forecast-eval: env  ## the forecast accuracy table of docs/forecasting.md (benchmarks/forecast_eval.py; ARGS=--replicas N)
+	$(BIN)/python -m benchmarks.forecast_eval $(ARGS)
 
 lock:  ## refresh uv.lock after editing pyproject.toml
 	$(UV) lock

@@ -198,9 +198,17 @@ async def _fleet_cycle(config: AgentConfig) -> tuple[float, float, float, int]:
 
 def suite(quick: bool) -> list[Figure]:
     """The agent's figures (see the module docstring)."""
+    previous = structlog.get_config()
     structlog.configure(
         wrapper_class=structlog.make_filtering_bound_logger(30)  # warnings and up
     )
+    try:
+        return _suite(quick)
+    finally:  # the caller's logging as it was (the tests run suites in-process)
+        structlog.configure(**previous)
+
+
+def _suite(quick: bool) -> list[Figure]:
     seconds = 1.0 if quick else 8.0
     routers = 5 if quick else 20
     fleet_size = 100 if quick else 1000

@@ -133,9 +133,16 @@ class SendError(AgentError):
     """Kafka did not acknowledge every record of a batch.
 
     The first ``acked`` records of the batch were acknowledged (in order); the
-    rest must be sent again.
+    rest must be sent again. Among those ``acked``, the indexes in ``refused``
+    were refused for good (a record too large, a topic not allowed...): sending
+    them again cannot help, so they are moved aside rather than retried.
     """
 
-    def __init__(self, message: str, *, acked: int = 0) -> None:
+    def __init__(
+        self, message: str, *, acked: int = 0, refused: dict[int, str] | None = None
+    ) -> None:
         self.acked = acked
+        #: records of the acknowledged prefix that Kafka refused for good (not
+        #: delivered, never will be): batch index -> the error's name and message
+        self.refused = refused or {}
         super().__init__(message)

@@ -30,6 +30,7 @@ from ._exceptions import AgentError
 from .buffer import DiskBuffer
 from .config import AgentConfig
 from .forwarder import Forwarder, KafkaSender, Sender
+from .gapstore import GapJournal
 from .metrics import AgentMetrics
 from .poller import Poller
 from .sink import BufferSink
@@ -74,7 +75,13 @@ def _refresh_gauges(agent: RunningAgent) -> None:
     m.buffer_oldest_age.set(_oldest_age(b))
     m.buffer_records.set(b.pending_records)
     m.buffer_bytes.set(b.pending_bytes)
-    m.observe_buffer_totals(b.dropped, b.corrupt)
+    m.observe_buffer_totals(
+        dropped=b.dropped,
+        corrupt=b.corrupt,
+        corrupt_salvaged=b.corrupt_salvaged,
+        blocks=b.blocks,
+        blocked_seconds=b.blocked_seconds,
+    )
     m.buffer_unreported_spans.set(agent.sink.unreported_spans)
 
 
@@ -94,7 +101,12 @@ def _health(agent: RunningAgent) -> dict[str, Any]:
             "writable": not agent.sink.failing,
             "writeErrors": agent.sink.write_errors,
             "unreportedSpans": agent.sink.unreported_spans,
+            "gapsHeld": agent.sink.holding,
+            "blocked": agent.buffer.blocking,
+            "blockedSeconds": round(agent.buffer.blocked_seconds, 3),
+            "corruptSalvaged": agent.buffer.corrupt_salvaged,
         },
+        "deadLettered": agent.forwarder.dead_lettered,
         "sent": agent.forwarder.sent,
     }
 
@@ -129,12 +141,36 @@ async def _start_http(config: AgentConfig, holder: list[RunningAgent]) -> tuple[
 
 
 async def _housekeeping(agent: RunningAgent) -> None:
-    """Sync the buffer when the fsync interval is due and keep the gauges fresh."""
+    """Sync the buffer when the fsync interval is due and keep the gauges fresh.
+
+    A failed sync (an I/O error of the disk) does not end the agent: it is
+    logged (``buffer_sync_failed``), counted (``resmon_agent_buffer_sync_errors_total``)
+    and tried again at the next period (the records stay marked unsynced).
+    """
     period = min(1.0, agent.config.buffer.fsync_interval_ms / 1000)
+    failing = False
     while True:
         await anyio.sleep(period)
-        agent.buffer.sync_if_due()
-        _refresh_gauges(agent)
+        try:
+            agent.buffer.sync_if_due()
+        except OSError as exc:
+            agent.metrics.buffer_sync_errors.inc()
+            log.error(
+                "buffer_sync_failed",
+                directory=str(agent.buffer.directory),
+                error=str(exc),
+                retry_in_s=period,
+            )
+            failing = True
+        else:
+            if failing:
+                log.info("buffer_sync_recovered", directory=str(agent.buffer.directory))
+            failing = False
+        try:
+            _refresh_gauges(agent)
+        except Exception as exc:  # reading the oldest record's time: the gauges wait
+            agent.metrics.housekeeping_errors.inc()
+            log.warning("gauges_refresh_failed", error=f"{type(exc).__name__}: {exc}")
 
 
 async def run_agent(
@@ -158,14 +194,21 @@ async def run_agent(
             batch_size=config.kafka.max_batch_records,
             metrics=metrics,
         )
-        sink = BufferSink(buffer, metrics=metrics)
+        journal = GapJournal(
+            Path(config.buffer.directory),
+            reserve=config.buffer.gap_reserve_bytes,
+            fsync=config.buffer.fsync == "always",
+            metrics=metrics,
+        )
+        sink = BufferSink(buffer, metrics=metrics, journal=journal)
+        forwarder.on_refused = sink.refused
         poller = Poller(
             config,
             snmp,
             sink,
             metrics=metrics,
             checkpoint=Path(config.buffer.directory) / "poller.checkpoint",
-            before_checkpoint=buffer.sync,
+            before_checkpoint=sink.sync,
         )
         holder: list[RunningAgent] = []
         port = None
@@ -193,5 +236,7 @@ async def run_agent(
                 await snmp.aclose()
         if sink is not None:
             sink.flush()  # spans still waiting are written as gaps before the buffer closes
+            if sink.journal is not None:
+                sink.journal.close()
         buffer.close()
         log.info("agent_stopped", agent_id=config.agent_id)

@@ -94,6 +94,18 @@ def _crc(seq: int, payload: bytes) -> int:
     return zlib.crc32(payload, zlib.crc32(seq.to_bytes(8, "little")))
 
 
+def _salvage(payload: bytes) -> KafkaRecord | None:
+    """The record a frame with a bad CRC still decodes to, if any (to report its span)."""
+    try:
+        return _decoder.decode(payload)
+    except msgspec.MsgspecError:
+        return None
+
+
+#: an unreadable frame: (frame size or -1, trusted seq, reason, salvaged record)
+_Unreadable = tuple[int, int | None, str, KafkaRecord | None]
+
+
 class DiskBuffer:
     """The buffer in ``config.directory``. Use :meth:`open`; close with :meth:`close`."""
 
@@ -123,9 +135,16 @@ class DiskBuffer:
         self.pending_bytes = 0
         self.dropped = 0
         self.corrupt = 0
+        #: corrupt frames whose record still decoded: handed to on_drop (reported as gaps)
+        self.corrupt_salvaged = 0
         self.appended = 0
         self.write_failures = 0
         self.acked_write_failures = 0
+        #: waits for room with ``when_full: block`` (see blocked_seconds)
+        self.blocks = 0
+        self._blocking = 0  # writers waiting now
+        self._blocked_since = 0.0
+        self._blocked_done = 0.0
 
     # -- opening and closing ----------------------------------------------------------
 
@@ -174,6 +193,15 @@ class DiskBuffer:
             frame = self._parse(data, pos)
             if frame is None or (frame[0] <= last_seq and frame[0] > self._acked):
                 self.corrupt += 1
+                log.warning(
+                    "buffer_segment_cut",
+                    path=str(path),
+                    offset=pos,
+                    lost_bytes=len(data) - pos,
+                    reason="torn or corrupt frame" if frame is None else "sequence out of order",
+                    truncated=is_last,
+                    corrupt_total=self.corrupt,
+                )
                 if is_last:
                     with path.open("r+b") as f:
                         f.truncate(pos)
@@ -277,6 +305,16 @@ class DiskBuffer:
     def fits(self, nbytes: int) -> bool:
         return self.pending_bytes + nbytes <= self.config.max_bytes
 
+    @staticmethod
+    def frame_bytes(records: Iterable[KafkaRecord]) -> int:
+        """Bytes ``records`` would take in the buffer."""
+        return sum(_HEADER.size + len(_encoder.encode(r)) for r in records)
+
+    @property
+    def acked(self) -> int:
+        """Every record with a sequence number up to this one is delivered or dropped."""
+        return self._acked
+
     def append_nowait(self, records: Iterable[KafkaRecord]) -> list[int]:
         """Append records in order and return their sequence numbers.
 
@@ -341,9 +379,10 @@ class DiskBuffer:
                     last_seq=dropped_seqs[-1] if dropped_seqs else None,
                     dropped_total=self.dropped,
                 )
-                self._write_acked()
+                # their spans are noted (and journaled) before the drop is made durable
                 if self.on_drop is not None and dropped_records:
                     self.on_drop(dropped_records)
+                self._write_acked()
             if seqs:
                 self._after_write()
         return seqs
@@ -403,14 +442,65 @@ class DiskBuffer:
         """Append records; with ``when_full: block``, wait for acks to free space."""
         pending = list(records)
         seqs: list[int] = []
-        while True:
-            try:
-                return seqs + self.append_nowait(pending)
-            except BufferFullError as exc:
-                seqs += exc.written
-                pending = pending[len(exc.written) :]
-                self._space_event = self._space_event or anyio.Event()
-                await self._space_event.wait()
+        blocked_at: float | None = None
+        try:
+            while True:
+                try:
+                    seqs += self.append_nowait(pending)
+                    return seqs
+                except BufferFullError as exc:
+                    seqs += exc.written
+                    pending = pending[len(exc.written) :]
+                    if blocked_at is None:
+                        blocked_at = self._block_started(len(pending))
+                    self._space_event = self._space_event or anyio.Event()
+                    await self._space_event.wait()
+        finally:
+            if blocked_at is not None:
+                self._block_ended(blocked_at, len(seqs))
+
+    def _block_started(self, waiting: int) -> float:
+        self.blocks += 1
+        self._blocking += 1
+        now = time.monotonic()
+        if self._blocking == 1:
+            self._blocked_since = now
+        log.warning(
+            "buffer_full_blocking",
+            directory=str(self.directory),
+            pending_bytes=self.pending_bytes,
+            max_bytes=self.config.max_bytes,
+            waiting_records=waiting,
+            blocks_total=self.blocks,
+        )
+        return now
+
+    def _block_ended(self, blocked_at: float, written: int) -> None:
+        now = time.monotonic()
+        self._blocking -= 1
+        if self._blocking == 0:
+            self._blocked_done += now - self._blocked_since
+        log.warning(  # polling was held up: as loud as the start of the wait
+            "buffer_full_unblocked",
+            directory=str(self.directory),
+            seconds=round(now - blocked_at, 3),
+            written=written,
+        )
+
+    @property
+    def blocking(self) -> bool:
+        """Whether a writer is waiting for room now."""
+        return self._blocking > 0
+
+    @property
+    def blocked_seconds(self) -> float:
+        """Seconds writers spent waiting for room (``when_full: block``), the current wait too.
+
+        Overlapping waits of several writers count once: this is time the
+        poller's writes were held up, not the sum of the writers' waits.
+        """
+        current = time.monotonic() - self._blocked_since if self._blocking else 0.0
+        return self._blocked_done + current
 
     def _after_write(self) -> None:
         policy = self.config.fsync
@@ -452,11 +542,12 @@ class DiskBuffer:
                 return out
             self._skip_unreadable(*bad)
 
-    def _read(self, limit: int) -> tuple[list[BufferedRecord], tuple[int, int | None, str] | None]:
+    def _read(self, limit: int) -> tuple[list[BufferedRecord], _Unreadable | None]:
         """Pending records up to the first unreadable frame, and that frame if reached.
 
-        The frame is ``(frame size, trusted seq, reason)``; a size of ``-1`` means
-        its header cannot be trusted (nor anything after it in the segment).
+        The frame is ``(frame size, trusted seq, reason, salvaged record)``; a size
+        of ``-1`` means its header cannot be trusted (nor anything after it in the
+        segment).
         """
         out: list[BufferedRecord] = []
         pos = self._read_pos
@@ -469,27 +560,35 @@ class DiskBuffer:
                     while pos < segment.size and len(out) < limit:
                         header = f.read(_HEADER.size)
                         if len(header) < _HEADER.size:
-                            return out, (-1, None, "segment file is shorter than expected")
+                            return out, (-1, None, "segment file is shorter than expected", None)
                         length, seq, crc = _HEADER.unpack(header)
                         size = _HEADER.size + length
                         if length > _MAX_PAYLOAD or pos + size > segment.size:
-                            return out, (-1, None, f"implausible frame length {length}")
+                            return out, (-1, None, f"implausible frame length {length}", None)
                         payload = f.read(length)
                         if len(payload) < length:
-                            return out, (-1, None, "segment file is shorter than expected")
+                            return out, (-1, None, "segment file is shorter than expected", None)
                         if _crc(seq, payload) != crc:
-                            # the seq is covered by the CRC: it cannot be trusted either
-                            return out, (size, None, f"CRC mismatch (header seq {seq})")
+                            # the seq is covered by the CRC: it cannot be trusted either;
+                            # the record may still say which interval was lost
+                            reason = f"CRC mismatch (header seq {seq})"
+                            return out, (size, None, reason, _salvage(payload))
                         try:
                             out.append(BufferedRecord(seq, _decoder.decode(payload)))
                         except msgspec.MsgspecError as exc:
-                            return out, (size, seq, f"cannot decode seq {seq}: {exc}")
+                            return out, (size, seq, f"cannot decode seq {seq}: {exc}", None)
                         pos += size
             pos = 0
         return out, None
 
-    def _skip_unreadable(self, size: int, seq: int | None, reason: str) -> None:
-        """Move the read position past the unreadable frame at the head (see :meth:`_read`)."""
+    def _skip_unreadable(
+        self, size: int, seq: int | None, reason: str, salvaged: KafkaRecord | None
+    ) -> None:
+        """Move the read position past the unreadable frame at the head (see :meth:`_read`).
+
+        A ``salvaged`` record (its payload still decodes) goes to :attr:`on_drop`,
+        so the interval it held is reported as a gap; counted in ``corrupt_salvaged``.
+        """
         while self._read_pos >= self._segments[0].size and len(self._segments) > 1:
             self._drop_segment()
         segment = self._segments[0]
@@ -520,8 +619,13 @@ class DiskBuffer:
             seq=seq,
             skipped_bytes=size,
             reason=reason,
+            salvaged_event_id=salvaged.event_id if salvaged is not None else None,
             corrupt_total=self.corrupt,
         )
+        if salvaged is not None:
+            self.corrupt_salvaged += 1
+            if self.on_drop is not None:
+                self.on_drop([salvaged])
         self._write_acked()
 
     @staticmethod

@@ -188,6 +188,10 @@ class BufferConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     fsync: Literal["always", "interval", "never"] = "interval"
     fsync_interval_ms: Annotated[int, msgspec.Meta(ge=1)] = 1000
     when_full: Literal["block", "drop_oldest"] = "drop_oldest"
+    #: space reserved (twice) for the journal of gaps waiting to be written
+    gap_reserve_bytes: Annotated[int, msgspec.Meta(ge=4096)] = 1024 * 1024
+    #: bound of the file that keeps the records Kafka refused for good
+    dead_letter_max_bytes: Annotated[int, msgspec.Meta(ge=0)] = 64 * 1024 * 1024
 
 
 class HttpConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

@@ -57,6 +57,8 @@ from typing import Final, Literal
 
 import msgspec
 
+from protocol import GapReason
+
 __all__ = [
     "OVER_SPEED_SLACK_BYTES",
     "OVER_SPEED_TOLERANCE_PCT",
@@ -77,15 +79,6 @@ __all__ = [
     "uptime_continuous",
 ]
 
-GapReason = Literal[
-    "poll_failed",
-    "reboot",
-    "discontinuity",
-    "over_speed",
-    "counter_missing",
-    "agent_restart",
-    "buffer_full",
-]
 
 #: sysUpTime is a TimeTicks (hundredths of a second) that wraps after ~497 days
 UPTIME_MODULUS: Final = 2**32

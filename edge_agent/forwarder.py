@@ -11,27 +11,47 @@ other error while forwarding (a library surprise, an unreadable buffer file)
 does not end the forwarder: it is logged (``forward_crashed``), counted
 (``resmon_agent_forward_errors_total``), the sender is stopped so the next
 send starts it afresh, and the batch is tried again after the backoff.
+
+A record Kafka refuses for good (too large, a topic that is invalid or not
+allowed: :func:`is_permanent`) is not retried: it is moved to
+``dead-letter.log`` in the buffer directory with the error (logged as
+``record_dead_lettered``, counted in ``resmon_agent_dead_lettered_total{error}``),
+its interval is reported as a gap (:attr:`Forwarder.on_refused`), and the
+records behind it flow on.
 """
 
 from __future__ import annotations
 
+import os
 import random
+import struct
 import time
-from collections.abc import Sequence
-from typing import Any, Protocol
+import zlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Final, Protocol
 
 import anyio
+import msgspec
 import structlog
 from anyio.abc import TaskStatus
 
 from protocol import KafkaRecord
 
 from ._exceptions import SendError
-from .buffer import DiskBuffer
+from .buffer import BufferedRecord, DiskBuffer
 from .config import KafkaConfig
 from .metrics import AgentMetrics
 
-__all__ = ["Forwarder", "KafkaSender", "Sender"]
+__all__ = [
+    "DeadLetter",
+    "DeadLetterFile",
+    "Forwarder",
+    "KafkaSender",
+    "Sender",
+    "is_permanent",
+    "read_dead_letters",
+]
 
 log = structlog.get_logger(component="edge_agent.forwarder")
 
@@ -50,6 +70,92 @@ class Sender(Protocol):
         ...
 
     async def stop(self) -> None: ...
+
+
+#: aiokafka errors that refuse a record for what it is (its size, its topic, its
+#: content): no retry can cure them. Other non-retriable errors (authentication,
+#: an unsupported version, an unknown error) concern the connection or the
+#: cluster, not the record: those batches wait and are retried until fixed.
+_PERMANENT_ERRORS: Final = (
+    "MessageSizeTooLargeError",
+    "RecordTooLargeError",
+    "RecordListTooLargeError",
+    "CorruptRecordException",
+    "InvalidMessageError",
+    "InvalidTopicError",
+    "TopicAuthorizationFailedError",
+    "InvalidTimestampError",
+    "PolicyViolationError",
+    "UnsupportedForMessageFormatError",
+)
+
+
+def is_permanent(exc: BaseException) -> bool:
+    """Whether Kafka refused a record for good (dead-letter it) rather than for now (retry)."""
+    import aiokafka.errors
+
+    if getattr(exc, "retriable", False):
+        return False
+    kinds = tuple(getattr(aiokafka.errors, name) for name in _PERMANENT_ERRORS)
+    return isinstance(exc, kinds)
+
+
+class DeadLetter(msgspec.Struct, frozen=True):
+    """A record Kafka refused for good, as kept in the dead-letter file."""
+
+    record: KafkaRecord
+    error: str
+    at_ms: int
+
+
+_DL_HEADER: Final = struct.Struct("<II")
+_dl_decoder = msgspec.msgpack.Decoder(DeadLetter)
+
+
+def read_dead_letters(path: Path) -> list[DeadLetter]:
+    """The records in a dead-letter file, oldest first (up to a torn tail)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    out: list[DeadLetter] = []
+    pos = 0
+    while pos + _DL_HEADER.size <= len(data):
+        length, crc = _DL_HEADER.unpack_from(data, pos)
+        payload = data[pos + _DL_HEADER.size : pos + _DL_HEADER.size + length]
+        if len(payload) < length or zlib.crc32(payload) != crc:
+            break
+        out.append(_dl_decoder.decode(payload))
+        pos += _DL_HEADER.size + length
+    return out
+
+
+class DeadLetterFile:
+    """Append-only ``dead-letter.log``: frames ``<u32 length> <u32 CRC32> <msgpack DeadLetter>``.
+
+    Bounded by ``max_bytes``; a record that does not fit or cannot be written
+    is logged (``dead_letter_write_failed``) and counted, and is lost.
+    """
+
+    def __init__(self, path: Path, *, max_bytes: int) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+
+    def write(self, letter: DeadLetter) -> str | None:
+        """Append ``letter``; return why it could not be kept, or ``None``."""
+        payload = msgspec.msgpack.encode(letter)
+        frame = _DL_HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+        try:
+            size = self.path.stat().st_size if self.path.exists() else 0
+            if size + len(frame) > self.max_bytes:
+                return f"the dead-letter file is full ({size} of {self.max_bytes} bytes)"
+            with self.path.open("ab") as f:
+                f.write(frame)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            return f"cannot write {self.path}: {exc}"
+        return None
 
 
 class KafkaSender:
@@ -105,25 +211,51 @@ class KafkaSender:
         self._producer = producer
 
     async def send(self, records: Sequence[KafkaRecord]) -> None:
+        """Send all, then settle them in order: acknowledged, refused for good, or not yet.
+
+        A record Kafka refuses for good (:func:`is_permanent`) does not hold back
+        the ones after it: it is reported in ``SendError.refused``. The first
+        record that failed in a way a retry may cure ends the settled prefix.
+        """
         from aiokafka.errors import KafkaError
 
         if self._producer is None:
             await self.start()
-        acked = 0
+        outcomes: list[Any] = []  # a future, or the error send() raised at once
         try:
-            futures = [
-                await self._producer.send(
-                    self.config.topic, value=r.value, key=r.key, headers=list(r.headers)
-                )
-                for r in records
-            ]
-            for future in futures:
-                await future
-                acked += 1
+            for r in records:
+                try:
+                    outcomes.append(
+                        await self._producer.send(
+                            self.config.topic, value=r.value, key=r.key, headers=list(r.headers)
+                        )
+                    )
+                except KafkaError as exc:
+                    if not is_permanent(exc):
+                        raise
+                    outcomes.append(exc)  # e.g. larger than max_request_size
         except (TimeoutError, KafkaError, OSError) as exc:
-            raise SendError(
-                f"Kafka did not acknowledge: {type(exc).__name__}: {exc}", acked=acked
-            ) from None
+            outcomes.append(exc)
+        acked = 0
+        refused: dict[int, str] = {}
+        failure: BaseException | None = None
+        for i, outcome in enumerate(outcomes):
+            try:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+                await outcome
+            except (TimeoutError, KafkaError, OSError) as exc:
+                if i < len(records) and is_permanent(exc) and failure is None:
+                    refused[i] = f"{type(exc).__name__}: {exc}"
+                elif failure is None:
+                    failure = exc
+            if failure is None:
+                acked = i + 1
+        if failure is not None or refused:
+            what = failure if failure is not None else "some records refused for good"
+            if isinstance(what, BaseException):
+                what = f"{type(what).__name__}: {what}"
+            raise SendError(f"Kafka did not acknowledge: {what}", acked=acked, refused=refused)
 
     async def stop(self) -> None:
         producer, self._producer = self._producer, None
@@ -143,8 +275,15 @@ class Forwarder:
         metrics: AgentMetrics | None = None,
         backoff_initial: float = 0.2,
         backoff_max: float = 30.0,
+        dead_letter: DeadLetterFile | None = None,
     ) -> None:
         self.buffer = buffer
+        self.dead_letter = dead_letter or DeadLetterFile(
+            buffer.directory / "dead-letter.log", max_bytes=buffer.config.dead_letter_max_bytes
+        )
+        #: called with the records moved aside, so their intervals are reported as gaps
+        self.on_refused: Callable[[list[KafkaRecord]], None] | None = None
+        self.dead_lettered = 0
         self.sender = sender
         self.batch_size = batch_size
         self.metrics = metrics
@@ -201,10 +340,14 @@ class Forwarder:
             await self.sender.send([b.record for b in batch])
             delivered = batch[-1].seq
         except SendError as exc:
-            self.failures += 1
+            if exc.refused:
+                self._move_aside([(batch[i], reason) for i, reason in sorted(exc.refused.items())])
             if exc.acked:
                 delivered = batch[exc.acked - 1].seq
-                self._ack(delivered, exc.acked)
+                self._ack(delivered, exc.acked - len(exc.refused))
+            if exc.acked == len(batch):  # all settled: the refused ones are out of the way
+                return True
+            self.failures += 1
             if self.metrics:
                 self.metrics.send_errors.inc()
             log.warning(
@@ -217,6 +360,30 @@ class Forwarder:
             self.metrics.send_seconds.observe(time.perf_counter() - started)
         self._ack(batch[-1].seq, len(batch))
         return True
+
+    def _move_aside(self, refused: list[tuple[BufferedRecord, str]]) -> None:
+        """Records Kafka refused for good: into the dead-letter file, logged, counted, reported."""
+        now_ms = int(time.time() * 1000)
+        for item, reason in refused:
+            problem = self.dead_letter.write(DeadLetter(item.record, reason, now_ms))
+            self.dead_lettered += 1
+            kind = reason.partition(":")[0]
+            if self.metrics:
+                self.metrics.dead_lettered.labels(kind).inc()
+                if problem:
+                    self.metrics.dead_letter_errors.inc()
+            log.error(
+                "record_dead_lettered",
+                event_id=item.record.event_id,
+                seq=item.seq,
+                reason=reason,
+                path=str(self.dead_letter.path),
+                kept=problem is None,
+                problem=problem,
+                dead_lettered_total=self.dead_lettered,
+            )
+        if self.on_refused is not None:
+            self.on_refused([item.record for item, _ in refused])
 
     def _ack(self, seq: int, count: int) -> None:
         self.buffer.ack(seq)

@@ -90,9 +90,60 @@ class AgentMetrics:
             "Spans of readings the buffer did not keep, waiting to be written as gaps",
             registry=r,
         )
-        # the buffer's own totals last added to the two counters above
-        self._buffer_dropped_seen = 0
-        self._buffer_corrupt_seen = 0
+        self.buffer_corrupt_salvaged = Counter(
+            "resmon_agent_buffer_corrupt_salvaged",
+            "Corrupt buffer frames whose record could still be read: reported as gaps",
+            registry=r,
+        )
+        self.buffer_sync_errors = Counter(
+            "resmon_agent_buffer_sync_errors",
+            "Buffer syncs (fsync) that failed in housekeeping; retried",
+            registry=r,
+        )
+        self.housekeeping_errors = Counter(
+            "resmon_agent_housekeeping_errors",
+            "Gauge refreshes in housekeeping that failed (retried at the next period)",
+            registry=r,
+        )
+        self.buffer_blocks = Counter(
+            "resmon_agent_buffer_blocks",
+            "Writes that waited for room in a full buffer (when_full: block)",
+            registry=r,
+        )
+        self.buffer_blocked_seconds = Counter(
+            "resmon_agent_buffer_blocked_seconds",
+            "Seconds writes waited for room in a full buffer (when_full: block)",
+            registry=r,
+        )
+        self.buffer_gaps_held = Counter(
+            "resmon_agent_buffer_gaps_held",
+            "Writes that held pending buffer_full gaps back because the buffer had no room",
+            registry=r,
+        )
+        self.buffer_gaps_recovered = Counter(
+            "resmon_agent_buffer_gaps_recovered",
+            "Pending gap spans recovered from the gap journal at start (after a crash)",
+            registry=r,
+        )
+        self.gap_journal_errors = Counter(
+            "resmon_agent_gap_journal_errors",
+            "Gap journal operations that failed (pending gaps kept in memory only)",
+            ["op"],
+            registry=r,
+        )
+        self.dead_lettered = Counter(
+            "resmon_agent_dead_lettered",
+            "Records Kafka refused for good, moved to the dead-letter file",
+            ["error"],
+            registry=r,
+        )
+        self.dead_letter_errors = Counter(
+            "resmon_agent_dead_letter_errors",
+            "Refused records that could not be written to the dead-letter file (lost)",
+            registry=r,
+        )
+        # the buffer's own totals last added to the counters above
+        self._seen: dict[str, float] = {}
         self.sent = Counter("resmon_agent_records_sent", "Records Kafka acknowledged", registry=r)
         self.send_errors = Counter(
             "resmon_agent_send_errors", "Batches Kafka did not acknowledge", registry=r
@@ -106,12 +157,15 @@ class AgentMetrics:
             "resmon_agent_send_seconds", "Time from send to Kafka acknowledgement", registry=r
         )
 
-    def observe_buffer_totals(self, dropped: int, corrupt: int) -> None:
-        """Add what the buffer's ``dropped`` / ``corrupt`` totals grew by since the last call."""
-        self.buffer_dropped.inc(max(0, dropped - self._buffer_dropped_seen))
-        self.buffer_corrupt.inc(max(0, corrupt - self._buffer_corrupt_seen))
-        self._buffer_dropped_seen = dropped
-        self._buffer_corrupt_seen = corrupt
+    def observe_buffer_totals(self, **totals: float) -> None:
+        """Add what the buffer's totals (``dropped=``, ``corrupt=``...) grew by since the last call.
+
+        Each keyword names the counter attribute ``buffer_<name>``.
+        """
+        for name, total in totals.items():
+            counter: Counter = getattr(self, f"buffer_{name}")
+            counter.inc(max(0.0, total - self._seen.get(name, 0)))
+            self._seen[name] = total
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

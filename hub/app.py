@@ -237,7 +237,8 @@ async def _reload_everything(hub: RunningHub, why: str) -> None:
     await hub.registry.forget(lambda _actor: True)
     try:
         await hub.cache.forget_all_usage()
-    except HubError as exc:
+    except HubError as exc:  # the cached usage stays stale until its TTL runs out
+        hub.metrics.side_effect_failures.labels("redis").inc()
         _log.warning("cache_update_failed", error=str(exc))
     hub.metrics.change_overflows.inc()  # counted once done: tests and operators wait on it
 
@@ -290,7 +291,8 @@ async def _listen_for_changes(
                 await hub.registry.forget_keys([key])
                 try:
                     await hub.cache.forget_customer(key.split("/", 1)[0])
-                except HubError as exc:
+                except HubError as exc:  # the cached usage stays stale until its TTL runs out
+                    hub.metrics.side_effect_failures.labels("redis").inc()
                     _log.warning("cache_update_failed", error=str(exc))
                 _log.info("resource_reloading", resource_key=key)
         finally:

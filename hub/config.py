@@ -115,7 +115,9 @@ class HubConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     redis_prefix: str = "resmon"
     #: notification channels (hub.notify.settings); None = no notifier
     notify: NotifyConfig | None = None
-    #: Kafka client id and CloudEvents source of published alerts
+    #: Kafka client id and CloudEvents source of published alerts and of the events the
+    #: ingest API publishes; keep it the same on every hub of a group: with the id it is
+    #: the identity a retry of an ingested event is recognised by
     source: str = "urn:resmon:hub"
 
     def __post_init__(self) -> None:

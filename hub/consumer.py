@@ -9,8 +9,9 @@ Per batch (``getmany``):
    partition;
 2. make sure the monthly ``usage_metrics`` partitions of the batch exist
    (a short transaction of its own);
-3. in ONE transaction: claim the event ids in ``processed_events`` (a
-   duplicate is dropped here, before it reaches a total), apply the new
+3. in ONE transaction: claim the events in ``processed_events`` by their
+   CloudEvents identity, source and id (a duplicate is dropped here, before
+   it reaches a total), apply the new
    readings to their actors (the registry; an unknown resource is
    auto-provisioned; a reading an actor refuses is dead-lettered), then write
    raw rows (COPY), gaps, dead letters, aggregates, period totals with the
@@ -31,34 +32,36 @@ twice even if the Kafka commit was lost.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
+import itertools
 import time
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import anyio
 import asyncpg  # type: ignore[import-untyped]
+import msgspec
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import IllegalStateError, KafkaError
+from aiokafka.errors import (
+    IllegalStateError,
+    KafkaError,
+    NoOffsetForPartitionError,
+    OffsetOutOfRangeError,
+)
 from anyio.abc import TaskStatus
 
 from protocol import (
     RESOURCE_BASE_UNIT,
-    DecodedEvent,
-    DecodeError,
-    UsageGap,
     UsageReading,
-    decode_record,
     encode_event,
 )
 
 from ._exceptions import (
+    BrokerError,
     FatalError,
     FencedError,
     HubError,
-    NotFoundError,
     StorageError,
     broker_errors,
     storage_errors,
@@ -66,45 +69,103 @@ from ._exceptions import (
 from .actors import Outcome, Registry
 from .alerts.records import (
     AlertRecord,
-    alert_record,
     display_unit,
     event_type,
     percentage,
     to_event,
     to_unit,
 )
-from .calendar import first_day
 from .config import HubConfig
+from .intake import (
+    Claimable,
+    Decoded,
+    UnreadableRecord,
+    WritePlan,
+    claimable,
+    decode_batch,
+    end_ms,
+    plan_writes,
+)
 from .metrics import HubMetrics
 from .outbox import Outbox, OutboxBatch, OutboxEvent, insert_outbox
-from .storage.aggregates import AggregateInput, Bucketer, write_aggregates
+from .storage.aggregates import Bucketer, write_aggregates
 from .storage.batch import (
-    DeadLetter,
     OffsetMove,
-    ReadingRow,
-    TotalRow,
     advance_offsets,
     claim_events,
+    legacy_cutover_ms,
     reset_offset,
     stored_offsets,
     write_batch,
 )
 from .storage.current import CachedUsage, now_ms
 from .storage.partitions import ensure_partitions, retention_horizon_ms, storage_month
-from .validation import validate_event_id, validate_reading
 
-__all__ = ["UsageConsumer"]
+__all__ = ["UnreadableRecord", "UsageConsumer", "misalignment"]
 
 _log = structlog.get_logger(component="hub.consumer")
 
 #: longest wait for a Kafka offset commit (it only speeds up a restart; PostgreSQL
 #: holds the offsets that count)
 _COMMIT_S = 5.0
+#: how long a look for an unparsable record waits for one partition's records (ms)
+_PROBE_MS = 2_000
+_ALL_RECORDS = 2**31 - 1
 
 
-def _end_ms(ev: DecodedEvent) -> int:
-    """The interval end of an event already checked to be a reading or a gap."""
-    return cast("UsageReading | UsageGap", ev.data).end_ms
+def _retry_delay(failures: int) -> float:
+    """Seconds before the next try after ``failures`` failures in a row: 0.5 doubling to 30."""
+    return float(min(0.5 * 2 ** (failures - 1), 30.0))
+
+
+def misalignment(offsets: Sequence[int], stored: int | None, position: int | None) -> str | None:
+    """Why a partition's records in a batch must not be applied as fetched, or None.
+
+    ``offsets`` are the records' offsets in batch order, ``stored`` the consumed
+    offset PostgreSQL held when this instance last looked (None: no row yet),
+    ``position`` the Kafka client's position now (None: it has none, a reset is
+    pending). Records fetched before a seek do not continue from where the seek
+    went: applying them would skip or repeat records. A gap after ``stored`` is
+    not refused (compaction and transaction markers leave gaps).
+    """
+    if any(b <= a for a, b in itertools.pairwise(offsets)):
+        return "offsets do not increase: fetched on both sides of a seek"
+    if stored is not None and offsets[0] < stored:
+        return f"starts at {offsets[0]}, before the stored offset {stored}: fetched before a seek"
+    if position is None or position <= offsets[-1]:
+        return f"the client is at {position}, sought back since these records were fetched"
+    return None
+
+
+async def _position(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | None:
+    """The client's position on ``tp``; None while it has none (a reset is pending) or
+    ``tp`` is not assigned to it."""
+    with anyio.move_on_after(0.5), contextlib.suppress(IllegalStateError):
+        return int(await consumer.position(tp))
+    return None
+
+
+class _Stages:
+    """Wall seconds per named stage of one batch, added to ``totals`` (what limits throughput)."""
+
+    __slots__ = ("mark", "started", "totals")
+
+    def __init__(self, totals: dict[str, float]) -> None:
+        self.totals = totals
+        self.started = self.mark = time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        now = time.perf_counter()
+        self.totals[name] = self.totals.get(name, 0.0) + now - self.mark
+        self.mark = now
+
+
+class _Committed(msgspec.Struct):
+    """What a batch's transaction wrote, for the steps after the commit."""
+
+    plan: WritePlan
+    outcomes: list[Outcome]
+    outbox: tuple[int, OutboxBatch] | None
 
 
 def _halves(
@@ -179,6 +240,10 @@ class UsageConsumer:
         self._bucketer = Bucketer(self._tz)
         self._months: set[int] = set()
         self._days: dict[int, int] = {}
+        #: events ending at or before this (ms) may have been claimed by id alone, before
+        #: migration 0019 (see :func:`~hub.storage.batch.claim_events`); read on first use
+        self._legacy_until: int | None = None
+        self._legacy_read = False
         #: wall seconds spent per stage of :meth:`process` (what limits throughput)
         self.stage_seconds: dict[str, float] = {}
         self.batches = 0
@@ -193,6 +258,11 @@ class UsageConsumer:
         #: looked (seek) or wrote (commit); None = no row yet. A batch commits only
         #: if PostgreSQL still holds it (see :func:`advance_offsets`).
         self.positions: dict[int, int | None] = {}
+        #: partition -> (position, time of the client's last answer) first seen past the
+        #: high watermark (see :meth:`_beyond_log_end`)
+        self._beyond: dict[TopicPartition, tuple[int, int]] = {}
+        #: the Kafka client while :meth:`run` runs (tests inject faults through it)
+        self.kafka: AIOKafkaConsumer | None = None
 
     async def seek_to_stored(
         self, consumer: AIOKafkaConsumer, partitions: Sequence[TopicPartition]
@@ -272,6 +342,10 @@ class UsageConsumer:
             for tp in mine:  # until the seek succeeds, their next batch is fenced again
                 self.positions.pop(tp.partition, None)
             await self.seek_to_stored(consumer, mine)
+            for tp in mine:  # no stored offset: nothing of it was applied, re-read the batch
+                if self.positions.get(tp.partition) is None and batch[tp]:
+                    with contextlib.suppress(IllegalStateError):
+                        consumer.seek(tp, batch[tp][0].offset)
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         cfg = self.config
@@ -280,13 +354,16 @@ class UsageConsumer:
             group_id=cfg.consumer_group,
             client_id=cfg.source,
             enable_auto_commit=False,
-            auto_offset_reset="earliest",
+            # a position outside the log is the consumer's to handle (logged, counted,
+            # resumed from PostgreSQL's offset): "earliest" would jump silently
+            auto_offset_reset="none",
             max_poll_records=cfg.batch_max_records,
             fetch_max_wait_ms=cfg.fetch_max_wait_ms,
             session_timeout_ms=cfg.session_timeout_ms,
             heartbeat_interval_ms=max(100, cfg.session_timeout_ms // 4),
         )
         consumer.subscribe([cfg.usage_topic], listener=_Rebalance(self, consumer))
+        self.kafka = consumer
         with broker_errors(cfg.kafka_bootstrap_servers):
             try:
                 await consumer.start()
@@ -295,10 +372,18 @@ class UsageConsumer:
                 raise
         try:
             task_status.started()
-            failures = 0
+            failures = fetch_failures = 0
             while True:
-                with broker_errors(cfg.kafka_bootstrap_servers):
+                try:
                     batch = await self._gather(consumer)
+                except HubError as exc:  # a failed fetch: nothing was consumed, fetch again
+                    fetch_failures += 1
+                    delay = _retry_delay(fetch_failures)
+                    self.metrics.fetch_failures.inc()
+                    _log.error("kafka_fetch_failed", error=str(exc), retry_in_s=delay)
+                    await anyio.sleep(delay)
+                    continue
+                fetch_failures = 0
                 if not batch:
                     continue
                 try:
@@ -316,7 +401,7 @@ class UsageConsumer:
                 except HubError as exc:
                     failures += 1
                     self.metrics.batch_failures.inc()
-                    delay = min(0.5 * 2 ** (failures - 1), 30.0)
+                    delay = _retry_delay(failures)
                     _log.error("batch_failed", error=str(exc), retry_in_s=delay)
                     for tp, records in batch.items():
                         # a partition revoked meanwhile is replayed by its new owner; part
@@ -327,10 +412,208 @@ class UsageConsumer:
                             consumer.seek(tp, max(start, stored or 0))
                     await anyio.sleep(delay)
         finally:
+            self.kafka = None
             with anyio.CancelScope(shield=True):
                 await consumer.stop()
 
     async def _gather(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, list[Any]]:
+        """One batch (see :meth:`_collect`), or {} after a fetch the client could not finish.
+
+        A position outside the broker's log (``OffsetOutOfRange``, or past the
+        high watermark on a broker that does not say so) is re-sought from
+        PostgreSQL's offset; a partition with no offset anywhere starts at the
+        log start; a record the client cannot parse is found and handed on with
+        what precedes it (:meth:`_unreadable`). Any other Kafka error raises
+        :class:`~hub.BrokerError` for the caller's backoff.
+        """
+        cfg = self.config
+        try:
+            batch = await self._collect(consumer)
+        except OffsetOutOfRangeError as exc:
+            where = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+            await self._position_reset(consumer, {tp: (at, None) for tp, at in where.items()})
+            return {}
+        except NoOffsetForPartitionError as exc:
+            # no offset in PostgreSQL nor in Kafka: a partition never consumed
+            tps = [tp for tp in exc.args if isinstance(tp, TopicPartition)]
+            _log.info("partition_starts_at_log_start", partitions=[tp.partition for tp in tps])
+            await self._seek_to_start(consumer, tps)
+            return {}
+        except UnicodeDecodeError as exc:  # raised by aiokafka's record parser
+            return await self._unreadable(consumer, exc)
+        except KafkaError:
+            with broker_errors(cfg.kafka_bootstrap_servers):
+                raise
+        beyond = await self._beyond_log_end(consumer, batch)
+        if beyond:
+            await self._position_reset(consumer, beyond)
+            return {tp: records for tp, records in batch.items() if tp not in beyond}
+        return batch
+
+    async def _beyond_log_end(
+        self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[Any]]
+    ) -> dict[TopicPartition, tuple[int, int | None]]:
+        """Partitions (not in ``batch``) whose position lies past the log's high watermark.
+
+        A broker that answers a fetch past its log's end with no records and no
+        error (the embedded one does) would leave the partition waiting until
+        the log grew that long, skipping everything before. Nothing consumed
+        can lie past the high watermark, unless the log was reset. The client
+        keeps the watermark of the last answer at its position, which after a
+        seek is the old position's: a partition counts only once an answer
+        came at the same position since it was first seen below (the client
+        stamps each answer's time).
+        """
+        out: dict[TopicPartition, tuple[int, int | None]] = {}
+        suspects, self._beyond = self._beyond, {}
+        for tp in consumer.assignment():
+            if tp in batch or tp.topic != self.config.usage_topic:
+                continue
+            high = consumer.highwater(tp)
+            if high is None:
+                continue
+            at = await _position(consumer, tp)
+            if at is None or high >= at:
+                continue
+            answered = consumer.last_poll_timestamp(tp)
+            seen = suspects.get(tp)
+            if seen is not None and seen[0] == at and answered is not None and answered > seen[1]:
+                out[tp] = (at, high)
+            else:
+                self._beyond[tp] = (
+                    seen if seen is not None and seen[0] == at else (at, answered or 0)
+                )
+        return out
+
+    async def _position_reset(
+        self, consumer: AIOKafkaConsumer, where: dict[TopicPartition, tuple[int, int | None]]
+    ) -> None:
+        """The fetch position of these partitions (position, high watermark) is outside the log.
+
+        Logged and counted per partition; each is sought again from the offset
+        PostgreSQL holds, which :meth:`seek_to_stored` checks against the log
+        (past its end or before its start: resumed from the start, logged and
+        counted as ``offset_outside_log``). One without a stored offset goes
+        back to the log start: nothing of it was applied.
+        """
+        cfg = self.config
+        for tp, (at, high) in where.items():
+            _log.warning(
+                "fetch_position_outside_log",
+                group=cfg.consumer_group,
+                topic=tp.topic,
+                partition=tp.partition,
+                position=at,
+                high_watermark=high,
+                stored=self.positions.get(tp.partition),
+                resume="from the stored offset, checked against the log",
+            )
+            self.metrics.position_resets.labels(tp.topic, str(tp.partition)).inc()
+        async with self.batch_lock:
+            mine = [tp for tp in where if tp.partition in self.assigned]
+            for tp in mine:  # until the seek succeeds, their next batch is fenced (seeks again)
+                self.positions.pop(tp.partition, None)
+            await self.seek_to_stored(consumer, mine)
+            await self._rewind(consumer, mine)
+
+    async def _rewind(
+        self, consumer: AIOKafkaConsumer, partitions: Sequence[TopicPartition] | None = None
+    ) -> None:
+        """Partitions (default: all assigned) back to PostgreSQL's offset, or the log start."""
+        fresh = []
+        for tp in consumer.assignment() if partitions is None else partitions:
+            if tp.partition not in self.positions:
+                continue  # its seek failed: its next batch is fenced, which seeks
+            at = self.positions[tp.partition]
+            if at is None:
+                fresh.append(tp)
+            else:
+                with contextlib.suppress(IllegalStateError):
+                    consumer.seek(tp, at)
+        await self._seek_to_start(consumer, fresh)
+
+    async def _seek_to_start(
+        self, consumer: AIOKafkaConsumer, partitions: Sequence[TopicPartition]
+    ) -> None:
+        """Start ``partitions`` (with nothing of them applied) at their log start."""
+        if partitions:
+            with (
+                contextlib.suppress(IllegalStateError),
+                broker_errors(self.config.kafka_bootstrap_servers),
+            ):
+                await consumer.seek_to_beginning(*partitions)
+
+    async def _unreadable(
+        self, consumer: AIOKafkaConsumer, exc: UnicodeDecodeError
+    ) -> dict[TopicPartition, list[Any]]:
+        """A fetched record the client cannot parse: find it; return what precedes it and it.
+
+        aiokafka decodes header names as UTF-8 while it reads a fetch, and one
+        that is not fails the whole ``getmany`` (again on every re-read), which
+        may take records of other partitions with it. So every partition goes
+        back to PostgreSQL's offset; the partitions with records to read are
+        read one by one until the one that fails is found, and that one a
+        record at a time. The records before the bad one are returned with an
+        :class:`UnreadableRecord` in its place (dead-lettered, without bytes)
+        and the partition resumes after it. Records after it in the same
+        producer batch cannot be read either (the client parses a batch from
+        its start), so each of them goes the same way in turn.
+        """
+        cfg = self.config
+        _log.warning("kafka_fetch_unparsable", error=str(exc))
+        async with self.batch_lock:
+            await self._rewind(consumer)
+        found = None
+        with broker_errors(cfg.kafka_bootstrap_servers):
+            for tp in sorted(consumer.assignment()):
+                at, high = self.positions.get(tp.partition), consumer.highwater(tp)
+                if tp.partition not in self.positions or (
+                    at is not None and high is not None and at >= high
+                ):
+                    continue  # fenced, or nothing to read
+                try:
+                    await consumer.getmany(tp, timeout_ms=_PROBE_MS, max_records=_ALL_RECORDS)
+                except UnicodeDecodeError:
+                    found = tp
+                    break
+            async with self.batch_lock:
+                await self._rewind(consumer)
+            if found is None:
+                raise BrokerError(
+                    f"Kafka: a fetched record could not be parsed ({exc}); "
+                    "no partition failed when read alone, fetching again"
+                )
+            good: list[Any] = []
+            while len(good) < cfg.batch_max_records:
+                try:
+                    got = await consumer.getmany(found, timeout_ms=_PROBE_MS, max_records=1)
+                except UnicodeDecodeError as error:
+                    bad = await consumer.position(found)
+                    cause = str(error)
+                    break
+                if not got:
+                    await self._rewind(consumer)
+                    raise BrokerError(
+                        f"Kafka: partition {found.partition} stopped answering "
+                        "while looking for an unparsable record"
+                    )
+                good.extend(got[found])
+            else:  # the bad record lies further on: these first
+                return {found: good}
+        self.metrics.unreadable_records.inc()
+        _log.error(
+            "kafka_record_unreadable",
+            topic=found.topic,
+            partition=found.partition,
+            offset=bad,
+            error=cause,
+            resume_at=bad + 1,
+        )
+        consumer.seek(found, bad + 1)
+        reason = f"unreadable: the Kafka client cannot parse this record ({cause})"
+        return {found: [*good, UnreadableRecord(bad, reason)]}
+
+    async def _collect(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, list[Any]]:
         """One batch: what ``getmany`` has, topped up for at most ``batch_linger_ms``.
 
         A broker may hand out one small record batch per fetch; paying a
@@ -349,9 +632,16 @@ class UsageConsumer:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            more = await consumer.getmany(
-                timeout_ms=max(1, int(left * 1000)), max_records=cfg.batch_max_records - count
-            )
+            try:
+                more = await consumer.getmany(
+                    timeout_ms=max(1, int(left * 1000)), max_records=cfg.batch_max_records - count
+                )
+            except BaseException:
+                # what was gathered is dropped: the client must read it again
+                for tp, records in batch.items():
+                    with contextlib.suppress(IllegalStateError):
+                        consumer.seek(tp, records[0].offset)
+                raise
             if not more:
                 break
             for tp, records in more.items():
@@ -419,209 +709,165 @@ class UsageConsumer:
         """Process one ``getmany`` batch (public for tests and benchmarks).
 
         ``refused`` names records (partition, offset) to dead-letter with the
-        given reason instead of applying them (see :meth:`apply`).
+        given reason instead of applying them (see :meth:`apply`). The steps:
+        decode and validate (:func:`~hub.intake.decode_batch`, pure), one copy
+        per identity (:func:`~hub.intake.claimable`, pure), the transaction
+        (:meth:`_transaction`, with the pure :func:`~hub.intake.plan_writes`
+        inside), then :meth:`_after_commit`.
         """
-        started = time.perf_counter()
-        events: list[tuple[int, Any, DecodedEvent]] = []
-        dead: list[DeadLetter] = []
-        offsets: dict[TopicPartition, int] = {}
-
-        def bury(partition: int, topic: str, rec: Any, reason: str) -> None:
-            dead.append(
-                DeadLetter(
-                    topic=topic,
-                    partition=partition,
-                    offset=rec.offset,
-                    reason=reason,
-                    key=rec.key,
-                    value=rec.value,
-                    headers=list(rec.headers or ()),
-                )
-            )
-
-        now = time.time_ns() // 1_000_000
-        for tp, records in batch.items():
-            for rec in records:
-                if refused and (why := refused.get((tp.partition, rec.offset))) is not None:
-                    bury(tp.partition, tp.topic, rec, why)
-                    continue
-                try:
-                    ev = decode_record(rec.value, list(rec.headers or ()))
-                except DecodeError as exc:
-                    bury(tp.partition, tp.topic, rec, f"undecodable: {exc}")
-                    continue
-                except Exception as exc:  # a decoder bug must not stop the partition
-                    _log.exception("decode_crashed", partition=tp.partition, offset=rec.offset)
-                    bury(tp.partition, tp.topic, rec, f"undecodable: {type(exc).__name__}: {exc}")
-                    continue
-                if not isinstance(ev.data, UsageReading | UsageGap):
-                    bury(tp.partition, tp.topic, rec, f"unexpected event type {ev.type!r}")
-                    continue
-                if (why := validate_event_id(ev.id)) is not None:
-                    bury(tp.partition, tp.topic, rec, f"invalid: event id {why}")
-                    continue
-                if (why := validate_reading(ev.data, now_ms=now)) is not None:
-                    bury(tp.partition, tp.topic, rec, f"invalid: {why}")
-                    continue
-                events.append((tp.partition, rec, ev))
-            if records:
-                offsets[tp] = records[-1].offset + 1
-
-        stages = self.stage_seconds
-        mark = started
-
-        def stage(name: str) -> None:
-            nonlocal mark
-            now = time.perf_counter()
-            stages[name] = stages.get(name, 0.0) + now - mark
-            mark = now
-
-        stage("decode")
-        unique: dict[str, tuple[int, Any, DecodedEvent]] = {}
-        for item in events:
-            unique.setdefault(item[2].id, item)
-        duplicates = len(events) - len(unique)
-        horizon = retention_horizon_ms(self.config.retention_days)
-        for eid, (p, rec, ev) in list(unique.items()):
-            if _end_ms(ev) < horizon:  # its month's dedup records may be dropped already
-                when = dt.datetime.fromtimestamp(horizon / 1000, dt.UTC).date()
-                bury(
-                    p,
-                    self.config.usage_topic,
-                    rec,
-                    f"expired: ends before {when}, the "
-                    f"retention horizon (RESMON_RETENTION_DAYS={self.config.retention_days})",
-                )
-                del unique[eid]
-        months = {self._month(_end_ms(ev)) for _, _, ev in unique.values()}
+        stages = _Stages(self.stage_seconds)
+        decoded = decode_batch(batch, now_ms=time.time_ns() // 1_000_000, refused=refused)
+        stages("decode")
+        claim = claimable(
+            decoded,
+            topic=self.config.usage_topic,
+            horizon_ms=retention_horizon_ms(self.config.retention_days),
+            retention_days=self.config.retention_days,
+        )
+        months = {self._month(end_ms(item.event)) for item in claim.unique.values()}
         with storage_errors(self.config.database_address):
             await ensure_partitions(self.pool, months, self._months)
+            if not self._legacy_read:
+                self._legacy_until = await legacy_cutover_ms(self.pool)
+                self._legacy_read = True
         results: dict[str, Outcome | Exception] = {}
-        alerts: list[AlertRecord] = []
-        applied = 0
-        gaps_written = 0
-        outbox: tuple[int, OutboxBatch] | None = None
         try:
             async with self.batch_lock:
-                held = self.assigned
-                if any(tp.partition not in held for tp in batch):
-                    # A rebalance took some of these partitions after they were fetched:
-                    # their new owner reads them from the offsets stored in PostgreSQL,
-                    # and so do we for the ones we kept. Applying them here would race
-                    # the new owner's actors and could overwrite its totals.
-                    kept = [tp for tp in batch if tp.partition in held and batch[tp]]
-                    with storage_errors(self.config.database_address):
-                        stored = await stored_offsets(
-                            self.pool, self.config.consumer_group, self.config.usage_topic
-                        )
-                    for tp in kept:  # never past a record we have not applied
-                        consumer.seek(tp, stored.get(tp.partition, batch[tp][0].offset))
-                        self.positions[tp.partition] = stored.get(tp.partition)
-                    _log.info(
-                        "batch_dropped_after_rebalance",
-                        revoked=sorted(tp.partition for tp in batch if tp.partition not in held),
-                        reread=sorted(tp.partition for tp in kept),
-                    )
+                if await self._dropped_after_rebalance(consumer, batch):
                     return
-                with storage_errors(self.config.database_address):
-                    async with self.pool.acquire() as conn, conn.transaction():
-                        stored = await advance_offsets(
-                            conn, self.config.consumer_group, self._moves(offsets)
-                        )
-                        stage("partitions+begin")
-                        fresh_ids = await claim_events(
-                            conn, [(eid, _end_ms(item[2])) for eid, item in unique.items()]
-                        )
-                        stage("dedup")
-                        fresh = [item for eid, item in unique.items() if eid in fresh_ids]
-                        duplicates += len(unique) - len(fresh)
-                        readings = [
-                            (p, ev.data) for p, _, ev in fresh if isinstance(ev.data, UsageReading)
-                        ]
-                        results = await self.registry.apply(readings)
-                        stage("actors")
-                        outcomes = [r for r in results.values() if isinstance(r, Outcome)]
-                        poisoned = {
-                            id(reading): reason for o in outcomes for reading, reason in o.poisoned
-                        }
-                        rows: list[ReadingRow] = []
-                        aggregates: list[AggregateInput] = []
-                        partition_of: dict[str, int] = {}
-                        for p, rec, ev in fresh:
-                            data = ev.data
-                            if not isinstance(data, UsageReading):
-                                continue
-                            res = results[data.resource_key]
-                            partition_of[data.resource_key] = p
-                            if isinstance(res, NotFoundError):
-                                bury(p, self.config.usage_topic, rec, f"unprovisionable: {res}")
-                            elif isinstance(res, Exception):
-                                raise res
-                            elif (reason := poisoned.get(id(data))) is not None:
-                                bury(p, self.config.usage_topic, rec, f"actor refused: {reason}")
-                            else:
-                                rows.append(ReadingRow(res.resource_id, ev.id, data))
-                                aggregates.append(
-                                    (res.resource_id, data, res.unit, res.cost_per_unit)
-                                )
-                        for o in outcomes:
-                            base = RESOURCE_BASE_UNIT.get(o.resource_type, "byte")
-                            alerts.extend(alert_record(o, c, base) for c in o.changes)
-                        gaps = [
-                            (ev.id, ev.data) for _, _, ev in fresh if isinstance(ev.data, UsageGap)
-                        ]
-                        alert_ids = await write_batch(
-                            conn,
-                            group=self.config.consumer_group,
-                            readings=rows,
-                            gaps=gaps,
-                            dead=dead,
-                            totals=[
-                                TotalRow(
-                                    o.resource_id,
-                                    o.total,
-                                    first_day(o.period) if o.period >= 0 else None,
-                                    o.stats,
-                                    o.version,
-                                    partition_of.get(o.key, -1),
-                                    o.key,
-                                )
-                                for o in outcomes
-                            ],
-                            alerts=alerts,
-                        )
-                        # the totals are written: the actors now stand on the next version
-                        # (if the commit fails, the except below forgets them)
-                        self.registry.advance_versions(outcomes)
-                        stage("raw+totals+alerts")
-                        await write_aggregates(conn, aggregates, self._bucketer)
-                        stage("aggregates")
-                        batch_out = self._outbox_batch(outcomes, alerts, alert_ids, started)
-                        if batch_out.events or batch_out.usage:
-                            outbox = (await insert_outbox(conn, batch_out), batch_out)
-                        applied = len(rows)
-                        gaps_written = len(gaps)
-                        stage("outbox")
-                    stage("commit")
-                    self.positions.update(stored)
+                if await self._realigned(consumer, batch):
+                    return
+                done = await self._transaction(decoded, claim, results, stages)
         except BaseException:
             if results:
                 with anyio.CancelScope(shield=True):
                     await self.registry.forget_keys(results)
             raise
+        await self._after_commit(consumer, decoded, claim, done, stages)
+
+    async def _dropped_after_rebalance(
+        self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[Any]]
+    ) -> bool:
+        """True (and the kept partitions sought back) if a rebalance took part of ``batch``.
+
+        Their new owner reads them from the offsets stored in PostgreSQL, and so
+        do we for the ones we kept: applying them here would race the new
+        owner's actors and could overwrite its totals.
+        """
+        held = self.assigned
+        if all(tp.partition in held for tp in batch):
+            return False
+        kept = [tp for tp in batch if tp.partition in held and batch[tp]]
+        with storage_errors(self.config.database_address):
+            stored = await stored_offsets(
+                self.pool, self.config.consumer_group, self.config.usage_topic
+            )
+        for tp in kept:  # never past a record we have not applied
+            consumer.seek(tp, stored.get(tp.partition, batch[tp][0].offset))
+            self.positions[tp.partition] = stored.get(tp.partition)
+        _log.info(
+            "batch_dropped_after_rebalance",
+            revoked=sorted(tp.partition for tp in batch if tp.partition not in held),
+            reread=sorted(tp.partition for tp in kept),
+        )
+        return True
+
+    async def _transaction(
+        self,
+        decoded: Decoded,
+        claim: Claimable,
+        results: dict[str, Outcome | Exception],
+        stages: _Stages,
+    ) -> _Committed:
+        """The batch's one transaction: offsets, claims, actors, every write, the outbox row.
+
+        ``results`` is filled with the actors' outcomes as soon as they exist,
+        so the caller can forget those actors if the transaction fails.
+        """
+        with storage_errors(self.config.database_address):
+            async with self.pool.acquire() as conn, conn.transaction():
+                stored = await advance_offsets(
+                    conn, self.config.consumer_group, self._moves(decoded.offsets)
+                )
+                stages("partitions+begin")
+                unique = claim.unique
+                fresh_keys = await claim_events(
+                    conn,
+                    [(k, item.event.id, end_ms(item.event)) for k, item in unique.items()],
+                    legacy_until_ms=self._legacy_until,
+                )
+                stages("dedup")
+                fresh = [item for k, item in unique.items() if k in fresh_keys]
+                claim.repeated.extend(
+                    item.event for k, item in unique.items() if k not in fresh_keys
+                )
+                results.update(
+                    await self.registry.apply(
+                        [
+                            (item.partition, item.event.data)
+                            for item in fresh
+                            if isinstance(item.event.data, UsageReading)
+                        ]
+                    )
+                )
+                stages("actors")
+                plan = plan_writes(fresh, results, decoded.dead, topic=self.config.usage_topic)
+                outcomes = [r for r in results.values() if isinstance(r, Outcome)]
+                alert_ids = await write_batch(
+                    conn,
+                    group=self.config.consumer_group,
+                    readings=plan.readings,
+                    gaps=plan.gaps,
+                    dead=decoded.dead,
+                    totals=plan.totals,
+                    alerts=plan.alerts,
+                )
+                # the totals are written: the actors now stand on the next version
+                # (if the commit fails, the caller forgets them)
+                self.registry.advance_versions(outcomes)
+                stages("raw+totals+alerts")
+                await write_aggregates(conn, plan.aggregates, self._bucketer)
+                stages("aggregates")
+                batch_out = self._outbox_batch(outcomes, plan.alerts, alert_ids, stages.started)
+                outbox = None
+                if batch_out.events or batch_out.usage:
+                    outbox = (await insert_outbox(conn, batch_out), batch_out)
+                stages("outbox")
+            stages("commit")
+            self.positions.update(stored)
+            if outbox is not None:  # a stop from here on still delivers it
+                self.outbox.committed(*outbox)
+        return _Committed(plan, outcomes, outbox)
+
+    async def _after_commit(
+        self,
+        consumer: AIOKafkaConsumer,
+        decoded: Decoded,
+        claim: Claimable,
+        done: _Committed,
+        stages: _Stages,
+    ) -> None:
+        """Metrics and log lines, the Kafka offset commit, the outbox hand-off."""
         self.batches += 1
         m = self.metrics
-        m.batch_seconds.observe(time.perf_counter() - started)
-        m.readings.inc(applied)
-        m.duplicates.inc(duplicates)
-        m.dead_letters.inc(len(dead))
-        m.gaps.inc(gaps_written)
+        plan = done.plan
+        m.batch_seconds.observe(time.perf_counter() - stages.started)
+        m.readings.inc(len(plan.readings))
+        m.duplicates.inc(len(claim.repeated))
+        if claim.repeated:
+            _log.info(
+                "duplicates_dropped",
+                count=len(claim.repeated),
+                first=[f"{ev.source} {ev.id}" for ev in claim.repeated[:3]],
+            )
+        m.dead_letters.inc(len(decoded.dead))
+        m.gaps.inc(len(plan.gaps))
         m.actors.set(len(self.registry))
-        for o in outcomes:
+        for o in done.outcomes:
             m.late.inc(o.late)
             if o.provisioned:
                 m.provisioned.inc()
-        for a in alerts:
+        for a in plan.alerts:
             m.alerts.labels(a.alert_type, a.status).inc()
             _log.info(
                 "alert",
@@ -631,7 +877,7 @@ class UsageConsumer:
                 current=str(a.current_value),
                 unit=a.unit,
             )
-        for d in dead:
+        for d in decoded.dead:
             _log.warning("dead_letter", partition=d.partition, offset=d.offset, reason=d.reason)
         try:
             # Shielded, and bounded: aiokafka commits in an inner task that a cancel
@@ -640,15 +886,60 @@ class UsageConsumer:
             with anyio.CancelScope(
                 shield=True, deadline=anyio.current_time() + _COMMIT_S
             ) as commit_scope:
-                await consumer.commit(offsets)
+                await consumer.commit(decoded.offsets)
             if commit_scope.cancelled_caught:
+                self.metrics.kafka_commit_failures.inc()
                 _log.warning("kafka_commit_failed", error=f"no answer in {_COMMIT_S:g} s")
         except KafkaError as exc:  # PostgreSQL holds the offsets; the next start seeks there
+            self.metrics.kafka_commit_failures.inc()
             _log.warning("kafka_commit_failed", error=str(exc))
-        stage("metrics")
-        if outbox is not None:
-            await self.outbox.submit(*outbox)
-        stage("kafka-commit+handoff")
+        stages("metrics")
+        if done.outbox is not None:
+            await self.outbox.submit(*done.outbox)
+        stages("kafka-commit+handoff")
+
+    async def _realigned(
+        self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[Any]]
+    ) -> bool:
+        """Drop ``batch`` if a partition's records do not continue from where it stands.
+
+        Called holding :attr:`batch_lock`. A batch gathered while a rebalance
+        (or a reset) sought a partition can hold records from before the seek,
+        or from both sides of it (see :func:`misalignment`). Then nothing of
+        the batch is applied: each such partition is re-read from its stored
+        offset, the others from their first record; logged and counted.
+        """
+        why: dict[int, str] = {}
+        for tp, records in batch.items():
+            if not records:
+                continue
+            reason = misalignment(
+                [r.offset for r in records],
+                self.positions.get(tp.partition),
+                await _position(consumer, tp),
+            )
+            if reason is not None:
+                why[tp.partition] = reason
+        if not why:
+            return False
+        reread: dict[int, int] = {}
+        for tp, records in batch.items():
+            if not records:
+                continue
+            stored = self.positions.get(tp.partition)
+            first = min(r.offset for r in records)
+            at = stored if tp.partition in why and stored is not None else first
+            with contextlib.suppress(IllegalStateError):
+                consumer.seek(tp, at)
+            reread[tp.partition] = at
+        self.metrics.batches_realigned.inc()
+        _log.warning(
+            "batch_realigned",
+            why=why,
+            records=sum(map(len, batch.values())),
+            reread_from=reread,
+        )
+        return True
 
     def _moves(self, offsets: dict[TopicPartition, int]) -> list[OffsetMove]:
         """The batch's offset moves, each from the offset this instance last saw stored.

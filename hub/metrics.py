@@ -66,6 +66,46 @@ class HubMetrics:
         self.batch_failures = Counter(
             "resmon_hub_batch_failures", "Batches rolled back and retried", registry=r
         )
+        self.fetch_failures = Counter(
+            "resmon_hub_fetch_failures",
+            "Kafka fetches that failed and were retried after a backoff",
+            registry=r,
+        )
+        self.position_resets = Counter(
+            "resmon_hub_fetch_position_resets",
+            "Fetch positions found outside the broker's log while consuming (re-read from the "
+            "offset PostgreSQL holds, or from the log start if that is outside too)",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.batches_realigned = Counter(
+            "resmon_hub_batches_realigned",
+            "Batches dropped because a partition's records did not continue from its stored "
+            "offset (fetched before a seek); re-read from that offset",
+            registry=r,
+        )
+        self.unreadable_records = Counter(
+            "resmon_hub_unreadable_records",
+            "Records the Kafka client could not parse (a header name that is not UTF-8), "
+            "dead-lettered without their bytes",
+            registry=r,
+        )
+        self.kafka_commit_failures = Counter(
+            "resmon_hub_kafka_commit_failures",
+            "Kafka offset commits that failed after a PostgreSQL commit (PostgreSQL's offsets "
+            "still hold)",
+            registry=r,
+        )
+        self.outbox_left_at_stop = Counter(
+            "resmon_hub_outbox_left_at_stop",
+            "Outbox rows a stop could not deliver within its grace period (the next drain does)",
+            registry=r,
+        )
+        self.outbox_undecodable = Counter(
+            "resmon_hub_outbox_undecodable",
+            "Outbox rows whose payload could not be decoded (left in hub_outbox, skipped)",
+            registry=r,
+        )
         self.side_effect_failures = Counter(
             "resmon_hub_side_effect_failures",
             "Redis updates or alert publishes that failed after a commit",

@@ -96,12 +96,19 @@ class Outbox:
         *,
         drain_interval: float = 5.0,
         queue: int = 64,
+        stop_grace: float = 3.0,
     ) -> None:
         self.pool = pool
         self.producer = producer
         self.cache = cache
         self.metrics = metrics
         self.drain_interval = drain_interval
+        #: seconds a stop spends delivering the rows committed but not delivered yet
+        self.stop_grace = stop_grace
+        #: rows committed by this instance and not delivered yet (delivered at a stop)
+        self._pending: dict[int, OutboxBatch] = {}
+        #: rows whose payload does not decode: skipped by every drain (counted once)
+        self._undecodable: set[int] = set()
         self._queue = queue
         self._send: MemoryObjectSendStream[tuple[int, OutboxBatch]] | None = None
         #: deliveries done (published, Redis written) and their rows deleted
@@ -112,11 +119,17 @@ class Outbox:
         #: called with (event, published at perf_counter) for every published alert
         self.on_published: list[Callable[[OutboxEvent, float], None]] = []
 
+    def committed(self, row_id: int, batch: OutboxBatch) -> None:
+        """Note a row whose transaction just committed (before anything can cancel the
+        caller): a stop delivers it if :meth:`submit` never got it delivered."""
+        self._pending[row_id] = batch
+
     async def submit(self, row_id: int, batch: OutboxBatch) -> None:
         """Queue a committed row for delivery (waits when the queue is full).
 
         Without a running delivery task the row stays for the next drain.
         """
+        self._pending[row_id] = batch
         if self._send is not None:
             await self._send.send((row_id, batch))
 
@@ -144,8 +157,54 @@ class Outbox:
                             # alerts need not wait for this round trip and its commit
                             self._delivered.append(ids)
                             self._to_delete.set()
+                            for i in ids:
+                                self._pending.pop(i, None)
             finally:
                 self._send = None
+                await self._flush_at_stop()
+
+    async def _flush_at_stop(self) -> None:
+        """Deliver what this instance committed and did not deliver, for ``stop_grace`` s.
+
+        Without it, rows committed just before a stop (queued, or in a delivery
+        the stop cancelled) waited for the next drain, maybe the next start.
+        What is still undelivered when the grace runs out is logged and counted
+        (``resmon_hub_outbox_left_at_stop_total``); the rows stay for a drain.
+        """
+        delivered = 0
+        with anyio.CancelScope(shield=True, deadline=anyio.current_time() + self.stop_grace):
+            # a batch still committing as the stop began may add rows meanwhile
+            while pending := sorted(self._pending):
+                if not await self._deliver(_merge([self._pending[i] for i in pending])):
+                    break
+                self._delivered.append(pending)
+                delivered += len(pending)
+                for i in pending:
+                    del self._pending[i]
+            ids = [i for r in self._delivered for i in r]
+            if ids:
+                try:
+                    with storage_errors():
+                        await self.pool.execute(
+                            "DELETE FROM hub_outbox WHERE id = ANY($1::bigint[])", ids
+                        )
+                except HubError as exc:
+                    _log.warning("outbox_delete_failed", rows=len(ids), error=str(exc))
+                else:
+                    self.delivered += len(self._delivered)
+                    self._delivered = []
+        left = len(self._pending)
+        if left:
+            self.metrics.outbox_left_at_stop.inc(left)
+            _log.warning(
+                "outbox_left_at_stop",
+                rows=left,
+                grace_s=self.stop_grace,
+                delivered_at_stop=delivered,
+                then="delivered by the next drain (any hub of the group, or the next start)",
+            )
+        elif delivered:
+            _log.info("outbox_delivered_at_stop", rows=delivered)
 
     async def _deleter(self) -> None:
         """Delete delivered rows, coalescing whatever was delivered meanwhile.
@@ -207,18 +266,39 @@ class Outbox:
                     rows = await conn.fetch(
                         """SELECT id, payload FROM hub_outbox
                            WHERE created_at <= now() - make_interval(secs => $1)
+                             AND id <> ALL($2::bigint[])
                            ORDER BY id LIMIT 100 FOR UPDATE SKIP LOCKED""",
                         min_age_s,
+                        list(self._undecodable),
                     )
                     if not rows:
                         return done
                     for row in rows:
-                        if not await self._deliver(_decoder.decode(row["payload"])):
+                        batch = self._decode(row["id"], row["payload"])
+                        if batch is None:
+                            continue
+                        if not await self._deliver(batch):
                             return done
                         await conn.execute("DELETE FROM hub_outbox WHERE id = $1", row["id"])
+                        self._pending.pop(row["id"], None)
                         done += 1
                         self.delivered += 1
             _log.info("outbox_drained", rows=done)
+
+    def _decode(self, row_id: int, payload: bytes) -> OutboxBatch | None:
+        """A row's batch; None for one that does not decode (from another hub version?).
+
+        Such a row used to end the delivery task, and the hub with it, at every
+        start. It is left in ``hub_outbox`` for an operator, logged and counted
+        once, and skipped by every later drain.
+        """
+        try:
+            return _decoder.decode(payload)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            self._undecodable.add(row_id)
+            self.metrics.outbox_undecodable.inc()
+            _log.error("outbox_row_undecodable", row=row_id, bytes=len(payload), error=str(exc))
+            return None
 
     async def _drainer(self) -> None:
         min_age = 0.0  # at start: whatever an earlier run left

@@ -13,7 +13,14 @@ import time
 
 from protocol import RESOURCE_BASE_UNIT, UsageGap, UsageReading
 
-__all__ = ["FUTURE_ALLOWANCE_MS", "MAX_EVENT_ID", "validate_event_id", "validate_reading"]
+__all__ = [
+    "FUTURE_ALLOWANCE_MS",
+    "MAX_EVENT_ID",
+    "MAX_EVENT_SOURCE",
+    "validate_event_id",
+    "validate_event_source",
+    "validate_reading",
+]
 
 _MAX_VALUE = 2**63 - 1
 _MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
@@ -33,19 +40,31 @@ _TEXT_LIMITS = (
     ("interface", "interface", 255),
     ("detail", "detail", 2000),
 )
-#: the longest CloudEvent id stored (``processed_events``, ``usage_metrics.event_id``)
+#: the longest CloudEvent id stored (``usage_metrics.event_id``, ``usage_gaps.event_id``)
 MAX_EVENT_ID = 200
+#: the longest CloudEvent source stored (``usage_*.event_source``): with the id, an entry
+#: of the ``usage_gaps`` unique index stays under PostgreSQL's limit in any UTF-8
+MAX_EVENT_SOURCE = 255
 #: how far ahead of this hub's clock a reading may end (clock skew); a reading from
 #: further ahead would start a billing month early and make this month's readings late
 FUTURE_ALLOWANCE_MS = 3_600_000
 
 
+def _identity_text(value: str, limit: int) -> str | None:
+    if not 0 < len(value) <= limit or "\x00" in value:
+        return f"must be 1..{limit} characters without NUL (has {len(value)})"
+    return None
+
+
 def validate_event_id(event_id: str) -> str | None:
     """Why ``event_id`` cannot be stored as a CloudEvent id (a predicate for the
     caller to name: "must be ..."), or None if it can."""
-    if not 0 < len(event_id) <= MAX_EVENT_ID or "\x00" in event_id:
-        return f"must be 1..{MAX_EVENT_ID} characters without NUL (has {len(event_id)})"
-    return None
+    return _identity_text(event_id, MAX_EVENT_ID)
+
+
+def validate_event_source(source: str) -> str | None:
+    """Why ``source`` cannot be stored as a CloudEvent source (as :func:`validate_event_id`)."""
+    return _identity_text(source, MAX_EVENT_SOURCE)
 
 
 def validate_reading(r: UsageReading | UsageGap, *, now_ms: int | None = None) -> str | None:

@@ -239,7 +239,8 @@ async def collect(run: _Run, drain_s: float) -> Result:
             keys,
         )
         stored = await conn.fetchrow(
-            "SELECT count(*) AS n, count(DISTINCT m.event_id) AS d FROM usage_metrics m"
+            "SELECT count(*) AS n, count(DISTINCT (m.event_source, m.event_id)) AS d"
+            " FROM usage_metrics m"
             " JOIN customer_resources r ON r.id = m.customer_resource_id"
             " WHERE r.resource_key = ANY($1::text[])",
             keys,

@@ -19,15 +19,24 @@ from ._cloudevents import (
     decode_record,
     encode_event,
 )
-from ._events import AlertEvent, OptimizationEvent, UsageGap, UsageReading, resource_key
+from ._events import (
+    AlertEvent,
+    GapReason,
+    OptimizationEvent,
+    UsageGap,
+    UsageReading,
+    resource_key,
+)
 from ._exceptions import DecodeError, ProtocolError, UnitError
 from ._ids import event_id
 from ._ingest import UsageEvent, check_utf8, decode_usage_events, to_reading, to_rounded_reading
 from ._units import (
     BASE_UNITS,
+    FORMER_BASE_UNITS,
     RESOURCE_BASE_UNIT,
     base_unit_of,
     from_base,
+    rebase,
     to_base,
     to_base_rounded,
     unit_factor,
@@ -35,6 +44,7 @@ from ._units import (
 
 __all__ = [
     "BASE_UNITS",
+    "FORMER_BASE_UNITS",
     "RESOURCE_BASE_UNIT",
     "TOPIC_ALERTS",
     "TOPIC_OPTIMIZATION",
@@ -47,6 +57,7 @@ __all__ = [
     "AlertEvent",
     "DecodeError",
     "DecodedEvent",
+    "GapReason",
     "KafkaRecord",
     "OptimizationEvent",
     "ProtocolError",
@@ -61,6 +72,7 @@ __all__ = [
     "encode_event",
     "event_id",
     "from_base",
+    "rebase",
     "resource_key",
     "to_base",
     "to_base_rounded",

@@ -15,8 +15,9 @@ from typing import Final, TypeAlias
 import msgspec
 
 from ._events import AlertEvent, OptimizationEvent, UsageGap, UsageReading
-from ._exceptions import DecodeError
+from ._exceptions import DecodeError, UnitError
 from ._ids import event_id
+from ._units import FORMER_BASE_UNITS, RESOURCE_BASE_UNIT, base_unit_of, rebase
 
 __all__ = [
     "TOPIC_ALERTS",
@@ -136,7 +137,8 @@ def encode_event(
 def _header(headers: dict[str, bytes], name: str) -> str:
     raw = headers.get(name)
     if raw is None:
-        raise DecodeError("missing CloudEvents header", where=name)
+        why = "header has no value" if name in headers else "missing CloudEvents header"
+        raise DecodeError(why, where=name)
     try:
         return raw.decode()
     except UnicodeDecodeError:
@@ -144,9 +146,13 @@ def _header(headers: dict[str, bytes], name: str) -> str:
 
 
 def _decode_data(decoder: msgspec.json.Decoder[Payload], value: bytes) -> Payload:
-    """The event's data, or :class:`DecodeError` for anything that is not a valid payload."""
+    """The event's data, or :class:`DecodeError` for anything that is not a valid payload.
+
+    A reading counted in a former base unit of its resource type (CPU seconds,
+    from before milliseconds) comes out in today's base unit, exactly.
+    """
     try:
-        return decoder.decode(value)
+        data = decoder.decode(value)
     except msgspec.ValidationError as exc:
         raise DecodeError(str(exc), where="data") from None
     except msgspec.DecodeError as exc:
@@ -156,6 +162,19 @@ def _decode_data(decoder: msgspec.json.Decoder[Payload], value: bytes) -> Payloa
             f"data is not valid UTF-8: byte 0x{exc.object[exc.start]:02x} inside a string",
             where="data",
         ) from None
+    if isinstance(data, UsageReading) and data.unit in FORMER_BASE_UNITS:
+        return _rebased(data)
+    return data
+
+
+def _rebased(reading: UsageReading) -> UsageReading:
+    if RESOURCE_BASE_UNIT.get(reading.resource_type) != base_unit_of(reading.unit):
+        return reading  # not this type's former unit: the hub refuses it, naming both units
+    try:
+        value, unit = rebase(reading.value, reading.unit)
+    except UnitError as exc:
+        raise DecodeError(str(exc), where="data.value") from None
+    return msgspec.structs.replace(reading, value=value, unit=unit)
 
 
 class _Structured(msgspec.Struct, frozen=True):
@@ -219,6 +238,8 @@ def decode_record(
     """
     hdrs = dict(headers)
     ctype = hdrs.get("content-type", _CONTENT_TYPE)
+    if ctype is None:  # Kafka allows a header without a value
+        raise DecodeError("header has no value", where="content-type")
     if "ce_specversion" not in hdrs:
         if ctype.startswith(_STRUCTURED):
             return _decode_structured(value)

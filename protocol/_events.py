@@ -14,6 +14,7 @@ import msgspec
 
 __all__ = [
     "AlertEvent",
+    "GapReason",
     "OptimizationEvent",
     "UsageGap",
     "UsageReading",
@@ -40,9 +41,10 @@ class UsageReading(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_f
     """One exact usage figure for one customer resource over ``[start_ms, end_ms)``.
 
     ``kind="delta"`` values are summed over the billing period (bytes moved,
-    requests served, CPU seconds); ``kind="level"`` values are the level at
-    ``end_ms`` (storage or memory in use). ``value`` is an integer count of
-    ``unit``, which is a base unit (``byte``, ``request``, ``second``).
+    requests served, CPU milliseconds); ``kind="level"`` values are the level
+    at ``end_ms`` (storage or memory in use). ``value`` is an integer count of
+    ``unit``, which is a base unit (``byte``, ``request``, ``millisecond``). A
+    CPU reading in ``second`` (before milliseconds) is converted when decoded.
     """
 
     customer_id: str
@@ -60,6 +62,18 @@ class UsageReading(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_f
     direction: Direction | None = None
 
 
+#: why a stretch of a resource's usage is unknown (see docs/architecture.md)
+GapReason = Literal[
+    "poll_failed",
+    "reboot",
+    "discontinuity",
+    "over_speed",
+    "counter_missing",
+    "agent_restart",
+    "buffer_full",
+]
+
+
 class UsageGap(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=True):
     """An interval for which no usage could be measured, and why.
 
@@ -73,15 +87,7 @@ class UsageGap(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_field
     resource_key: str
     start_ms: EpochMs
     end_ms: EpochMs
-    reason: Literal[
-        "poll_failed",
-        "reboot",
-        "discontinuity",
-        "over_speed",
-        "counter_missing",
-        "agent_restart",
-        "buffer_full",
-    ]
+    reason: GapReason
     source: str = "snmp"
     tenant_id: str | None = None
     device: str | None = None

@@ -1,6 +1,6 @@
 """Units: exact integer base units on the wire, catalog units for display and cost.
 
-Counters travel as integers in a *base unit* (bytes, requests, CPU seconds).
+Counters travel as integers in a *base unit* (bytes, requests, CPU milliseconds).
 Catalog units (GB, hour, ...) exist only for thresholds shown to people and for
 cost, and conversions use :class:`decimal.Decimal`, never floats.
 
@@ -16,9 +16,11 @@ from ._exceptions import UnitError
 
 __all__ = [
     "BASE_UNITS",
+    "FORMER_BASE_UNITS",
     "RESOURCE_BASE_UNIT",
     "base_unit_of",
     "from_base",
+    "rebase",
     "to_base",
     "to_base_rounded",
     "unit_factor",
@@ -38,14 +40,23 @@ _FACTORS: Final[dict[str, tuple[str, int]]] = {
     "TiB": ("byte", 2**40),
     "request": ("request", 1),
     "requests": ("request", 1),
-    "second": ("second", 1),
-    "seconds": ("second", 1),
-    "minute": ("second", 60),
-    "hour": ("second", 3600),
-    "hours": ("second", 3600),
+    "millisecond": ("millisecond", 1),
+    "milliseconds": ("millisecond", 1),
+    "ms": ("millisecond", 1),
+    "second": ("millisecond", 1000),
+    "seconds": ("millisecond", 1000),
+    "minute": ("millisecond", 60_000),
+    "hour": ("millisecond", 3_600_000),
+    "hours": ("millisecond", 3_600_000),
 }
 
-BASE_UNITS: Final = frozenset({"byte", "request", "second"})
+BASE_UNITS: Final = frozenset({"byte", "request", "millisecond"})
+
+#: units that were the base unit of a resource type in an earlier release. CPU time
+#: was counted in whole seconds until migration 0018; a reading still carrying
+#: ``second`` (a record produced before the upgrade, an older agent) is converted
+#: exactly by :func:`rebase` instead of being refused.
+FORMER_BASE_UNITS: Final = frozenset({"second"})
 
 #: the base unit each known resource type is measured in
 RESOURCE_BASE_UNIT: Final[dict[str, str]] = {
@@ -53,7 +64,7 @@ RESOURCE_BASE_UNIT: Final[dict[str, str]] = {
     "storage": "byte",
     "memory": "byte",
     "api_calls": "request",
-    "cpu": "second",
+    "cpu": "millisecond",
 }
 
 
@@ -129,9 +140,29 @@ def from_base(value: int, unit: str) -> Decimal:
     """Convert an integer count of base units to ``unit``.
 
     Exact for byte units (their factors are powers of 2 and 10, whose
-    quotients terminate); hours are 3600 s, so a seconds count that is not a
-    multiple of 9 has no finite decimal form and is carried to 80 digits.
+    quotients terminate) and for seconds; an hour is 3,600,000 ms, so a count
+    of milliseconds that is not a multiple of 9 has no finite decimal form in
+    hours and is carried to 80 digits.
     Cost code multiplies before it divides for that reason.
     """
     _, factor = unit_factor(unit)
     return _EXACT.divide(Decimal(value), Decimal(factor))
+
+
+#: the largest count a reading may carry (PostgreSQL BIGINT)
+_MAX_COUNT: Final = 2**63 - 1
+
+
+def rebase(value: int, unit: str) -> tuple[int, str]:
+    """``value`` in ``unit`` as ``(count, base unit)``, for a unit in :data:`FORMER_BASE_UNITS`.
+
+    Exact (the factor is an integer). Raises :class:`UnitError` for a unit that
+    was never a base unit, or when the count would exceed 2^63-1.
+    """
+    if unit not in FORMER_BASE_UNITS:
+        raise UnitError(f"{unit!r} was never a base unit; nothing to convert")
+    base, factor = unit_factor(unit)
+    count = value * factor
+    if count > _MAX_COUNT:
+        raise UnitError(f"{value} {unit} is {count} {base}s, more than 2^63-1")
+    return count, base

@@ -113,22 +113,9 @@ async def route_pending(pool: asyncpg.Pool, config: NotifyConfig, limit: int = 2
                 continue
             first, deadline = when(r["severity"], prefs, config, now)
             for channel, target in plan(r["transition"], r["severity"], prefs, config):
+                dedup = f"{r['transition']}:{r['severity']}"
                 inserts.append(
-                    (
-                        r["id"],
-                        r["alert_id"],
-                        r["episode_id"],
-                        customer,
-                        r["tenant_id"],
-                        r["customer_resource_id"],
-                        channel,
-                        target,
-                        f"{r['transition']}:{r['severity']}",
-                        r["transition"],
-                        r["severity"],
-                        first,
-                        deadline,
-                    )
+                    _row(r, r["id"], channel, target, dedup, r["transition"], first, deadline)
                 )
         for values in inserts:
             status = await conn.execute(_INSERT, *values)
@@ -180,21 +167,38 @@ async def schedule_repeats(pool: asyncpg.Pool, config: NotifyConfig) -> int:
                 continue
             first, deadline = when(r["severity"], prefs, config, r["now"])
             for channel, target in plan("REPEATED", r["severity"], prefs, config):
-                status = await conn.execute(
-                    _INSERT,
-                    r["transition_id"],
-                    r["alert_id"],
-                    r["episode_id"],
-                    customer,
-                    r["tenant_id"],
-                    r["customer_resource_id"],
-                    channel,
-                    target,
-                    f"REPEATED:{r['severity']}:{n}",
-                    "REPEATED",
-                    r["severity"],
-                    first,
-                    deadline,
+                dedup = f"REPEATED:{r['severity']}:{n}"
+                values = _row(
+                    r, r["transition_id"], channel, target, dedup, "REPEATED", first, deadline
                 )
+                status = await conn.execute(_INSERT, *values)
                 created += int(status.rsplit(" ", 1)[-1])
     return created
+
+
+def _row(
+    r: Any,
+    transition_id: Any,
+    channel: str,
+    target: str,
+    dedup: str,
+    transition: str,
+    first: Any,
+    deadline: Any,
+) -> tuple[Any, ...]:
+    """The values of one notification row (``_INSERT``) for alert row ``r``."""
+    return (
+        transition_id,
+        r["alert_id"],
+        r["episode_id"],
+        r["customer_id"],
+        r["tenant_id"],
+        r["customer_resource_id"],
+        channel,
+        target,
+        dedup,
+        transition,
+        r["severity"],
+        first,
+        deadline,
+    )

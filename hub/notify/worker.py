@@ -79,6 +79,11 @@ class NotifyMetrics:
             ["channel"],
             registry=r,
         )
+        self.tick_failures = Counter(
+            "resmon_notify_tick_failures",
+            "Notifier rounds that failed (the worker waits a poll interval and goes on)",
+            registry=r,
+        )
 
 
 def backoff(attempt: int, base: float, cap: float, retry_after: float | None = None) -> float:
@@ -324,12 +329,13 @@ class Notifier:
             while True:
                 try:
                     handled = await self.tick()
-                except HubError as exc:
-                    _log.error("notify_tick_failed", error=str(exc))
-                    handled = 0
                 except Exception as exc:  # e.g. a database error outside storage_errors:
                     # the notifier must not take the hub's consumer and API down with it
-                    _log.error("notify_tick_failed", error=f"{type(exc).__name__}: {exc}")
+                    self.metrics.tick_failures.inc()
+                    error = (
+                        str(exc) if isinstance(exc, HubError) else f"{type(exc).__name__}: {exc}"
+                    )
+                    _log.error("notify_tick_failed", error=error)
                     handled = 0
                 if not handled:
                     await anyio.sleep(self.config.poll_seconds)

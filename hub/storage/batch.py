@@ -4,8 +4,8 @@ The caller opens the transaction and calls, in order:
 :func:`advance_offsets` (fencing: the batch's consumed offsets move only if
 PostgreSQL still holds the offsets the batch started from, else
 :class:`~hub.FencedError` and nothing is written), :func:`claim_events`
-(dedup by CloudEvent id: ids already in
-``processed_events`` are dropped before they reach any total), then
+(dedup by CloudEvent identity, source and id, as :func:`event_key`: events
+already in ``processed_events`` are dropped before they reach any total), then
 :func:`write_batch` (raw readings by COPY, gaps, dead letters, period totals,
 alert transitions). Totals are written compare-and-set too, over the
 ``total_version`` each actor was loaded with: a second fence, per resource, for
@@ -18,6 +18,7 @@ for what was consumed.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import uuid
 from collections.abc import Sequence
@@ -39,6 +40,8 @@ __all__ = [
     "TotalRow",
     "advance_offsets",
     "claim_events",
+    "event_key",
+    "legacy_cutover_ms",
     "reset_offset",
     "stored_offsets",
     "write_batch",
@@ -58,13 +61,16 @@ class DeadLetter(msgspec.Struct, frozen=True):
     reason: str
     key: bytes | None
     value: bytes | None
-    headers: list[tuple[str, bytes]]
+    #: as the Kafka client gives them: a header may have no value (None)
+    headers: list[tuple[str, bytes | None]]
 
 
 class ReadingRow(msgspec.Struct, frozen=True):
     resource_id: str
     event_id: str
     reading: UsageReading
+    #: the CloudEvents source: with ``event_id`` the event's identity
+    event_source: str
 
 
 class TotalRow(msgspec.Struct, frozen=True):
@@ -141,24 +147,75 @@ async def advance_offsets(
     return stored
 
 
-async def claim_events(conn: asyncpg.Connection, events: Sequence[tuple[str, int]]) -> set[str]:
-    """Record events as processed; return the ids that were not already (the new ones).
+def event_key(source: str, event_id: str) -> bytes:
+    """The dedup key of a CloudEvent: a 16-byte digest of its ``source`` and ``id``.
 
-    ``events`` are (CloudEvent id, interval end in ms): the end places the
-    record in its month's partition, where a redelivery of the same event
-    lands too.
+    The CloudEvents identity of an event is the pair: two producers may use
+    the same id. The event id never holds NUL (see
+    :func:`hub.consumer.validate_event_id`), so the last NUL of the digested
+    bytes separates the two and no other pair gives the same input. Fixed
+    width keeps the ``processed_events`` index small however long the two are
+    (the reasoning and figures are in migration 0019).
+    """
+    return hashlib.blake2b(
+        b"%s\x00%s" % (source.encode(), event_id.encode()),
+        digest_size=16,
+        person=b"resmon-dedup",
+    ).digest()
+
+
+_CLAIM = """INSERT INTO processed_events (event_key, event_at)
+            SELECT k, 'epoch'::timestamptz + ms * interval '1 millisecond'
+            FROM unnest($1::bytea[], $2::bigint[]) AS u(k, ms)
+            ON CONFLICT (event_key, event_at) DO NOTHING RETURNING event_key"""
+#: the same, but an event that also has its bare id (its time is at or before the
+#: cutover of migration 0019) is new only if the keys claimed before it lack that id
+_CLAIM_LEGACY = """INSERT INTO processed_events (event_key, event_at)
+                   SELECT k, at FROM (
+                       SELECT k, legacy, 'epoch'::timestamptz + ms * interval '1 millisecond'
+                       FROM unnest($1::bytea[], $2::bigint[], $3::text[]) AS u(k, ms, legacy)
+                   ) AS u(k, legacy, at)
+                   WHERE legacy IS NULL OR NOT EXISTS (
+                       SELECT 1 FROM processed_events_legacy l
+                       WHERE l.id = u.legacy AND l.event_at = u.at)
+                   ON CONFLICT (event_key, event_at) DO NOTHING RETURNING event_key"""
+
+
+async def claim_events(
+    conn: asyncpg.Connection,
+    events: Sequence[tuple[bytes, str, int]],
+    *,
+    legacy_until_ms: int | None = None,
+) -> set[bytes]:
+    """Record events as processed; return the keys that were not already (the new ones).
+
+    ``events`` are (:func:`event_key`, CloudEvent id, interval end in ms): the
+    end places the record in its month's partition, where a redelivery of the
+    same event lands too. An event ending at or before ``legacy_until_ms``
+    (see :func:`legacy_cutover_ms`) may have been claimed by id alone before
+    migration 0019, so it is new only if that id and end are not there either.
     """
     if not events:
         return set()
-    rows = await conn.fetch(
-        """INSERT INTO processed_events (id, event_at)
-           SELECT id, 'epoch'::timestamptz + ms * interval '1 millisecond'
-           FROM unnest($1::text[], $2::bigint[]) AS u(id, ms)
-           ON CONFLICT (id, event_at) DO NOTHING RETURNING id""",
-        [e[0] for e in events],
-        [e[1] for e in events],
-    )
-    return {r["id"] for r in rows}
+    if legacy_until_ms is None or all(e[2] > legacy_until_ms for e in events):
+        rows = await conn.fetch(_CLAIM, [e[0] for e in events], [e[2] for e in events])
+    else:
+        rows = await conn.fetch(
+            _CLAIM_LEGACY,
+            [e[0] for e in events],
+            [e[2] for e in events],
+            [e[1] if e[2] <= legacy_until_ms else None for e in events],
+        )
+    return {bytes(r["event_key"]) for r in rows}
+
+
+async def legacy_cutover_ms(conn: asyncpg.Connection | asyncpg.Pool) -> int | None:
+    """The latest event time a key claimed by id alone (before migration 0019) can have.
+
+    None when there are no such keys (a database created at 0019 or later).
+    """
+    until = await conn.fetchval("SELECT legacy_until FROM dedup_cutover")
+    return None if until is None else int(until.timestamp() * 1000)
 
 
 def _text(value: str) -> str:
@@ -168,6 +225,11 @@ def _text(value: str) -> str:
     this only applies to the readable copies, so burying a record never fails.
     """
     return value.replace("\x00", "\ufffd") if "\x00" in value else value
+
+
+def _header_text(value: bytes | None) -> str | None:
+    """A header value's readable copy; a header without a value (Kafka allows it) is null."""
+    return None if value is None else _text(value.decode("utf-8", "replace"))
 
 
 def _metadata(r: UsageReading | UsageGap) -> str | None:
@@ -191,12 +253,15 @@ async def write_batch(
     *,
     group: str,
     readings: Sequence[ReadingRow],
-    gaps: Sequence[tuple[str, UsageGap]],
+    gaps: Sequence[tuple[str, str, UsageGap]],
     dead: Sequence[DeadLetter],
     totals: Sequence[TotalRow],
     alerts: Sequence[AlertRecord],
 ) -> list[str]:
-    """Write one batch; return the ids of the alert rows inserted, in ``alerts`` order."""
+    """Write one batch; return the ids of the alert rows inserted, in ``alerts`` order.
+
+    ``gaps`` are (CloudEvents source, id, gap).
+    """
     if readings:
         # readings of one poll share their interval: convert each instant once per batch
         when: dict[int, dt.datetime] = {}
@@ -219,6 +284,7 @@ async def write_batch(
                 "kind",
                 "source",
                 "metadata",
+                "event_source",
             ],
             records=[
                 (
@@ -231,18 +297,20 @@ async def write_batch(
                     r.reading.kind,
                     r.reading.source,
                     _metadata(r.reading),
+                    r.event_source,
                 )
                 for r in readings
             ],
         )
     if gaps:
         await conn.executemany(
-            """INSERT INTO usage_gaps (event_id, customer_id, resource_key, resource_type,
-                   gap_start, gap_end, reason, source, detail, metadata)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb)
-               ON CONFLICT (event_id) DO NOTHING""",
+            """INSERT INTO usage_gaps (event_source, event_id, customer_id, resource_key,
+                   resource_type, gap_start, gap_end, reason, source, detail, metadata)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb)
+               ON CONFLICT (event_source, event_id) DO NOTHING""",
             [
                 (
+                    src,
                     eid,
                     g.customer_id,
                     g.resource_key,
@@ -254,7 +322,7 @@ async def write_batch(
                     g.detail,
                     _metadata(g),
                 )
-                for eid, g in gaps
+                for src, eid, g in gaps
             ],
         )
     if dead:
@@ -271,9 +339,7 @@ async def write_batch(
                     _text(d.reason),
                     d.key,
                     d.value,
-                    json.dumps(
-                        [[_text(k), _text(v.decode("utf-8", "replace"))] for k, v in d.headers]
-                    ),
+                    json.dumps([[_text(k), _header_text(v)] for k, v in d.headers]),
                 )
                 for d in dead
             ],
@@ -289,7 +355,7 @@ async def write_batch(
                    total_version = u.v + 1, updated_at = now()
                FROM unnest($1::text::uuid[], $2::text::bigint[], $3::text::date[],
                            $4::text::float8[], $5::text::float8[], $6::text::float8[],
-                           $7::text::bigint[], $8::text::int[], $9::text::bigint[],
+                           $7::text::bigint[], $8::text::bigint[], $9::text::bigint[],
                            $10::text::bigint[], $11::text::bigint[])
                     AS u(id, total, ps, w, mean, m2, lm, pts, fm, anchor, v)
                WHERE cr.id = u.id AND cr.total_version = u.v

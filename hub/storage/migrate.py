@@ -75,17 +75,21 @@ async def applied_migrations(conn: asyncpg.Connection) -> dict[int, str]:
     return {int(r["version"]): str(r["checksum"]) for r in rows}
 
 
-async def migrate(dsn: str, *, address: str = "PostgreSQL") -> list[int]:
-    """Apply the pending migrations to the database at ``dsn``; return their versions."""
+async def migrate(dsn: str, *, address: str = "PostgreSQL", up_to: int | None = None) -> list[int]:
+    """Apply the pending migrations to the database at ``dsn``; return their versions.
+
+    ``up_to`` stops after that version (a database as an older release left it,
+    for testing an upgrade); by default every migration is applied.
+    """
     with storage_errors(address):
         conn: asyncpg.Connection = await asyncpg.connect(dsn, timeout=10)
         try:
-            return await _migrate(conn)
+            return await _migrate(conn, up_to)
         finally:
             await conn.close()
 
 
-async def _migrate(conn: asyncpg.Connection) -> list[int]:
+async def _migrate(conn: asyncpg.Connection, up_to: int | None) -> list[int]:
     migrations = load_migrations()
     await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
     try:
@@ -111,6 +115,8 @@ async def _migrate(conn: asyncpg.Connection) -> list[int]:
         for m in migrations:
             if m.version in applied:
                 continue
+            if up_to is not None and m.version > up_to:
+                break
             try:
                 async with conn.transaction():
                     await conn.execute(m.sql)

@@ -9,7 +9,9 @@ short transaction of its own, under an advisory lock, so two hubs never race
 and the batch transaction never takes a lock on a parent table).
 
 Retention drops whole partitions whose month ended more than
-``retention_days`` ago (default 90): no ``DELETE`` scan, no bloat. Raw rows
+``retention_days`` ago (default 90): no ``DELETE`` scan, no bloat; also
+those of ``processed_events_legacy`` (the keys claimed before migration
+0019, never written since). Raw rows
 and dedup records are therefore kept between ``retention_days`` and
 ``retention_days`` + one month; aggregates are kept forever. An event older
 than :func:`retention_horizon_ms` may have lost its dedup record, so the
@@ -28,6 +30,7 @@ from ..calendar import UTC, month_number, month_of, month_of_date, month_start, 
 
 __all__ = [
     "PARTITIONED",
+    "RETIRED",
     "drop_expired_partitions",
     "ensure_partitions",
     "partition_name",
@@ -37,6 +40,9 @@ __all__ = [
 
 #: the tables partitioned by month, each with ``<table>_pYYYYMM`` partitions
 PARTITIONED = ("usage_metrics", "processed_events")
+#: partitioned the same way but no longer written (no new months): retention only.
+#: ``processed_events_legacy`` holds the keys claimed by id alone before migration 0019.
+RETIRED = ("processed_events_legacy",)
 
 _log = structlog.get_logger(component="hub.storage.partitions")
 _LOCK = 0x7265736D6F6E  # "resmon"
@@ -113,7 +119,7 @@ async def drop_expired_partitions(
         """SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
            WHERE i.inhparent = ANY($1::regclass[]) AND c.relname ~ '_p[0-9]{6}$'
            ORDER BY c.relname""",
-        list(PARTITIONED),
+        [*PARTITIONED, *RETIRED],
     )
     dropped = []
     for r in rows:

@@ -199,7 +199,7 @@ async def provision_resource(
 ) -> str:
     """Create or update a customer's resource with a limit in base units; return its key.
 
-    ``limit_base_units`` is bytes / requests / seconds (None = unlimited);
+    ``limit_base_units`` is bytes / requests / CPU milliseconds (None = unlimited);
     ``warning`` and ``critical`` are percentages of the limit (default 80 / 95).
     The catalog entry is ``catalog_name`` or the first default-tenant entry of
     ``resource_type``. An existing resource keeps its usage; its limit and

@@ -182,7 +182,9 @@ class RedisCache:
         """Every resource of ``customer`` if the cache has them all, else None.
 
         Also None when the fill is older than ``unknown_max_age_ms``, so the
-        unknown time is read from PostgreSQL again.
+        unknown time is read from PostgreSQL again, and when an entry is in a
+        unit that is no longer its resource type's base unit (cached before CPU
+        time was counted in milliseconds).
         """
         with cache_errors(self._address):
             raw = await self.client.hgetall(self._usage_key(customer))
@@ -190,7 +192,9 @@ class RedisCache:
         if not filled.isdigit() or now_ms() - int(filled) > self.unknown_max_age_ms:
             return None
         unknown = _unknown_decoder.decode(raw.get(_UNKNOWN, b"{}"))
-        usage = (_usage_decoder.decode(v) for k, v in raw.items() if k not in (_COMPLETE, _UNKNOWN))
+        usage = [_usage_decoder.decode(v) for k, v in raw.items() if k not in (_COMPLETE, _UNKNOWN)]
+        if any(u.unit != base_unit(u.resource_type) for u in usage):
+            return None  # written in a former base unit (CPU seconds): refill from PostgreSQL
         return sorted(
             (
                 u

@@ -14,6 +14,7 @@ from typing import Any
 
 import anyio
 import pytest
+from _metrics import sample
 from anyio.abc import TaskGroup
 
 from edge_agent._exceptions import SendError
@@ -193,7 +194,9 @@ async def test_simulated_routers_usage_reaches_kafka_matching_ground_truth(
         # request arrives: allow the traffic of 0.2 s of latency jitter on a busy machine
         assert abs(r.value - truth) <= 10_000 * 0.2, (r, truth)
         assert r.value > 0
-    assert agent.metrics.poll_errors.labels("dead", "timeout")._value.get() >= 1
+    assert (
+        sample(agent.metrics, "resmon_agent_poll_errors_total", target="dead", kind="timeout") >= 1
+    )
 
 
 class RecordingSender:
@@ -278,17 +281,22 @@ async def test_a_disk_full_buffer_keeps_the_agent_polling_and_the_lost_span_beco
             faults["full"] = True
             while faults["injected"] < 3:  # three polls whose writes fail
                 await step(agent, clock, routers)
-            polled = agent.metrics.polls.labels("r1")._value.get()
+            polled = sample(agent.metrics, "resmon_agent_polls_total", target="r1")
             await step(agent, clock, routers)
             await step(agent, clock, routers)
-            assert agent.metrics.polls.labels("r1")._value.get() > polled  # still polling
+            assert (
+                sample(agent.metrics, "resmon_agent_polls_total", target="r1") > polled
+            )  # still polling
             assert agent.poller.status()["r1"]["state"] == "ok"
             health = _health(agent)
             assert health["status"] == "degraded"
             assert health["buffer"]["writable"] is False
             assert health["buffer"]["writeErrors"] == agent.sink.write_errors
             assert agent.sink.write_errors >= 3
-            assert agent.metrics.buffer_write_errors._value.get() == agent.sink.write_errors
+            assert (
+                sample(agent.metrics, "resmon_agent_buffer_write_errors_total")
+                == agent.sink.write_errors
+            )
             lost = agent.sink.write_errors
             appended = agent.buffer.appended
             faults["full"] = False  # space returns
@@ -423,3 +431,64 @@ async def test_spans_still_waiting_when_the_agent_stops_are_written_as_gaps_befo
     assert len(gaps) == 2
     everything = sender.events() + [e for e in pending if isinstance(e, UsageReading | UsageGap)]
     assert len(assert_timeline_exact(everything, "ge-0")) == 2
+
+
+@pytest.mark.anyio
+async def test_a_failing_fsync_in_housekeeping_is_logged_counted_retried_and_not_the_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import structlog
+
+    real_fsync = os.fsync
+    faults = {"failing": False, "injected": 0}
+
+    def fsync(fd: int) -> None:
+        if faults["failing"]:
+            faults["injected"] += 1
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real_fsync(fd)
+
+    monkeypatch.setattr("edge_agent.buffer.os.fsync", fsync)
+    clock = ManualClock()
+    routers = {"r1": FakeRouter({"ge-0": "CUST:acme"})}
+    config = config_from_dict(
+        {
+            "agent_id": "fsync",
+            "interval": 0.3,
+            "jitter": 0,
+            "targets": [{"name": "r1", "host": "192.0.2.1", "community": "x"}],
+            "buffer": {
+                "directory": str(tmp_path / "buffer"),
+                "fsync": "interval",
+                "fsync_interval_ms": 20,
+            },
+            "http": {"enabled": False},
+        }
+    )
+    sender = RecordingSender()
+    sender.down = True  # records stay in the buffer: there is always something to sync
+    with structlog.testing.capture_logs() as logs, anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            agent = await start_agent(tg, config, routers, clock, sender)
+            await step(agent, clock, routers)
+            faults["failing"] = True
+            while faults["injected"] < 6:
+                await step(agent, clock, routers)  # polling goes on meanwhile
+            cycles = agent.poller.cycles
+            await step(agent, clock, routers)
+            assert agent.poller.cycles > cycles
+            faults["failing"] = False
+            await step(agent, clock, routers)
+            errors = sample(agent.metrics, "resmon_agent_buffer_sync_errors_total")
+            await step(agent, clock, routers)
+            await step(agent, clock, routers)
+            assert (
+                sample(agent.metrics, "resmon_agent_buffer_sync_errors_total") == errors
+            )  # retried, and fine
+            agent.buffer.sync_if_due()
+            tg.cancel_scope.cancel()
+    failed = [e for e in logs if e["event"] == "buffer_sync_failed"]
+    assert len(failed) >= 3
+    assert "Input/output error" in failed[0]["error"]
+    assert sample(agent.metrics, "resmon_agent_buffer_sync_errors_total") == len(failed)
+    assert not agent.buffer._dirty  # the records were made durable once fsync worked again

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import anyio
 import pytest
 import structlog
+from _metrics import sample
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -441,3 +442,41 @@ def test_drop_and_corrupt_metrics_are_counters_fed_by_differences(tmp_path: Path
     assert f"resmon_agent_buffer_dropped_total {float(buffer.dropped)}" in text
     assert "resmon_agent_buffer_corrupt_total 2.0" in text
     assert "# TYPE resmon_agent_buffer_dropped_total counter" in text
+
+
+@pytest.mark.anyio
+async def test_waits_for_room_are_logged_and_counted_in_blocks_and_seconds(tmp_path: Path) -> None:
+    from edge_agent.app import _refresh_gauges
+    from edge_agent.metrics import AgentMetrics
+
+    cfg = config(tmp_path, max_bytes=4096, when_full="block")
+    metrics = AgentMetrics()
+    with (
+        anyio.fail_after(5),
+        DiskBuffer.open(cfg) as buffer,
+        structlog.testing.capture_logs() as logs,
+    ):
+        agent = SimpleNamespace(metrics=metrics, buffer=buffer, sink=BufferSink(buffer))
+        first = buffer.append_nowait(record(i, size=500) for i in range(6))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(buffer.put, [record(100, size=500), record(101, size=500)])
+            await anyio.wait_all_tasks_blocked()
+            assert buffer.blocking
+            await anyio.sleep(0.3)
+            # a wait still going on is counted already
+            assert buffer.blocked_seconds >= 0.3
+            _refresh_gauges(agent)  # type: ignore[arg-type]
+            assert sample(metrics, "resmon_agent_buffer_blocks_total") == 1
+            assert sample(metrics, "resmon_agent_buffer_blocked_seconds_total") >= 0.3
+            buffer.ack(first[1])
+        assert not buffer.blocking
+        assert buffer.blocks == 1
+        _refresh_gauges(agent)  # type: ignore[arg-type]
+        assert sample(metrics, "resmon_agent_buffer_blocked_seconds_total") == pytest.approx(
+            buffer.blocked_seconds
+        )
+    events = [e for e in logs if e["event"].startswith("buffer_full_")]
+    assert [e["event"] for e in events] == ["buffer_full_blocking", "buffer_full_unblocked"]
+    assert events[0]["waiting_records"] == 2
+    assert events[1]["seconds"] >= 0.3
+    assert events[1]["written"] == 2

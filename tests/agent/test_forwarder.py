@@ -8,6 +8,7 @@ from pathlib import Path
 import anyio
 import pytest
 import structlog
+from _metrics import sample
 
 from edge_agent._exceptions import SendError
 from edge_agent.buffer import BufferedRecord, DiskBuffer
@@ -200,7 +201,7 @@ async def test_an_unexpected_send_error_is_logged_counted_and_retried_not_the_en
     buffer.close()
     assert sender.received == [r.event_id for r in records]  # each once, in order
     assert "forward_crashed" in [entry["event"] for entry in logs]
-    assert metrics.forward_errors._value.get() == 1
+    assert sample(metrics, "resmon_agent_forward_errors_total") == 1
     assert sender.stops >= 1  # stopped after the surprise, so the next send starts afresh
 
 
@@ -231,4 +232,91 @@ async def test_an_unreadable_buffer_file_does_not_end_the_forwarder(
             tg.cancel_scope.cancel()
     buffer.close()
     assert sender.received == [r.event_id for r in records]
-    assert metrics.forward_errors._value.get() == 1
+    assert sample(metrics, "resmon_agent_forward_errors_total") == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "permanent"),
+    [
+        ("MessageSizeTooLargeError", True),
+        ("RecordTooLargeError", True),
+        ("TopicAuthorizationFailedError", True),
+        ("InvalidTopicError", True),
+        ("CorruptRecordException", True),
+        # the broker is away or busy: the same record may go through later
+        ("KafkaTimeoutError", False),
+        ("KafkaConnectionError", False),
+        ("NotLeaderForPartitionError", False),
+        ("UnknownTopicOrPartitionError", False),
+        ("RequestTimedOutError", False),
+        # not retriable, but about the connection or cluster, not the record
+        ("ClusterAuthorizationFailedError", False),
+        ("UnsupportedVersionError", False),
+        ("KafkaError", False),
+    ],
+)
+def test_kafka_errors_are_told_apart_into_refused_for_good_and_refused_for_now(
+    name: str, permanent: bool
+) -> None:
+    import aiokafka.errors
+
+    from edge_agent.forwarder import is_permanent
+
+    assert is_permanent(getattr(aiokafka.errors, name)()) is permanent
+
+
+@pytest.mark.integration
+@pytest.mark.anyio
+async def test_a_record_kafka_refuses_for_good_is_dead_lettered_and_the_rest_flows(
+    tmp_path: Path, kafka_bootstrap: str, unique: str
+) -> None:
+    from aiokafka import AIOKafkaConsumer
+
+    from edge_agent.forwarder import read_dead_letters
+
+    topic = f"usage-{unique}"
+    records = readings(20)
+    # larger than the producer's max_request_size (1 MiB): Kafka will never take it
+    big = KafkaRecord(
+        key=b"c0/bandwidth",
+        value=b"x" * 2_000_000,
+        headers=[("ce_id", b"too-big")],
+        event_id="too-big",
+    )
+    metrics = AgentMetrics()
+    buffer = DiskBuffer.open(BufferConfig(directory=str(tmp_path / "buf"), fsync="always"))
+    buffer.append_nowait([*records[:10], big, *records[10:]])
+    sender = KafkaSender(KafkaConfig(bootstrap_servers=kafka_bootstrap, topic=topic, linger_ms=5))
+    forwarder = Forwarder(buffer, sender, batch_size=8, metrics=metrics)
+    refused: list[KafkaRecord] = []
+    forwarder.on_refused = refused.extend
+    with structlog.testing.capture_logs() as logs, anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            await tg.start(forwarder.run)
+            await buffer.wait_empty()
+            tg.cancel_scope.cancel()
+        consumer = AIOKafkaConsumer(
+            topic, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest"
+        )
+        await consumer.start()
+        try:
+            seen: set[str] = set()
+            while len(seen) < 20:
+                for messages in (await consumer.getmany(timeout_ms=1000)).values():
+                    seen |= {decode_record(m.value, list(m.headers)).id for m in messages}
+        finally:
+            await consumer.stop()
+    buffer.close()
+    assert seen == {r.event_id for r in records}
+    assert forwarder.sent == 20
+    (letter,) = read_dead_letters(tmp_path / "buf" / "dead-letter.log")
+    assert letter.record == big
+    assert letter.error.startswith("MessageSizeTooLargeError")
+    assert refused == [big]
+    assert (
+        sample(metrics, "resmon_agent_dead_lettered_total", error="MessageSizeTooLargeError") == 1
+    )
+    (logged,) = [e for e in logs if e["event"] == "record_dead_lettered"]
+    assert logged["event_id"] == "too-big"
+    assert logged["kept"] is True
+    assert "MessageSizeTooLargeError" in logged["reason"]

@@ -9,6 +9,7 @@ from typing import Any
 import anyio
 import pytest
 import structlog
+from _metrics import sample
 
 from edge_agent.config import AgentConfig, config_from_dict
 from edge_agent.metrics import AgentMetrics
@@ -126,7 +127,7 @@ async def test_a_dead_router_is_an_error_then_bridged_exactly_and_does_not_stop_
         # the failure is an error in the metrics and /healthz, not an event
         assert all(isinstance(e, UsageReading) for e in events)
         assert {e.device for e in events} == {"r1"}
-        assert s.metrics.poll_errors.labels("r2", "timeout")._value.get() == 1
+        assert sample(s.metrics, "resmon_agent_poll_errors_total", target="r2", kind="timeout") == 1
         assert s.poller.status()["r2"]["state"] == "failing"
         assert s.poller.status()["r2"]["lastErrorKind"] == "timeout"
         s.tick()
@@ -154,7 +155,7 @@ async def test_a_hanging_router_costs_only_its_own_deadline() -> None:
         await s.poller.poll_all()
     events = s.events()
     assert {(e.device, type(e).__name__) for e in events} == {("r1", "UsageReading")}
-    assert s.metrics.poll_errors.labels("r2", "deadline")._value.get() == 1
+    assert sample(s.metrics, "resmon_agent_poll_errors_total", target="r2", kind="deadline") == 1
 
 
 @pytest.mark.anyio
@@ -363,7 +364,7 @@ async def test_an_unexpected_client_error_fails_only_that_router() -> None:
             await s.poller.poll_all()
     events = s.events()
     assert {(e.device, type(e).__name__) for e in events} == {("r1", "UsageReading")}
-    assert s.metrics.poll_errors.labels("r2", "internal")._value.get() == 1
+    assert sample(s.metrics, "resmon_agent_poll_errors_total", target="r2", kind="internal") == 1
     assert s.poller.status()["r2"]["lastErrorKind"] == "internal"
 
 
@@ -393,7 +394,9 @@ async def test_an_error_while_accounting_one_router_fails_only_its_poll_and_the_
             await s.poller.poll_all()
         assert {e.device for e in s.events()} == {"r1"}
         assert "poll_crashed" in [entry["event"] for entry in logs]
-        assert s.metrics.poll_errors.labels("r2", "internal")._value.get() == 1
+        assert (
+            sample(s.metrics, "resmon_agent_poll_errors_total", target="r2", kind="internal") == 1
+        )
         assert s.poller.status()["r2"]["state"] == "failing"
         broken.clear()
         s.tick()
@@ -424,7 +427,9 @@ async def test_a_sink_that_raises_fails_that_poll_only_and_the_next_cycle_runs()
         with structlog.testing.capture_logs() as logs:
             await s.poller.poll_all()
         assert "poll_crashed" in [entry["event"] for entry in logs]
-        assert s.metrics.poll_errors.labels("r1", "internal")._value.get() == 1
+        assert (
+            sample(s.metrics, "resmon_agent_poll_errors_total", target="r1", kind="internal") == 1
+        )
         s.tick()
         await s.poller.poll_all()
     assert s.poller.cycles == 3
@@ -448,7 +453,7 @@ async def test_samples_taken_while_the_agent_clock_is_behind_are_logged_counted_
             await s.poller.poll_all()
         assert s.events() == []
         assert "samples_ignored" in [entry["event"] for entry in logs]
-        assert s.metrics.samples_ignored.labels("r1")._value.get() == 4
+        assert sample(s.metrics, "resmon_agent_samples_ignored_total", target="r1") == 4
         s.clock.ms = t1 + 60_000
         s.routers["r1"].add("ge-0/0/0", "in", 5)
         await s.poller.poll_all()
@@ -478,7 +483,7 @@ async def test_an_interface_that_leaves_the_mapping_and_returns_reports_its_abse
             await s.poller.poll_all()
         assert {e.interface for e in s.events()} == {"ge-0/0/0"}
         assert "interfaces_unmapped" in [entry["event"] for entry in logs]
-        assert s.metrics.counters_unmapped.labels("r1")._value.get() == 2
+        assert sample(s.metrics, "resmon_agent_counters_unmapped_total", target="r1") == 2
         s.routers["r1"].aliases["ge-0/0/1"] = "CUST:bob:c2"
         s.tick()
         await s.poller.poll_all()
@@ -527,7 +532,7 @@ async def test_a_cycle_that_ends_after_the_next_tick_starts_the_next_at_once_wit
     # (the clock does not move, so waiting for a tick would never end)
     logs = await run_cycles(s, 3, hold_s=10.5)
     assert "poll_cycle_overran" not in [entry["event"] for entry in logs]
-    assert s.metrics.poll_ticks_missed._value.get() == 0
+    assert sample(s.metrics, "resmon_agent_poll_ticks_missed_total") == 0
 
 
 @pytest.mark.anyio
@@ -536,7 +541,7 @@ async def test_a_cycle_that_runs_past_more_than_one_tick_skips_them_logged_and_c
     logs = await run_cycles(s, 3, hold_s=39.998)  # past the ticks at +10, +20 and +30
     assert "poll_cycle_overran" in [entry["event"] for entry in logs]
     # the ticks at +10 and +20 are skipped; the one at +30 runs late, at once
-    assert s.metrics.poll_ticks_missed._value.get() == 2
+    assert sample(s.metrics, "resmon_agent_poll_ticks_missed_total") == 2
 
 
 @pytest.mark.anyio
@@ -564,7 +569,7 @@ async def test_a_failed_sync_skips_the_checkpoint_and_polling_goes_on(tmp_path: 
     assert len(s.events()) == 4
     assert not checkpoint.exists()  # the events were not made durable: no checkpoint
     assert "checkpoint_skipped" in [entry["event"] for entry in logs]
-    assert s.metrics.checkpoint_errors.labels("sync")._value.get() == 2
+    assert sample(s.metrics, "resmon_agent_checkpoint_errors_total", op="sync") == 2
 
 
 def test_an_unreadable_checkpoint_is_logged_and_counted(tmp_path: Path) -> None:
@@ -574,4 +579,4 @@ def test_an_unreadable_checkpoint_is_logged_and_counted(tmp_path: Path) -> None:
     with structlog.testing.capture_logs() as logs:
         Poller(s.poller.config, s.client, s.poller.sink, metrics=s.metrics, checkpoint=checkpoint)
     assert "checkpoint_unreadable" in [entry["event"] for entry in logs]
-    assert s.metrics.checkpoint_errors.labels("read")._value.get() == 1
+    assert sample(s.metrics, "resmon_agent_checkpoint_errors_total", op="read") == 1

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import anyio
 import pytest
+from _metrics import sample
 
 from edge_agent.config import TargetConfig, config_from_dict
 from edge_agent.metrics import AgentMetrics
@@ -121,7 +122,7 @@ async def test_a_dead_router_is_backed_off_exponentially_and_its_outage_is_bridg
     )
 
     def attempts() -> float:
-        return metrics.polls.labels("r2")._value.get()  # type: ignore[no-any-return]
+        return sample(metrics, "resmon_agent_polls_total", target="r2")  # type: ignore[no-any-return]
 
     async def step(seconds: int = 30) -> None:
         clock.tick(routers, seconds)
@@ -136,19 +137,19 @@ async def test_a_dead_router_is_backed_off_exponentially_and_its_outage_is_bridg
         await step()  # failure 2: backed off for one interval (60 s)
         assert poller.status()["r2"]["state"] == "backoff"
         assert poller.status()["r1"]["state"] == "ok"
-        assert metrics.target_backoff.labels("r2")._value.get() == 60
-        assert metrics.target_up.labels("r2")._value.get() == 0
+        assert sample(metrics, "resmon_agent_target_backoff_seconds", target="r2") == 60
+        assert sample(metrics, "resmon_agent_target_up", target="r2") == 0
         assert attempts() == 3
         await step()  # skipped
         assert attempts() == 3
         await step()  # 60 s later: tried, failure 3, backed off for 120 s (the maximum)
         assert attempts() == 4
-        assert metrics.target_backoff.labels("r2")._value.get() == 120
+        assert sample(metrics, "resmon_agent_target_backoff_seconds", target="r2") == 120
         for _ in range(3):
             await step()
         assert attempts() == 4
-        assert metrics.polls_skipped.labels("r2")._value.get() == 4
-        assert metrics.poll_errors.labels("r2", "timeout")._value.get() == 3
+        assert sample(metrics, "resmon_agent_polls_skipped_total", target="r2") == 4
+        assert sample(metrics, "resmon_agent_poll_errors_total", target="r2", kind="timeout") == 3
         assert not [r for r in records if b"r2" in r.value]  # no event while it is dead
         routers["r2"].add("ge-0", "in", 678)
         routers["r2"].dead = False
@@ -156,7 +157,7 @@ async def test_a_dead_router_is_backed_off_exponentially_and_its_outage_is_bridg
         await step()  # tried again: it answers
         assert attempts() == 5
         assert poller.status()["r2"]["state"] == "ok"
-        assert metrics.target_up.labels("r2")._value.get() == 1
+        assert sample(metrics, "resmon_agent_target_up", target="r2") == 1
         await step()
     events = [decode_record(r.value, r.headers).data for r in records]
     r2 = [e for e in events if isinstance(e, UsageReading | UsageGap) and e.device == "r2"]

@@ -14,6 +14,7 @@ from typing import Any
 import anyio
 import msgspec
 import pytest
+from _metrics import sample
 
 from edge_agent._exceptions import SnmpMalformedResponse
 from edge_agent.config import TargetConfig, config_from_dict
@@ -345,8 +346,8 @@ async def test_an_error_in_one_chunk_of_a_large_get_is_a_poll_error_of_its_own_k
                 await poller.poll_all()
     finally:
         await client.aclose()
-    assert metrics.poll_errors.labels(e.router, "malformed")._value.get() == 1
-    assert metrics.poll_errors.labels(e.router, "internal")._value.get() == 0
+    assert sample(metrics, "resmon_agent_poll_errors_total", target=e.router, kind="malformed") == 1
+    assert sample(metrics, "resmon_agent_poll_errors_total", target=e.router, kind="internal") == 0
 
 
 async def _noop(records: list[KafkaRecord]) -> None:

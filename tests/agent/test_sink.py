@@ -13,6 +13,7 @@ from unittest import mock
 import anyio
 import pytest
 import structlog
+from _metrics import sample
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,6 +24,8 @@ from edge_agent.forwarder import Forwarder
 from edge_agent.metrics import AgentMetrics
 from edge_agent.sink import BufferSink, ResourceKey, _add_span
 from protocol import KafkaRecord, UsageGap, UsageReading, decode_record, encode_event
+
+from .test_buffer import _frame_offsets
 
 T0 = 1_700_000_000_000
 STEP = 10_000
@@ -74,6 +77,19 @@ def assert_covered_once(spans: list[tuple[int, int]], start: int, end: int) -> N
     assert spans[-1][1] == end
 
 
+def pending(buffer: DiskBuffer) -> list[KafkaRecord]:
+    return [b.record for b in buffer.peek(10_000)]
+
+
+def drain(buffer: DiskBuffer) -> list[KafkaRecord]:
+    """Read and acknowledge everything pending, batch by batch, as the forwarder does."""
+    out: list[KafkaRecord] = []
+    while batch := buffer.peek(10_000):
+        out += [b.record for b in batch]
+        buffer.ack(batch[-1].seq)
+    return out
+
+
 def buffer_config(tmp_path: Path, **extra: object) -> BufferConfig:
     values: dict[str, object] = {"directory": str(tmp_path / "buf"), "fsync": "never"}
     return BufferConfig(**(values | extra))  # type: ignore[arg-type]
@@ -97,7 +113,7 @@ def test_spans_added_in_any_order_merge_into_their_exact_union(
 
 
 @pytest.mark.anyio
-async def test_readings_dropped_by_a_full_buffer_come_back_as_one_gap_per_resource_and_span(
+async def test_a_long_full_spell_gives_one_gap_per_resource_over_the_whole_span_once_room_returns(
     tmp_path: Path,
 ) -> None:
     metrics = AgentMetrics()
@@ -110,29 +126,39 @@ async def test_readings_dropped_by_a_full_buffer_come_back_as_one_gap_per_resour
             sink.remember(records)
 
         buffer.on_drop = note
-        i = 0
-        with anyio.fail_after(10):
-            while not dropped:  # nothing is acknowledged: the buffer fills up and drops
+        cycles = 40
+        with structlog.testing.capture_logs() as logs, anyio.fail_after(10):
+            for i in range(cycles):  # nothing is acknowledged: full after a few, dropping since
                 await sink(cycle(i))
-                i += 1
-        lost = events(dropped)
-        assert buffer.dropped == len(dropped)
-        assert all(isinstance(e, UsageReading) for e in lost)
-        before = buffer.appended
-        await sink(cycle(i))  # the next successful write
-        written = events([r.record for r in buffer.peek(10_000)][-(buffer.appended - before) :])
+        assert buffer.dropped == len(dropped) > 20 * len(RESOURCES)
+        assert all(isinstance(e, UsageReading) for e in events(dropped))
+        # no gap is written while the buffer is full (it would only push out more
+        # readings): one open span per resource grows instead
+        assert not any(isinstance(e, UsageGap) for e in events(pending(buffer)))
+        assert sink.unreported_spans == len(RESOURCES)
+        assert [e["event"] for e in logs].count("buffer_gaps_held") == 1
+        assert sample(metrics, "resmon_agent_buffer_gaps_held_total") >= cycles - 10
+        assert sample(metrics, "resmon_agent_gaps_total", reason="buffer_full") == 0
+        # the broker is back: what is pending is delivered, and the next write has room
+        delivered = pending(buffer)
+        buffer.ack(buffer.peek(10_000)[-1].seq)
+        await sink(cycle(cycles))
+        written = events(pending(buffer))
         gaps = [g for g in written if isinstance(g, UsageGap)]
-        assert gaps
-        assert all(g.reason == "buffer_full" for g in gaps)
-        # exactly one gap per resource whose readings were dropped, over exactly their span
-        for resource in {resource_of(e) for e in lost}:
-            mine = [g for g in gaps if resource_of(g) == resource]
-            assert len(mine) == 1
-            spans = [(e.start_ms, e.end_ms) for e in lost if resource_of(e) == resource]
-            assert_covered_once(spans, mine[0].start_ms, mine[0].end_ms)
-            assert mine[0].device == "r1"
-            assert mine[0].resource_type == "bandwidth"
-        assert metrics.gaps.labels("buffer_full")._value.get() == len(gaps)
+        assert len(gaps) == len(RESOURCES)  # one per resource for the whole spell
+        assert {g.reason for g in gaps} == {"buffer_full"}
+        for resource in RESOURCES:
+            (gap,) = [g for g in gaps if resource_of(g) == resource]
+            lost = [(e.start_ms, e.end_ms) for e in events(dropped) if resource_of(e) == resource]
+            assert_covered_once(lost, gap.start_ms, gap.end_ms)
+            assert gap.start_ms == T0
+            assert (gap.device, gap.resource_type) == ("r1", "bandwidth")
+            # billed + gaps: every interval once, none twice, none missing
+            reached = events(delivered) + written
+            spans = [(e.start_ms, e.end_ms) for e in reached if resource_of(e) == resource]
+            assert_covered_once(spans, T0, T0 + (cycles + 1) * STEP)
+        assert sample(metrics, "resmon_agent_gaps_total", reason="buffer_full") == len(RESOURCES)
+        assert sink.unreported_spans == 0
 
 
 @pytest.mark.anyio
@@ -152,7 +178,8 @@ async def test_under_a_long_full_spell_every_interval_is_kept_or_in_a_gap_exactl
                     buffer.ack(batch[-1].seq)
         assert buffer.dropped > 0
         reached = events(delivered + [r.record for r in buffer.peek(10_000)])
-        assert any(isinstance(e, UsageGap) for e in reached)
+        # lost readings are in gaps, or in spans held until the buffer has room
+        assert any(isinstance(e, UsageGap) for e in reached) or sink.unreported_spans
         for resource in RESOURCES:
             spans = [(e.start_ms, e.end_ms) for e in reached if resource_of(e) == resource]
             # and what was dropped by the last write, to be reported with the next one
@@ -189,7 +216,7 @@ async def test_a_failed_write_is_counted_logged_and_reported_as_a_gap_when_space
         assert "disk full" in failures[0]["error"]
         assert [e["event"] for e in logs].count("buffer_write_recovered") == 1
         assert sink.write_errors == 3 + 3  # two cycles of three readings
-        assert metrics.buffer_write_errors._value.get() == 6
+        assert sample(metrics, "resmon_agent_buffer_write_errors_total") == 6
         assert buffer.write_failures == 2
         kept = events([r.record for r in buffer.peek(10_000)])
         for resource in RESOURCES:
@@ -320,3 +347,142 @@ def test_whatever_the_buffer_drops_or_fails_to_write_every_interval_is_covered_o
 
     with tempfile.TemporaryDirectory() as directory:
         anyio.run(run, directory)
+
+
+@pytest.mark.anyio
+async def test_a_corrupt_frame_whose_record_still_reads_is_reported_as_a_gap_for_its_span(
+    tmp_path: Path,
+) -> None:
+    with DiskBuffer.open(buffer_config(tmp_path)) as buffer:
+        sink = BufferSink(buffer)
+        for i in range(3):
+            await sink(cycle(i))
+        (segment,) = (tmp_path / "buf").glob("seg-*.log")
+        data = bytearray(segment.read_bytes())
+        at = data.index(b'"value":1001')  # cycle 1's first reading: acme ge-0 in
+        data[at + len(b'"value":')] = ord("9")  # its value rots on disk: the CRC no longer fits
+        segment.write_bytes(bytes(data))
+        frame_start = max(o for o, _ in _frame_offsets(segment) if o < at)
+        with structlog.testing.capture_logs() as logs:
+            kept = drain(buffer)  # as the forwarder reads: the bad frame is skipped
+        assert len(kept) == 3 * len(RESOURCES) - 1
+        (skipped,) = [e for e in logs if e["event"] == "buffer_frame_skipped"]
+        assert skipped["path"] == str(segment)
+        assert skipped["offset"] == frame_start
+        assert "CRC mismatch" in skipped["reason"]
+        assert skipped["salvaged_event_id"] == reading("acme:ge-0:in", 1).event_id
+        assert (buffer.corrupt, buffer.corrupt_salvaged) == (1, 1)
+        await sink(cycle(3))
+        reached = events(kept + pending(buffer))
+        (gap,) = [e for e in reached if isinstance(e, UsageGap)]
+        assert gap.reason == "buffer_full"
+        assert resource_of(gap) == "acme:ge-0:in"
+        assert (gap.start_ms, gap.end_ms) == (T0 + STEP, T0 + 2 * STEP)
+        for resource in RESOURCES:  # every interval still once: read, or in the gap
+            spans = [(e.start_ms, e.end_ms) for e in reached if resource_of(e) == resource]
+            assert_covered_once(spans, T0, T0 + 4 * STEP)
+
+
+def test_a_frame_too_damaged_to_read_is_counted_and_logged_with_file_and_offset(
+    tmp_path: Path,
+) -> None:
+    with DiskBuffer.open(buffer_config(tmp_path)) as buffer:
+        sink = BufferSink(buffer)
+        buffer.append_nowait(cycle(0))
+        (segment,) = (tmp_path / "buf").glob("seg-*.log")
+        offset, length = _frame_offsets(segment)[1]
+        data = bytearray(segment.read_bytes())
+        data[offset + 16 : offset + 16 + length] = b"\xc1" * length  # not msgpack at all
+        segment.write_bytes(bytes(data))
+        with structlog.testing.capture_logs() as logs:
+            assert len(pending(buffer)) == 1  # the first frame; the next peek skips the bad one
+            buffer.ack(buffer.peek(1)[0].seq)
+            assert len(pending(buffer)) == 1
+        (skipped,) = [e for e in logs if e["event"] == "buffer_frame_skipped"]
+        assert (skipped["path"], skipped["offset"]) == (str(segment), offset)
+        assert skipped["salvaged_event_id"] is None
+        assert (buffer.corrupt, buffer.corrupt_salvaged) == (1, 0)
+        assert sink.unreported_spans == 0  # nothing tells which interval it held
+
+
+@pytest.mark.anyio
+async def test_a_crash_between_noting_a_drop_and_recording_it_neither_loses_nor_doubles(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edge_agent.gapstore import GapJournal
+
+    cfg = buffer_config(tmp_path, max_bytes=4096)
+
+    def journal() -> GapJournal:
+        return GapJournal(Path(cfg.directory), reserve=64 * 1024, fsync=False)
+
+    buffer = DiskBuffer.open(cfg)
+    sink = BufferSink(buffer, journal=journal())
+    i = 0
+    while not buffer.dropped:
+        await sink(cycle(i))
+        i += 1
+    # the next drop is journaled, then the process dies before the acked file is replaced
+    monkeypatch.setattr(buffer, "_write_acked", lambda: None)
+    acked_on_disk = (tmp_path / "buf" / "acked").read_bytes()
+    await sink(cycle(i))
+    i += 1
+    assert (tmp_path / "buf" / "acked").read_bytes() == acked_on_disk
+    held = {k: list(v) for k, v in sink.spans.items()}
+    assert held
+    assert sink.journal is not None
+    sink.journal.close()
+    os.close(buffer._fd)  # type: ignore[arg-type]  # no close(): a crash does not sync
+    os.close(buffer._lock_fd)  # type: ignore[arg-type]
+    with structlog.testing.capture_logs() as logs:
+        reopened = DiskBuffer.open(cfg)
+        again = BufferSink(reopened, journal=journal())
+    (recovered,) = [e for e in logs if e["event"] == "buffer_gaps_recovered"]
+    assert recovered["drops_completed"] > 0  # the interrupted drop is finished
+    assert again.spans == held
+    assert again.recovered == sum(len(v) for v in held.values())
+    for resource in RESOURCES:  # pending readings and waiting gaps: every interval once
+        spans = [
+            (e.start_ms, e.end_ms) for e in events(pending(reopened)) if resource_of(e) == resource
+        ]
+        spans += [s for k, ss in again.spans.items() for s in ss if resource_of(k) == resource]
+        assert_covered_once(spans, T0, T0 + i * STEP)
+    reopened.close()
+
+
+@pytest.mark.anyio
+async def test_held_gaps_go_out_as_far_as_room_allows_and_never_push_out_readings(
+    tmp_path: Path,
+) -> None:
+    with DiskBuffer.open(buffer_config(tmp_path, max_bytes=4096)) as buffer:
+        sink = BufferSink(buffer)
+        i = 0
+        while buffer.dropped < 10 * len(RESOURCES):  # a long full spell
+            await sink(cycle(i))
+            i += 1
+        assert sink.unreported_spans == len(RESOURCES)
+        first_gap = buffer.frame_bytes([sink._gap_records()[0].record])
+        delivered: list[KafkaRecord] = []
+        # Kafka takes just enough for the next cycle and one gap, not for all three
+        while buffer.config.max_bytes - buffer.pending_bytes < (
+            buffer.frame_bytes(cycle(i)) + first_gap
+        ):
+            (oldest,) = buffer.peek(1)
+            delivered.append(oldest.record)
+            buffer.ack(oldest.seq)
+        dropped = buffer.dropped
+        await sink(cycle(i))
+        i += 1
+        assert buffer.dropped == dropped  # the gaps written made no room for themselves
+        assert 0 < sink.unreported_spans < len(RESOURCES)  # some out, the rest still held
+        assert sink.holding
+        delivered += drain(buffer)
+        await sink(cycle(i))  # plenty of room now: the rest goes out
+        i += 1
+        assert sink.unreported_spans == 0
+        assert not sink.holding
+        reached = events(delivered + pending(buffer))
+        for resource in RESOURCES:
+            mine = [e for e in reached if resource_of(e) == resource]
+            assert len([e for e in mine if isinstance(e, UsageGap)]) == 1
+            assert_covered_once([(e.start_ms, e.end_ms) for e in mine], T0, T0 + i * STEP)

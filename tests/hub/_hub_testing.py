@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+__all__ = ["event", "migrate_before", "minute_reading", "sample", "until", "wait_for"]
+
 import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
 import asyncpg  # type: ignore[import-untyped]
+from _metrics import sample
+
+from protocol import UsageReading
+
+#: when the minute-long readings of :func:`minute_reading` start
+T0 = 1_764_000_000_000  # 2025-11-24T16:00:00Z
 
 
 async def until(check: Callable[[], Awaitable[bool] | bool], interval: float = 0.02) -> None:
@@ -30,6 +38,21 @@ async def wait_for(conn: asyncpg.Connection, sql: str, expected: Any, *args: Any
     await until(check)
 
 
+def minute_reading(key: str, i: int, value: int, **extra: Any) -> UsageReading:
+    """Reading ``i`` of resource ``key``: ``value`` bytes over the ``i``-th minute after T0."""
+    customer, rtype = key.split("/")[:2]
+    return UsageReading(
+        customer_id=customer,
+        resource_type=rtype,
+        resource_key=key,
+        value=value,
+        unit="byte",
+        start_ms=T0 + i * 60_000,
+        end_ms=T0 + (i + 1) * 60_000,
+        **extra,
+    )
+
+
 def event(customer: str, value: str, unit: str = "GB", **extra: Any) -> dict[str, Any]:
     """One bandwidth ``UsageEvent`` as the ingest route takes it."""
     return {
@@ -42,11 +65,44 @@ def event(customer: str, value: str, unit: str = "GB", **extra: Any) -> dict[str
     }
 
 
-def sample(metrics: Any, name: str, **labels: str) -> float:
-    """The value of sample ``name`` (e.g. ``resmon_hub_readings_consumed_total``), 0 if unset.
+async def migrate_before(conn: asyncpg.Connection, version: int) -> None:
+    """Apply and record the migrations older than ``version``: a database as a hub of
+    that time left it, for testing what migration ``version`` does with its rows."""
+    from hub.storage.migrate import load_migrations
 
-    ``metrics`` is a :class:`hub.metrics.HubMetrics`: read through its registry,
-    the public API, as a scraper would see the value.
-    """
-    value = metrics.registry.get_sample_value(name, labels or None)
-    return 0.0 if value is None else float(value)
+    await conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+        "name TEXT NOT NULL, checksum TEXT NOT NULL, "
+        "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+    )
+    for m in load_migrations():
+        if m.version < version:
+            await conn.execute(m.sql)
+            await conn.execute(
+                "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+                m.version,
+                m.name,
+                m.checksum,
+            )
+
+
+async def send_reading(
+    producer: Any,
+    topic: str,
+    reading: Any,
+    *,
+    value: bytes | None = None,
+    headers: list[tuple[str, bytes | None]] | None = None,
+    partition: int | None = None,
+) -> None:
+    """Send ``reading`` as the agents do; ``value``/``headers`` replace its record's."""
+    from protocol import encode_event
+
+    record = encode_event(reading, source="urn:test")
+    await producer.send_and_wait(
+        topic,
+        value=record.value if value is None else value,
+        key=record.key,
+        headers=record.headers if headers is None else headers,
+        partition=partition,
+    )

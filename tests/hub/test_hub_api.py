@@ -80,6 +80,49 @@ async def test_ingest_then_current_usage_in_base_and_catalog_units(
     assert resource["warningThreshold"] == "80.00"
 
 
+async def test_cpu_usage_is_shown_in_milliseconds_and_in_catalog_hours(
+    hub: RunningHub, http: aiohttp.ClientSession, db: asyncpg.Connection, unique: str
+) -> None:
+    customer = f"cust-{unique}"
+    key = await provision_resource(db, customer, "cpu", 7_200_000)  # 2 CPU hours
+    cpu = {"resourceType": "cpu"}
+    with anyio.fail_after(60):
+        resp = await http.post(
+            "/api/metrics/ingest",
+            json=[
+                event(customer, "1.25", "hour", **cpu),
+                event(customer, "900.001", "second", **cpu),
+            ],
+        )
+        assert resp.status == 200, await resp.text()
+        await wait_for(db, TOTAL, 4_500_000 + 900_001, key)
+        url = f"/api/metrics/customer/{customer}/current"
+        answers = []
+        for _ in range(2):  # from PostgreSQL, then from Redis: the same figures
+            async with http.get(url) as resp:
+                answers.append((resp.headers["X-Resmon-Source"], await resp.json()))
+        resp = await http.get(f"/api/monitoring/customers/{customer}/resources")
+        (resource,) = await resp.json()
+    assert [source for source, _ in answers] == ["postgresql", "redis"]
+    for _, (current,) in answers:
+        assert {k: v for k, v in current.items() if k != "updated"} == {
+            "resourceKey": key,
+            "resourceType": "cpu",
+            "usage": 5_400_001,
+            "unit": "millisecond",
+            "limit": 7_200_000,
+            "catalogUnit": "hour",
+            "usageInUnit": "1.500000277777777777777777778",
+            "limitInUnit": "2",
+            "percentage": "75.00",
+            "level": "NONE",
+            "unknownMs": 0,
+        }
+    assert resource["currentUsage"] == 5_400_001
+    assert resource["usageInUnit"] == answers[0][1][0]["usageInUnit"]
+    assert resource["resourceName"] == "CPU Hours"
+
+
 async def test_current_usage_falls_back_to_postgresql_and_lists_every_resource(
     hub: RunningHub, http: aiohttp.ClientSession, db: asyncpg.Connection, unique: str
 ) -> None:

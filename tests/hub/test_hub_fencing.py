@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 import anyio
 import asyncpg  # type: ignore[import-untyped]
 import pytest
-from _hub_testing import sample, until, wait_for
+from _hub_testing import T0, minute_reading, sample, until, wait_for
 from aiokafka import AIOKafkaProducer, TopicPartition
 
 from hub import FencedError, HubConfig, RunningHub, provision_resource, run_hub
@@ -27,6 +27,7 @@ from hub.storage.batch import (
     TotalRow,
     advance_offsets,
     claim_events,
+    event_key,
     stored_offsets,
     write_batch,
 )
@@ -35,21 +36,11 @@ from protocol import UsageReading, encode_event
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
-T0 = 1_764_000_000_000
 VALUE = 1_000
 
 
 def _reading(key: str, i: int) -> UsageReading:
-    customer, rtype = key.split("/")[:2]
-    return UsageReading(
-        customer_id=customer,
-        resource_type=rtype,
-        resource_key=key,
-        value=VALUE,
-        unit="byte",
-        start_ms=T0 + i * 60_000,
-        end_ms=T0 + (i + 1) * 60_000,
-    )
+    return minute_reading(key, i, VALUE)
 
 
 async def test_offsets_move_only_from_the_offset_the_batch_started_from(
@@ -108,7 +99,11 @@ async def test_a_batch_behind_another_instance_is_dropped_and_totals_rebuilt(
                 )
                 async with db.transaction():
                     await claim_events(
-                        db, [(i, r.end_ms) for i, r in zip(ids, theirs, strict=True)]
+                        db,
+                        [
+                            (event_key("urn:test", i), i, r.end_ms)
+                            for i, r in zip(ids, theirs, strict=True)
+                        ],
                     )
                 await db.execute(
                     "UPDATE consumer_offsets SET next_offset = 15 "
@@ -189,6 +184,11 @@ class _Kafka:
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
         return None
 
+    async def position(self, tp: TopicPartition) -> int:
+        # the tests hand batches in order, each fetched where the last one ended: the
+        # client stands past them (never sought back since they were fetched)
+        return 10**9
+
     # the log holds every record these tests produce: stored offsets stay where they are
     async def beginning_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
         return dict.fromkeys(tps, 0)
@@ -231,7 +231,13 @@ async def _another_instance_applies(
             key,
             len(theirs) * VALUE,
         )
-        await claim_events(db, [(r.event_id, T0 + (r.offset + 1) * 60_000) for r in theirs])
+        await claim_events(
+            db,
+            [
+                (event_key("urn:test", r.event_id), r.event_id, T0 + (r.offset + 1) * 60_000)
+                for r in theirs
+            ],
+        )
         await db.execute(
             "UPDATE consumer_offsets SET next_offset = $2 "
             "WHERE consumer_group = $1 AND partition = 0",
@@ -316,3 +322,20 @@ async def test_a_partition_whose_seek_failed_on_assignment_is_fenced_then_read(
         await hub.consumer.process(kafka, batch)
         await hub.consumer.process(kafka, {tp: records[5:10]})
         assert await db.fetchval(_TOTAL, key) == 10 * VALUE
+
+
+async def test_a_fenced_batch_of_a_partition_without_a_stored_offset_is_read_again(
+    hub_config: HubConfig, db: asyncpg.Connection, unique: str
+) -> None:
+    """The seek on assignment failed before any offset was stored: the first batch is
+    fenced as unseen, and its records must be re-read, not skipped."""
+    key = await provision_resource(db, f"cust-{unique}", "bandwidth", None)
+    records = [_Record(i, _reading(key, i)) for i in range(5)]
+    async with _hub_on_partition_0(hub_config) as (hub, tp, kafka, _):
+        hub.consumer.positions.pop(0)  # what a failed seek on assignment leaves
+        with pytest.raises(FencedError) as fenced:
+            await hub.consumer.process(kafka, {tp: records})
+        await hub.consumer.fenced(kafka, fenced.value, {tp: records})
+        assert kafka.seeks == [0]
+        await hub.consumer.process(kafka, {tp: records})
+        assert await db.fetchval(_TOTAL, key) == 5 * VALUE

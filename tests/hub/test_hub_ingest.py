@@ -134,7 +134,7 @@ _usage_event = st.fixed_dictionaries(
         "resourceType": st.sampled_from(["bandwidth", "storage", "api_calls", "cpu", "memory"])
         | st.text(max_size=10),
         "value": _decimals | st.integers() | st.floats() | st.text(max_size=10),
-        "unit": st.sampled_from(["byte", "GB", "MiB", "request", "second", "hour"])
+        "unit": st.sampled_from(["byte", "GB", "MiB", "request", "ms", "second", "hour"])
         | st.text(max_size=8),
     },
     optional={
@@ -311,6 +311,48 @@ async def test_rounding_is_reported_and_strict_keeps_the_refusal(
         await wait_for(db, TOTAL, 2 + 3 * 10**9 + 7, f"{customer}/bandwidth")
 
 
+async def test_cpu_time_finer_than_a_second_is_counted_to_the_millisecond(
+    hub: RunningHub, http: aiohttp.ClientSession, db: asyncpg.Connection, unique: str
+) -> None:
+    """Before, CPU counted whole seconds: 0.0015 h became 5 s and 1.5 s became 2 s."""
+    customer = f"cust-{unique}"
+    key = await provision_resource(db, customer, "cpu", 3_600_000)
+    cpu = {"resourceType": "cpu"}
+    exact = [event(customer, "0.0015", "hour", **cpu), event(customer, "1.5", "second", **cpu)]
+    finer = [
+        event(customer, "0.0004", "second", **cpu),
+        event(customer, "0.0000001", "hour", **cpu, timestamp="2026-11-20T10:00:01Z"),
+    ]
+    with anyio.fail_after(60):
+        resp = await http.post(
+            "/api/metrics/ingest", json=[*exact, event(customer, "7", "ms", **cpu)]
+        )
+        assert resp.status == 200, await resp.text()
+        answer = await resp.json()
+        assert (answer["accepted"], answer["rounded"], answer["maxRounding"]) == (3, 0, "0")
+        await wait_for(db, TOTAL, 5_400 + 1_500 + 7, key)
+        # finer than a millisecond: rounded half to even (0.4 ms and 0.36 ms to 0) and said so
+        resp = await http.post("/api/metrics/ingest", json=finer)
+        assert resp.status == 200, await resp.text()
+        answer = await resp.json()
+        assert (answer["accepted"], answer["rounded"], answer["maxRounding"]) == (2, 2, "0.4")
+        resp = await http.post("/api/metrics/ingest", params={"strict": "true"}, json=finer[0])
+        assert resp.status == 400
+        assert "0.0004 second is not a whole number of milliseconds" in (await resp.json())["error"]
+        resp = await http.post(
+            "/api/metrics/ingest",
+            params={"strict": "true"},
+            json=event(customer, "0.25", "second", **cpu),
+        )
+        assert resp.status == 200, await resp.text()
+        await wait_for(db, TOTAL, 5_400 + 1_500 + 7 + 250, key)
+    assert [
+        (r["metric_value"], r["metric_unit"])
+        for r in await db.fetch("SELECT metric_value, metric_unit FROM usage_metrics ORDER BY 1")
+    ] == [(0, "millisecond"), (0, "millisecond"), (7, "millisecond"), (250, "millisecond"),
+          (1_500, "millisecond"), (5_400, "millisecond")]  # fmt: skip
+
+
 async def test_equal_events_without_event_id_or_timestamp_posted_at_once_all_count(
     hub: RunningHub, http: aiohttp.ClientSession, db: asyncpg.Connection, unique: str
 ) -> None:
@@ -355,7 +397,7 @@ async def test_a_resource_that_cannot_be_provisioned_is_refused_at_the_door_not_
 ) -> None:
     """Before, this answered 200 and the hub then dead-lettered it as unprovisionable."""
     known = f"cust-{unique}"
-    await provision_resource(db, known, "cpu", 3600)
+    await provision_resource(db, known, "cpu", 3_600_000)
     # the default tenant no longer offers cpu: a new customer's cpu cannot be created
     await db.execute(
         "UPDATE resource_catalogs SET resource_type = 'cpu-retired' WHERE resource_type = 'cpu'"
@@ -373,7 +415,7 @@ async def test_a_resource_that_cannot_be_provisioned_is_refused_at_the_door_not_
         # nothing of the refused request was published; a known resource is still counted
         resp = await http.post("/api/metrics/ingest", json=event(known, "2", **cpu))
         assert resp.status == 200, await resp.text()
-        await wait_for(db, TOTAL, 2, f"{known}/cpu")
+        await wait_for(db, TOTAL, 2_000, f"{known}/cpu")  # 2 s, in milliseconds
     assert await db.fetchval("SELECT count(*) FROM dead_letters") == 0
 
 

@@ -12,7 +12,7 @@ import anyio
 import asyncpg  # type: ignore[import-untyped]
 import msgspec
 import pytest
-from _hub_testing import sample, until, wait_for
+from _hub_testing import T0, minute_reading, sample, until, wait_for
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from hub import HubConfig, RunningHub, provision_resource, run_hub
@@ -28,23 +28,9 @@ from protocol import (
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
-T0 = 1_764_000_000_000  # 2025-11-24T16:00:00Z
-
 
 def reading(key: str, i: int, value: int = 100_000) -> UsageReading:
-    customer, rtype = key.split("/")[:2]
-    return UsageReading(
-        customer_id=customer,
-        resource_type=rtype,
-        resource_key=key,
-        value=value,
-        unit="byte",
-        start_ms=T0 + i * 60_000,
-        end_ms=T0 + (i + 1) * 60_000,
-        device="r1",
-        interface="ge-0/0/1",
-        direction="in",
-    )
+    return minute_reading(key, i, value, device="r1", interface="ge-0/0/1", direction="in")
 
 
 async def send(producer: AIOKafkaProducer, topic: str, r: UsageReading) -> str:
@@ -241,8 +227,8 @@ async def test_reading_of_unknown_type_is_dead_lettered_and_later_readings_apply
         customer_id=f"cust-{unique}",
         resource_type="cpu",
         resource_key=good,
-        value=60,
-        unit="second",
+        value=60_000,
+        unit="millisecond",
         start_ms=T0,
         end_ms=T0 + 60_000,
     )
@@ -251,13 +237,70 @@ async def test_reading_of_unknown_type_is_dead_lettered_and_later_readings_apply
             await tg.start(run_hub, hub_config)
             await send(producer, hub_config.usage_topic, bad)
             await send(producer, hub_config.usage_topic, ok)
-            await wait_for(db, TOTAL, 60, good)
+            await wait_for(db, TOTAL, 60_000, good)
             await wait_for(db, "SELECT count(*) FROM dead_letters", 1)
             reason = await db.fetchval("SELECT reason FROM dead_letters")
             assert "teleport" in reason
             headers = json.loads(await db.fetchval("SELECT headers FROM dead_letters"))
             assert ["ce_type", "resource.usage.raw.v1"] in headers
             tg.cancel_scope.cancel()
+
+
+async def test_cpu_time_counts_in_milliseconds_and_a_reading_in_seconds_is_converted(
+    hub_config: HubConfig, db: asyncpg.Connection, producer: AIOKafkaProducer, unique: str
+) -> None:
+    """A limit of one CPU hour; readings in ms, and one in seconds as senders before 0018 sent."""
+    key = await provision_resource(db, f"cust-{unique}", "cpu", 3_600_000)
+    ms = UsageReading(
+        customer_id=f"cust-{unique}",
+        resource_type="cpu",
+        resource_key=key,
+        value=1_500,  # 1.5 s: a fraction of a second, once rounded away
+        unit="millisecond",
+        start_ms=T0,
+        end_ms=T0 + 60_000,
+    )
+    seconds = msgspec.structs.replace(
+        ms, value=2_879, unit="second", start_ms=T0 + 60_000, end_ms=T0 + 120_000
+    )
+    last = msgspec.structs.replace(ms, value=1, start_ms=T0 + 120_000, end_ms=T0 + 180_000)
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            hub: RunningHub = await tg.start(run_hub, hub_config)
+            for r in (ms, seconds, last):
+                await send(producer, hub_config.usage_topic, r)
+            await wait_for(db, TOTAL, 1_500 + 2_879_000 + 1, key)
+            # 2,880,500 ms of 3,600,000 after the reading in seconds: 80.01 %, a warning
+            await wait_for(db, "SELECT count(*) FROM alerts", 1)
+            alert = await db.fetchrow(
+                "SELECT alert_type, current_value, threshold_value, unit FROM alerts"
+            )
+            rows = await db.fetch(
+                "SELECT metric_value, metric_unit FROM usage_metrics ORDER BY metric_timestamp"
+            )
+            bucket = await db.fetchrow(
+                "SELECT total_usage, unit_factor, cost FROM usage_aggregates "
+                "WHERE period_type = 'month'"
+            )
+            assert hub.metrics.dead_letters._value.get() == 0
+            tg.cancel_scope.cancel()
+    assert [(r["metric_value"], r["metric_unit"]) for r in rows] == [
+        (1_500, "millisecond"),
+        (2_879_000, "millisecond"),
+        (1, "millisecond"),
+    ]
+    assert dict(alert) == {
+        "alert_type": "THRESHOLD_WARNING",
+        "current_value": Decimal("0.800138889"),  # 2,880,500 ms in hours, to 9 places
+        "threshold_value": Decimal("0.8"),
+        "unit": "hour",
+    }
+    # 2,880,501 ms = 0.80013916... h at 0.05 per hour
+    assert (bucket["total_usage"], bucket["unit_factor"], bucket["cost"]) == (
+        2_880_501,
+        3_600_000,
+        Decimal("0.0400"),
+    )
 
 
 @contextlib.asynccontextmanager

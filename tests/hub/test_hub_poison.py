@@ -12,7 +12,7 @@ from decimal import Decimal
 import anyio
 import asyncpg  # type: ignore[import-untyped]
 import pytest
-from _hub_testing import wait_for
+from _hub_testing import send_reading, wait_for
 from aiokafka import AIOKafkaProducer
 
 from hub import HubConfig, RunningHub, provision_resource, run_hub
@@ -40,13 +40,7 @@ async def _send(
     producer: AIOKafkaProducer, topic: str, r: UsageReading, value: bytes | None = None
 ) -> None:
     """Send ``r``'s record, with ``value`` in place of its data when given."""
-    record = encode_event(r, source="urn:test")
-    await producer.send_and_wait(
-        topic,
-        value=record.value if value is None else value,
-        key=record.key,
-        headers=record.headers,
-    )
+    await send_reading(producer, topic, r, value=value)
 
 
 async def _send_reading(producer: AIOKafkaProducer, topic: str, r: UsageReading) -> None:

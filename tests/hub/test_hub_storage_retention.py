@@ -8,11 +8,11 @@ import anyio
 import asyncpg  # type: ignore[import-untyped]
 import msgspec
 import pytest
-from _hub_testing import sample, wait_for
+from _hub_testing import migrate_before, sample, wait_for
 from aiokafka import AIOKafkaProducer
 
 from hub import HubConfig, RunningHub, migrate, provision_resource, run_hub
-from hub.storage.batch import claim_events
+from hub.storage.batch import claim_events, event_key
 from hub.storage.migrate import load_migrations
 from hub.storage.partitions import (
     drop_expired_partitions,
@@ -27,6 +27,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
 def _ms(when: dt.datetime) -> int:
     return int(when.timestamp() * 1000)
+
+
+def _key(event_id: str) -> bytes:
+    return event_key("urn:test", event_id)
 
 
 async def test_retention_drops_months_older_than_90_days_and_keeps_the_rest(
@@ -46,8 +50,10 @@ async def test_retention_drops_months_older_than_90_days_and_keeps_the_rest(
             [(rid, f"e{i}", m) for i, m in enumerate(months)],
         )
         async with db.transaction():
-            fresh = await claim_events(db, [(f"e{i}", _ms(m)) for i, m in enumerate(months)])
-        assert fresh == {f"e{i}" for i in range(6)}
+            fresh = await claim_events(
+                db, [(_key(f"e{i}"), f"e{i}", _ms(m)) for i, m in enumerate(months)]
+            )
+        assert fresh == {_key(f"e{i}") for i in range(6)}
         # nothing landed in a DEFAULT partition: every month had its own
         assert await db.fetchval("SELECT count(*) FROM usage_metrics_default") == 0
         assert await db.fetchval("SELECT count(*) FROM processed_events_default") == 0
@@ -65,9 +71,8 @@ async def test_retention_drops_months_older_than_90_days_and_keeps_the_rest(
         assert await drop_expired_partitions(db, 90, now) == []
         # what is left still deduplicates
         async with db.transaction():
-            assert await claim_events(db, [("e5", _ms(months[5])), ("e6", _ms(months[5]))]) == {
-                "e6"
-            }
+            again = [(_key(e), e, _ms(months[5])) for e in ("e5", "e6")]
+            assert await claim_events(db, again) == {_key("e6")}
     finally:
         await pool.close()
 
@@ -123,20 +128,7 @@ async def test_the_migration_carries_dedup_records_into_monthly_partitions(
     conn = await asyncpg.connect(pg_dsn)
     try:
         # the schema as it was before processed_events was partitioned
-        for m in load_migrations():
-            if m.version < 12:
-                await conn.execute(m.sql)
-                await conn.execute(
-                    "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
-                    "name TEXT NOT NULL, checksum TEXT NOT NULL, "
-                    "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
-                )
-                await conn.execute(
-                    "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
-                    m.version,
-                    m.name,
-                    m.checksum,
-                )
+        await migrate_before(conn, 12)
         key = await provision_resource(conn, f"c-{unique}", "bandwidth", None)
         rid = await conn.fetchval("SELECT id FROM customer_resources WHERE resource_key = $1", key)
         end = dt.datetime(2026, 10, 5, tzinfo=dt.UTC)
@@ -159,13 +151,14 @@ async def test_the_migration_carries_dedup_records_into_monthly_partitions(
             "INSERT INTO processed_events (id) VALUES ('reading-1'), ('gap-1'), ('buried-1')"
         )
         assert await migrate(pg_dsn) == [m.version for m in load_migrations() if m.version >= 12]
+        # 0019 then kept them, by id alone, in processed_events_legacy
         rows = await conn.fetch(
             "SELECT id, event_at, tableoid::regclass::text AS part "
-            "FROM processed_events ORDER BY id"
+            "FROM processed_events_legacy ORDER BY id"
         )
         assert [(r["id"], r["event_at"], r["part"]) for r in rows] == [
-            ("gap-1", end + dt.timedelta(days=30), "processed_events_p202611"),
-            ("reading-1", end, "processed_events_p202610"),
+            ("gap-1", end + dt.timedelta(days=30), "processed_events_legacy_p202611"),
+            ("reading-1", end, "processed_events_legacy_p202610"),
         ]
     finally:
         await conn.close()

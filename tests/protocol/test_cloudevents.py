@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import cast
 
 import msgspec
 import pytest
@@ -246,3 +247,69 @@ def test_a_header_that_is_not_utf8_is_a_decode_error() -> None:
     with pytest.raises(DecodeError) as info:
         decode_record(good.value, headers)
     assert info.value.where == "ce_id"
+
+
+def _cpu_seconds(value: int, resource_type: str = "cpu") -> UsageReading:
+    """A reading as a sender from before milliseconds wrote it: CPU time in seconds."""
+    return UsageReading(
+        customer_id="cust-0001",
+        resource_type=resource_type,
+        resource_key=resource_key("cust-0001", resource_type),
+        value=value,
+        unit="second",
+        start_ms=1_700_000_000_000,
+        end_ms=1_700_000_060_000,
+    )
+
+
+@pytest.mark.parametrize("mode", ["binary", "structured"])
+def test_a_cpu_reading_in_seconds_from_before_milliseconds_decodes_exactly_in_ms(
+    mode: str,
+) -> None:
+    record = encode_event(_cpu_seconds(2**40 + 7), source="s")
+    if mode == "binary":
+        decoded = decode_record(record.value, record.headers)
+    else:
+        value = b'{"specversion":"1.0","id":"%s","source":"s","type":"%s","data":%s}' % (
+            record.event_id.encode(),
+            TYPE_USAGE_RAW.encode(),
+            record.value,
+        )
+        decoded = decode_record(value, [("content-type", b"application/cloudevents+json")])
+    assert decoded.id == record.event_id  # the id it was sent with: dedup still matches
+    assert decoded.data == msgspec.structs.replace(
+        _cpu_seconds(0), value=(2**40 + 7) * 1000, unit="millisecond"
+    )
+
+
+def test_cpu_seconds_beyond_what_milliseconds_can_hold_are_a_decode_error_naming_the_value() -> (
+    None
+):
+    fits = (2**63 - 1) // 1000
+    record = encode_event(_cpu_seconds(fits), source="s")
+    assert cast("UsageReading", decode_record(record.value, record.headers).data).value == (
+        fits * 1000
+    )
+    record = encode_event(_cpu_seconds(fits + 1), source="s")
+    with pytest.raises(DecodeError, match=f"{fits + 1} second is .* more than 2") as info:
+        decode_record(record.value, record.headers)
+    assert info.value.where == "data.value"
+
+
+def test_seconds_on_a_resource_type_not_measured_in_time_are_left_for_the_hub_to_refuse() -> None:
+    record = encode_event(_cpu_seconds(5, "bandwidth"), source="s")
+    assert decode_record(record.value, record.headers).data == _cpu_seconds(5, "bandwidth")
+
+
+def test_a_whole_number_of_cpu_seconds_in_ms_keeps_the_id_the_release_before_gave_it() -> None:
+    """So a cpu event posted before the upgrade and retried after it is counted once."""
+    seconds = msgspec.structs.replace(_cpu_seconds(5), source="api_gateway")
+    ms = msgspec.structs.replace(seconds, value=5_000, unit="millisecond")
+    before = "b692c196-4d2f-6ccf-0523-6855fc026bbf"  # computed by the code of b493957
+    assert encode_event(seconds, source="urn:resmon:hub").event_id == before
+    assert encode_event(ms, source="urn:resmon:hub").event_id == before
+    # a value that is not whole seconds, or another field, is another event
+    finer = msgspec.structs.replace(ms, value=5_001)
+    assert encode_event(finer, source="urn:resmon:hub").event_id != before
+    later = msgspec.structs.replace(ms, end_ms=ms.end_ms + 1)
+    assert encode_event(later, source="urn:resmon:hub").event_id != before

@@ -9,10 +9,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from protocol import (
+    BASE_UNITS,
+    RESOURCE_BASE_UNIT,
     DecodeError,
     UnitError,
+    base_unit_of,
     decode_usage_events,
     from_base,
+    rebase,
     to_base,
     to_base_rounded,
     to_reading,
@@ -127,6 +131,11 @@ def test_to_base_is_exact_beyond_the_default_decimal_precision() -> None:
         ("0.0000000004", "GB", 0, "0.4"),
         ("7", "GB", 7 * 10**9, "0"),
         ("0.000000000001", "TB", 1, "0"),
+        ("0.0005", "second", 0, "0.5"),  # CPU time, to the millisecond
+        ("0.0015", "second", 2, "0.5"),
+        ("1.0004", "seconds", 1_000, "0.4"),
+        ("0.0000001", "hour", 0, "0.36"),
+        ("0.00000125", "hour", 4, "0.5"),
     ],
 )
 def test_to_base_rounded_rounds_half_to_even_and_says_by_how_much(
@@ -135,7 +144,17 @@ def test_to_base_rounded_rounds_half_to_even_and_says_by_how_much(
     assert to_base_rounded(Decimal(value), unit) == (whole, Decimal(by))
 
 
-_FACTOR = {"byte": 1, "KB": 10**3, "GB": 10**9, "TiB": 2**40, "request": 1, "hour": 3600}
+_FACTOR = {
+    "byte": 1,
+    "KB": 10**3,
+    "GB": 10**9,
+    "TiB": 2**40,
+    "request": 1,
+    "millisecond": 1,
+    "second": 1000,
+    "minute": 60_000,
+    "hour": 3_600_000,
+}
 
 
 @given(
@@ -172,3 +191,78 @@ def test_a_rounded_reading_carries_the_whole_count_and_an_exact_one_is_refused()
     assert (reading.value, by) == (2, Decimal("0.5"))
     with pytest.raises(DecodeError, match="not a whole number of bytes"):
         to_reading(event, now_ms=NOW)
+
+
+def test_cpu_time_is_counted_in_milliseconds() -> None:
+    assert RESOURCE_BASE_UNIT["cpu"] == "millisecond"
+    assert "millisecond" in BASE_UNITS
+    assert "second" not in BASE_UNITS
+    for unit in ("ms", "millisecond", "milliseconds", "second", "seconds", "minute", "hour"):
+        assert base_unit_of(unit) == "millisecond"
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "ms"),
+    [
+        ("1", "ms", 1),
+        ("1.5", "second", 1_500),
+        ("0.001", "second", 1),
+        ("1.5", "hour", 5_400_000),
+        ("0.0015", "hour", 5_400),
+        ("0.25", "minute", 15_000),
+        ("2", "hours", 7_200_000),
+        ("86400", "seconds", 86_400_000),
+    ],
+)
+def test_cpu_values_finer_than_a_second_convert_exactly_to_milliseconds(
+    value: str, unit: str, ms: int
+) -> None:
+    assert to_base(Decimal(value), unit) == ms
+    assert to_base_rounded(Decimal(value), unit) == (ms, Decimal(0))
+    assert from_base(ms, unit) == Decimal(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "unit"), [("0.0005", "second"), ("1.0004", "seconds"), ("0.0000001", "hour")]
+)
+def test_cpu_time_finer_than_a_millisecond_is_refused_by_to_base_naming_milliseconds(
+    value: str, unit: str
+) -> None:
+    with pytest.raises(UnitError, match="not a whole number of milliseconds"):
+        to_base(Decimal(value), unit)
+
+
+@given(st.integers(min_value=0, max_value=2**64), st.sampled_from(["second", "minute", "hour"]))
+def test_whole_time_units_convert_to_milliseconds_and_back_exactly(value: int, unit: str) -> None:
+    ms = to_base(value, unit)
+    assert ms == value * _FACTOR[unit]
+    assert from_base(ms, unit) == value
+
+
+def test_milliseconds_in_hours_are_exact_for_multiples_of_nine_else_carried_to_80_digits() -> None:
+    assert from_base(9, "hour") == Decimal("0.0000025")
+    one = from_base(1, "hour")  # 1 / 3,600,000 = 2.777...e-7
+    assert len(one.as_tuple().digits) == 80
+    assert abs(one * 3_600_000 - 1) < Decimal("1e-78")
+
+
+def test_a_cpu_event_posted_in_seconds_or_hours_becomes_a_reading_in_milliseconds() -> None:
+    [hours, seconds] = decode_usage_events(
+        b'[{"customerId":"a","resourceType":"cpu","value":0.0015,"unit":"hour"},'
+        b'{"customerId":"a","resourceType":"cpu","value":0.0004,"unit":"second"}]'
+    )
+    reading = to_reading(hours, now_ms=NOW)
+    assert (reading.value, reading.unit, reading.kind) == (5_400, "millisecond", "delta")
+    rounded, by = to_rounded_reading(seconds, now_ms=NOW)
+    assert (rounded.value, by) == (0, Decimal("0.4"))
+    with pytest.raises(DecodeError, match="not a whole number of milliseconds"):
+        to_reading(seconds, now_ms=NOW)
+
+
+def test_rebase_turns_former_cpu_seconds_into_milliseconds_and_refuses_the_rest() -> None:
+    assert rebase(7, "second") == (7_000, "millisecond")
+    assert rebase((2**63 - 1) // 1000, "second")[0] == (2**63 - 1) // 1000 * 1000
+    with pytest.raises(UnitError, match="more than 2\\^63-1"):
+        rebase((2**63 - 1) // 1000 + 1, "second")
+    with pytest.raises(UnitError, match="never a base unit"):
+        rebase(7, "hour")

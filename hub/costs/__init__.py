@@ -1,0 +1,66 @@
+"""Pricing: exact bills from a cost model and a period's usage (issue 12, section 1).
+
+A pure domain package (no database, no I/O): the storage, REST and CLI layers
+build on it. ``docs/costs.md`` explains each rule with worked examples.
+
+* :mod:`.money` - currency (ISO 4217 minor units), rounding, exact amounts;
+* :mod:`.models` - cost models as validated structs (:func:`load_cost_model`);
+* :mod:`.tiers` - graduated and volume tiers, packages, per-unit prices;
+* :mod:`.percentile` - 95th-percentile bandwidth rates from 5-minute windows;
+* :mod:`.proration` - billing periods and the exact duration ratio;
+* :mod:`.breakdown` - the result: lines rounded once, total, inputs;
+* :mod:`.pricing` - :func:`price`, which puts them together.
+"""
+
+from .breakdown import Breakdown, Inputs, Line
+from .errors import PricingError
+from .models import (
+    CostModel,
+    DirectionMode,
+    Overage,
+    Package,
+    Percentile95,
+    PerUnit,
+    Tier,
+    Tiered,
+    catalog_model,
+    load_cost_model,
+    plan_model,
+)
+from .money import MoneyPolicy, Rounding, minor_units
+from .percentile import WINDOW_MS, Gap, RateMeasure, Sample, measure_rate, nearest_rank
+from .pricing import Volume, price
+from .proration import Period, Proration, billing_period, prorate
+
+__all__ = [
+    "WINDOW_MS",
+    "Breakdown",
+    "CostModel",
+    "DirectionMode",
+    "Gap",
+    "Inputs",
+    "Line",
+    "MoneyPolicy",
+    "Overage",
+    "Package",
+    "PerUnit",
+    "Percentile95",
+    "Period",
+    "PricingError",
+    "Proration",
+    "RateMeasure",
+    "Rounding",
+    "Sample",
+    "Tier",
+    "Tiered",
+    "Volume",
+    "billing_period",
+    "catalog_model",
+    "load_cost_model",
+    "measure_rate",
+    "minor_units",
+    "nearest_rank",
+    "plan_model",
+    "price",
+    "prorate",
+]

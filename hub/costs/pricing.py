@@ -1,0 +1,178 @@
+"""Price one resource for one billing period: a model and a measured usage in, a breakdown out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from fractions import Fraction
+
+import msgspec
+
+from protocol import UnitError, unit_factor
+
+from .breakdown import Breakdown, Charge, Inputs, assemble
+from .errors import PricingError
+from .models import CostModel, Overage, Package, Percentile95, PerUnit, Tiered
+from .money import MoneyPolicy, shown
+from .percentile import RateMeasure, nearest_rank
+from .proration import Period, Proration, prorate
+from .tiers import package, per_unit, tiered
+
+__all__ = ["Volume", "price"]
+
+
+class Volume(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=True):
+    """A period's usage: an exact count of base units, billed in the catalog ``unit``."""
+
+    base: int
+    unit: str
+
+    def __post_init__(self) -> None:
+        if isinstance(self.base, bool) or not isinstance(self.base, int) or self.base < 0:
+            raise PricingError("usage.base", f"{self.base!r} is not a whole count >= 0")
+        try:
+            unit_factor(self.unit)
+        except UnitError as exc:
+            raise PricingError("usage.unit", str(exc)) from None
+
+    @property
+    def quantity(self) -> Fraction:
+        """The usage in catalog units, exactly (3,600 s is one hour)."""
+        return Fraction(self.base, unit_factor(self.unit)[1])
+
+
+def _base(model: CostModel, proration: Proration | None) -> list[Charge]:
+    if not model.base_cost:
+        return []
+    cost = Fraction(model.base_cost)
+    text = f"base cost per {model.billing_period.removesuffix('ly')}"
+    if proration is None:
+        return [Charge("base", text, cost, Fraction(1), "period", model.base_cost)]
+    ratio = proration.exact_ratio
+    return [
+        Charge(
+            "base",
+            f"{text}, prorated x {ratio.numerator}/{ratio.denominator} of the period",
+            cost * ratio,
+            ratio,
+            "period",
+            model.base_cost,
+            proration=proration,
+        )
+    ]
+
+
+def _volume_charges(
+    model: CostModel, usage: Volume, limit: Fraction | None
+) -> tuple[list[Charge], str]:
+    price, unit, quantity = model.usage, usage.unit, usage.quantity
+    included = Fraction(model.included)
+    billable = max(Fraction(0), quantity - included)
+    above = f" above {shown(included)} {unit} included" if included else ""
+    if price is None:
+        return [], "base cost only"
+    if isinstance(price, PerUnit):
+        text = f"every {unit}{above} at {price.unit_price}"
+        return [per_unit(billable, price.unit_price, unit, kind="usage", description=text)], text
+    if isinstance(price, Overage):
+        over = Fraction(0) if limit is None else max(Fraction(0), quantity - limit)
+        allowance = "no limit" if limit is None else f"limit {shown(limit)} {unit}"
+        text = f"the plan's overage: {price.rate} per {unit} above the limit ({allowance})"
+        charge = per_unit(over, price.rate, unit, kind="overage", description=text)
+        return [charge], text
+    if isinstance(price, Tiered):
+        return tiered(billable, price, unit), f"{price.mode} tiers over the usage{above}"
+    if isinstance(price, Package):
+        text = f"{price.price} per started package of {price.size} {unit}{above}"
+        return [package(billable, price, unit)], text
+    raise PricingError("usage", "a 95th-percentile model is priced from a RateMeasure")
+
+
+def _rate_charges(
+    price: Percentile95, rate: RateMeasure, period: Period
+) -> tuple[list[Charge], str]:
+    if rate.mode != price.direction:
+        raise PricingError(
+            "usage.mode", f"measured as {rate.mode}, the model bills {price.direction}"
+        )
+    over = max(Fraction(0), rate.rate_mbps - Fraction(price.committed_mbps))
+    text = (
+        f"95th percentile of 5-minute rates (nearest rank ceil(0.95 n): {rate.rank} of "
+        f"{rate.ranked}, {price.direction}) above the {price.committed_mbps} Mbps CDR at "
+        f"{price.overage_per_mbps} per Mbps"
+    )
+    if not period.start_ms <= rate.period.start_ms < rate.period.end_ms <= period.end_ms:
+        raise PricingError("usage.period", "the rate was measured outside the billing period")
+    if rate.rank != nearest_rank(rate.ranked):
+        raise PricingError("usage.rank", f"{rate.rank} is not ceil(0.95 x {rate.ranked})")
+    charge = per_unit(over, price.overage_per_mbps, "Mbps", kind="overage", description=text)
+    return [charge], text
+
+
+def _limit(limit_base: int | None, unit: str) -> Fraction | None:
+    """The resource's limit in catalog units, exactly."""
+    if limit_base is None:
+        return None
+    if isinstance(limit_base, bool) or not isinstance(limit_base, int) or limit_base < 0:
+        raise PricingError("limitBase", f"{limit_base!r} is not a whole count >= 0")
+    return Fraction(limit_base, unit_factor(unit)[1])
+
+
+def price(
+    model: CostModel,
+    usage: Volume | RateMeasure,
+    *,
+    period: Period,
+    money: MoneyPolicy | None = None,
+    active: Period | None = None,
+    limit_base: int | None = None,
+    sources: Sequence[str] = (),
+) -> Breakdown:
+    """The breakdown of ``model`` applied to ``usage`` over the billing ``period``.
+
+    ``active`` is the part of the period the resource had this model (it started
+    or changed plan inside it): the base cost is prorated by the exact duration
+    ratio. ``limit_base`` is the resource's limit in base units, as
+    ``customer_resources.limit_value`` holds it (None: unlimited); a
+    95th-percentile model has none (its CDR is the allowance).
+    A change of plan inside a period is priced as one breakdown per model, each
+    with its own ``active`` span and the usage measured in it.
+    """
+    money = money or MoneyPolicy()
+    proration = prorate(period, active)
+    charges = _base(model, proration)
+    allowance: Fraction | None
+    if isinstance(model.usage, Percentile95):
+        if not isinstance(usage, RateMeasure):
+            raise PricingError("usage", "a 95th-percentile model needs a RateMeasure")
+        if limit_base is not None:
+            raise PricingError("limitBase", "a 95th-percentile model's allowance is its CDR")
+        usage_charges, rule = _rate_charges(model.usage, usage, period)
+        quantity, unit, allowance = usage.rate_mbps, "Mbps", Fraction(model.usage.committed_mbps)
+        inputs = Inputs(rate=usage, sources=tuple(sources))
+    else:
+        if not isinstance(usage, Volume):
+            raise PricingError("usage", "a volume model needs a Volume, not a rate")
+        exact_limit = _limit(limit_base, usage.unit)
+        usage_charges, rule = _volume_charges(model, usage, exact_limit)
+        quantity, unit = usage.quantity, usage.unit
+        included = Fraction(model.included)
+        allowance = exact_limit if exact_limit is not None else (included or None)
+        inputs = Inputs(
+            usage_base=usage.base, base_unit=unit_factor(unit)[0], sources=tuple(sources)
+        )
+    rule = f"{rule}; each line rounded {money.rounding.replace('_', '-')} to {money.minor_units} "
+    rule += "places, total = sum of the rounded lines"
+    if proration is not None:
+        rule += f"; base cost prorated by {proration.rule}"
+    return assemble(
+        [*charges, *usage_charges],
+        money=money,
+        model=model,
+        period=period,
+        rule=rule,
+        usage=quantity,
+        unit=unit,
+        limit=allowance,
+        proration=proration,
+        inputs=inputs,
+    )
