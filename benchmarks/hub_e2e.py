@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -18,6 +19,7 @@ import asyncpg  # type: ignore[import-untyped]
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from hub.config import HubConfig
+from hub.storage.apikeys import create_key
 from hub.storage.migrate import migrate
 from hub.storage.provision import DEFAULT_TENANT
 from protocol import AlertEvent, UsageReading, decode_record, encode_event
@@ -30,6 +32,8 @@ _T0 = 1_764_547_200_000  # 2025-12-01T00:00:00Z
 _STEP = 600_000
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 #: background stream as a fraction of the measured drain rate during the latency run
+#: RESMON_API_KEY_SECRET of the hubs the benchmarks start (their databases are throwaway)
+_KEY_SECRET = secrets.token_hex(32)
 LOAD = float(os.environ.get("RESMON_BENCH_LOAD", "0.25"))
 
 
@@ -104,6 +108,7 @@ def _hub(config: HubConfig, log: Path) -> subprocess.Popen[bytes]:
         "RESMON_HUB_HTTP": "127.0.0.1:0",
         "RESMON_RETENTION_DAYS": "36500",
         "RESMON_REDIS_PREFIX": config.redis_prefix,
+        "RESMON_API_KEY_SECRET": config.api_key_secret,
     }
     resmon = str(Path(sys.executable).with_name("resmon"))
     return subprocess.Popen(  # noqa: S603 - our own resmon executable
@@ -139,6 +144,7 @@ async def _e2e(quick: bool) -> list[Figure]:
             database_url=dsn,
             redis_url=redis_url,
             kafka_bootstrap_servers=bootstrap,
+            api_key_secret=_KEY_SECRET,
             consumer_group=f"bench-{tag}",
             usage_topic=f"bench-usage-{tag}",
             alerts_topic=f"bench-alerts-{tag}",
@@ -292,6 +298,7 @@ async def _ingest(quick: bool) -> list[Figure]:
             database_url=dsn,
             redis_url=redis_url,
             kafka_bootstrap_servers=bootstrap,
+            api_key_secret=_KEY_SECRET,
             http_port=0,
             consumer_group=f"bench-{tag}",
             usage_topic=f"bench-usage-{tag}",
@@ -316,7 +323,11 @@ async def _ingest(quick: bool) -> list[Figure]:
         async with anyio.create_task_group() as tg:
             hub = await tg.start(run_hub, config)
             url = f"{hub.http_url}/api/metrics/ingest"
-            async with aiohttp.ClientSession() as http:
+            created = await create_key(
+                hub.pool, _KEY_SECRET, tenant_id=DEFAULT_TENANT, name="bench", scopes=("ingest",)
+            )
+            auth = {"Authorization": f"Bearer {created.key}"}
+            async with aiohttp.ClientSession(headers=auth) as http:
                 async with http.post(url, json=[event(0)]) as resp:
                     if resp.status != 200:
                         raise RuntimeError(f"ingest refused: {resp.status} {await resp.text()}")

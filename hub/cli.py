@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import signal
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import anyio
 import click
@@ -14,6 +15,9 @@ from .forecast_cli import forecast
 from .notify.settings import ENV_HELP as NOTIFY_ENV_HELP
 
 __all__ = ["hub"]
+
+
+T = TypeVar("T")
 
 
 def _config() -> HubConfig:
@@ -83,18 +87,9 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
 @hub.command("migrate")
 def migrate_cmd() -> None:
     """Apply pending database migrations (needs DATABASE_URL only); safe to run twice."""
-    import os
-
-    from .config import check_database_url
     from .storage.migrate import migrate
 
-    url = os.environ.get("DATABASE_URL", "").strip()
-    if not url:
-        raise click.ClickException("DATABASE_URL is not set")
-    try:
-        address = check_database_url(url)
-    except HubError as exc:
-        raise click.ClickException(str(exc)) from None
+    url, address = _database_url()
     try:
         applied = anyio.run(lambda: migrate(url, address=address))
     except HubError as exc:
@@ -103,6 +98,144 @@ def migrate_cmd() -> None:
         click.echo(f"applied migrations: {', '.join(f'{v:04d}' for v in applied)}")
     else:
         click.echo("database is up to date")
+
+
+def _database_url() -> tuple[str, str]:
+    """DATABASE_URL and its host:port, or a ClickException saying what is wrong."""
+    import os
+
+    from .config import check_database_url
+
+    url = os.environ.get("DATABASE_URL", "").strip()
+    if not url:
+        raise click.ClickException("DATABASE_URL is not set")
+    try:
+        return url, check_database_url(url)
+    except HubError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _with_db(action: Callable[[Any], Awaitable[T]]) -> T:
+    """Run ``action(connection)`` against DATABASE_URL; a HubError becomes a ClickException."""
+    import asyncpg  # type: ignore[import-untyped]
+
+    from ._exceptions import storage_errors
+
+    url, address = _database_url()
+
+    async def main() -> T:
+        with storage_errors(address):
+            conn = await asyncpg.connect(url)
+        try:
+            return await action(conn)
+        finally:
+            await conn.close()
+
+    try:
+        return anyio.run(main)
+    except HubError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _server_secret() -> str:
+    import os
+
+    from .apikeys import check_server_secret
+
+    secret = os.environ.get("RESMON_API_KEY_SECRET", "").strip()
+    try:
+        check_server_secret(secret)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    return secret
+
+
+@hub.group("keys")
+def keys() -> None:
+    """API keys of the REST API (needs DATABASE_URL; create also RESMON_API_KEY_SECRET)."""
+
+
+@keys.command("create")
+@click.option("--tenant", required=True, help="tenant name or id (`default` for the default one)")
+@click.option("--scope", "scope", required=True, help="comma-separated: read,write,ingest,admin")
+@click.option("--name", default=None, help="who or what uses the key (default: the scopes)")
+@click.option(
+    "--customer", "customers", multiple=True, help="restrict the key to this customer (repeat)"
+)
+@click.option("--expires-in", default=None, help="e.g. 30d, 12h, 90m; default: never")
+def keys_create(
+    tenant: str, scope: str, name: str | None, customers: tuple[str, ...], expires_in: str | None
+) -> None:
+    """Create a key and print it (only this once) and its id."""
+    import datetime as dt
+
+    from .apikeys import check_restriction, parse_duration, parse_scopes
+    from .storage import apikeys as stored
+
+    secret = _server_secret()
+    try:
+        scopes = parse_scopes(scope)
+        check_restriction(scopes, list(customers) or None)
+        seconds = parse_duration(expires_in) if expires_in is not None else None
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds) if seconds else None
+
+    async def create(conn: Any) -> stored.Created:
+        tenant_id = await stored.resolve_tenant(conn, tenant)
+        for customer in customers:
+            if await stored.tenant_of_customer(conn, customer) != tenant_id:
+                raise HubError(f"customer {customer!r} not found in tenant {tenant!r}")
+        return await stored.create_key(
+            conn,
+            secret,
+            tenant_id=tenant_id,
+            name=name or ",".join(scopes),
+            scopes=scopes,
+            customer_ids=list(customers) or None,
+            expires_at=expires,
+        )
+
+    created = _with_db(create)
+    click.echo(created.key)
+    click.echo(f"id {created.api_key.id}  (the key is shown only now; store it safely)", err=True)
+
+
+@keys.command("list")
+@click.option("--tenant", default=None, help="only this tenant's keys (name or id)")
+def keys_list(tenant: str | None) -> None:
+    """List keys: id, tenant, name, scopes, customers, expiry, revoked, last used."""
+    from .storage import apikeys as stored
+
+    async def fetch(conn: Any) -> list[stored.ApiKey]:
+        tenant_id = await stored.resolve_tenant(conn, tenant) if tenant else None
+        return await stored.list_keys(conn, tenant_id)
+
+    for key in _with_db(fetch):
+        click.echo(
+            "\t".join(
+                (
+                    key.id,
+                    key.tenant_id,
+                    key.name,
+                    ",".join(key.scopes),
+                    ",".join(key.customer_ids or ("*",)),
+                    f"expires={key.expires_at.isoformat() if key.expires_at else 'never'}",
+                    f"revoked={key.revoked_at.isoformat() if key.revoked_at else 'no'}",
+                    f"last_used={key.last_used_at.isoformat() if key.last_used_at else 'never'}",
+                )
+            )
+        )
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+def keys_revoke(key_id: str) -> None:
+    """Revoke the key with id KEY_ID (at once for every hub)."""
+    from .storage import apikeys as stored
+
+    key = _with_db(lambda conn: stored.revoke_key(conn, key_id))
+    click.echo(f"revoked {key.id} ({key.name}) at {key.revoked_at}")
 
 
 @hub.group("cost")
@@ -114,21 +247,19 @@ def _cost_settings() -> tuple[str, str, Any]:
     """DATABASE_URL, its host:port, and the rest of the hub's config the cost commands read."""
     import os
 
-    from .config import HUB_VARS, check_database_url
+    from .config import HUB_VARS
     from .env import read
 
-    url = os.environ.get("DATABASE_URL", "").strip()
-    if not url:
-        raise click.ClickException("DATABASE_URL is not set")
+    url, address = _database_url()
     wanted = {"RESMON_BILLING_TZ", "RESMON_CURRENCY", "RESMON_COST_ROUNDING"}
     try:
-        address = check_database_url(url)
         values = read([v for v in HUB_VARS if v.name in wanted], os.environ)
         # the remaining fields only have to be valid; the cost commands do not use them
         config = HubConfig(
             database_url=url,
             redis_url="redis://unused",
             kafka_bootstrap_servers="unused:1",
+            api_key_secret="not used by the cost commands".ljust(32, "."),
             **values,
         )
     except HubError as exc:
@@ -190,7 +321,7 @@ def cost_show(customer: str, resource_key: str | None, period: str | None, as_js
     import time
     from zoneinfo import ZoneInfo
 
-    import asyncpg  # type: ignore[import-untyped]
+    import asyncpg
     import msgspec
 
     from ._exceptions import storage_errors

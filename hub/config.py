@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgspec
 
 from ._exceptions import ConfigError
+from .apikeys import check_server_secret
 from .checks.thresholds import DEFAULT_CRITICAL_PERCENT, DEFAULT_HYSTERESIS, DEFAULT_WARNING_PERCENT
 from .costs import MoneyPolicy, PricingError
 from .env import Var, decimal, help_table, integer, lower, number, read
@@ -73,6 +74,8 @@ class HubConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     database_url: str
     redis_url: str
     kafka_bootstrap_servers: str
+    #: the server secret API keys are hashed with (HMAC-SHA-256); never logged or shown
+    api_key_secret: str
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     consumer_group: str = "resmon-hub"
@@ -125,6 +128,10 @@ class HubConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
 
     def __post_init__(self) -> None:
         check_database_url(self.database_url)
+        try:
+            check_server_secret(self.api_key_secret)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(
                 f"REDIS_URL={redact(self.redis_url)!r}: expected redis://host:port/db"
@@ -239,6 +246,9 @@ HUB_VARS: Final = (
     Var("REDIS_URL", "redis_url", "redis://host:port/db", "redis://cache:6379/0", required=True),
     Var("KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers", "host:port[,host:port...]",
         "k3:9093", required=True),
+    Var("RESMON_API_KEY_SECRET", "api_key_secret",
+        "server secret API keys are hashed with, >= 32 characters",
+        "0123456789abcdef0123456789abcdef", required=True),
     Var("RESMON_HUB_HTTP", ("http_host", "http_port"), "host:port the REST API listens on",
         "0.0.0.0:9000", _http, shown="127.0.0.1:8080"),
     Var("RESMON_HUB_GROUP", "consumer_group", "Kafka consumer group", "hub-b"),

@@ -56,6 +56,13 @@ class HubMetrics:
             ["component"],
             registry=r,
         )
+        self.auth_refused = Counter(
+            "resmon_hub_api_auth_refused",
+            "REST requests refused for their API key (missing, malformed, unknown, revoked, "
+            "expired, scope)",
+            ["reason"],
+            registry=r,
+        )
         self.batch_failures = Counter(
             "resmon_hub_batch_failures", "Batches rolled back and retried", registry=r
         )

@@ -9,6 +9,7 @@ every reading is stored -> collect -> stop in reverse order.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import time
 import uuid
@@ -62,6 +63,8 @@ class _Run:
     max_lag: int = 0
     left_in_buffers: int = 0
     started_mono: float = field(default_factory=time.monotonic)
+    #: RESMON_API_KEY_SECRET of this run's hubs
+    key_secret: str = field(default_factory=lambda: secrets.token_hex(32))
 
     @property
     def fleet(self) -> Fleet:
@@ -215,6 +218,8 @@ def _start_hub(run: _Run) -> Child:
         "RESMON_HUB_USAGE_TOPIC": run.topic,
         "RESMON_HUB_ALERTS_TOPIC": f"alerts-{run.run_id}",
         "RESMON_HUB_SESSION_MS": "3000",
+        # the load test calls only /metrics, which needs no key; the hub needs a secret
+        "RESMON_API_KEY_SECRET": run.key_secret,
         "RESMON_WARNING_PERCENT": str(s.warning_percent),
         "RESMON_CRITICAL_PERCENT": str(s.critical_percent),
     }

@@ -9,6 +9,7 @@ the first minute; the REST API shows them.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import time
 from collections.abc import Callable, Mapping
@@ -55,6 +56,27 @@ async def _progress(hub: Any, started: float, say: Callable[[str], None], every:
         say(f"[{time.monotonic() - started:5.0f}s] readings {readings:<6} alerts: {by_severity}")
 
 
+def _key_secret(state_dir: Path, env: Mapping[str, str]) -> str:
+    """RESMON_API_KEY_SECRET if set, else one kept in ``state_dir`` (keys outlive a restart)."""
+    given = env.get("RESMON_API_KEY_SECRET", "").strip()
+    if given:
+        return given
+    path = state_dir / "api-key-secret"
+    if path.exists():
+        return path.read_text().strip()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_hex(32)
+    _write_private(path, secret)
+    return secret
+
+
+def _write_private(path: Path, text: str) -> None:
+    """``text`` in ``path``, readable by this user only from the start."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text + "\n")
+
+
 async def run_demo(
     *,
     state_dir: Path,
@@ -70,10 +92,12 @@ async def run_demo(
     """Start everything, print where to look, run until cancelled or ``duration`` passes."""
     from edge_agent.app import run_agent
     from edge_agent.config import config_from_dict
+    from hub.apikeys import SCOPES
     from hub.app import run_hub
     from hub.config import HubConfig
+    from hub.storage.apikeys import create_key
     from hub.storage.migrate import migrate
-    from hub.storage.provision import provision_resource
+    from hub.storage.provision import DEFAULT_TENANT, provision_resource
     from simulator import Fleet
 
     from .embedded import embedded_servers
@@ -82,6 +106,7 @@ async def run_demo(
     async with embedded_servers(state_dir, env, progress=say) as urls:
         config = HubConfig.from_env(
             {
+                "RESMON_API_KEY_SECRET": _key_secret(state_dir, env),
                 "DATABASE_URL": urls.database_url,
                 "REDIS_URL": urls.redis_url,
                 "KAFKA_BOOTSTRAP_SERVERS": urls.kafka_bootstrap_servers,
@@ -102,6 +127,14 @@ async def run_demo(
         try:
             for customer, limit in demo_limits(customers, per_customer).items():
                 await provision_resource(conn, customer, "bandwidth", limit)
+            created = await create_key(
+                conn,
+                config.api_key_secret,
+                tenant_id=DEFAULT_TENANT,
+                name="demo",
+                scopes=SCOPES,
+                expires_at=None,
+            )
         finally:
             await conn.close()
 
@@ -137,11 +170,16 @@ async def run_demo(
             await tg.start(run_agent, agent_config)
             base = hub.http_url
             first = customers[0]
+            key_file = state_dir / "api-key"
+            _write_private(key_file, created.key)
+            auth = f'-H "Authorization: Bearer {created.key}"'
             say(f"hub REST API on {base}")
-            say(f"  current usage:  curl {base}/api/metrics/customer/{first}/current")
-            say(f"  resources:      curl {base}/api/monitoring/customers/{first}/resources")
-            say(f"  alerts:         curl {base}/api/alerts")
-            say(f"  metrics:        curl {base}/metrics")
+            say(f"  API key (every scope, default tenant; also in {key_file}):")
+            say(f"    {created.key}")
+            say(f"  current usage:  curl {auth} {base}/api/metrics/customer/{first}/current")
+            say(f"  resources:      curl {auth} {base}/api/monitoring/customers/{first}/resources")
+            say(f"  alerts:         curl {auth} {base}/api/alerts")
+            say(f"  metrics:        curl {base}/metrics   (no key needed)")
             say(
                 f"{first} reaches 80 % of its limit about {int(_FULL_AFTER_S[0] * 0.8)} s after "
                 "the first poll. Ctrl-C stops everything."

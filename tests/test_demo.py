@@ -38,8 +38,9 @@ def state_dir() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _get(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=2) as resp:
+def _get(url: str, key: str) -> Any:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"})
+    with urllib.request.urlopen(request, timeout=2) as resp:
         return json.loads(resp.read())
 
 
@@ -76,10 +77,12 @@ def test_demo_shows_usage_and_an_alert_within_60_seconds(state_dir: Path) -> Non
         alerts: list[dict[str, Any]] = []
         while time.monotonic() - started < 60:
             assert proc.poll() is None, "resmon demo exited early"
+            key_file = state_dir / "api-key"
             try:
-                resources = _get(f"{base}/api/metrics/customer/cust-0001/current")
-                alerts = _get(f"{base}/api/alerts")
-            except (urllib.error.URLError, ConnectionError):
+                key = key_file.read_text().strip()
+                resources = _get(f"{base}/api/metrics/customer/cust-0001/current", key)
+                alerts = _get(f"{base}/api/alerts", key)
+            except (urllib.error.URLError, ConnectionError, FileNotFoundError):
                 pass
             if alerts and any(r["usage"] > 0 for r in resources):
                 break
@@ -88,9 +91,14 @@ def test_demo_shows_usage_and_an_alert_within_60_seconds(state_dir: Path) -> Non
         assert alerts, "no alert within 60 s"
         assert alerts[0]["customerId"] == "cust-0001"
         assert alerts[0]["alertType"] in {"THRESHOLD_WARNING", "THRESHOLD_CRITICAL"}
+        with pytest.raises(urllib.error.HTTPError) as refused:  # the same call without the key
+            urllib.request.urlopen(f"{base}/api/alerts", timeout=2)
+        assert refused.value.code == 401
+        refused.value.close()  # the error holds the response open
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out
     assert "hub REST API on" in out
+    assert f'curl -H "Authorization: Bearer {key}" {base}/api/alerts' in out
     assert "stopped." in out

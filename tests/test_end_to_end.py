@@ -20,13 +20,15 @@ from edge_agent.app import run_agent
 from edge_agent.config import config_from_dict
 from hub.app import run_hub
 from hub.config import HubConfig
+from hub.storage.apikeys import create_key
 from hub.storage.migrate import migrate
-from hub.storage.provision import provision_resource
+from hub.storage.provision import DEFAULT_TENANT, provision_resource
 from simulator import Fleet
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration, pytest.mark.snmp]
 
 RATE = 1_000  # bytes/s into the customer's interface (simulated time)
+SECRET = "end-to-end-api-key-secret-0123456789abcdef"
 LIMIT = 100_000  # bytes: 80 % at 80 s of traffic, 95 % at 95 s
 STEP_S = 10  # simulated seconds per step -> 10,000 bytes
 
@@ -63,12 +65,16 @@ async def test_traffic_crossing_95_percent_raises_one_warning_then_one_critical_
     conn = await asyncpg.connect(pg_dsn)
     try:
         key = await provision_resource(conn, customer, "bandwidth", LIMIT)
+        created = await create_key(
+            conn, SECRET, tenant_id=DEFAULT_TENANT, name="e2e", scopes=("read",)
+        )
     finally:
         await conn.close()
     hub_config = HubConfig(
         database_url=pg_dsn,
         redis_url=redis_url,
         kafka_bootstrap_servers=kafka_bootstrap,
+        api_key_secret=SECRET,
         http_port=0,
         consumer_group=f"hub-{unique}",
         usage_topic=f"usage-{unique}",
@@ -148,7 +154,8 @@ async def test_traffic_crossing_95_percent_raises_one_warning_then_one_critical_
             assert final[1][1] == "ACTIVE"
 
             # The REST API shows the exact usage and both alerts.
-            async with aiohttp.ClientSession(hub.http_url) as http:
+            auth = {"Authorization": f"Bearer {created.key}"}
+            async with aiohttp.ClientSession(hub.http_url, headers=auth) as http:
                 async with http.get(f"/api/metrics/customer/{customer}/current") as resp:
                     assert resp.status == 200
                     current = await resp.json()

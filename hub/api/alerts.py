@@ -7,7 +7,7 @@ GET      /api/alerts?status=&customerId=&resourceKey=&limit=  alerts, newest fir
 GET      /api/alerts/{id}                                 one alert
 GET      /api/alerts/{id}/history                         audit trail of its episode
 POST     /api/alerts/{id}/acknowledge                     ``{"by": "...", "comment": "..."}``
-POST     /api/alerts/{id}/resolve                         ``{"by": "...", "comment": "..."}``
+POST     /api/alerts/{id}/resolve                         (``by`` default: the API key's name)
 GET/PUT  /api/customers/{customerId}/notification-preferences  effective / the customer's own
 GET/PUT  /api/tenants/{tenantId}/notification-preferences  tenant default (``default`` = built-in)
 GET      /api/notifications?status=&customerId=&alertId=&limit=  notification log, retries,
@@ -28,7 +28,7 @@ import msgspec
 import structlog
 from aiohttp import web
 
-from .._exceptions import HubError
+from .._exceptions import HubError, NotFoundError
 from ..alerts import lifecycle
 from ..notify import log as notify_log
 from ..notify._exceptions import PreferencesError
@@ -36,8 +36,8 @@ from ..notify.preferences import Stored, decode_preferences, masked, save_prefer
 from ..notify.preferences import stored_preferences as load_preferences
 from ..notify.settings import NotifyConfig
 from ..storage import queries
-from ..storage.provision import DEFAULT_TENANT
 from ._http import ApiContext, context_of, error_response, json_response
+from .auth import caller_of, check_customer, check_tenant
 
 __all__ = ["add_alert_routes"]
 
@@ -88,24 +88,51 @@ async def list_alerts(request: web.Request) -> web.Response:
     if isinstance(filters, web.Response):
         return filters
     status, limit = filters
+    customer = await _customer_filter(request)
+    key = caller_of(request)
     rows = await queries.list_alerts(
         context_of(request).db,
         status=status.upper() if status else None,
-        customer_id=q.get("customerId"),
+        customer_id=customer,
         resource_key=q.get("resourceKey"),
         limit=limit,
+        tenant_id=key.tenant_id,
+        customer_ids=key.customer_ids,
     )
     return json_response(rows)
 
 
+async def _customer_filter(request: web.Request) -> str | None:
+    """The ``customerId`` filter, if any; NotFoundError for a customer the key cannot see."""
+    customer = request.query.get("customerId")
+    if customer is not None:
+        await check_customer(request, customer)
+    return customer
+
+
+async def _visible_alert(request: web.Request, alert_id: str) -> queries.AlertRow:
+    """The alert, if the caller's key may see its customer; else NotFoundError as for none."""
+    row = await lifecycle.get_alert(context_of(request).db, alert_id)
+    try:
+        await check_customer(request, row.customer_id)
+    except NotFoundError:
+        raise NotFoundError(f"alert {alert_id} not found") from None
+    return row
+
+
 async def get_alert(request: web.Request) -> web.Response:
-    return json_response(
-        await lifecycle.get_alert(context_of(request).db, request.match_info["id"])
-    )
+    return json_response(await _visible_alert(request, request.match_info["id"]))
 
 
 async def history(request: web.Request) -> web.Response:
-    return json_response(await lifecycle.history(context_of(request).db, request.match_info["id"]))
+    alert_id = request.match_info["id"]
+    await _visible_alert(request, alert_id)
+    return json_response(await lifecycle.history(context_of(request).db, alert_id))
+
+
+def _actor(request: web.Request, action: _Action) -> str:
+    """Who acts: the body's ``by``, else the name of the caller's API key."""
+    return action.by.strip() if action.by and action.by.strip() else caller_of(request).name
 
 
 async def _action(request: web.Request) -> _Action | web.Response:
@@ -122,11 +149,11 @@ async def acknowledge(request: web.Request) -> web.Response:
     action = await _action(request)
     if isinstance(action, web.Response):
         return action
-    if not (action.by and action.by.strip()):
-        return error_response(400, 'who acknowledges is required: {"by": "name"}', "$.by")
+    alert_id = request.match_info["id"]
+    await _visible_alert(request, alert_id)
     try:
         row = await lifecycle.acknowledge(
-            context_of(request).db, request.match_info["id"], action.by, action.comment
+            context_of(request).db, alert_id, _actor(request, action), action.comment
         )
     except lifecycle.IllegalTransitionError as exc:
         return error_response(409, str(exc), "status")
@@ -140,8 +167,10 @@ async def resolve(request: web.Request) -> web.Response:
     if isinstance(action, web.Response):
         return action
     ctx = context_of(request)
+    alert_id = request.match_info["id"]
+    await _visible_alert(request, alert_id)
     try:
-        row = await lifecycle.resolve(ctx.db, request.match_info["id"], action.by, action.comment)
+        row = await lifecycle.resolve(ctx.db, alert_id, _actor(request, action), action.comment)
     except lifecycle.IllegalTransitionError as exc:
         return error_response(409, str(exc), "status")
     except ValueError as exc:
@@ -159,14 +188,17 @@ def _shown(stored: Stored) -> Stored:
 
 
 def _tenant(request: web.Request) -> str:
-    tenant = request.match_info["tenantId"]
-    return DEFAULT_TENANT if tenant == "default" else tenant
+    return check_tenant(request, request.match_info["tenantId"])
+
+
+async def _customer(request: web.Request) -> str:
+    customer = request.match_info["customerId"]
+    await check_customer(request, customer)
+    return customer
 
 
 async def get_customer_prefs(request: web.Request) -> web.Response:
-    stored = await load_preferences(
-        context_of(request).db, customer_id=request.match_info["customerId"]
-    )
+    stored = await load_preferences(context_of(request).db, customer_id=await _customer(request))
     return json_response(_shown(stored))
 
 
@@ -181,13 +213,14 @@ async def _put(request: web.Request, **scope: str) -> web.Response:
         prefs = decode_preferences(await request.read(), _notify_config(ctx).allow_networks)
     except PreferencesError as exc:
         return error_response(400, str(exc), exc.where)
-    stored = await save_preferences(ctx.db, prefs, by=request.headers.get("X-Resmon-User"), **scope)
+    by = request.headers.get("X-Resmon-User") or caller_of(request).name
+    stored = await save_preferences(ctx.db, prefs, by=by, **scope)
     _log.info("notification_preferences_saved", **scope)
     return json_response(_shown(stored))
 
 
 async def put_customer_prefs(request: web.Request) -> web.Response:
-    return await _put(request, customer_id=request.match_info["customerId"])
+    return await _put(request, customer_id=await _customer(request))
 
 
 async def put_tenant_prefs(request: web.Request) -> web.Response:
@@ -208,13 +241,17 @@ async def notifications(request: web.Request) -> web.Response:
             return error_response(
                 400, f"alertId {alert_id!r} is not an alert id (a UUID)", "alertId"
             )
-        await lifecycle.get_alert(context_of(request).db, alert_id)  # 404 for an unknown id
+        await _visible_alert(request, alert_id)  # 404 for an unknown (or another's) id
+    customer = await _customer_filter(request)
+    key = caller_of(request)
     rows = await notify_log.list_log(
         context_of(request).db,
         status=status.upper() if status else None,
-        customer_id=q.get("customerId"),
+        customer_id=customer,
         alert_id=alert_id,
         limit=limit,
+        tenant_id=key.tenant_id,
+        customer_ids=key.customer_ids,
     )
     return json_response(rows)
 

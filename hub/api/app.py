@@ -43,13 +43,16 @@ from protocol import (
 from .._exceptions import HubError, NotFoundError, UnreachableError, storage_errors
 from ..kafka import publish_many
 from ..storage import queries
+from ..storage.apikeys import ApiKey, claim_customers
 from ..storage.partitions import retention_horizon_ms
 from ..storage.provision import Executor, load_resources, unprovisionable_types
 from ..validation import validate_event_id, validate_reading
+from . import auth
 from ._http import CONTEXT, ApiContext, context_of, error_response, json_response
 from .alerts import add_alert_routes
 from .costs import add_cost_routes
 from .forecasts import add_forecast_routes
+from .keys import add_key_routes
 
 __all__ = ["ApiContext", "create_app"]
 
@@ -77,10 +80,12 @@ def _refused_body(request: web.Request) -> web.Response | None:
     return error_response(415, f"{said}; send the body as application/json", "Content-Type")
 
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
 @web.middleware
-async def _errors(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
+async def _checked(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Parameters of a sane length and a JSON, UTF-8 body (after the key is checked)."""
     for name, value in (*request.match_info.items(), *request.query.items()):
         if "\x00" in value or len(value) > _MAX_PARAM:
             return error_response(
@@ -88,9 +93,14 @@ async def _errors(
             )
     if (refused := _refused_body(request)) is not None:
         return refused
+    if request.body_exists:  # read once (aiohttp keeps it for the handler): UTF-8 or 400
+        check_utf8(await request.read())
+    return await handler(request)
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
-        if request.body_exists:  # read once (aiohttp keeps it for the handler): UTF-8 or 400
-            check_utf8(await request.read())
         return await handler(request)
     except DecodeError as exc:
         return error_response(400, str(exc), exc.where)
@@ -125,6 +135,7 @@ async def metrics(request: web.Request) -> web.Response:
 async def current(request: web.Request) -> web.Response:
     ctx = context_of(request)
     customer = request.match_info["customerId"]
+    await auth.check_customer(request, customer)
     if ctx.cache is not None:
         try:
             cached = await ctx.cache.current_usage(customer)
@@ -145,6 +156,7 @@ async def current(request: web.Request) -> web.Response:
 async def resources(request: web.Request) -> web.Response:
     ctx = context_of(request)
     customer = request.match_info["customerId"]
+    await auth.check_customer(request, customer)
     tz = ctx.config.billing_tz
     return json_response(await queries.customer_resources(ctx.db, customer, billing_tz=tz))
 
@@ -242,6 +254,27 @@ async def _unprovisionable(
     return None
 
 
+async def _foreign_customer(
+    db: Executor, caller: ApiKey, events: list[UsageEvent]
+) -> web.Response | None:
+    """A 404 for the first event of a customer the key may not write to.
+
+    Customers seen for the first time join the key's tenant.
+    """
+    many = len(events) > 1
+    ids = list(dict.fromkeys(e.customer_id for e in events))
+    allowed = set(ids) if caller.customer_ids is None else set(ids) & set(caller.customer_ids)
+    owners = await claim_customers(db, sorted(allowed), caller.tenant_id) if allowed else {}
+    for i, event in enumerate(events):
+        if owners.get(event.customer_id) != caller.tenant_id:
+            at = f"$[{i}]" if many else "$"
+            _log.info("ingest_foreign_customer", key_id=caller.id, at=at)
+            return error_response(
+                404, f"event {at}: customer {event.customer_id!r} not found", f"{at}.customerId"
+            )
+    return None
+
+
 async def ingest(request: web.Request) -> web.Response:
     ctx = context_of(request)
     if ctx.producer is None:
@@ -258,6 +291,8 @@ async def ingest(request: web.Request) -> web.Response:
         return error_response(400, str(exc), exc.where or (path.group(1) if path else "body"))
     if not events:
         return error_response(400, "no events in the body", "body")
+    caller = auth.caller_of(request)  # the key's tenant, whatever the body's tenantId says
+    events = [msgspec.structs.replace(e, tenant_id=caller.tenant_id) for e in events]
     now = time.time_ns() // 1_000_000
     horizon = retention_horizon_ms(ctx.config.retention_days)
     records = []
@@ -300,6 +335,8 @@ async def ingest(request: web.Request) -> web.Response:
         readings.append((at, reading))
     if (refused := await _unprovisionable(ctx.db, readings)) is not None:
         return refused
+    if (refused := await _foreign_customer(ctx.db, caller, events)) is not None:
+        return refused
     keyed = [
         (i, event, reading, record.event_id)
         for i, (event, (_, reading), record) in enumerate(
@@ -330,8 +367,11 @@ async def ingest(request: web.Request) -> web.Response:
 
 def create_app(context: ApiContext) -> web.Application:
     """The aiohttp application; run it with :func:`hub.api.serve` or a test client."""
-    app = web.Application(middlewares=[_errors], client_max_size=4 * 1024 * 1024)
+    app = web.Application(
+        middlewares=[_errors, auth.authenticate, _checked], client_max_size=4 * 1024 * 1024
+    )
     app[CONTEXT] = context
+    auth.setup(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/api/metrics/ingest", ingest)
@@ -340,4 +380,6 @@ def create_app(context: ApiContext) -> web.Application:
     add_alert_routes(app)
     add_cost_routes(app)
     add_forecast_routes(app)
+    add_key_routes(app)
+    auth.check_routes(app.router.routes())
     return app

@@ -27,6 +27,7 @@ from aiohttp import web
 from ..calendar import month_of
 from ..costs import PricingError
 from ..storage import costs
+from . import auth
 from ._http import context_of, error_response, json_response
 
 __all__ = ["add_cost_routes"]
@@ -74,6 +75,7 @@ async def _views(
     if isinstance(month, web.Response):
         return month
     customer = request.match_info["customerId"]
+    await auth.check_customer(request, customer)  # another tenant's customer: 404
     try:
         got = await costs.views(
             ctx.db,

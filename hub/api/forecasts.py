@@ -20,6 +20,7 @@ from aiohttp import web
 
 from .._exceptions import storage_errors
 from ..storage.forecasts import stored_forecasts
+from . import auth
 from ._http import context_of, json_response
 
 __all__ = ["add_forecast_routes"]
@@ -28,6 +29,7 @@ __all__ = ["add_forecast_routes"]
 async def customer_forecasts(request: web.Request) -> web.Response:
     ctx = context_of(request)
     customer = request.match_info["customerId"]
+    await auth.check_customer(request, customer)  # another tenant's customer: 404
     resource_key = request.query.get("resourceKey") or None
     with storage_errors(ctx.config.database_address):
         rows = await stored_forecasts(ctx.db, customer_id=customer, resource_key=resource_key)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Sequence
 from decimal import ROUND_DOWN, Decimal
 from typing import Any, Final
 
@@ -303,7 +304,10 @@ async def list_log(
     customer_id: str | None = None,
     alert_id: str | None = None,
     limit: int = 100,
+    tenant_id: str | None = None,
+    customer_ids: Sequence[str] | None = None,
 ) -> list[LogRow]:
+    """The log, newest first (``tenant_id``/``customer_ids``: only theirs)."""
     with storage_errors():
         rows = await db.fetch(
             """SELECT n.id, n.alert_id::text AS alert_id, n.episode_id::text AS episode_id,
@@ -320,11 +324,15 @@ async def list_log(
                WHERE ($1::text IS NULL OR n.status = $1)
                  AND ($2::text IS NULL OR n.customer_id = $2)
                  AND ($3::uuid IS NULL OR n.alert_id = $3::uuid)
+                 AND ($5::uuid IS NULL OR n.tenant_id = $5::uuid)
+                 AND ($6::text[] IS NULL OR n.customer_id = ANY($6::text[]))
                ORDER BY n.id DESC LIMIT $4""",
             status,
             customer_id,
             alert_id,
             limit,
+            tenant_id,
+            list(customer_ids) if customer_ids is not None else None,
         )
     out = []
     for r in rows:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any, Final
 
@@ -202,19 +203,27 @@ async def list_alerts(
     customer_id: str | None = None,
     resource_key: str | None = None,
     limit: int = 100,
+    tenant_id: str | None = None,
+    customer_ids: Sequence[str] | None = None,
 ) -> list[AlertRow]:
-    """Alerts, newest first, filtered by the given fields."""
+    """Alerts, newest first, filtered by the given fields (``tenant_id``: its customers'
+    only; ``customer_ids``: those customers' only)."""
     with storage_errors():
         rows = await db.fetch(
-            ALERTS_SELECT
+            ALERTS_SELECT  # noqa: S608 (constant text; values are parameters)
             + """WHERE ($1::text IS NULL OR a.status = $1)
                    AND ($2::text IS NULL OR cr.customer_id = $2)
                    AND ($3::text IS NULL OR cr.resource_key = $3)
+                   AND ($5::uuid IS NULL OR cr.customer_id IN
+                        (SELECT c.id FROM customers c WHERE c.tenant_id = $5::uuid))
+                   AND ($6::text[] IS NULL OR cr.customer_id = ANY($6::text[]))
                  ORDER BY a.created_at DESC, a.id LIMIT $4""",
             status,
             customer_id,
             resource_key,
             limit,
+            tenant_id,
+            list(customer_ids) if customer_ids is not None else None,
         )
     return [_alert(r) for r in rows]
 

@@ -43,11 +43,13 @@ def test_docker_compose_config_accepts_the_file(tmp_path: Path) -> None:
     if docker_compose is None:
         pytest.skip("docker-compose not installed (Debian: apt-get install docker-compose)")
     # `config` parses, interpolates and validates; it never talks to a Docker engine.
-    result = run(
-        [docker_compose, "--project-directory", str(REPO), "-f", str(COMPOSE), "config", "-q"],
-        env={"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"},
-    )
+    command = [docker_compose, "--project-directory", str(REPO), "-f", str(COMPOSE), "config", "-q"]
+    engine = {"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"}
+    result = run(command, env={**engine, "RESMON_API_KEY_SECRET": "s" * 32})
     assert result.returncode == 0, result.stdout
+    refused = run(command, env={**engine, "RESMON_API_KEY_SECRET": ""})  # refused, named
+    assert refused.returncode != 0
+    assert "RESMON_API_KEY_SECRET" in refused.stdout
 
 
 def test_stack_has_kraft_kafka_postgres16_redis7_and_no_zookeeper(compose: dict[str, Any]) -> None:
@@ -90,6 +92,8 @@ def test_hub_waits_for_healthy_servers_and_gets_every_url(compose: dict[str, Any
         "redis": "service_healthy",
     }
     assert {"DATABASE_URL", "REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS"} <= set(hub["environment"])
+    # the API key secret has no default: compose refuses to start the hub without it
+    assert hub["environment"]["RESMON_API_KEY_SECRET"].startswith("${RESMON_API_KEY_SECRET:?")
 
 
 def test_compose_agent_config_passes_check_config() -> None:

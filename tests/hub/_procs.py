@@ -29,6 +29,7 @@ class HubProcess:
             "RESMON_HUB_HTTP": "127.0.0.1:0",
             "RESMON_RETENTION_DAYS": str(config.retention_days),
             "RESMON_REDIS_PREFIX": config.redis_prefix,
+            "RESMON_API_KEY_SECRET": config.api_key_secret,
         }
         self.log = log
         self._out = log.open("ab")

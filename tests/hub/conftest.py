@@ -9,6 +9,7 @@ import anyio
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 import redis
+from _keys import TEST_SECRET, bearer, make_key
 from aiokafka import AIOKafkaProducer
 
 from hub import HubConfig, RunningHub, migrate, run_hub
@@ -22,6 +23,7 @@ def hub_config(
         database_url=pg_dsn,
         redis_url=redis_url,
         kafka_bootstrap_servers=kafka_bootstrap,
+        api_key_secret=TEST_SECRET,
         http_port=0,
         consumer_group=f"hub-{unique}",
         usage_topic=f"usage-{unique}",
@@ -75,7 +77,13 @@ async def hub(hub_config: HubConfig, db: asyncpg.Connection) -> AsyncIterator[Ru
 
 
 @pytest.fixture
-async def http(hub: RunningHub) -> AsyncIterator[aiohttp.ClientSession]:
-    """A client of the running hub's REST API."""
-    async with aiohttp.ClientSession(base_url=hub.http_url) as session:
+async def api_key(db: asyncpg.Connection) -> str:
+    """A key of the default tenant with every scope (read, write, ingest, admin)."""
+    return await make_key(db)
+
+
+@pytest.fixture
+async def http(hub: RunningHub, api_key: str) -> AsyncIterator[aiohttp.ClientSession]:
+    """A client of the running hub's REST API, sending :func:`api_key`."""
+    async with aiohttp.ClientSession(base_url=hub.http_url, headers=bearer(api_key)) as session:
         yield session

@@ -14,6 +14,7 @@ ENV = {
     "DATABASE_URL": "postgresql://hub:s3cret@db.example:5433/resmon",
     "REDIS_URL": "redis://cache:6379/1",
     "KAFKA_BOOTSTRAP_SERVERS": "k1:9092,k2:9092",
+    "RESMON_API_KEY_SECRET": "key-s3cret-0123456789abcdef0123456789",
 }
 
 
@@ -33,6 +34,15 @@ def test_missing_variable_is_named() -> None:
     del env["REDIS_URL"]
     with pytest.raises(ConfigError, match="REDIS_URL is not set"):
         HubConfig.from_env(env)
+
+
+@pytest.mark.parametrize(("value", "said"), [("", "is not set"), ("too-short", "has 9 characters")])
+def test_a_missing_or_short_api_key_secret_is_named(value: str, said: str) -> None:
+    # from the environment an empty value is "not set"; built directly, its length is named
+    with pytest.raises(ConfigError, match=r"RESMON_API_KEY_SECRET (is not set|has 9 char)"):
+        HubConfig.from_env({**ENV, "RESMON_API_KEY_SECRET": value})
+    with pytest.raises(ConfigError, match=f"RESMON_API_KEY_SECRET {said}"):
+        HubConfig.from_env(ENV, api_key_secret=value)
 
 
 @pytest.mark.parametrize(
@@ -71,6 +81,7 @@ def test_password_never_appears_in_repr() -> None:
     config = HubConfig.from_env(ENV)
     assert "s3cret" not in repr(config)
     assert "s3cret" not in str(config)
+    assert config.api_key_secret == ENV["RESMON_API_KEY_SECRET"]
     assert redact(ENV["DATABASE_URL"]) == "postgresql://hub:***@db.example:5433/resmon"
 
 

@@ -19,6 +19,7 @@ import msgspec
 import pytest
 import redis.asyncio as aioredis
 from _hub_testing import wait_for
+from _keys import bearer, make_key
 from aiokafka import AIOKafkaProducer
 
 from hub import HubConfig, MigrationError, migrate, provision_resource, run_hub
@@ -446,6 +447,7 @@ async def test_usage_cached_in_seconds_before_the_upgrade_is_refilled_from_postg
         await conn.execute(
             "UPDATE customer_resources SET current_usage = 1800000 WHERE resource_key = $1", key
         )
+        api_key = await make_key(conn)
     finally:
         await conn.close()
     # what the hub of the release before left in Redis: a complete, fresh hash in seconds
@@ -458,7 +460,8 @@ async def test_usage_cached_in_seconds_before_the_upgrade_is_refilled_from_postg
         with anyio.fail_after(60):
             async with anyio.create_task_group() as tg:
                 hub = await tg.start(run_hub, hub_config)
-                async with aiohttp.ClientSession(base_url=hub.http_url) as http:
+                session = aiohttp.ClientSession(base_url=hub.http_url, headers=bearer(api_key))
+                async with session as http:
                     sources = []
                     for _ in range(2):
                         async with http.get(f"/api/metrics/customer/{customer}/current") as resp:

@@ -8,6 +8,7 @@ import asyncpg  # type: ignore[import-untyped]
 import msgspec
 import pytest
 from _hub_testing import until
+from _keys import bearer
 from _notify_fakes import notify_config, smtp_server
 
 from hub import HubConfig, RunningHub, provision_resource, run_hub
@@ -28,7 +29,7 @@ def reading(customer: str, value: int, n: int) -> dict[str, object]:
 
 
 async def test_hub_emails_warning_critical_acknowledge_and_resolve_exactly_once_each(
-    hub_config: HubConfig, db: asyncpg.Connection, unique: str
+    hub_config: HubConfig, db: asyncpg.Connection, unique: str, api_key: str
 ) -> None:
     customer = f"cust-{unique}"
     key = await provision_resource(db, customer, "api_calls", 1000)
@@ -43,7 +44,8 @@ async def test_hub_emails_warning_critical_acknowledge_and_resolve_exactly_once_
         config = msgspec.structs.replace(hub_config, notify=notify_config(port))
         async with anyio.create_task_group() as tg:
             hub: RunningHub = await tg.start(run_hub, config)
-            async with aiohttp.ClientSession(base_url=hub.http_url) as http:
+            session = aiohttp.ClientSession(base_url=hub.http_url, headers=bearer(api_key))
+            async with session as http:
                 with anyio.fail_after(60):
                     resp = await http.post("/api/metrics/ingest", json=reading(customer, 850, 1))
                     assert resp.status == 200

@@ -15,6 +15,7 @@ import msgspec
 import pytest
 import structlog
 from _hub_testing import until
+from _keys import bearer
 from _notify_fakes import FakeHttp, http_server, notify_config, raise_alert
 
 from hub import HubConfig, provision_resource
@@ -38,12 +39,15 @@ async def pool(hub_config: HubConfig, db: asyncpg.Connection) -> AsyncIterator[a
 
 
 @pytest.fixture
-async def api(hub_config: HubConfig, pool: asyncpg.Pool) -> AsyncIterator[aiohttp.ClientSession]:
+async def api(
+    hub_config: HubConfig, pool: asyncpg.Pool, api_key: str
+) -> AsyncIterator[aiohttp.ClientSession]:
     config = msgspec.structs.replace(hub_config, notify=notify_config())
     async with anyio.create_task_group() as tg:
         app = create_app(ApiContext(config=config, db=pool, metrics=HubMetrics()))
         port = await tg.start(serve, app, "127.0.0.1", 0)
-        async with aiohttp.ClientSession(base_url=f"http://127.0.0.1:{port}") as session:
+        base = f"http://127.0.0.1:{port}"
+        async with aiohttp.ClientSession(base_url=base, headers=bearer(api_key)) as session:
             yield session
         tg.cancel_scope.cancel()
 

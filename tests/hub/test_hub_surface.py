@@ -52,6 +52,7 @@ def test_unreachable_database_is_one_clear_line(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("DATABASE_URL", "postgresql://hub:s3cret@127.0.0.1:1/resmon")
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
+    monkeypatch.setenv("RESMON_API_KEY_SECRET", "x" * 32)
     result = CliRunner().invoke(hub_cli, ["run"])
     assert result.exit_code == 1
     assert "cannot reach PostgreSQL at 127.0.0.1:1 (set by DATABASE_URL)" in result.output

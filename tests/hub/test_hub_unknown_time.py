@@ -7,6 +7,7 @@ import datetime as dt
 import aiohttp
 import asyncpg  # type: ignore[import-untyped]
 import pytest
+from _keys import bearer
 from aiohttp.test_utils import TestClient, TestServer
 from test_hub_redis_batch_write import usage
 
@@ -121,12 +122,12 @@ async def test_the_cache_keeps_the_unknown_time_of_its_fill_across_batch_updates
 
 
 async def test_the_current_usage_and_resources_routes_answer_unknown_ms(
-    db: asyncpg.Connection, hub_config: HubConfig, unique: str
+    db: asyncpg.Connection, hub_config: HubConfig, unique: str, api_key: str
 ) -> None:
     customer = f"cust-{unique}"
     key = await january_resource(db, customer)
     app = create_app(ApiContext(config=hub_config, db=db, metrics=HubMetrics()))
-    async with TestClient(TestServer(app)) as client:
+    async with TestClient(TestServer(app), headers=bearer(api_key)) as client:
         current: aiohttp.ClientResponse = await client.get(
             f"/api/metrics/customer/{customer}/current"
         )

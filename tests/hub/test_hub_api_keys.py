@@ -1,0 +1,461 @@
+"""API keys and tenants: every route of the app against every kind of caller.
+
+The routes come from the app's own route table, so a route added without a
+request in :data:`REQUESTS` (and a scope in ``hub.api.auth.ROUTE_SCOPES``)
+fails :func:`test_every_route_has_a_request_in_the_matrix`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import asyncpg  # type: ignore[import-untyped]
+import pytest
+from _keys import TEST_SECRET, bearer, make_key
+from _notify_fakes import raise_alert
+from structlog.testing import capture_logs
+
+from hub import RunningHub, provision_resource
+from hub.api import ApiContext, create_app
+from hub.api.auth import PUBLIC, required_scope
+from hub.apikeys import SCOPES, hash_key, new_key
+from hub.storage.apikeys import revoke_key
+from hub.storage.provision import DEFAULT_TENANT
+
+pytestmark = [pytest.mark.integration, pytest.mark.anyio]
+
+
+@dataclass
+class Tenant:
+    """A tenant's objects: a customer with a resource and an ACTIVE alert, and a key."""
+
+    id: str
+    customer: str
+    resource: str
+    key: str
+    key_id: str
+
+    async def alert(self, db: asyncpg.Connection) -> str:
+        """A fresh ACTIVE alert of the customer (the previous one resolved)."""
+        await db.execute(
+            """UPDATE alerts SET status = 'RESOLVED', resolved_at = now(), resolution = 'test'
+               WHERE customer_resource_id =
+                     (SELECT id FROM customer_resources WHERE resource_key = $1)""",
+            self.resource,
+        )
+        return await raise_alert(db, self.resource)
+
+
+async def _tenant(db: asyncpg.Connection, tenant_id: str, customer: str) -> Tenant:
+    if tenant_id != DEFAULT_TENANT:
+        await db.execute(
+            "INSERT INTO tenants (id, name) VALUES ($1::uuid, $2)", tenant_id, f"t-{customer}"
+        )
+    # provisioning keeps an existing customer's tenant
+    await db.execute(
+        "INSERT INTO customers (id, tenant_id) VALUES ($1, $2::uuid)", customer, tenant_id
+    )
+    resource = await provision_resource(db, customer, "api_calls", 1000)
+    key = await make_key(db, tenant_id=tenant_id, name=f"key-of-{customer}")
+    return Tenant(tenant_id, customer, resource, key, await _key_id(db, key))
+
+
+async def _key_id(db: asyncpg.Connection, key: str) -> str:
+    return str(
+        await db.fetchval(
+            "SELECT id::text FROM api_keys WHERE key_hash = $1", hash_key(TEST_SECRET, key)
+        )
+    )
+
+
+@dataclass
+class World:
+    db: asyncpg.Connection
+    hub: RunningHub
+    mine: Tenant  # the default tenant
+    other: Tenant  # a second tenant
+    neighbour: str  # a second customer of the default tenant
+
+
+@pytest.fixture
+async def world(hub: RunningHub, db: asyncpg.Connection, unique: str) -> World:
+    mine = await _tenant(db, DEFAULT_TENANT, f"cust-{unique}")
+    other = await _tenant(db, str(uuid.uuid4()), f"other-{unique}")
+    neighbour = f"next-{unique}"
+    await provision_resource(db, neighbour, "api_calls", 1000)
+    return World(db, hub, mine, other, neighbour)
+
+
+@dataclass
+class Request:
+    method: str
+    url: str
+    body: Any = None
+    #: the route lists only the caller's own things (no object named): check the body instead
+    listing: bool = False
+
+
+#: (method, route) -> the request that reaches ``target``'s objects
+Builder = Callable[[World, Tenant], Awaitable[Request]]
+
+
+def _event(customer: str) -> dict[str, object]:
+    return {"customerId": customer, "resourceType": "api_calls", "value": 1, "unit": "request"}
+
+
+async def _ingest(w: World, t: Tenant) -> Request:
+    return Request("POST", "/api/metrics/ingest", [_event(t.customer)])
+
+
+async def _current(w: World, t: Tenant) -> Request:
+    return Request("GET", f"/api/metrics/customer/{t.customer}/current")
+
+
+async def _resources(w: World, t: Tenant) -> Request:
+    return Request("GET", f"/api/monitoring/customers/{t.customer}/resources")
+
+
+async def _alerts(w: World, t: Tenant) -> Request:
+    return Request("GET", f"/api/alerts?customerId={t.customer}")
+
+
+async def _alert(w: World, t: Tenant) -> Request:
+    return Request("GET", f"/api/alerts/{await t.alert(w.db)}")
+
+
+async def _history(w: World, t: Tenant) -> Request:
+    return Request("GET", f"/api/alerts/{await t.alert(w.db)}/history")
+
+
+async def _ack(w: World, t: Tenant) -> Request:
+    return Request("POST", f"/api/alerts/{await t.alert(w.db)}/acknowledge", {})
+
+
+async def _resolve(w: World, t: Tenant) -> Request:
+    return Request("POST", f"/api/alerts/{await t.alert(w.db)}/resolve", {})
+
+
+async def _customer_prefs(w: World, t: Tenant) -> Request:
+    return Request("GET", f"/api/customers/{t.customer}/notification-preferences")
+
+
+async def _put_customer_prefs(w: World, t: Tenant) -> Request:
+    return Request("PUT", f"/api/customers/{t.customer}/notification-preferences", {})
+
+
+async def _tenant_prefs(w: World, t: Tenant) -> Request:
+    return Request("GET", f"/api/tenants/{t.id}/notification-preferences")
+
+
+async def _put_tenant_prefs(w: World, t: Tenant) -> Request:
+    return Request("PUT", f"/api/tenants/{t.id}/notification-preferences", {})
+
+
+async def _notifications(w: World, t: Tenant) -> Request:
+    return Request("GET", f"/api/notifications?customerId={t.customer}")
+
+
+async def _costs(w: World, t: Tenant) -> Request:
+    return Request("GET", f"/api/costs/customers/{t.customer}")
+
+
+async def _resource_costs(w: World, t: Tenant) -> Request:
+    return Request("GET", f"/api/costs/customers/{t.customer}/resources/{t.resource}")
+
+
+async def _forecasts(w: World, t: Tenant) -> Request:
+    return Request("GET", f"/api/forecasts/customers/{t.customer}")
+
+
+async def _list_keys(w: World, t: Tenant) -> Request:
+    return Request("GET", "/api/keys", listing=True)
+
+
+async def _create_key(w: World, t: Tenant) -> Request:
+    body = {"name": "portal", "scopes": ["read"], "customerIds": [t.customer]}
+    return Request("POST", "/api/keys", body)
+
+
+async def _revoke_key(w: World, t: Tenant) -> Request:
+    spare = await make_key(w.db, tenant_id=t.id, name="spare")
+    return Request("DELETE", f"/api/keys/{await _key_id(w.db, spare)}")
+
+
+REQUESTS: dict[tuple[str, str], Builder] = {
+    ("POST", "/api/metrics/ingest"): _ingest,
+    ("GET", "/api/metrics/customer/{customerId}/current"): _current,
+    ("GET", "/api/monitoring/customers/{customerId}/resources"): _resources,
+    ("GET", "/api/alerts"): _alerts,
+    ("GET", "/api/alerts/{id}"): _alert,
+    ("GET", "/api/alerts/{id}/history"): _history,
+    ("POST", "/api/alerts/{id}/acknowledge"): _ack,
+    ("POST", "/api/alerts/{id}/resolve"): _resolve,
+    ("GET", "/api/customers/{customerId}/notification-preferences"): _customer_prefs,
+    ("PUT", "/api/customers/{customerId}/notification-preferences"): _put_customer_prefs,
+    ("GET", "/api/tenants/{tenantId}/notification-preferences"): _tenant_prefs,
+    ("PUT", "/api/tenants/{tenantId}/notification-preferences"): _put_tenant_prefs,
+    ("GET", "/api/notifications"): _notifications,
+    ("GET", "/api/keys"): _list_keys,
+    ("POST", "/api/keys"): _create_key,
+    ("DELETE", "/api/keys/{id}"): _revoke_key,
+    ("GET", "/api/costs/customers/{customerId}"): _costs,
+    ("GET", "/api/costs/customers/{customerId}/resources/{resourceKey}"): _resource_costs,
+    ("GET", "/api/forecasts/customers/{customerId}"): _forecasts,
+}
+
+
+def _routes(hub: RunningHub) -> list[tuple[str, str]]:
+    """(method, path) of every route of the hub's app (as create_app builds it) but the public."""
+    app = create_app(ApiContext(config=hub.config, db=hub.pool, metrics=hub.metrics))
+    out = set()
+    for route in app.router.routes():
+        path = route.resource.canonical if route.resource is not None else None
+        if route.method == "HEAD" or path is None or path in PUBLIC:
+            continue
+        out.add((route.method, path))
+    return sorted(out)
+
+
+@pytest.fixture
+async def client(world: World) -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(base_url=world.hub.http_url) as session:
+        yield session
+
+
+async def _call(
+    client: aiohttp.ClientSession, req: Request, headers: dict[str, str]
+) -> tuple[int, dict[str, str], str]:
+    async with client.request(req.method, req.url, json=req.body, headers=headers) as resp:
+        return resp.status, dict(resp.headers), await resp.text()
+
+
+async def test_every_route_has_a_request_in_the_matrix(world: World) -> None:
+    routes = _routes(world.hub)
+    assert len(routes) >= 16
+    assert set(routes) == set(REQUESTS), "a route without a case in REQUESTS (or a stale case)"
+    for method, path in routes:
+        assert required_scope(method, path) in SCOPES
+
+
+async def test_the_own_key_reaches_every_route(world: World, client: aiohttp.ClientSession) -> None:
+    """The control: each request of the matrix succeeds with its owner's key."""
+    for route in _routes(world.hub):
+        req = await REQUESTS[route](world, world.mine)
+        status, _, text = await _call(client, req, bearer(world.mine.key))
+        assert 200 <= status < 300, (route, status, text)
+
+
+def _bad_checksum(key: str) -> str:
+    last = key[-1]
+    return key[:-1] + ("a" if last != "a" else "b")
+
+
+async def test_no_key_or_a_bad_one_is_401_on_every_route(
+    world: World, client: aiohttp.ClientSession
+) -> None:
+    db = world.db
+    revoked = await make_key(db, name="revoked")
+    await revoke_key(db, await _key_id(db, revoked))
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+    expired = await make_key(db, name="expired", expires_at=past)
+    good = world.mine.key
+    cases: dict[str, dict[str, str]] = {
+        "no key": {},
+        "not bearer": {"Authorization": f"Basic {good}"},
+        "malformed": bearer("rsm_short"),
+        "wrong prefix": bearer("ghp_" + good[4:]),
+        "bad checksum": bearer(_bad_checksum(good)),
+        "bad checksum in X-API-Key": {"X-API-Key": _bad_checksum(good)},
+        "unknown": bearer(new_key()),
+        "revoked": bearer(revoked),
+        "expired": bearer(expired),
+    }
+    for route in _routes(world.hub):
+        req = await REQUESTS[route](world, world.mine)
+        for case, headers in cases.items():
+            status, got, text = await _call(client, req, headers)
+            assert status == 401, (route, case, status, text)
+            assert got.get("WWW-Authenticate", "").startswith("Bearer"), (route, case)
+    # the same requests pass with X-API-Key instead of Authorization
+    req = await _current(world, world.mine)
+    assert (await _call(client, req, {"X-API-Key": good}))[0] == 200
+
+
+async def test_a_missing_scope_is_403_on_every_route(
+    world: World, client: aiohttp.ClientSession
+) -> None:
+    for route in _routes(world.hub):
+        scope = required_scope(*route)
+        lacking = await make_key(world.db, [s for s in SCOPES if s != scope], name="lacking")
+        req = await REQUESTS[route](world, world.mine)
+        status, _, text = await _call(client, req, bearer(lacking))
+        assert status == 403, (route, status, text)
+        assert scope in text
+
+
+async def test_another_tenants_objects_are_404_never_403(
+    world: World, client: aiohttp.ClientSession
+) -> None:
+    """The other tenant's key has every scope; the default tenant's objects do not exist for it."""
+    for route in _routes(world.hub):
+        req = await REQUESTS[route](world, world.mine)
+        status, _, text = await _call(client, req, bearer(world.other.key))
+        if req.listing:
+            assert status == 200, (route, status, text)
+            assert world.mine.key_id not in text
+            assert world.other.key_id in text
+        else:
+            assert status == 404, (route, status, text)
+            assert "not found" in text, (route, text)
+
+
+async def test_a_customer_key_sees_only_its_customers(
+    world: World, client: aiohttp.ClientSession
+) -> None:
+    """A key of the default tenant for its neighbour: the tenant's other customer is 404."""
+    portal = await make_key(
+        world.db, ("read", "write", "ingest"), name="portal", customer_ids=[world.neighbour]
+    )
+    for route in _routes(world.hub):
+        req = await REQUESTS[route](world, world.mine)
+        status, _, text = await _call(client, req, bearer(portal))
+        expected = 403 if required_scope(*route) == "admin" else 404
+        assert status == expected, (route, status, text)
+
+
+async def test_listings_hold_only_the_callers_tenant(
+    world: World, client: aiohttp.ClientSession
+) -> None:
+    mine = await world.mine.alert(world.db)
+    theirs = await world.other.alert(world.db)
+    async with client.get("/api/alerts", headers=bearer(world.other.key)) as resp:
+        ids = [a["id"] for a in await resp.json()]
+    assert theirs in ids
+    assert mine not in ids
+    portal = await make_key(world.db, ("read",), name="portal", customer_ids=[world.neighbour])
+    async with client.get("/api/alerts", headers=bearer(portal)) as resp:
+        assert await resp.json() == []
+
+
+async def test_ingest_takes_the_keys_tenant_and_acts_record_the_key_name(
+    world: World, client: aiohttp.ClientSession, unique: str
+) -> None:
+    fresh = f"new-{unique}"
+    body = [{**_event(fresh), "tenantId": DEFAULT_TENANT}]  # the body's tenant is ignored
+    async with client.post("/api/metrics/ingest", json=body, headers=bearer(world.other.key)) as r:
+        assert r.status == 200, await r.text()
+    owner = await world.db.fetchval("SELECT tenant_id::text FROM customers WHERE id = $1", fresh)
+    assert owner == world.other.id
+    # the default tenant cannot now write to (or read) the other tenant's new customer
+    async with client.post(
+        "/api/metrics/ingest", json=[_event(fresh)], headers=bearer(world.mine.key)
+    ) as r:
+        assert r.status == 404
+        assert (await r.json())["where"] == "$.customerId"
+    alert = await world.mine.alert(world.db)
+    async with client.post(
+        f"/api/alerts/{alert}/resolve", json={}, headers=bearer(world.mine.key)
+    ) as r:
+        assert (await r.json())["resolvedBy"] == f"key-of-{world.mine.customer}"
+
+
+async def test_keys_through_the_admin_api(world: World, client: aiohttp.ClientSession) -> None:
+    admin = bearer(world.mine.key)
+    body = {"name": "grafana", "scopes": ["read"], "expiresIn": "30d"}
+    async with client.post("/api/keys", json=body, headers=admin) as resp:
+        assert resp.status == 201
+        created = await resp.json()
+    key, record = created["key"], created["apiKey"]
+    assert key.startswith("rsm_")
+    assert record["scopes"] == ["read"]
+    assert record["tenantId"] == DEFAULT_TENANT
+    assert record["expiresAt"] is not None
+    async with client.get("/api/alerts", headers=bearer(key)) as resp:
+        assert resp.status == 200
+    async with client.get("/api/keys", headers=admin) as resp:
+        listed = await resp.json()
+    assert record["id"] in [k["id"] for k in listed]
+    assert key not in str(listed)  # shown once: never listed
+    (used,) = [k for k in listed if k["id"] == record["id"]]
+    assert used["lastUsedAt"] is not None
+    # a key cannot grant what it lacks; an admin key cannot be a customer's
+    async with client.post(
+        "/api/keys", json={"name": "x", "scopes": ["admin"]}, headers=bearer(key)
+    ) as resp:
+        assert resp.status == 403  # the read key has no admin scope at all
+    reader_admin = await make_key(world.db, ("admin", "read"), name="ra")
+    async with client.post(
+        "/api/keys", json={"name": "x", "scopes": ["ingest"]}, headers=bearer(reader_admin)
+    ) as resp:
+        assert resp.status == 403
+        assert "ingest" in (await resp.json())["error"]
+    bad = {"name": "x", "scopes": ["admin"], "customerIds": [world.mine.customer]}
+    async with client.post("/api/keys", json=bad, headers=admin) as resp:
+        assert resp.status == 400
+    async with client.post(
+        "/api/keys", json={"name": "x", "scopes": ["read"], "expiresIn": "soon"}, headers=admin
+    ) as resp:
+        assert resp.status == 400
+        assert "expected a number and s, m, h or d" in (await resp.json())["error"]
+    async with client.delete(f"/api/keys/{record['id']}", headers=admin) as resp:
+        assert resp.status == 200
+        assert (await resp.json())["revokedAt"] is not None
+    async with client.get("/api/alerts", headers=bearer(key)) as resp:
+        assert resp.status == 401
+        assert "revoked" in (await resp.json())["error"]
+    async with client.delete("/api/keys/not-a-uuid", headers=admin) as resp:
+        assert resp.status == 404
+
+
+async def test_refusals_are_counted(world: World, client: aiohttp.ClientSession) -> None:
+    registry = world.hub.metrics.registry
+    before = registry.get_sample_value("resmon_hub_api_auth_refused_total", {"reason": "missing"})
+    async with client.get("/api/alerts") as resp:
+        assert resp.status == 401
+    after = registry.get_sample_value("resmon_hub_api_auth_refused_total", {"reason": "missing"})
+    assert (after or 0) == (before or 0) + 1
+
+
+async def test_public_routes_need_no_key(world: World, client: aiohttp.ClientSession) -> None:
+    for path in ("/healthz", "/metrics"):
+        async with client.get(path) as resp:
+            assert resp.status == 200, path
+    async with client.get("/api/no-such-route") as resp:
+        assert resp.status == 401  # an unknown path tells nothing without a key
+    async with client.get("/api/no-such-route", headers=bearer(world.mine.key)) as resp:
+        assert resp.status == 404
+
+
+async def test_keys_and_the_server_secret_never_appear_in_the_log(
+    world: World, client: aiohttp.ClientSession
+) -> None:
+    """Canary: every key the hub saw (good, mistyped, unknown, revoked, new) stays out of logs."""
+    admin = bearer(world.mine.key)
+    revoked = await make_key(world.db, name="canary-revoked")
+    await revoke_key(world.db, await _key_id(world.db, revoked))
+    with capture_logs() as logs:
+        body = {"name": "canary", "scopes": ["read"]}
+        async with client.post("/api/keys", json=body, headers=admin) as r:
+            created = (await r.json())["key"]
+        seen = [world.mine.key, world.other.key, created, revoked, new_key()]
+        seen.append(_bad_checksum(created))
+        for key in seen:
+            for headers in (bearer(key), {"X-API-Key": key}):
+                for req in (await _alerts(world, world.mine), await _ack(world, world.mine)):
+                    async with client.request(req.method, req.url, json=req.body, headers=headers):
+                        pass
+        async with client.get("/api/alerts", headers={"Authorization": "Bearer rsm_short"}) as r:
+            assert r.status == 401
+    logged = repr(logs)
+    events = {e["event"] for e in logs}
+    # the refusals and the creation were logged, just without the keys
+    assert {"api_key_refused", "api_key_created"} <= events
+    for key in seen:
+        assert key not in logged
+        assert key[len("rsm_") : 20] not in logged
+    assert TEST_SECRET not in logged
