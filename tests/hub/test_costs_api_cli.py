@@ -11,6 +11,7 @@ import anyio
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 from _cost_fixtures import HOUR, ms, readings, resource
+from _keys import bearer, make_key
 from aiohttp.test_utils import TestClient, TestServer
 from click.testing import CliRunner
 
@@ -48,7 +49,7 @@ async def test_the_cost_routes(db: asyncpg.Connection, hub_config: HubConfig, un
     customer = f"cust-{unique}"
     bw, cpu = await two_resources(db, customer)
     app = create_app(ApiContext(config=hub_config, db=db, metrics=HubMetrics()))
-    async with TestClient(TestServer(app)) as client:
+    async with TestClient(TestServer(app), headers=bearer(await make_key(db))) as client:
         whole = await client.get(f"/api/costs/customers/{customer}?period=2026-03")
         assert whole.status == 200
         body = no_floats(await whole.text())
@@ -167,7 +168,7 @@ async def test_a_cost_model_that_cannot_be_read_is_a_422_naming_resource_and_fie
     customer = f"cust-{unique}"
     key, _ = await resource(db, customer, "bandwidth", model={"baseCost": "-1"})
     app = create_app(ApiContext(config=hub_config, db=db, metrics=HubMetrics()))
-    async with TestClient(TestServer(app)) as client:
+    async with TestClient(TestServer(app), headers=bearer(await make_key(db))) as client:
         got = await client.get(f"/api/costs/customers/{customer}?period=2026-03")
         answer = await got.json()
     assert got.status == 422

@@ -17,6 +17,7 @@ import anyio
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 from _hub_testing import until
+from _keys import bearer, make_key
 from _metrics import sample
 from aiohttp.test_utils import TestClient, TestServer
 from click.testing import CliRunner
@@ -395,7 +396,7 @@ async def test_rest_serves_the_stored_forecasts(
     customer = await refreshed(db, unique)
     cpu = await stored(db, f"{customer}/cpu")
     app = create_app(ApiContext(config=hub_config, db=db, metrics=HubMetrics()))
-    async with TestClient(TestServer(app)) as client:
+    async with TestClient(TestServer(app), headers=bearer(await make_key(db))) as client:
         got: aiohttp.ClientResponse = await client.get(f"/api/forecasts/customers/{customer}")
         assert got.status == 200
         body = await got.json()
