@@ -143,3 +143,13 @@ def test_currency_and_rounding_reach_the_cost_code() -> None:
     )
     default = HubConfig.from_env(ENV).money
     assert (default.currency, default.rounding) == ("USD", "half_even")
+
+
+def test_the_recommendation_minimum_reaches_the_engine() -> None:
+    assert HubConfig.from_env(ENV).recommend_settings.min_savings == Decimal(10)
+    config = HubConfig.from_env({**ENV, "RESMON_RECOMMEND_MIN_SAVINGS": "2.5"})
+    assert config.recommend_settings.min_savings == Decimal("2.5")
+    with pytest.raises(ConfigError, match="RESMON_RECOMMEND_MIN_SAVINGS"):
+        HubConfig.from_env({**ENV, "RESMON_RECOMMEND_MIN_SAVINGS": "-1"})
+    with pytest.raises(ConfigError, match="RESMON_RECOMMEND_MIN_SAVINGS"):
+        HubConfig.from_env({**ENV, "RESMON_RECOMMEND_MIN_SAVINGS": "ten"})
