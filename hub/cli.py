@@ -119,7 +119,12 @@ def _cost_settings() -> tuple[str, str, Any]:
     url = os.environ.get("DATABASE_URL", "").strip()
     if not url:
         raise click.ClickException("DATABASE_URL is not set")
-    wanted = {"RESMON_BILLING_TZ", "RESMON_CURRENCY", "RESMON_COST_ROUNDING"}
+    wanted = {
+        "RESMON_BILLING_TZ",
+        "RESMON_CURRENCY",
+        "RESMON_COST_ROUNDING",
+        "RESMON_RECOMMEND_MIN_SAVINGS",
+    }
     try:
         address = check_database_url(url)
         values = read([v for v in HUB_VARS if v.name in wanted], os.environ)
@@ -281,3 +286,96 @@ def cost_close() -> None:
     except HubError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"closed {count} period(s)")
+
+
+@hub.group("recommend")
+def recommend_group() -> None:
+    """Cost optimization recommendations: run the daily job, list what it found."""
+
+
+def _on_database(address: str, url: str, work: Any) -> Any:
+    """``work(conn)`` on one connection to DATABASE_URL; a HubError becomes a CLI error."""
+    import asyncpg
+
+    from ._exceptions import storage_errors
+
+    async def main() -> Any:
+        with storage_errors(address):
+            conn = await asyncpg.connect(url)
+        try:
+            return await work(conn)
+        finally:
+            await conn.close()
+
+    try:
+        return anyio.run(main)
+    except HubError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@recommend_group.command("run")
+@click.option("--customer", default=None, help="only this customer's resources")
+def recommend_run(customer: str | None) -> None:
+    """Recommend for every active resource (what the hub does daily) and store the advice
+    (needs DATABASE_URL; reads RESMON_BILLING_TZ, RESMON_CURRENCY, RESMON_COST_ROUNDING,
+    RESMON_RECOMMEND_MIN_SAVINGS)."""
+    import time
+    from zoneinfo import ZoneInfo
+
+    from .metrics import HubMetrics
+    from .storage import recommendations
+
+    url, address, config = _cost_settings()
+
+    async def work(conn: Any) -> Any:
+        return await recommendations.run(
+            conn,
+            settings=config.recommend_settings,
+            money=config.money,
+            tz=ZoneInfo(config.billing_tz),
+            now_ms=time.time_ns() // 1_000_000,
+            metrics=HubMetrics(),
+            customer_id=customer,
+        )
+
+    result = _on_database(address, url, work)
+    for rec in result.created:
+        click.echo(f"new  {rec.kind:<16} {rec.resource_key}  {rec.monthly_savings} {rec.currency}")
+    click.echo(
+        f"{result.resources} resource(s): {len(result.created)} new, {result.refreshed} "
+        f"refreshed, {result.failed} failed"
+    )
+    if result.failed:
+        raise click.ClickException(f"{result.failed} resource(s) could not be assessed (see log)")
+
+
+@recommend_group.command("list")
+@click.option("--customer", default=None, help="only this customer's")
+@click.option("--status", default=None, help="open, applied or dismissed")
+@click.option("--json", "as_json", is_flag=True, help="print them as JSON")
+def recommend_list(customer: str | None, status: str | None, as_json: bool) -> None:
+    """List stored recommendations, largest saving first (needs DATABASE_URL)."""
+    import msgspec
+
+    from .storage import recommendations
+
+    if status is not None and status not in recommendations.STATUSES:
+        raise click.BadParameter(
+            f"{status!r} is not one of {', '.join(recommendations.STATUSES)}", param_hint="--status"
+        )
+    url, address, _ = _cost_settings()
+
+    async def work(conn: Any) -> Any:
+        return await recommendations.listing(conn, customer_id=customer, status=status)
+
+    found = _on_database(address, url, work)
+    if as_json:
+        click.echo(msgspec.json.encode(found).decode())
+        return
+    for rec in found:
+        click.echo(
+            f"{rec.recommendation_id}  {rec.status:<9} {rec.kind:<16} {rec.resource_key}  "
+            f"{rec.monthly_savings} {rec.currency}/month  {rec.effort}"
+        )
+        click.echo(f"    {rec.description}")
+    click.echo(f"{len(found)} recommendation(s)")

@@ -1,0 +1,259 @@
+"""The recommendation job on PostgreSQL: day buckets and plans in, upserted advice out.
+
+The figures are the hand calculations of tests/hub/test_costs_recommend.py,
+here read from usage_aggregates, customer_resources and cost_models.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import anyio
+import asyncpg  # type: ignore[import-untyped]
+import pytest
+from _cost_fixtures import resource
+from click.testing import CliRunner
+
+from hub import NotFoundError, migrate
+from hub.cli import hub as hub_cli
+from hub.costs import MoneyPolicy
+from hub.costs.recommend import RecommendSettings
+from hub.metrics import HubMetrics
+from hub.storage import recommendations
+
+GB = 10**9
+UTC = ZoneInfo("UTC")
+pytestmark = [pytest.mark.integration]
+
+TENANT = "00000000-0000-0000-0000-000000000000"
+
+
+def today() -> dt.datetime:
+    return dt.datetime.combine(dt.datetime.now(dt.UTC).date(), dt.time(), dt.UTC)
+
+
+async def plan(db: asyncpg.Connection, rid: str, name: str, base: int, limit_gb: int) -> str:
+    """A catalog plan for the resource's catalog entry: base + 0.50 per GB above its limit."""
+    plan_id: str = await db.fetchval(
+        "INSERT INTO cost_models (tenant_id, model_name, billing_period, base_cost, "
+        "overage_rate, resource_catalog_id, limit_value) SELECT $1, $2, 'monthly', $3, 0.50, "
+        "resource_catalog_id, $4 FROM customer_resources WHERE id = $5 RETURNING id::text",
+        TENANT,
+        name,
+        Decimal(base),
+        limit_gb * GB,
+        rid,
+    )
+    return plan_id
+
+
+async def on_plan(db: asyncpg.Connection, rid: str, plan_id: str, limit_gb: int) -> None:
+    await db.execute(
+        "UPDATE customer_resources SET cost_model_id = $2, limit_value = $3, "
+        "created_at = now() - interval '60 days' WHERE id = $1",
+        rid,
+        plan_id,
+        limit_gb * GB,
+    )
+
+
+async def days(db: asyncpg.Connection, rid: str, values: list[int]) -> None:
+    """Day buckets for the last len(values) whole days, oldest first (base units)."""
+    start = today() - dt.timedelta(days=len(values))
+    for index, value in enumerate(values):
+        at = start + dt.timedelta(days=index)
+        await db.execute(
+            "INSERT INTO usage_aggregates (customer_resource_id, period_type, period_start, "
+            "period_end, total_usage, max_usage) VALUES ($1, 'day', $2, $3, $4, $5)",
+            rid,
+            at,
+            at + dt.timedelta(days=1),
+            value,
+            value,
+        )
+
+
+async def months(db: asyncpg.Connection, rid: str, values: list[int]) -> None:
+    """Month buckets for the last len(values) closed months, oldest first."""
+    first = today().date().replace(day=1)
+    starts = []
+    for _ in values:
+        first = (first - dt.timedelta(days=1)).replace(day=1)
+        starts.insert(0, first)
+    for start, value in zip(starts, values, strict=True):
+        end = (start + dt.timedelta(days=32)).replace(day=1)
+        await db.execute(
+            "INSERT INTO usage_aggregates (customer_resource_id, period_type, period_start, "
+            "period_end, total_usage, max_usage) VALUES ($1, 'month', $2, $3, $4, $5)",
+            rid,
+            dt.datetime.combine(start, dt.time(), dt.UTC),
+            dt.datetime.combine(end, dt.time(), dt.UTC),
+            value,
+            value,
+        )
+
+
+async def catalog(db: asyncpg.Connection, rid: str) -> dict[str, str]:
+    return {
+        name: await plan(db, rid, name, base, limit)
+        for name, base, limit in (("small", 20, 100), ("medium", 50, 300), ("large", 90, 1000))
+    }
+
+
+async def job(
+    db: asyncpg.Connection, metrics: HubMetrics, **kw: object
+) -> recommendations.RunResult:
+    return await recommendations.run(
+        db,
+        settings=RecommendSettings(),
+        money=MoneyPolicy(),
+        tz=UTC,
+        now_ms=time.time_ns() // 1_000_000,
+        metrics=metrics,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+@pytest.mark.anyio
+async def test_the_job_stores_each_recommendation_once_and_refreshes_it(
+    db: asyncpg.Connection,
+) -> None:
+    _, big = await resource(db, "cust-1", "bandwidth", name="wan1")
+    plans = await catalog(db, big)
+    await on_plan(db, big, plans["large"], 1000)
+    # 27 days at 3 GB, 3 at 5 GB: resize down to medium, 40.00 (see the pure test)
+    await days(db, big, [3 * GB] * 27 + [5 * GB] * 3)
+    _, up = await resource(db, "cust-1", "bandwidth", name="wan2")
+    await on_plan(db, up, plans["small"], 100)
+    # months of 200, 160, 240 GB on small: resize up to medium, 20.00
+    await days(db, up, [7 * GB] * 30)
+    await months(db, up, [200 * GB, 160 * GB, 240 * GB])
+    metrics = HubMetrics()
+
+    first = await job(db, metrics)
+    assert first.resources == 2
+    found = {
+        (r.resource_key, r.direction, r.target_plan_id, r.monthly_savings) for r in first.created
+    }
+    assert found == {
+        ("cust-1/bandwidth/wan1", "down", plans["medium"], Decimal("40.00")),
+        ("cust-1/bandwidth/wan2", "up", plans["medium"], Decimal("20.00")),
+    }
+    sample = metrics.registry.get_sample_value
+    assert sample("resmon_hub_recommendations_total", {"kind": "RESIZE_RESOURCE"}) == 2
+
+    # the next day's run finds the same advice: no new row, no new audit line
+    again = await job(db, metrics)
+    assert (again.created, again.refreshed) == ([], 2)
+    assert await db.fetchval("SELECT count(*) FROM recommendations") == 2
+    assert await db.fetchval("SELECT count(*) FROM recommendation_audit") == 2
+    assert sample("resmon_hub_recommendations_total", {"kind": "RESIZE_RESOURCE"}) == 2
+
+    listed = await recommendations.listing(db, customer_id="cust-1", status="open")
+    assert [(r.resource_key, r.monthly_savings) for r in listed] == [
+        ("cust-1/bandwidth/wan1", "40.00"),
+        ("cust-1/bandwidth/wan2", "20.00"),
+    ]
+    assert listed[0].evidence["p95DailyUsage"] == "5"
+    assert await recommendations.listing(db, status="dismissed") == []
+
+
+@pytest.mark.anyio
+async def test_storage_growth_from_day_buckets(db: asyncpg.Connection) -> None:
+    # catalog billing of storage: 0.05 per GB, unlimited; levels 1000 + 20 d GB
+    _, rid = await resource(db, "cust-2", "storage")
+    await db.execute(
+        "UPDATE customer_resources SET created_at = now() - interval '60 days' WHERE id = $1", rid
+    )
+    levels = [(1000 + 20 * d) * GB for d in range(30)]
+    await days(db, rid, levels)
+    result = await job(db, HubMetrics(), customer_id="cust-2")
+    # slope 20 GB/day: +600 GB in 30 days; half compressed saves 300 x 0.05 = 15.00
+    [rec] = result.created
+    assert (rec.kind, rec.monthly_savings) == ("COMPRESS_DATA", Decimal("15.00"))
+    assert rec.evidence["growthCost"] == "30.00"
+
+
+@pytest.mark.anyio
+async def test_a_young_resource_gets_no_daily_advice(db: asyncpg.Connection) -> None:
+    _, rid = await resource(db, "cust-3", "bandwidth")
+    plans = await catalog(db, rid)
+    await on_plan(db, rid, plans["large"], 1000)
+    await db.execute(
+        "UPDATE customer_resources SET created_at = now() - interval '10 days' WHERE id = $1", rid
+    )
+    await days(db, rid, [3 * GB] * 10)
+    assert (await job(db, HubMetrics())).created == []
+
+
+@pytest.mark.anyio
+async def test_a_bad_cost_model_is_logged_counted_and_skipped(db: asyncpg.Connection) -> None:
+    _, bad = await resource(db, "cust-4", "bandwidth", name="bad", model={"usage": {"type": "x"}})
+    _, good = await resource(db, "cust-4", "bandwidth", name="good")
+    plans = await catalog(db, good)
+    await on_plan(db, good, plans["large"], 1000)
+    await db.execute(
+        "UPDATE customer_resources SET created_at = now() - interval '60 days' WHERE id = $1", bad
+    )
+    await days(db, good, [3 * GB] * 30)
+    metrics = HubMetrics()
+    result = await job(db, metrics)
+    assert result.failed == 1
+    assert [r.resource_key for r in result.created] == ["cust-4/bandwidth/good"]
+    assert (
+        metrics.registry.get_sample_value(
+            "resmon_hub_recommend_failures_total", {"reason": "resource"}
+        )
+        == 1
+    )
+
+
+@pytest.mark.anyio
+async def test_bad_filters_are_named(db: asyncpg.Connection) -> None:
+    with pytest.raises(NotFoundError, match="'nobody'"):
+        await job(db, HubMetrics(), customer_id="nobody")
+    with pytest.raises(ValueError, match="'closed'"):
+        await recommendations.listing(db, status="closed")
+
+
+def test_resmon_hub_recommend_run_and_list(pg_dsn: str, unique: str) -> None:
+    customer = f"cust-{unique}"
+
+    async def setup() -> None:
+        await migrate(pg_dsn)
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            _, rid = await resource(conn, customer, "bandwidth")
+            plans = await catalog(conn, rid)
+            await on_plan(conn, rid, plans["large"], 1000)
+            await days(conn, rid, [3 * GB] * 27 + [5 * GB] * 3)
+        finally:
+            await conn.close()
+
+    anyio.run(setup)
+    env = {"DATABASE_URL": pg_dsn, "RESMON_BILLING_TZ": "UTC"}
+    runner = CliRunner()
+    ran = runner.invoke(hub_cli, ["recommend", "run", "--customer", customer], env=env)
+    assert ran.exit_code == 0, ran.output
+    assert f"new  RESIZE_RESOURCE  {customer}/bandwidth  40.00 USD" in ran.output
+    assert ran.output.strip().endswith("1 resource(s): 1 new, 0 refreshed, 0 failed")
+    # a minimum above the saving: the stored advice is kept, nothing new is made
+    high = {**env, "RESMON_RECOMMEND_MIN_SAVINGS": "41"}
+    again = runner.invoke(hub_cli, ["recommend", "run", "--customer", customer], env=high)
+    assert again.output.strip().endswith("1 resource(s): 0 new, 0 refreshed, 0 failed")
+    listed = runner.invoke(
+        hub_cli, ["recommend", "list", "--customer", customer, "--status", "open"], env=env
+    )
+    assert listed.exit_code == 0, listed.output
+    assert "open      RESIZE_RESOURCE" in listed.output
+    assert "40.00 USD/month  LOW" in listed.output
+    assert listed.output.strip().endswith("1 recommendation(s)")
+    bad = runner.invoke(hub_cli, ["recommend", "list", "--status", "closed"], env=env)
+    assert bad.exit_code == 2
+    assert "--status" in bad.output
+    nobody = runner.invoke(hub_cli, ["recommend", "run", "--customer", "nobody"], env=env)
+    assert nobody.exit_code == 1
+    assert "customer 'nobody' not found" in nobody.output
