@@ -10,6 +10,7 @@ GET      /api/metrics/customer/{customerId}/current      usage now (Redis, else 
 GET      /api/monitoring/customers/{customerId}/resources  resources as stored
 *        /api/alerts/..., /api/notifications, ...      alerts, preferences: see api/alerts.py
 GET      /api/costs/customers/{customerId}[/resources/{resourceKey}]  bills: see api/costs.py
+*        /api/recommendations[/{id}/apply|dismiss]     advice: see api/recommendations.py
 =======  ==============================================  =====================================
 """
 
@@ -48,6 +49,7 @@ from ..validation import validate_event_id, validate_reading
 from ._http import CONTEXT, ApiContext, context_of, error_response, json_response
 from .alerts import add_alert_routes
 from .costs import add_cost_routes
+from .recommendations import add_recommendation_routes
 
 __all__ = ["ApiContext", "create_app"]
 
@@ -337,4 +339,5 @@ def create_app(context: ApiContext) -> web.Application:
     app.router.add_get("/api/monitoring/customers/{customerId}/resources", resources)
     add_alert_routes(app)
     add_cost_routes(app)
+    add_recommendation_routes(app)
     return app

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
 from collections.abc import Sequence
 from typing import Any, Final
 from zoneinfo import ZoneInfo
@@ -20,14 +21,23 @@ import asyncpg  # type: ignore[import-untyped]
 import msgspec
 import structlog
 
-from .._exceptions import NotFoundError
+from .._exceptions import HubError, NotFoundError
 from ..costs import MoneyPolicy, PricingError, load_cost_model, plan_model
 from ..costs.recommend import Plan, Recommendation, RecommendSettings, ResourceHistory, recommend
 from ..metrics import HubMetrics
 from .costs import target_from_row
-from .provision import Executor
+from .provision import Executor, connection, set_plan
 
-__all__ = ["STATUSES", "RunResult", "StoredRecommendation", "listing", "run"]
+__all__ = [
+    "STATUSES",
+    "RecommendationStateError",
+    "RunResult",
+    "StoredRecommendation",
+    "apply",
+    "dismiss",
+    "listing",
+    "run",
+]
 
 _log = structlog.get_logger(component="hub.storage.recommendations")
 
@@ -258,7 +268,7 @@ SELECT r.id::text AS id, r.customer_id, cr.resource_key, r.kind, r.direction,
        r.status_at, r.reason, r.first_seen, r.last_seen
 FROM recommendations r
 JOIN customer_resources cr ON cr.id = r.customer_resource_id
-WHERE ($1::text IS NULL OR r.customer_id = $1) AND ($2::text IS NULL OR r.status = $2)
+WHERE {where}
 ORDER BY r.monthly_savings DESC, r.id"""
 
 
@@ -268,26 +278,129 @@ async def listing(
     """Stored recommendations, largest saving first; ValueError naming a bad status."""
     if status is not None and status not in STATUSES:
         raise ValueError(f"status {status!r} is not one of {', '.join(STATUSES)}")
-    rows = await db.fetch(_LIST, customer_id, status)
-    return [
-        StoredRecommendation(
-            recommendation_id=row["id"],
-            customer_id=row["customer_id"],
-            resource_key=row["resource_key"],
-            kind=row["kind"],
-            direction=row["direction"],
-            target_plan_id=row["target"],
-            monthly_savings=row["savings"],
-            currency=row["currency"],
-            effort=row["effort"],
-            description=row["description"],
-            evidence=json.loads(row["evidence"]),
-            status=row["status"],
-            status_by=row["status_by"],
-            status_at=row["status_at"],
-            reason=row["reason"],
-            first_seen=row["first_seen"],
-            last_seen=row["last_seen"],
+    where = "($1::text IS NULL OR r.customer_id = $1) AND ($2::text IS NULL OR r.status = $2)"
+    rows = await db.fetch(_LIST.format(where=where), customer_id, status)
+    return [_stored(row) for row in rows]
+
+
+def _stored(row: Any) -> StoredRecommendation:
+    return StoredRecommendation(
+        recommendation_id=row["id"],
+        customer_id=row["customer_id"],
+        resource_key=row["resource_key"],
+        kind=row["kind"],
+        direction=row["direction"],
+        target_plan_id=row["target"],
+        monthly_savings=row["savings"],
+        currency=row["currency"],
+        effort=row["effort"],
+        description=row["description"],
+        evidence=json.loads(row["evidence"]),
+        status=row["status"],
+        status_by=row["status_by"],
+        status_at=row["status_at"],
+        reason=row["reason"],
+        first_seen=row["first_seen"],
+        last_seen=row["last_seen"],
+    )
+
+
+class RecommendationStateError(HubError):
+    """The recommendation is no longer open (applied or dismissed already)."""
+
+
+async def _open(conn: asyncpg.Connection, recommendation_id: str) -> Any:
+    """The open recommendation, locked for this transaction; errors naming what is wrong."""
+    try:
+        rid = str(uuid.UUID(recommendation_id))
+    except ValueError:
+        raise NotFoundError(f"recommendation {recommendation_id!r} not found") from None
+    row = await conn.fetchrow(
+        "SELECT r.status, r.kind, r.direction, r.target_cost_model_id::text AS target, "
+        "cr.resource_key, cr.limit_value, cr.cost_model_id::text AS plan "
+        "FROM recommendations r JOIN customer_resources cr ON cr.id = r.customer_resource_id "
+        "WHERE r.id = $1 FOR UPDATE OF r",
+        rid,
+    )
+    if row is None:
+        raise NotFoundError(f"recommendation {recommendation_id!r} not found")
+    if row["status"] != "open":
+        raise RecommendationStateError(
+            f"recommendation {recommendation_id} is {row['status']}, not open"
         )
-        for row in rows
-    ]
+    return row
+
+
+async def _close(
+    conn: asyncpg.Connection,
+    recommendation_id: str,
+    status: str,
+    actor: str,
+    reason: str | None,
+    details: dict[str, Any],
+) -> StoredRecommendation:
+    await conn.execute(
+        "UPDATE recommendations SET status = $2, status_by = $3, status_at = now(), reason = $4 "
+        "WHERE id = $1",
+        recommendation_id,
+        status,
+        actor,
+        reason,
+    )
+    await conn.execute(
+        "INSERT INTO recommendation_audit (recommendation_id, action, actor, reason, details) "
+        "VALUES ($1, $2, $3, $4, $5::jsonb)",
+        recommendation_id,
+        status,
+        actor,
+        reason,
+        json.dumps(details),
+    )
+    row = await conn.fetchrow(_LIST.format(where="r.id = $1"), recommendation_id)
+    return _stored(row)
+
+
+def _who(actor: str) -> str:
+    if not actor or not actor.strip():
+        raise ValueError("who applies or dismisses is required")
+    return actor.strip()
+
+
+async def apply(db: Executor, recommendation_id: str, actor: str) -> StoredRecommendation:
+    """Mark the recommendation applied by ``actor``, audited; a resize moves the resource.
+
+    A resize puts the resource on the target plan with that plan's limit
+    (:func:`~.provision.set_plan`: the running hubs reload it). The other kinds
+    (removing a resource, compressing data) are done by people; applying one
+    records that it was done.
+    """
+    who = _who(actor)
+    async with connection(db) as conn, conn.transaction():
+        row = await _open(conn, recommendation_id)
+        details: dict[str, Any] = {}
+        if row["kind"] == "RESIZE_RESOURCE":
+            limit = await conn.fetchval(
+                "SELECT limit_value FROM cost_models WHERE id = $1", row["target"]
+            )
+            await set_plan(conn, row["resource_key"], row["target"], limit)
+            details = {
+                "resourceKey": row["resource_key"],
+                "fromPlan": row["plan"],
+                "toPlan": row["target"],
+                "fromLimit": row["limit_value"],
+                "toLimit": limit,
+            }
+        return await _close(conn, str(uuid.UUID(recommendation_id)), "applied", who, None, details)
+
+
+async def dismiss(
+    db: Executor, recommendation_id: str, actor: str, reason: str
+) -> StoredRecommendation:
+    """Mark the recommendation dismissed by ``actor`` for ``reason`` (required), audited."""
+    who = _who(actor)
+    if not reason or not reason.strip():
+        raise ValueError("a reason for dismissing is required")
+    async with connection(db) as conn, conn.transaction():
+        await _open(conn, recommendation_id)
+        rid = str(uuid.UUID(recommendation_id))
+        return await _close(conn, rid, "dismissed", who, reason.strip(), {})

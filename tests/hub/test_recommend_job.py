@@ -15,14 +15,18 @@ import anyio
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 from _cost_fixtures import resource
+from _hub_testing import until
+from aiohttp.test_utils import TestClient, TestServer
 from click.testing import CliRunner
 
-from hub import NotFoundError, migrate
+from hub import HubConfig, NotFoundError, migrate
+from hub.api.app import ApiContext, create_app
 from hub.cli import hub as hub_cli
 from hub.costs import MoneyPolicy
 from hub.costs.recommend import RecommendSettings
 from hub.metrics import HubMetrics
 from hub.storage import recommendations
+from hub.storage.provision import CHANGES_CHANNEL
 
 GB = 10**9
 UTC = ZoneInfo("UTC")
@@ -96,6 +100,17 @@ async def months(db: asyncpg.Connection, rid: str, values: list[int]) -> None:
         )
 
 
+async def on_large(
+    db: asyncpg.Connection, customer: str, name: str, daily: list[int]
+) -> tuple[str, str, dict[str, str]]:
+    """A bandwidth resource on the large plan of a fresh catalog, with ``daily`` day buckets."""
+    key, rid = await resource(db, customer, "bandwidth", name=name)
+    plans = await catalog(db, rid)
+    await on_plan(db, rid, plans["large"], 1000)
+    await days(db, rid, daily)
+    return key, rid, plans
+
+
 async def catalog(db: asyncpg.Connection, rid: str) -> dict[str, str]:
     return {
         name: await plan(db, rid, name, base, limit)
@@ -121,11 +136,8 @@ async def job(
 async def test_the_job_stores_each_recommendation_once_and_refreshes_it(
     db: asyncpg.Connection,
 ) -> None:
-    _, big = await resource(db, "cust-1", "bandwidth", name="wan1")
-    plans = await catalog(db, big)
-    await on_plan(db, big, plans["large"], 1000)
     # 27 days at 3 GB, 3 at 5 GB: resize down to medium, 40.00 (see the pure test)
-    await days(db, big, [3 * GB] * 27 + [5 * GB] * 3)
+    _, _, plans = await on_large(db, "cust-1", "wan1", [3 * GB] * 27 + [5 * GB] * 3)
     _, up = await resource(db, "cust-1", "bandwidth", name="wan2")
     await on_plan(db, up, plans["small"], 100)
     # months of 200, 160, 240 GB on small: resize up to medium, 20.00
@@ -257,3 +269,82 @@ def test_resmon_hub_recommend_run_and_list(pg_dsn: str, unique: str) -> None:
     nobody = runner.invoke(hub_cli, ["recommend", "run", "--customer", "nobody"], env=env)
     assert nobody.exit_code == 1
     assert "customer 'nobody' not found" in nobody.output
+
+
+@pytest.mark.anyio
+async def test_rest_apply_moves_the_resource_and_dismiss_needs_a_reason(
+    db: asyncpg.Connection, hub_config: HubConfig
+) -> None:
+    key, big, plans = await on_large(db, "cust-5", "wan1", [3 * GB] * 27 + [5 * GB] * 3)
+    _, other = await resource(db, "cust-5", "bandwidth", name="wan2")
+    await on_plan(db, other, plans["large"], 1000)
+    await days(db, other, [2 * GB] * 30)
+    created = {r.resource_key: r for r in (await job(db, HubMetrics())).created}
+    to_medium = created[key].recommendation_id
+    to_small = created["cust-5/bandwidth/wan2"].recommendation_id
+    heard: list[str] = []
+    listener = await asyncpg.connect(hub_config.database_url)
+    await listener.add_listener(CHANGES_CHANNEL, lambda *args: heard.append(args[3]))
+    app = create_app(ApiContext(config=hub_config, db=db, metrics=HubMetrics()))
+    try:
+        async with TestClient(TestServer(app)) as client:
+            listed = await client.get("/api/recommendations?customerId=cust-5&status=open")
+            assert listed.status == 200
+            body = await listed.json()
+            assert [(r["resourceKey"], r["monthlySavings"]) for r in body] == [
+                ("cust-5/bandwidth/wan2", "70.00"),
+                (key, "40.00"),
+            ]
+            nobody = await client.post(f"/api/recommendations/{to_medium}/apply", json={})
+            assert (nobody.status, (await nobody.json())["where"]) == (400, "$.by")
+            applied = await client.post(
+                f"/api/recommendations/{to_medium}/apply", json={"by": "ops-anna"}
+            )
+            assert applied.status == 200, await applied.text()
+            done = await applied.json()
+            assert (done["status"], done["statusBy"]) == ("applied", "ops-anna")
+            assert done["statusAt"] is not None
+            twice = await client.post(
+                f"/api/recommendations/{to_medium}/apply", json={"by": "ops-anna"}
+            )
+            assert twice.status == 409
+            no_reason = await client.post(
+                f"/api/recommendations/{to_small}/dismiss", json={"by": "ops-bo"}
+            )
+            assert (no_reason.status, (await no_reason.json())["where"]) == (400, "$.reason")
+            dismissed = await client.post(
+                f"/api/recommendations/{to_small}/dismiss",
+                json={"by": "ops-bo", "reason": "customer expects growth"},
+            )
+            assert (await dismissed.json())["reason"] == "customer expects growth"
+            missing = await client.post(
+                "/api/recommendations/00000000-0000-0000-0000-000000000001/apply",
+                json={"by": "x"},
+            )
+            assert missing.status == 404
+            bad = await client.get("/api/recommendations?status=closed")
+            assert (bad.status, (await bad.json())["where"]) == (400, "status")
+        # the resize went through the limit-change path: new plan and limit, and a NOTIFY
+        row = await db.fetchrow(
+            "SELECT cost_model_id::text AS plan, limit_value FROM customer_resources WHERE id = $1",
+            big,
+        )
+        assert (row["plan"], row["limit_value"]) == (plans["medium"], 300 * GB)
+        with anyio.fail_after(5):
+            await until(lambda: key in heard)
+        audit = await db.fetch(
+            "SELECT recommendation_id::text AS id, action, actor, reason, details::text AS d "
+            "FROM recommendation_audit WHERE action <> 'created' ORDER BY id"
+        )
+        assert [(a["id"], a["action"], a["actor"], a["reason"]) for a in audit] == [
+            (to_medium, "applied", "ops-anna", None),
+            (to_small, "dismissed", "ops-bo", "customer expects growth"),
+        ]
+        assert '"toLimit": 300000000000' in audit[0]["d"]
+        # the next run keeps the dismissed one dismissed and does not re-open it
+        again = await job(db, HubMetrics())
+        assert to_small not in {r.recommendation_id for r in again.created}
+        statuses = await db.fetch("SELECT id::text AS id, status FROM recommendations")
+        assert {r["id"]: r["status"] for r in statuses}[to_small] == "dismissed"
+    finally:
+        await listener.close()
