@@ -316,16 +316,19 @@ def _on_database(address: str, url: str, work: Any) -> Any:
 @recommend_group.command("run")
 @click.option("--customer", default=None, help="only this customer's resources")
 def recommend_run(customer: str | None) -> None:
-    """Recommend for every active resource (what the hub does daily) and store the advice
+    """Recommend for every active resource and store the advice; new recommendations'
+    cost.optimization.v1 events go to the hub's outbox, which a running hub publishes
     (needs DATABASE_URL; reads RESMON_BILLING_TZ, RESMON_CURRENCY, RESMON_COST_ROUNDING,
     RESMON_RECOMMEND_MIN_SAVINGS)."""
     import time
     from zoneinfo import ZoneInfo
 
     from .metrics import HubMetrics
+    from .outbox import optimization_outbox
     from .storage import recommendations
 
     url, address, config = _cost_settings()
+    now_ms = time.time_ns() // 1_000_000
 
     async def work(conn: Any) -> Any:
         return await recommendations.run(
@@ -333,9 +336,10 @@ def recommend_run(customer: str | None) -> None:
             settings=config.recommend_settings,
             money=config.money,
             tz=ZoneInfo(config.billing_tz),
-            now_ms=time.time_ns() // 1_000_000,
+            now_ms=now_ms,
             metrics=HubMetrics(),
             customer_id=customer,
+            on_created=optimization_outbox(config.source, now_ms),
         )
 
     result = _on_database(address, url, work)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
@@ -185,8 +185,15 @@ async def run(
     now_ms: int,
     metrics: HubMetrics,
     customer_id: str | None = None,
+    on_created: Callable[[asyncpg.Connection, list[Recommendation]], Awaitable[object]]
+    | None = None,
 ) -> RunResult:
-    """Recommend for every active resource (or the customer's) and upsert the advice."""
+    """Recommend for every active resource (or the customer's) and upsert the advice.
+
+    ``on_created(conn, recommendations)`` is called in the transaction that
+    stores new ones (the hub writes their CloudEvents to its outbox there, so
+    they are published exactly when the rows commit).
+    """
     if customer_id is not None and not await conn.fetchval(
         "SELECT 1 FROM customers WHERE id = $1", customer_id
     ):
@@ -225,6 +232,7 @@ async def run(
                 continue
             writes.extend((row, rec) for rec in found)
         async with conn.transaction():
+            new: list[Recommendation] = []
             for row, rec in writes:
                 created = await conn.fetchval(
                     _UPSERT,
@@ -247,10 +255,13 @@ async def run(
                         rec.recommendation_id,
                         json.dumps({"monthlySavings": str(rec.monthly_savings)}),
                     )
-                    result.created.append(rec)
+                    new.append(rec)
                     metrics.recommendations.labels(kind=rec.kind).inc()
                 else:
                     result.refreshed += 1
+            if new and on_created is not None:
+                await on_created(conn, new)
+            result.created.extend(new)
     _log.info(
         "recommend_run",
         resources=result.resources,

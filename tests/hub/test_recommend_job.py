@@ -17,6 +17,7 @@ import pytest
 from _cost_fixtures import resource
 from _hub_testing import until
 from aiohttp.test_utils import TestClient, TestServer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from click.testing import CliRunner
 
 from hub import HubConfig, NotFoundError, migrate
@@ -25,8 +26,10 @@ from hub.cli import hub as hub_cli
 from hub.costs import MoneyPolicy
 from hub.costs.recommend import RecommendSettings
 from hub.metrics import HubMetrics
+from hub.outbox import Outbox, optimization_outbox
 from hub.storage import recommendations
 from hub.storage.provision import CHANGES_CHANNEL
+from protocol import TOPIC_OPTIMIZATION, TYPE_OPTIMIZATION, OptimizationEvent, decode_record
 
 GB = 10**9
 UTC = ZoneInfo("UTC")
@@ -348,3 +351,53 @@ async def test_rest_apply_moves_the_resource_and_dismiss_needs_a_reason(
         assert {r["id"]: r["status"] for r in statuses}[to_small] == "dismissed"
     finally:
         await listener.close()
+
+
+@pytest.mark.anyio
+async def test_new_recommendations_are_published_once_through_the_outbox(
+    db: asyncpg.Connection, hub_config: HubConfig, producer: AIOKafkaProducer, unique: str
+) -> None:
+    customer = f"cust-{unique}"
+    key, _, _ = await on_large(db, customer, "wan1", [3 * GB] * 27 + [5 * GB] * 3)
+    now_ms = time.time_ns() // 1_000_000
+    outbox = optimization_outbox("urn:resmon:test", now_ms)
+    [rec] = (await job(db, HubMetrics(), customer_id=customer, on_created=outbox)).created
+    assert await db.fetchval("SELECT count(*) FROM hub_outbox") == 1
+    # the next day: the same recommendation, nothing new for the outbox
+    assert (await job(db, HubMetrics(), customer_id=customer, on_created=outbox)).created == []
+    assert await db.fetchval("SELECT count(*) FROM hub_outbox") == 1
+    pool = await asyncpg.create_pool(hub_config.database_url, min_size=1, max_size=2)
+    try:
+        assert await Outbox(pool, producer, None, HubMetrics()).drain() == 1
+    finally:
+        await pool.close()
+    assert await db.fetchval("SELECT count(*) FROM hub_outbox") == 0
+    consumer = AIOKafkaConsumer(
+        TOPIC_OPTIMIZATION,
+        bootstrap_servers=hub_config.kafka_bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    mine = []
+    try:
+        with anyio.fail_after(20):
+            while not mine:
+                batch = await consumer.getmany(timeout_ms=200)
+                for records in batch.values():
+                    for record in records:
+                        event = decode_record(record.value, record.headers)
+                        if event.data.customer_id == customer:
+                            mine.append(event)
+    finally:
+        await consumer.stop()
+    [event] = mine
+    assert (event.id, event.type, event.source) == (
+        rec.recommendation_id,
+        TYPE_OPTIMIZATION,
+        "urn:resmon:test",
+    )
+    assert isinstance(event.data, OptimizationEvent)
+    assert event.data.recommendation_type == "RESIZE_RESOURCE"
+    assert event.data.potential_savings == Decimal("40.00")
+    assert (event.data.resource_key, event.data.at_ms) == (key, now_ms)
