@@ -11,16 +11,17 @@ import time
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+import aiohttp
 import anyio
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 from _cost_fixtures import resource
-from _hub_testing import until
+from _hub_testing import minute_reading, until, wait_for
 from aiohttp.test_utils import TestClient, TestServer
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from click.testing import CliRunner
 
-from hub import HubConfig, NotFoundError, migrate
+from hub import HubConfig, NotFoundError, RunningHub, migrate, run_hub
 from hub.api.app import ApiContext, create_app
 from hub.cli import hub as hub_cli
 from hub.costs import MoneyPolicy
@@ -29,7 +30,14 @@ from hub.metrics import HubMetrics
 from hub.outbox import Outbox, optimization_outbox
 from hub.storage import recommendations
 from hub.storage.provision import CHANGES_CHANNEL
-from protocol import TOPIC_OPTIMIZATION, TYPE_OPTIMIZATION, OptimizationEvent, decode_record
+from protocol import (
+    TOPIC_OPTIMIZATION,
+    TYPE_OPTIMIZATION,
+    OptimizationEvent,
+    UsageReading,
+    decode_record,
+    encode_event,
+)
 
 GB = 10**9
 UTC = ZoneInfo("UTC")
@@ -112,6 +120,11 @@ async def on_large(
     await on_plan(db, rid, plans["large"], 1000)
     await days(db, rid, daily)
     return key, rid, plans
+
+
+async def send(producer: AIOKafkaProducer, topic: str, reading: UsageReading) -> None:
+    record = encode_event(reading, source="urn:test")
+    await producer.send_and_wait(topic, value=record.value, key=record.key, headers=record.headers)
 
 
 async def catalog(db: asyncpg.Connection, rid: str) -> dict[str, str]:
@@ -401,3 +414,41 @@ async def test_new_recommendations_are_published_once_through_the_outbox(
     assert event.data.recommendation_type == "RESIZE_RESOURCE"
     assert event.data.potential_savings == Decimal("40.00")
     assert (event.data.resource_key, event.data.at_ms) == (key, now_ms)
+
+
+@pytest.mark.anyio
+async def test_the_hub_recommends_at_start_and_an_applied_resize_sets_the_next_alert(
+    hub_config: HubConfig, db: asyncpg.Connection, producer: AIOKafkaProducer, unique: str
+) -> None:
+    customer = f"cust-{unique}"
+    key, _, _ = await on_large(db, customer, "wan1", [3 * GB] * 27 + [5 * GB] * 3)
+    alerts = (
+        "SELECT count(*) FROM alerts a JOIN customer_resources cr "
+        "ON cr.id = a.customer_resource_id WHERE cr.resource_key = $1"
+    )
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            hub: RunningHub = await tg.start(run_hub, hub_config)
+            # the job ran at start: resize down from large (1000 GB) to medium (300 GB)
+            await until(lambda: recommendations.listing(db, customer_id=customer))
+            [rec] = await recommendations.listing(db, customer_id=customer)
+            # 400 GB: 40 % of the large plan's limit, no alert
+            await send(producer, hub_config.usage_topic, minute_reading(key, 0, 400 * GB))
+            await wait_for(db, "SELECT current_usage FROM customer_resources "
+                           "WHERE resource_key = $1", 400 * GB, key)  # fmt: skip
+            assert await db.fetchval(alerts, key) == 0
+            async with aiohttp.ClientSession(base_url=hub.http_url) as http:
+                applied = await http.post(
+                    f"/api/recommendations/{rec.recommendation_id}/apply", json={"by": "ops"}
+                )
+                assert applied.status == 200, await applied.text()
+            # one more byte: 400 GB is above the medium plan's 300 GB limit: critical
+            await send(producer, hub_config.usage_topic, minute_reading(key, 1, 1))
+            await wait_for(
+                db,
+                "SELECT string_agg(a.alert_type, ',') FROM alerts a JOIN customer_resources cr "
+                "ON cr.id = a.customer_resource_id WHERE cr.resource_key = $1",
+                "THRESHOLD_CRITICAL",
+                key,
+            )
+            tg.cancel_scope.cancel()
