@@ -390,9 +390,17 @@ async def apply(db: Executor, recommendation_id: str, actor: str) -> StoredRecom
         row = await _open(conn, recommendation_id)
         details: dict[str, Any] = {}
         if row["kind"] == "RESIZE_RESOURCE":
-            limit = await conn.fetchval(
-                "SELECT limit_value FROM cost_models WHERE id = $1", row["target"]
+            plan = await conn.fetchrow(
+                "SELECT limit_value FROM cost_models WHERE id = $1 AND is_active "
+                "AND limit_value IS NOT NULL",
+                row["target"],
             )
+            if plan is None:
+                raise RecommendationStateError(
+                    f"recommendation {recommendation_id}: plan {row['target']} is no longer "
+                    "offered (inactive or without a limit)"
+                )
+            limit = plan["limit_value"]
             await set_plan(conn, row["resource_key"], row["target"], limit)
             details = {
                 "resourceKey": row["resource_key"],

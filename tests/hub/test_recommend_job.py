@@ -350,7 +350,7 @@ async def test_rest_apply_moves_the_resource_and_dismiss_needs_a_reason(
             await until(lambda: key in heard)
         audit = await db.fetch(
             "SELECT recommendation_id::text AS id, action, actor, reason, details::text AS d "
-            "FROM recommendation_audit WHERE action <> 'created' ORDER BY id"
+            "FROM recommendation_audit a WHERE action <> 'created' ORDER BY a.id"
         )
         assert [(a["id"], a["action"], a["actor"], a["reason"]) for a in audit] == [
             (to_medium, "applied", "ops-anna", None),
@@ -452,3 +452,19 @@ async def test_the_hub_recommends_at_start_and_an_applied_resize_sets_the_next_a
                 key,
             )
             tg.cancel_scope.cancel()
+
+
+@pytest.mark.anyio
+async def test_a_resize_to_a_plan_no_longer_offered_is_refused(db: asyncpg.Connection) -> None:
+    _, rid, plans = await on_large(db, "cust-6", "wan1", [3 * GB] * 27 + [5 * GB] * 3)
+    [rec] = (await job(db, HubMetrics())).created
+    await db.execute("UPDATE cost_models SET is_active = false WHERE id = $1", plans["medium"])
+    with pytest.raises(recommendations.RecommendationStateError, match="no longer offered"):
+        await recommendations.apply(db, rec.recommendation_id, "ops")
+    row = await db.fetchrow(
+        "SELECT cost_model_id::text AS plan, limit_value FROM customer_resources WHERE id = $1",
+        rid,
+    )
+    assert (row["plan"], row["limit_value"]) == (plans["large"], 1000 * GB)
+    [still] = await recommendations.listing(db, customer_id="cust-6")
+    assert still.status == "open"
