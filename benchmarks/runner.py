@@ -86,6 +86,10 @@ SUITES: Final[dict[str, tuple[str, str]]] = {
     "ingest": ("benchmarks.hub:ingest_suite", "POST /api/metrics/ingest events/s"),
     "loadtest": ("benchmarks.loadtest:suite", "isp-10k and faults scenarios end to end"),
     "costs": ("benchmarks.costs:suite", "closed-month cost breakdowns/s for 10,000 resources"),
+    "recommend": (
+        "benchmarks.recommend:suite",
+        "daily recommendation job's time for 10,000 resources x 30 days",
+    ),
 }
 
 

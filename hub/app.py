@@ -29,7 +29,8 @@ from .config import HubConfig, redact
 from .consumer import UsageConsumer
 from .kafka import ensure_topics, start_producer
 from .metrics import HubMetrics
-from .outbox import Outbox
+from .outbox import Outbox, optimization_outbox
+from .storage import recommendations
 from .storage.costs import close_periods
 from .storage.migrate import migrate
 from .storage.partitions import drop_expired_partitions, retention_horizon_ms
@@ -161,6 +162,7 @@ async def _serve_all(
         await tg.start(hub.consumer.outbox.run)
         tg.start_soon(_retention, hub)
         tg.start_soon(_forecasts, hub)  # scheduled forecast refresh: hub/storage/forecasts.py
+        tg.start_soon(_recommend_daily, hub)
         await tg.start(hub.consumer.run)
         await tg.start(_watch_resource_changes, hub)
         if config.notify is not None:  # notifications run apart from the actors
@@ -201,6 +203,39 @@ async def _retention(hub: RunningHub) -> None:
             await anyio.sleep(60)
             continue
         await anyio.sleep(3600)
+
+
+#: seconds between two runs of the recommendation job
+RECOMMEND_EVERY_S = 86_400
+
+
+async def _recommend_daily(hub: RunningHub) -> None:
+    """Run the optimization recommendation job at start and then daily.
+
+    Every hub of a group may run it: recommendations are upserted by their
+    deterministic id, so a second run finds them stored and publishes nothing.
+    New ones go out as CloudEvents through the outbox.
+    """
+    while True:
+        now_ms = time.time_ns() // 1_000_000
+        try:
+            with storage_errors(hub.config.database_address):
+                async with hub.pool.acquire() as conn:
+                    await recommendations.run(
+                        conn,
+                        settings=hub.config.recommend_settings,
+                        money=hub.config.money,
+                        tz=ZoneInfo(hub.config.billing_tz),
+                        now_ms=now_ms,
+                        metrics=hub.metrics,
+                        on_created=optimization_outbox(hub.config.source, now_ms),
+                    )
+        except HubError as exc:
+            hub.metrics.storage_failures.labels("recommend").inc()
+            _log.warning("recommend_failed_run", error=str(exc), retry_in_s=600)
+            await anyio.sleep(600)
+            continue
+        await anyio.sleep(RECOMMEND_EVERY_S)
 
 
 async def _close_cost_periods(hub: RunningHub, conn: asyncpg.Connection) -> None:

@@ -251,7 +251,12 @@ def _cost_settings() -> tuple[str, str, Any]:
     from .env import read
 
     url, address = _database_url()
-    wanted = {"RESMON_BILLING_TZ", "RESMON_CURRENCY", "RESMON_COST_ROUNDING"}
+    wanted = {
+        "RESMON_BILLING_TZ",
+        "RESMON_CURRENCY",
+        "RESMON_COST_ROUNDING",
+        "RESMON_RECOMMEND_MIN_SAVINGS",
+    }
     try:
         values = read([v for v in HUB_VARS if v.name in wanted], os.environ)
         # the remaining fields only have to be valid; the cost commands do not use them
@@ -416,3 +421,79 @@ def cost_close() -> None:
 
 
 hub.add_command(forecast)  # resmon hub forecast refresh / show (hub/forecast_cli.py)
+
+
+@hub.group("recommend")
+def recommend_group() -> None:
+    """Cost optimization recommendations: run the daily job, list what it found."""
+
+
+@recommend_group.command("run")
+@click.option("--customer", default=None, help="only this customer's resources")
+def recommend_run(customer: str | None) -> None:
+    """Recommend for every active resource and store the advice; new recommendations'
+    cost.optimization.v1 events go to the hub's outbox, which a running hub publishes
+    (needs DATABASE_URL; reads RESMON_BILLING_TZ, RESMON_CURRENCY, RESMON_COST_ROUNDING,
+    RESMON_RECOMMEND_MIN_SAVINGS)."""
+    import time
+    from zoneinfo import ZoneInfo
+
+    from .metrics import HubMetrics
+    from .outbox import optimization_outbox
+    from .storage import recommendations
+
+    _, _, config = _cost_settings()
+    now_ms = time.time_ns() // 1_000_000
+
+    async def work(conn: Any) -> Any:
+        return await recommendations.run(
+            conn,
+            settings=config.recommend_settings,
+            money=config.money,
+            tz=ZoneInfo(config.billing_tz),
+            now_ms=now_ms,
+            metrics=HubMetrics(),
+            customer_id=customer,
+            on_created=optimization_outbox(config.source, now_ms),
+        )
+
+    result = _with_db(work)
+    for rec in result.created:
+        click.echo(f"new  {rec.kind:<16} {rec.resource_key}  {rec.monthly_savings} {rec.currency}")
+    click.echo(
+        f"{result.resources} resource(s): {len(result.created)} new, {result.refreshed} "
+        f"refreshed, {result.failed} failed"
+    )
+    if result.failed:
+        raise click.ClickException(f"{result.failed} resource(s) could not be assessed (see log)")
+
+
+@recommend_group.command("list")
+@click.option("--customer", default=None, help="only this customer's")
+@click.option("--status", default=None, help="open, applied or dismissed")
+@click.option("--json", "as_json", is_flag=True, help="print them as JSON")
+def recommend_list(customer: str | None, status: str | None, as_json: bool) -> None:
+    """List stored recommendations, largest saving first (needs DATABASE_URL)."""
+    import msgspec
+
+    from .storage import recommendations
+
+    if status is not None and status not in recommendations.STATUSES:
+        raise click.BadParameter(
+            f"{status!r} is not one of {', '.join(recommendations.STATUSES)}", param_hint="--status"
+        )
+
+    async def work(conn: Any) -> Any:
+        return await recommendations.listing(conn, customer_id=customer, status=status)
+
+    found = _with_db(work)
+    if as_json:
+        click.echo(msgspec.json.encode(found).decode())
+        return
+    for rec in found:
+        click.echo(
+            f"{rec.recommendation_id}  {rec.status:<9} {rec.kind:<16} {rec.resource_key}  "
+            f"{rec.monthly_savings} {rec.currency}/month  {rec.effort}"
+        )
+        click.echo(f"    {rec.description}")
+    click.echo(f"{len(found)} recommendation(s)")

@@ -27,6 +27,7 @@ from .notify.settings import NotifyConfig
 
 if TYPE_CHECKING:
     from .checks.settings import CheckSettings
+    from .costs.recommend import RecommendSettings
 
 __all__ = ["ENV_HELP", "HUB_VARS", "HubConfig", "check_database_url", "redact"]
 
@@ -89,6 +90,8 @@ class HubConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     #: ISO 4217 code bills are in, and how each line is rounded to its minor unit
     currency: str = "USD"
     cost_rounding: str = "half_even"
+    #: smallest monthly saving, in the currency, an optimization recommendation needs
+    recommend_min_savings: Decimal = Decimal(10)
     #: worker tasks of the actor runtime; each owns the actors whose key hashes to it
     actor_shards: int = 8
     #: envelopes a shard's mailbox holds before the consumer waits
@@ -148,6 +151,11 @@ class HubConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
         except (ZoneInfoNotFoundError, ValueError):
             raise ConfigError(f"RESMON_BILLING_TZ={self.billing_tz!r}: unknown time zone") from None
         self.money  # noqa: B018  # refuses an unknown currency or rounding, naming the variable
+        if not self.recommend_min_savings.is_finite() or self.recommend_min_savings < 0:
+            raise ConfigError(
+                f"RESMON_RECOMMEND_MIN_SAVINGS={self.recommend_min_savings}: "
+                "expected an amount >= 0"
+            )
         if not (self.anomaly_window_hours > 0 and self.anomaly_z > 0 and self.retention_days > 0):
             raise ConfigError(
                 "RESMON_ANOMALY_WINDOW_H, RESMON_ANOMALY_Z and RESMON_RETENTION_DAYS must be > 0"
@@ -178,6 +186,13 @@ class HubConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
             raise ConfigError(
                 f"{exc.where}={getattr(self, _MONEY_FIELDS[exc.where])!r}: {exc.problem}"
             ) from None
+
+    @property
+    def recommend_settings(self) -> RecommendSettings:
+        """The recommendation engine's tunables (``RESMON_RECOMMEND_MIN_SAVINGS``)."""
+        from .costs.recommend import RecommendSettings
+
+        return RecommendSettings(min_savings=self.recommend_min_savings)
 
     def check_settings(self) -> CheckSettings:
         """The actors' check tunables."""
@@ -265,6 +280,8 @@ HUB_VARS: Final = (
     Var("RESMON_COST_ROUNDING", "cost_rounding",
         "rounding of each bill line: half_even, half_up, half_down, up, down, ceiling, floor",
         "half_up", lower),
+    Var("RESMON_RECOMMEND_MIN_SAVINGS", "recommend_min_savings",
+        "smallest monthly saving a cost recommendation needs", "25.50", decimal),
     Var("RESMON_HUB_SESSION_MS", "session_timeout_ms",
         "Kafka group session timeout, milliseconds", "30000", integer),
     Var("RESMON_ANOMALY_WINDOW_H", "anomaly_window_hours", "anomaly history window (decay), hours",

@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from protocol import KafkaRecord
+from protocol import TOPIC_OPTIMIZATION, KafkaRecord
 
 from ._exceptions import broker_errors
 from .config import HubConfig
@@ -21,7 +21,7 @@ _log = structlog.get_logger(component="hub.kafka")
 
 
 async def ensure_topics(config: HubConfig) -> None:
-    """Create the usage and alert topics if they do not exist."""
+    """Create the usage, alert and optimization topics if they do not exist."""
     with broker_errors(config.kafka_bootstrap_servers):
         admin = AIOKafkaAdminClient(
             bootstrap_servers=config.kafka_bootstrap_servers,
@@ -34,6 +34,7 @@ async def ensure_topics(config: HubConfig) -> None:
             wanted = [
                 NewTopic(config.usage_topic, config.usage_partitions, 1),
                 NewTopic(config.alerts_topic, max(1, config.usage_partitions // 2), 1),
+                NewTopic(TOPIC_OPTIMIZATION, 1, 1),
             ]
             missing = [t for t in wanted if t.name not in existing]
             if missing:

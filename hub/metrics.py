@@ -165,6 +165,19 @@ class HubMetrics:
             ["scope"],
             registry=r,
         )
+        self.recommendations = Counter(
+            "resmon_hub_recommendations",
+            "Optimization recommendations the job created (new ids), per kind",
+            ["kind"],
+            registry=r,
+        )
+        self.recommend_failures = Counter(
+            "resmon_hub_recommend_failures",
+            "Resources (reason=resource) or catalog plans (reason=plan) the recommendation "
+            "job skipped because their cost model or usage was refused",
+            ["reason"],
+            registry=r,
+        )
         self.actors = Gauge("resmon_hub_actors", "Live resource actors", registry=r)
 
     def render(self) -> bytes:

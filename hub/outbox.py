@@ -17,7 +17,7 @@ delivers it. A re-delivery repeats the same CloudEvent ids, so consumers of
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import anyio
 import asyncpg  # type: ignore[import-untyped]
@@ -27,15 +27,23 @@ from aiokafka import AIOKafkaProducer
 from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectSendStream
 
-from protocol import AlertEvent, KafkaRecord
+from protocol import (
+    TOPIC_OPTIMIZATION,
+    TYPE_OPTIMIZATION,
+    AlertEvent,
+    KafkaRecord,
+    OptimizationEvent,
+    encode_event,
+)
 
 from ._exceptions import HubError, storage_errors
+from .costs.recommend import Recommendation
 from .kafka import publish_many
 from .metrics import HubMetrics
 from .storage.current import CachedUsage
 from .storage.redis_cache import RedisCache
 
-__all__ = ["Outbox", "OutboxBatch", "OutboxEvent", "insert_outbox"]
+__all__ = ["Outbox", "OutboxBatch", "OutboxEvent", "insert_outbox", "optimization_outbox"]
 
 _log = structlog.get_logger(component="hub.outbox")
 
@@ -82,6 +90,38 @@ async def insert_outbox(conn: asyncpg.Connection, batch: OutboxBatch) -> int:
             "INSERT INTO hub_outbox (payload) VALUES ($1) RETURNING id", _encoder.encode(batch)
         )
     )
+
+
+def optimization_outbox(
+    source: str, at_ms: int
+) -> Callable[[asyncpg.Connection, list[Recommendation]], Awaitable[int]]:
+    """What the recommendation job calls with its new recommendations, in its transaction.
+
+    It writes one outbox row of ``cost.optimization.v1`` CloudEvents for
+    ``optimization.events``, each with the recommendation's id as its event id
+    (a re-delivery repeats it), which the outbox publishes after the commit.
+    """
+
+    async def write(conn: asyncpg.Connection, found: list[Recommendation]) -> int:
+        events = []
+        for rec in found:
+            payload = OptimizationEvent(
+                recommendation_id=rec.recommendation_id,
+                customer_id=rec.customer_id,
+                recommendation_type=rec.kind,
+                potential_savings=rec.monthly_savings,
+                currency=rec.currency,
+                description=rec.description,
+                at_ms=at_ms,
+                resource_key=rec.resource_key,
+            )
+            record = encode_event(
+                payload, source=source, event_type=TYPE_OPTIMIZATION, id=rec.recommendation_id
+            )
+            events.append(OutboxEvent(record.key, record.value, record.headers, record.event_id))
+        return await insert_outbox(conn, OutboxBatch(TOPIC_OPTIMIZATION, events, [], []))
+
+    return write
 
 
 class Outbox:

@@ -11,6 +11,7 @@ GET      /api/monitoring/customers/{customerId}/resources  resources as stored
 *        /api/alerts/..., /api/notifications, ...      alerts, preferences: see api/alerts.py
 GET      /api/costs/customers/{customerId}[/resources/{resourceKey}]  bills: see api/costs.py
 GET      /api/forecasts/customers/{customerId}           stored forecasts: see api/forecasts.py
+*        /api/recommendations[/{id}/apply|dismiss]     advice: see api/recommendations.py
 =======  ==============================================  =====================================
 """
 
@@ -53,6 +54,7 @@ from .alerts import add_alert_routes
 from .costs import add_cost_routes
 from .forecasts import add_forecast_routes
 from .keys import add_key_routes
+from .recommendations import add_recommendation_routes
 
 __all__ = ["ApiContext", "create_app"]
 
@@ -382,4 +384,5 @@ def create_app(context: ApiContext) -> web.Application:
     add_forecast_routes(app)
     add_key_routes(app)
     auth.check_routes(app.router.routes())
+    add_recommendation_routes(app)
     return app

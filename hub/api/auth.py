@@ -63,6 +63,9 @@ ROUTE_SCOPES: Final[dict[tuple[str, str], str]] = {
     ("GET", "/api/costs/customers/{customerId}"): "read",
     ("GET", "/api/costs/customers/{customerId}/resources/{resourceKey}"): "read",
     ("GET", "/api/forecasts/customers/{customerId}"): "read",
+    ("GET", "/api/recommendations"): "read",
+    ("POST", "/api/recommendations/{id}/apply"): "write",
+    ("POST", "/api/recommendations/{id}/dismiss"): "write",
 }
 
 _CALLER: Final = web.RequestKey("caller", ApiKey)

@@ -69,6 +69,7 @@ __all__ = [
     "parse_month",
     "period_of",
     "store",
+    "target_from_row",
     "total_of",
     "views",
 ]
@@ -144,7 +145,8 @@ WHERE {where}
 ORDER BY cr.resource_key"""
 
 
-def _target(row: Any) -> CostTarget:
+def target_from_row(row: Any) -> CostTarget:
+    """A resource as its bill needs it, from a row with the columns of ``_TARGETS``."""
     where = f"resource {row['resource_key']}"
     try:
         if row["model_id"] is None:
@@ -193,7 +195,7 @@ async def cost_targets(
             raise NotFoundError(f"customer {customer_id!r} not found")
         if resource_key is not None:
             raise NotFoundError(f"resource {resource_key!r} not found for customer {customer_id!r}")
-    return [_target(row) for row in rows]
+    return [target_from_row(row) for row in rows]
 
 
 def _active(target: CostTarget, period: Period) -> Period | None:
@@ -534,7 +536,7 @@ async def close_periods(
         rows = await conn.fetch(_TARGETS.format(where="cr.id = ANY($1::uuid[])"), ids)
         for row in rows:
             try:
-                targets[row["id"]] = _target(row)
+                targets[row["id"]] = target_from_row(row)
             except PricingError as exc:
                 _log.error("cost_close_failed", resource_key=row["resource_key"], error=str(exc))
                 if metrics is not None:

@@ -21,9 +21,11 @@ __all__ = [
     "DEFAULT_TENANT",
     "ResourceRow",
     "auto_provision",
+    "connection",
     "load_resource",
     "load_resources",
     "provision_resource",
+    "set_plan",
     "unprovisionable_types",
 ]
 
@@ -36,7 +38,8 @@ Executor: TypeAlias = Any  # asyncpg.Pool | asyncpg.Connection (asyncpg ships no
 
 
 @contextlib.asynccontextmanager
-async def _connection(conn_or_pool: Executor) -> AsyncIterator[asyncpg.Connection]:
+async def connection(conn_or_pool: Executor) -> AsyncIterator[asyncpg.Connection]:
+    """One connection: the one given, or one held from the pool for the block."""
     if isinstance(conn_or_pool, asyncpg.Pool):
         async with conn_or_pool.acquire() as conn:
             yield conn
@@ -100,7 +103,7 @@ _SELECT_MANY: Final = _SELECT.replace("cr.resource_key = $1", "cr.resource_key =
 async def load_resources(conn_or_pool: Executor, keys: Sequence[str]) -> dict[str, ResourceRow]:
     """The stored resources among ``keys``, by key, in one query (absent keys are left out)."""
     with storage_errors():
-        async with _connection(conn_or_pool) as conn:
+        async with connection(conn_or_pool) as conn:
             rows = await conn.fetch(_SELECT_MANY, list(keys))
     return {r["resource_key"]: ResourceRow(**dict(r)) for r in rows}
 
@@ -108,7 +111,7 @@ async def load_resources(conn_or_pool: Executor, keys: Sequence[str]) -> dict[st
 async def load_resource(conn_or_pool: Executor, key: str) -> ResourceRow | None:
     """The stored resource ``key``, or None."""
     with storage_errors():
-        async with _connection(conn_or_pool) as conn:
+        async with connection(conn_or_pool) as conn:
             row = await conn.fetchrow(_SELECT, key)
     if row is None:
         return None
@@ -143,7 +146,7 @@ async def unprovisionable_types(conn_or_pool: Executor, resource_types: set[str]
     its type; a type without one cannot be provisioned.
     """
     with storage_errors():
-        async with _connection(conn_or_pool) as conn:
+        async with connection(conn_or_pool) as conn:
             rows = await conn.fetch(
                 "SELECT DISTINCT resource_type FROM resource_catalogs"
                 " WHERE tenant_id = $1::uuid AND resource_type = ANY($2::text[])",
@@ -166,7 +169,7 @@ async def auto_provision(
     """Create an unknown customer/resource with no limit; True if it was created now."""
     name = key.split("/", 2)[2] if key.count("/") >= 2 else None
     with storage_errors():
-        async with _connection(conn_or_pool) as conn, conn.transaction():
+        async with connection(conn_or_pool) as conn, conn.transaction():
             catalog_id = await _catalog_id(conn, resource_type, None)
             await conn.execute(_INSERT_CUSTOMER, customer_id, DEFAULT_TENANT)
             status = await conn.execute(
@@ -216,7 +219,7 @@ async def provision_resource(
     if not Decimal(0) < warn <= crit:
         raise ValueError(f"need 0 < warning ({warn}) <= critical ({crit})")
     with storage_errors():
-        async with _connection(conn_or_pool) as conn, conn.transaction():
+        async with connection(conn_or_pool) as conn, conn.transaction():
             catalog_id = await _catalog_id(conn, resource_type, catalog_name)
             await conn.execute(_INSERT_CUSTOMER, customer_id, DEFAULT_TENANT)
             await conn.execute(
@@ -242,3 +245,24 @@ async def provision_resource(
             )
             await conn.execute("SELECT pg_notify($1, $2)", CHANGES_CHANNEL, key)
     return key
+
+
+async def set_plan(
+    conn: asyncpg.Connection, key: str, cost_model_id: str, limit_base_units: int | None
+) -> None:
+    """Move a resource to another plan and its limit, in the caller's transaction.
+
+    Thresholds and usage are kept. Running hubs are told as for any limit change
+    (``NOTIFY resmon_resource_changed``, delivered at commit), so the live actor
+    checks the next reading against the new limit.
+    """
+    if limit_base_units is not None and limit_base_units < 0:
+        raise ValueError("limit_base_units must be >= 0 or None")
+    await conn.execute(
+        "UPDATE customer_resources SET cost_model_id = $2, limit_value = $3, updated_at = now() "
+        "WHERE resource_key = $1",
+        key,
+        cost_model_id,
+        limit_base_units,
+    )
+    await conn.execute("SELECT pg_notify($1, $2)", CHANGES_CHANNEL, key)

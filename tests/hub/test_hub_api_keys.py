@@ -172,6 +172,36 @@ async def _forecasts(w: World, t: Tenant) -> Request:
     return Request("GET", f"/api/forecasts/customers/{t.customer}")
 
 
+async def _recommendation_of(w: World, t: Tenant) -> str:
+    """A fresh open ELIMINATE_WASTE recommendation for the tenant's resource (applying it
+    only records that)."""
+    rid = str(uuid.uuid4())
+    await w.db.execute(
+        """INSERT INTO recommendations (id, customer_id, customer_resource_id, kind,
+               monthly_savings, currency, effort, description, evidence)
+           SELECT $1::uuid, cr.customer_id, cr.id, 'ELIMINATE_WASTE', 50, 'USD', 'low',
+                  'idle for 30 days', '{}'::jsonb
+           FROM customer_resources cr WHERE cr.resource_key = $2""",
+        rid,
+        t.resource,
+    )
+    return rid
+
+
+async def _recommendations(w: World, t: Tenant) -> Request:
+    await _recommendation_of(w, t)
+    return Request("GET", f"/api/recommendations?customerId={t.customer}")
+
+
+async def _apply(w: World, t: Tenant) -> Request:
+    return Request("POST", f"/api/recommendations/{await _recommendation_of(w, t)}/apply", {})
+
+
+async def _dismiss(w: World, t: Tenant) -> Request:
+    rid = await _recommendation_of(w, t)
+    return Request("POST", f"/api/recommendations/{rid}/dismiss", {"reason": "kept on purpose"})
+
+
 async def _list_keys(w: World, t: Tenant) -> Request:
     return Request("GET", "/api/keys", listing=True)
 
@@ -206,6 +236,9 @@ REQUESTS: dict[tuple[str, str], Builder] = {
     ("GET", "/api/costs/customers/{customerId}"): _costs,
     ("GET", "/api/costs/customers/{customerId}/resources/{resourceKey}"): _resource_costs,
     ("GET", "/api/forecasts/customers/{customerId}"): _forecasts,
+    ("GET", "/api/recommendations"): _recommendations,
+    ("POST", "/api/recommendations/{id}/apply"): _apply,
+    ("POST", "/api/recommendations/{id}/dismiss"): _dismiss,
 }
 
 

@@ -167,3 +167,13 @@ def test_forecast_refresh_interval_is_read_and_bounded() -> None:
             HubConfig.from_env({**ENV, "RESMON_FORECAST_REFRESH_S": bad})
     with pytest.raises(ConfigError, match="RESMON_FORECAST_REFRESH_S"):
         HubConfig.from_env({**ENV, "RESMON_FORECAST_REFRESH_S": "hourly"})
+
+
+def test_the_recommendation_minimum_reaches_the_engine() -> None:
+    assert HubConfig.from_env(ENV).recommend_settings.min_savings == Decimal(10)
+    config = HubConfig.from_env({**ENV, "RESMON_RECOMMEND_MIN_SAVINGS": "2.5"})
+    assert config.recommend_settings.min_savings == Decimal("2.5")
+    with pytest.raises(ConfigError, match="RESMON_RECOMMEND_MIN_SAVINGS"):
+        HubConfig.from_env({**ENV, "RESMON_RECOMMEND_MIN_SAVINGS": "-1"})
+    with pytest.raises(ConfigError, match="RESMON_RECOMMEND_MIN_SAVINGS"):
+        HubConfig.from_env({**ENV, "RESMON_RECOMMEND_MIN_SAVINGS": "ten"})
