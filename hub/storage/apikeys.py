@@ -193,15 +193,17 @@ async def claim_customers(
     belongs to that key's tenant (the consumer's auto-provisioning keeps an
     existing customer's tenant).
     """
+    select = "SELECT id, tenant_id::text AS tenant_id FROM customers WHERE id = ANY($1::text[])"
     with storage_errors():
-        await db.execute(
-            "INSERT INTO customers (id, tenant_id) SELECT unnest($1::text[]), $2::uuid "
-            "ON CONFLICT (id) DO NOTHING",
-            list(customer_ids),
-            tenant_id,
-        )
-        rows = await db.fetch(
-            "SELECT id, tenant_id::text AS tenant_id FROM customers WHERE id = ANY($1::text[])",
-            list(customer_ids),
-        )
-    return {r["id"]: r["tenant_id"] for r in rows}
+        # the common case (every customer known) is one read; only new ones are written
+        owners = {r["id"]: r["tenant_id"] for r in await db.fetch(select, list(customer_ids))}
+        missing = [c for c in customer_ids if c not in owners]
+        if missing:
+            await db.execute(
+                "INSERT INTO customers (id, tenant_id) SELECT unnest($1::text[]), $2::uuid "
+                "ON CONFLICT (id) DO NOTHING",
+                missing,
+                tenant_id,
+            )
+            owners.update({r["id"]: r["tenant_id"] for r in await db.fetch(select, missing)})
+    return owners
