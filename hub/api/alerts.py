@@ -1,4 +1,4 @@
-"""Alert and notification routes. Errors are JSON ``{"error": ..., "where": ...}``.
+"""Alert and notification routes. Errors are problem details (docs/api.md).
 
 =======  ===============================================  ==================================
 method   path                                             what

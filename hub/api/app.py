@@ -1,4 +1,4 @@
-"""REST routes. Errors are JSON: ``{"error": "...", "where": "..."}``.
+"""REST routes. Errors are RFC 9457 problem details (hub/api/_http.py, docs/api.md).
 
 =======  ==============================================  =====================================
 method   path                                            what
@@ -49,7 +49,15 @@ from ..storage.partitions import retention_horizon_ms
 from ..storage.provision import Executor, load_resources, unprovisionable_types
 from ..validation import validate_event_id, validate_reading
 from . import auth
-from ._http import CONTEXT, ApiContext, context_of, error_response, json_response
+from ._http import (
+    CONTEXT,
+    ApiContext,
+    context_of,
+    error_response,
+    json_response,
+    request_path,
+    reset_request_path,
+)
 from .alerts import add_alert_routes
 from .costs import add_cost_routes
 from .forecasts import add_forecast_routes
@@ -102,6 +110,32 @@ async def _checked(request: web.Request, handler: Handler) -> web.StreamResponse
 
 @web.middleware
 async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error as problem details, ``instance`` the request path."""
+    token = request_path(request.path)
+    try:
+        return await _answered(request, handler)
+    finally:
+        reset_request_path(token)
+
+
+def _http_error(request: web.Request, exc: web.HTTPException) -> web.Response:
+    """An aiohttp HTTP error (no route, wrong method, body too large) as problem details."""
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        allowed = sorted(exc.allowed_methods)
+        response = error_response(
+            405,
+            f"{request.method} is not allowed on {request.path}; allowed: {', '.join(allowed)}",
+            request.path,
+        )
+        response.headers[hdrs.ALLOW] = ",".join(allowed)
+        return response
+    if isinstance(exc, web.HTTPNotFound) and exc.text in (None, "404: Not Found"):
+        return error_response(404, f"no route {request.path}", request.path)
+    detail = exc.text.removeprefix(f"{exc.status}: ") if exc.text else exc.reason
+    return error_response(exc.status, detail, request.path)
+
+
+async def _answered(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except DecodeError as exc:
@@ -116,8 +150,8 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return error_response(exc.status, exc.reason, request.path)
-    except Exception:  # a bug: answer in JSON like every other error, and log it whole
+        return _http_error(request, exc)
+    except Exception:  # a bug: answer in problem details like every other error, and log it
         _log.exception("request_crashed", path=request.path)
         return error_response(500, "internal error; the hub's log has the details", request.path)
 

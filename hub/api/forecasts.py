@@ -1,4 +1,4 @@
-"""Stored forecast routes. Errors are JSON ``{"error": ..., "where": ...}``.
+"""Stored forecast routes. Errors are problem details (docs/api.md).
 
 =======  ===============================================  ==================================
 method   path                                             what
