@@ -9,6 +9,7 @@ from typing import Any
 import anyio
 import pytest
 import structlog
+from _clock import ManualClock
 from _metrics import sample
 
 from edge_agent.config import AgentConfig, config_from_dict
@@ -16,7 +17,7 @@ from edge_agent.metrics import AgentMetrics
 from edge_agent.poller import Poller
 from protocol import KafkaRecord, UsageGap, UsageReading, decode_record
 
-from .conftest import FakeClient, FakeRouter, ManualClock, Snmpd
+from .conftest import FakeClient, FakeRouter, Snmpd, tick
 
 
 def make_config(*names: str, **extra: object) -> AgentConfig:
@@ -61,7 +62,7 @@ class Setup:
         return out
 
     def tick(self, seconds: int = 60) -> None:
-        self.clock.tick(self.routers, seconds)
+        tick(self.clock, self.routers, seconds)
 
 
 @pytest.mark.anyio
