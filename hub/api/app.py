@@ -62,7 +62,9 @@ from .alerts import add_alert_routes
 from .costs import add_cost_routes
 from .forecasts import add_forecast_routes
 from .keys import add_key_routes
+from .openapi import add_contract_routes
 from .recommendations import add_recommendation_routes
+from .schemas import Health, IngestResult
 
 __all__ = ["ApiContext", "create_app"]
 
@@ -160,7 +162,7 @@ async def healthz(request: web.Request) -> web.Response:
     ctx = context_of(request)
     with storage_errors(ctx.config.database_address):
         await ctx.db.fetchval("SELECT 1")
-    return json_response({"status": "ok"})
+    return json_response(Health())
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -392,12 +394,12 @@ async def ingest(request: web.Request) -> web.Response:
     if rounded:
         ctx.metrics.ingest_rounded.inc(rounded)
     return json_response(
-        {
-            "accepted": len(records),
-            "eventIds": [r.event_id for r in records],
-            "rounded": rounded,
-            "maxRounding": format(max_rounding, "f"),
-        }
+        IngestResult(
+            accepted=len(records),
+            event_ids=[r.event_id for r in records],
+            rounded=rounded,
+            max_rounding=format(max_rounding, "f"),
+        )
     )
 
 
@@ -417,6 +419,7 @@ def create_app(context: ApiContext) -> web.Application:
     add_cost_routes(app)
     add_forecast_routes(app)
     add_key_routes(app)
+    add_contract_routes(app)
     auth.check_routes(app.router.routes())
     add_recommendation_routes(app)
     return app
