@@ -23,6 +23,8 @@ import msgspec
 
 from protocol import DecodeError
 
+from ._params import bounded_int
+
 __all__ = [
     "DEFAULT_LIMIT",
     "MAX_LIMIT",
@@ -86,26 +88,13 @@ def decode_cursor(cursor: str, types: Sequence[Any]) -> tuple[Any, ...]:
         raise bad from None
 
 
-def _limit(query: Mapping[str, str]) -> int:
-    given = query.get("limit")
-    if given is None:
-        return DEFAULT_LIMIT
-    try:
-        limit = int(given)
-    except ValueError:
-        limit = 0
-    if not 1 <= limit <= MAX_LIMIT:
-        raise DecodeError(f"must be an integer from 1 to {MAX_LIMIT}, not {given!r}", where="limit")
-    return limit
-
-
 def page_request(query: Mapping[str, str], key_types: Sequence[Any]) -> PageRequest:
     """The ``limit`` (1-500, default 100) and decoded ``cursor`` of a list request.
 
     ``key_types``: the type of each field of the list's sort key (the id last).
     DecodeError (a 400 naming the parameter) for a bad ``limit`` or ``cursor``.
     """
-    limit = _limit(query)
+    limit = bounded_int(query, "limit", 1, MAX_LIMIT, DEFAULT_LIMIT)
     cursor = query.get("cursor")
     return PageRequest(limit, decode_cursor(cursor, key_types) if cursor is not None else None)
 

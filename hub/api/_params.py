@@ -7,7 +7,7 @@ from collections.abc import Mapping, Set
 
 from protocol import DecodeError
 
-__all__ = ["choice", "iso_time"]
+__all__ = ["bounded_int", "choice", "iso_time"]
 
 
 def iso_time(query: Mapping[str, str], name: str) -> dt.datetime | None:
@@ -37,3 +37,17 @@ def choice(query: Mapping[str, str], name: str, allowed: Set[str]) -> str | None
     if given.upper() not in allowed:
         raise DecodeError(f"must be one of {', '.join(sorted(allowed))}, not {given!r}", where=name)
     return given.upper()
+
+
+def bounded_int(query: Mapping[str, str], name: str, low: int, high: int, default: int) -> int:
+    """Parameter ``name`` as an integer from ``low`` to ``high``; ``default`` when absent."""
+    given = query.get(name)
+    if given is None:
+        return default
+    try:
+        value = int(given)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise DecodeError(f"must be an integer from {low} to {high}, not {given!r}", where=name)
+    return value

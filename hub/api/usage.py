@@ -34,7 +34,7 @@ from ..storage.history import MAX_POINTS, plan, usage_history
 from ..storage.partitions import retention_horizon_ms
 from . import auth
 from ._http import context_of, json_response
-from ._params import iso_time
+from ._params import bounded_int, iso_time
 
 __all__ = ["RANGES", "add_usage_routes"]
 
@@ -69,21 +69,6 @@ def _window(q: dict[str, str], now: dt.datetime) -> tuple[dt.datetime, dt.dateti
     return since, until
 
 
-def _point_count(q: dict[str, str]) -> int:
-    given = q.get("points")
-    if given is None:
-        return DEFAULT_POINTS
-    try:
-        points = int(given)
-    except ValueError:
-        points = 0
-    if not 1 <= points <= MAX_POINTS:
-        raise DecodeError(
-            f"must be an integer from 1 to {MAX_POINTS}, not {given!r}", where="points"
-        )
-    return points
-
-
 async def history(request: web.Request) -> web.Response:
     ctx = context_of(request)
     customer = request.match_info["customerId"]
@@ -92,7 +77,7 @@ async def history(request: web.Request) -> web.Response:
         key = f"{customer}/{key}"
     q = dict(request.query)
     start, end = _window(q, dt.datetime.now(dt.UTC))
-    points = _point_count(q)
+    points = bounded_int(q, "points", 1, MAX_POINTS, DEFAULT_POINTS)
     await auth.check_customer(request, customer)  # another tenant's customer: 404
     tz = ZoneInfo(ctx.config.billing_tz)
     horizon = dt.datetime.fromtimestamp(
