@@ -38,18 +38,28 @@ async def wait_for(conn: asyncpg.Connection, sql: str, expected: Any, *args: Any
     await until(check)
 
 
-def minute_reading(key: str, i: int, value: int, **extra: Any) -> UsageReading:
-    """Reading ``i`` of resource ``key``: ``value`` bytes over the ``i``-th minute after T0."""
+#: the base unit of each catalog resource type, as the agent and the ingest route send it
+BASE_UNITS = {"bandwidth": "byte", "storage": "byte", "api_calls": "request", "cpu": "millisecond"}
+
+
+def minute_reading(
+    key: str, i: int, value: int, *, start_ms: int = T0, step_ms: int = 60_000, **extra: Any
+) -> UsageReading:
+    """Reading ``i`` of ``key``: ``value`` base units over the ``i``-th step after ``start_ms``.
+
+    The customer and resource type come from the key (``customer/type[/name]``), the
+    unit from the type; ``extra`` sets any other field (``device``, ``unit``, ...).
+    """
     customer, rtype = key.split("/")[:2]
+    fields: dict[str, Any] = {"unit": BASE_UNITS.get(rtype, "byte"), **extra}
     return UsageReading(
         customer_id=customer,
         resource_type=rtype,
         resource_key=key,
         value=value,
-        unit="byte",
-        start_ms=T0 + i * 60_000,
-        end_ms=T0 + (i + 1) * 60_000,
-        **extra,
+        start_ms=start_ms + i * step_ms,
+        end_ms=start_ms + (i + 1) * step_ms,
+        **fields,
     )
 
 
