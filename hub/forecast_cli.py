@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import anyio
 import click
+import msgspec
 
 from ._exceptions import HubError, storage_errors
 
@@ -78,11 +79,18 @@ def forecast() -> None:
 def refresh_cmd(customer: str | None, as_of: dt.datetime | None) -> None:
     """Forecast and store every resource's usage and cost for the current billing month (what
     the hub does every RESMON_FORECAST_REFRESH_S). Exits 1 if any resource failed."""
+    from .config import HubConfig
     from .costs import MoneyPolicy, PricingError
     from .metrics import HubMetrics
+    from .outbox import forecast_alert_outbox
     from .storage.forecasts import RefreshSummary, refresh
 
     tz = _zone()
+    fields = {f.name: f.default for f in msgspec.structs.fields(HubConfig)}
+    # the alerts' CloudEvents go to the outbox; a running hub publishes them
+    on_alerts = forecast_alert_outbox(
+        fields["source"], os.environ.get("RESMON_HUB_ALERTS_TOPIC", fields["alerts_topic"])
+    )
     try:
         money = MoneyPolicy.from_env(os.environ)
     except PricingError as exc:
@@ -91,7 +99,13 @@ def refresh_cmd(customer: str | None, as_of: dt.datetime | None) -> None:
     async def work(conn: Any) -> RefreshSummary:
         day = None if as_of is None else as_of.date()
         return await refresh(
-            conn, tz=tz, money=money, metrics=HubMetrics(), today=day, customer_id=customer
+            conn,
+            tz=tz,
+            money=money,
+            metrics=HubMetrics(),
+            today=day,
+            customer_id=customer,
+            on_alerts=on_alerts,
         )
 
     summary = _with_connection(work)
