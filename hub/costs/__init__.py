@@ -8,6 +8,7 @@ build on it. ``docs/costs.md`` explains each rule with worked examples.
 * :mod:`.tiers` - graduated and volume tiers, packages, per-unit prices;
 * :mod:`.percentile` - 95th-percentile bandwidth rates from 5-minute windows;
 * :mod:`.proration` - billing periods and the exact duration ratio;
+* :mod:`.peak` - usage split into peak and off-peak hours (time-of-use prices);
 * :mod:`.breakdown` - the result: lines rounded once, total, inputs;
 * :mod:`.pricing` - :func:`price`, which puts them together.
 """
@@ -23,11 +24,13 @@ from .models import (
     PerUnit,
     Tier,
     Tiered,
+    TimeOfUse,
     catalog_model,
     load_cost_model,
     plan_model,
 )
 from .money import MoneyPolicy, Rounding, minor_units
+from .peak import PeakSplit, split_hours
 from .percentile import WINDOW_MS, Gap, RateMeasure, Sample, measure_rate, nearest_rank
 from .pricing import Volume, price
 from .proration import Period, Proration, billing_period, prorate
@@ -43,6 +46,7 @@ __all__ = [
     "MoneyPolicy",
     "Overage",
     "Package",
+    "PeakSplit",
     "PerUnit",
     "Percentile95",
     "Period",
@@ -53,6 +57,7 @@ __all__ = [
     "Sample",
     "Tier",
     "Tiered",
+    "TimeOfUse",
     "Volume",
     "billing_period",
     "catalog_model",
@@ -63,4 +68,5 @@ __all__ = [
     "plan_model",
     "price",
     "prorate",
+    "split_hours",
 ]

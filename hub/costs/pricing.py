@@ -11,7 +11,7 @@ from protocol import UnitError, unit_factor
 
 from .breakdown import Breakdown, Charge, Inputs, assemble
 from .errors import PricingError
-from .models import CostModel, Overage, Package, Percentile95, PerUnit, Tiered
+from .models import CostModel, Overage, Package, Percentile95, PerUnit, Tiered, TimeOfUse
 from .money import MoneyPolicy, shown
 from .percentile import RateMeasure, nearest_rank
 from .proration import Period, Proration, prorate
@@ -25,10 +25,19 @@ class Volume(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=
 
     base: int
     unit: str
+    #: the part of ``base`` used in the peak hours (a timeOfUse model needs it)
+    peak_base: int | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.base, bool) or not isinstance(self.base, int) or self.base < 0:
             raise PricingError("usage.base", f"{self.base!r} is not a whole count >= 0")
+        peak = self.peak_base
+        if peak is not None and (
+            isinstance(peak, bool) or not isinstance(peak, int) or not 0 <= peak <= self.base
+        ):
+            raise PricingError(
+                "usage.peakBase", f"{peak!r} is not a whole count from 0 to the usage ({self.base})"
+            )
         try:
             unit_factor(self.unit)
         except UnitError as exc:
@@ -84,7 +93,41 @@ def _volume_charges(
     if isinstance(price, Package):
         text = f"{price.price} per started package of {price.size} {unit}{above}"
         return [package(billable, price, unit)], text
+    if isinstance(price, TimeOfUse):
+        return _time_of_use(price, usage)
     raise PricingError("usage", "a 95th-percentile model is priced from a RateMeasure")
+
+
+def _time_of_use(price: TimeOfUse, usage: Volume) -> tuple[list[Charge], str]:
+    if usage.peak_base is None:
+        raise PricingError(
+            "usage.peakBase", "a timeOfUse model needs the usage of the peak hours (hour buckets)"
+        )
+    unit = usage.unit
+    peak = Fraction(usage.peak_base, unit_factor(unit)[1])
+    off = usage.quantity - peak
+    window = price.window
+    text = (
+        f"peak hours {window} (billing time zone) at {price.peak_price} per {unit}, "
+        f"the other hours at {price.off_peak_price}"
+    )
+    charges = [
+        per_unit(
+            peak,
+            price.peak_price,
+            unit,
+            kind="peak",
+            description=f"usage in the peak hours {window} at {price.peak_price} per {unit}",
+        ),
+        per_unit(
+            off,
+            price.off_peak_price,
+            unit,
+            kind="offPeak",
+            description=f"usage outside {window} at {price.off_peak_price} per {unit}",
+        ),
+    ]
+    return charges, text
 
 
 def _rate_charges(
@@ -158,7 +201,10 @@ def price(
         included = Fraction(model.included)
         allowance = exact_limit if exact_limit is not None else (included or None)
         inputs = Inputs(
-            usage_base=usage.base, base_unit=unit_factor(unit)[0], sources=tuple(sources)
+            usage_base=usage.base,
+            base_unit=unit_factor(unit)[0],
+            peak_base=usage.peak_base if isinstance(model.usage, TimeOfUse) else None,
+            sources=tuple(sources),
         )
     rule = f"{rule}; each line rounded {money.rounding.replace('_', '-')} to {money.minor_units} "
     rule += "places, total = sum of the rounded lines"

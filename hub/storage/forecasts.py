@@ -40,6 +40,7 @@ from ..costs import (
     Percentile95,
     Period,
     PricingError,
+    TimeOfUse,
     Volume,
     billing_period,
     catalog_model,
@@ -161,6 +162,8 @@ def _model(row: Any) -> tuple[CostModel | None, str | None]:
         return None, f"cost model {row['model_id'] or 'of the catalog'}: {exc}"
     if isinstance(model.usage, Percentile95):
         return None, "billed on the 95th percentile of 5-minute rates, not on the period's volume"
+    if isinstance(model.usage, TimeOfUse):
+        return None, "peak/off-peak prices: the forecast of a volume does not say in which hours"
     if model.billing_period != "monthly":
         return None, f"{model.billing_period} plan: the forecast covers the billing month"
     return model, None
