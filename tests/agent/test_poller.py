@@ -147,6 +147,25 @@ async def test_a_dead_router_is_an_error_then_bridged_exactly_and_does_not_stop_
 
 
 @pytest.mark.anyio
+async def test_every_line_about_a_router_names_it_and_no_other() -> None:
+    s = Setup("r1", "r2")
+    with anyio.fail_after(5), structlog.testing.capture_logs() as logs:
+        await s.poller.poll_all()  # discovery of both
+        s.routers["r2"].dead = True
+        for _ in range(4):  # failures, then backoff
+            s.tick()
+            await s.poller.poll_all()
+    about = {e["event"]: e.get("target") for e in logs if e["event"] != "poll_cycle"}
+    assert about.keys() >= {"interfaces_discovered", "poll_failed", "target_backed_off"}
+    failing = [e for e in logs if e["event"] in {"poll_failed", "target_backed_off"}]
+    assert failing
+    assert {e["target"] for e in failing} == {"r2"}
+    discovered = [e for e in logs if e["event"] == "interfaces_discovered"]
+    assert sorted(e["target"] for e in discovered) == ["r1", "r2"]
+    assert all(e["component"] == "edge_agent.poller" for e in discovered + failing)
+
+
+@pytest.mark.anyio
 async def test_a_hanging_router_costs_only_its_own_deadline() -> None:
     s = Setup("r1", "r2", poll_deadline=0.2)
     with anyio.fail_after(5):
