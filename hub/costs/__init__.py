@@ -32,7 +32,7 @@ from .models import (
 from .money import MoneyPolicy, Rounding, minor_units
 from .peak import PeakSplit, split_hours
 from .percentile import WINDOW_MS, Gap, RateMeasure, Sample, measure_rate, nearest_rank
-from .pricing import Volume, price
+from .pricing import PlanSpan, Volume, price, price_plan_change
 from .proration import Period, Proration, billing_period, prorate
 
 __all__ = [
@@ -50,6 +50,7 @@ __all__ = [
     "PerUnit",
     "Percentile95",
     "Period",
+    "PlanSpan",
     "PricingError",
     "Proration",
     "RateMeasure",
@@ -67,6 +68,7 @@ __all__ = [
     "nearest_rank",
     "plan_model",
     "price",
+    "price_plan_change",
     "prorate",
     "split_hours",
 ]

@@ -55,6 +55,8 @@ class Line(msgspec.Struct, frozen=True, rename="camel", omit_defaults=True):
     #: 1-based tier number, for ``tier`` lines
     tier: int | None = None
     proration: Proration | None = None
+    #: the plan the line was charged under, when the plan changed inside the period
+    plan: str | None = None
 
 
 class Inputs(msgspec.Struct, frozen=True, rename="camel", omit_defaults=True):
