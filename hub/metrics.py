@@ -171,6 +171,12 @@ class HubMetrics:
             ["scope"],
             registry=r,
         )
+        self.forecast_alerts = Counter(
+            "resmon_hub_forecast_alerts",
+            "Stored-forecast FORECAST_LIMIT alerts raised (status=active) or resolved",
+            ["status"],
+            registry=r,
+        )
         self.recommendations = Counter(
             "resmon_hub_recommendations",
             "Optimization recommendations the job created (new ids), per kind",

@@ -95,7 +95,8 @@ SELECT cr.id::text AS id, cr.resource_key, cr.customer_id, rc.resource_type, rc.
        EXISTS (SELECT 1 FROM alerts a WHERE a.customer_resource_id = cr.id
                AND a.status <> 'RESOLVED' AND a.alert_type = 'ANOMALY_DETECTED') AS anomaly_open,
        EXISTS (SELECT 1 FROM alerts a WHERE a.customer_resource_id = cr.id
-               AND a.status <> 'RESOLVED' AND a.alert_type = 'FORECAST_LIMIT') AS forecast_open,
+               AND a.status <> 'RESOLVED' AND a.alert_type = 'FORECAST_LIMIT'
+               AND a.forecast_period_start IS NULL) AS forecast_open,
        rc.cost_per_unit, cr.total_version, cu.tenant_id::text AS tenant_id
 FROM customer_resources cr JOIN resource_catalogs rc ON rc.id = cr.resource_catalog_id
      JOIN customers cu ON cu.id = cr.customer_id
