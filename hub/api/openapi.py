@@ -15,6 +15,7 @@ openapi -o docs/openapi-monitoring.yaml`` writes it) and served at
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import http
 import importlib.resources
@@ -34,14 +35,17 @@ from ..notify.preferences import Preferences, Stored
 from ..storage.apikeys import ApiKey, Created
 from ..storage.costs import CostView
 from ..storage.current import CachedUsage
+from ..storage.history import MAX_POINTS, UsageHistory
 from ..storage.queries import AlertRow, ResourceView
 from ..storage.recommendations import StoredRecommendation
 from ._http import PROBLEM_JSON, PROBLEM_TYPES, Problem
+from ._pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 from .alerts import AlertAction
 from .auth import required_scope
 from .costs import CustomerCosts
 from .forecasts import CustomerForecasts
 from .keys import NewKey
+from .ready import Readiness
 from .recommendations import RecommendationAction
 from .schemas import Health, IngestResult
 
@@ -57,12 +61,15 @@ __all__ = [
 
 #: a path or query parameter as the hub accepts it (longer ones, or with NUL, are 400)
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=500, pattern="^[^\\x00]+$")]
-Limit = Annotated[int, msgspec.Meta(ge=1, le=1000)]
+Limit = Annotated[int, msgspec.Meta(ge=1, le=MAX_LIMIT)]
+Points = Annotated[int, msgspec.Meta(ge=1, le=MAX_POINTS)]
 Uuid = Annotated[
     str, msgspec.Meta(pattern="^[0-9a-fA-F]{8}(-?[0-9a-fA-F]{4}){3}-?[0-9a-fA-F]{12}$")
 ]
 Month = Annotated[str, msgspec.Meta(pattern="^[0-9]{4}-(0[1-9]|1[0-2])$")]
 AlertStatus = Literal["ACTIVE", "ACKNOWLEDGED", "RESOLVED"]
+Severity = Literal["LOW", "MEDIUM", "HIGH", "CRITICAL"]
+AlertType = Literal["THRESHOLD_WARNING", "THRESHOLD_CRITICAL", "ANOMALY_DETECTED", "FORECAST_LIMIT"]
 LogStatus = Literal["PENDING", "SENDING", "SENT", "DEAD", "SUPPRESSED"]
 RecommendationStatus = Literal["open", "applied", "dismissed"]
 
@@ -115,13 +122,30 @@ def _id(what: str, kind: Any = Name) -> Param:
     return Param("id", kind, f"the {what}'s id", "path", required=True)
 
 
-_LIMIT = Param("limit", Limit, "the most items to answer (default 100)")
+_LIMIT = Param("limit", Limit, f"the most items in a page (default {DEFAULT_LIMIT})")
+_CURSOR = Param("cursor", Name, "the ``next`` of the previous page, unchanged")
+_PAGE = (_LIMIT, _CURSOR)
 _CUSTOMER_FILTER = Param("customerId", Name, "only this customer's")
+_RESOURCE_KEY = Param(
+    "resourceKey",
+    Name,
+    "the resource key, whole or after the customer id (slashes allowed)",
+    "path",
+    True,
+)
 _PERIOD = Param("period", Month, "billing month YYYY-MM (default: the current one, to date)")
 
 #: every route of the REST API: add a row here with each new route
 ROUTES: Final[tuple[Route, ...]] = (
     Route("GET", "/healthz", "health", "PostgreSQL reachable", "operations", {200: Health}),
+    Route(
+        "GET",
+        "/readyz",
+        "ready",
+        "PostgreSQL, Redis and Kafka each answer in time",
+        "operations",
+        {200: Readiness, 503: Readiness},
+    ),
     Route(
         "GET",
         "/metrics",
@@ -187,16 +211,36 @@ ROUTES: Final[tuple[Route, ...]] = (
     ),
     Route(
         "GET",
+        "/api/usage/customers/{customerId}/resources/{resourceKey}/history",
+        "usageHistory",
+        "A resource's usage series over a range, at most ``points`` buckets",
+        "usage",
+        {200: UsageHistory},
+        params=(
+            _customer(),
+            _RESOURCE_KEY,
+            Param("range", Literal["1h", "24h", "7d", "30d"], "ending now (default 24h)"),
+            Param("from", dt.datetime, "the start (with an offset), instead of ``range``"),
+            Param("to", dt.datetime, "the end (with an offset; default now), with ``from``"),
+            Param("points", Points, "the most buckets (default 500)"),
+        ),
+    ),
+    Route(
+        "GET",
         "/api/alerts",
         "listAlerts",
         "Alerts, newest first",
         "alerts",
-        {200: list[AlertRow]},
+        {200: Page[AlertRow]},
         params=(
             Param("status", AlertStatus, "only alerts in this status"),
+            Param("severity", Severity, "only alerts of this severity"),
+            Param("type", AlertType, "only alerts of this type"),
             _CUSTOMER_FILTER,
             Param("resourceKey", Name, "only this resource's"),
-            _LIMIT,
+            Param("from", dt.datetime, "only alerts raised at or after this time (with an offset)"),
+            Param("to", dt.datetime, "only alerts raised before this time (with an offset)"),
+            *_PAGE,
         ),
     ),
     Route(
@@ -283,12 +327,12 @@ ROUTES: Final[tuple[Route, ...]] = (
         "listNotifications",
         "The notification log: sends, retries, dead letters",
         "notifications",
-        {200: list[LogRow]},
+        {200: Page[LogRow]},
         params=(
             Param("status", LogStatus, "only entries in this status"),
             _CUSTOMER_FILTER,
             Param("alertId", Uuid, "only this alert's"),
-            _LIMIT,
+            *_PAGE,
         ),
     ),
     Route(
@@ -336,13 +380,7 @@ ROUTES: Final[tuple[Route, ...]] = (
         {200: CostView},
         params=(
             _customer(),
-            Param(
-                "resourceKey",
-                Name,
-                "the resource key, whole or after the customer id (slashes allowed)",
-                "path",
-                True,
-            ),
+            _RESOURCE_KEY,
             _PERIOD,
         ),
         errors=frozenset({422}),
@@ -362,8 +400,8 @@ ROUTES: Final[tuple[Route, ...]] = (
         "listRecommendations",
         "Stored optimization recommendations, largest saving first",
         "recommendations",
-        {200: list[StoredRecommendation]},
-        params=(_CUSTOMER_FILTER, Param("status", RecommendationStatus, "only these")),
+        {200: Page[StoredRecommendation]},
+        params=(_CUSTOMER_FILTER, Param("status", RecommendationStatus, "only these"), *_PAGE),
     ),
     Route(
         "POST",
@@ -418,7 +456,7 @@ def _error_statuses(route: Route) -> list[int]:
         statuses |= _KEYED_ERRORS
     if route.body is not None:
         statuses |= _BODY_ERRORS
-    return sorted(statuses)
+    return sorted(statuses - set(route.responses))
 
 
 def _operation(route: Route, schema: Any) -> dict[str, Any]:

@@ -36,7 +36,7 @@ async def test_a_bad_parameter_names_it(http: aiohttp.ClientSession) -> None:
         async with http.get("/api/alerts", params={"limit": "0"}) as resp:
             problem = await _problem(resp, 400)
     assert problem["type"] == "https://resmon.dev/problems/validation"
-    assert problem["detail"] == "limit must be an integer 1-1000"
+    assert problem["detail"] == "limit: must be an integer from 1 to 500, not '0'"
     assert problem["errors"] == [{"parameter": "limit", "message": problem["detail"]}]
 
 
