@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["event", "migrate_before", "minute_reading", "sample", "until", "wait_for"]
+__all__ = ["BASE_UNITS", "event", "minute_reading", "sample", "until", "wait_for"]
 
 import inspect
 from collections.abc import Awaitable, Callable
@@ -73,27 +73,6 @@ def event(customer: str, value: str, unit: str = "GB", **extra: Any) -> dict[str
         "timestamp": "2026-11-20T10:00:00Z",
         **extra,
     }
-
-
-async def migrate_before(conn: asyncpg.Connection, version: int) -> None:
-    """Apply and record the migrations older than ``version``: a database as a hub of
-    that time left it, for testing what migration ``version`` does with its rows."""
-    from hub.storage.migrate import load_migrations
-
-    await conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
-        "name TEXT NOT NULL, checksum TEXT NOT NULL, "
-        "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
-    )
-    for m in load_migrations():
-        if m.version < version:
-            await conn.execute(m.sql)
-            await conn.execute(
-                "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
-                m.version,
-                m.name,
-                m.checksum,
-            )
 
 
 async def send_reading(
