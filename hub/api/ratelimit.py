@@ -91,7 +91,8 @@ async def _check(
     for item in items:
         ok = await limiter.hit(item, *who)
         stats = await limiter.get_window_stats(item, *who)
-        reset = max(0.0, stats.reset_time - now)
+        # the storage keeps whole seconds: never more than the window itself
+        reset = min(float(item.get_expiry()), max(0.0, stats.reset_time - now))
         if not ok:
             allowed = False
             retry = max(retry, reset)
