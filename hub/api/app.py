@@ -61,11 +61,8 @@ from .forecasts import add_forecast_routes
 from .keys import add_key_routes
 from .ready import readyz
 from .recommendations import add_recommendation_routes
-<<<<<<< HEAD
 from .stream import add_stream_routes
-=======
 from .usage import add_usage_routes
->>>>>>> main
 
 __all__ = ["ApiContext", "create_app"]
 
@@ -399,11 +396,8 @@ def create_app(context: ApiContext) -> web.Application:
     add_cost_routes(app)
     add_forecast_routes(app)
     add_key_routes(app)
-<<<<<<< HEAD
     add_stream_routes(app)
-=======
     add_usage_routes(app)
->>>>>>> main
     auth.check_routes(app.router.routes())
     add_recommendation_routes(app)
     return app

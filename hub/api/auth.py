@@ -71,12 +71,9 @@ ROUTE_SCOPES: Final[dict[tuple[str, str], str]] = {
     ("GET", "/api/recommendations"): "read",
     ("POST", "/api/recommendations/{id}/apply"): "write",
     ("POST", "/api/recommendations/{id}/dismiss"): "write",
-<<<<<<< HEAD
     ("GET", "/api/stream"): "read",
     ("POST", "/api/stream/token"): "read",
-=======
     ("GET", "/api/usage/customers/{customerId}/resources/{resourceKey}/history"): "read",
->>>>>>> main
 }
 
 _CALLER: Final = web.RequestKey("caller", ApiKey)

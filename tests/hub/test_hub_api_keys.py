@@ -255,12 +255,9 @@ REQUESTS: dict[tuple[str, str], Builder] = {
     ("GET", "/api/recommendations"): _recommendations,
     ("POST", "/api/recommendations/{id}/apply"): _apply,
     ("POST", "/api/recommendations/{id}/dismiss"): _dismiss,
-<<<<<<< HEAD
     ("GET", "/api/stream"): _stream,
     ("POST", "/api/stream/token"): _stream_token,
-=======
     ("GET", "/api/usage/customers/{customerId}/resources/{resourceKey}/history"): _usage_history,
->>>>>>> main
 }
 
 
