@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
+from functools import partial
 from zoneinfo import ZoneInfo
 
 import anyio
@@ -195,7 +196,8 @@ async def _serve_all(
                 live=hub.consumer.outbox.live,
             )
             app = create_app(context)
-            hub.http_port = await tg.start(serve, app, config.http_host, config.http_port)
+            served = partial(serve, access_log=config.access_log)
+            hub.http_port = await tg.start(served, app, config.http_host, config.http_port)
             _log.info("hub_started", http=f"{config.http_host}:{hub.http_port}")
         else:
             _log.info("hub_started", http=None)

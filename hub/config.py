@@ -129,6 +129,8 @@ class HubConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     #: ingest API publishes; keep it the same on every hub of a group: with the id it is
     #: the identity a retry of an ingested event is recognised by
     source: str = "urn:resmon:hub"
+    #: one log line per REST request (credentials in the query hidden)
+    access_log: bool = False
     #: seconds between heartbeats on ``GET /api/stream``
     stream_heartbeat_seconds: float = 15.0
     #: events each tenant's live-stream backlog keeps for ``Last-Event-ID`` resumes (about)
@@ -293,6 +295,13 @@ def _upper(variable: str, value: str) -> str:
     return value.upper()
 
 
+def _flag(variable: str, value: str) -> bool:
+    got = {"1": True, "true": True, "yes": True, "on": True}.get(value.lower())
+    if got is None and value.lower() not in ("0", "false", "no", "off"):
+        raise ConfigError(f"{variable}={value!r}: expected 1 or 0 (true/false, yes/no, on/off)")
+    return bool(got)
+
+
 def _http(variable: str, value: str) -> tuple[str, int]:
     return _host_port(value, variable)
 
@@ -342,6 +351,8 @@ HUB_VARS: Final = (
     Var("RESMON_RESTART_BUDGET", "restart_budget", "actor restarts per minute before exiting",
         "40", integer),
     Var("RESMON_REDIS_PREFIX", "redis_prefix", "prefix of the hub's Redis keys", "resmon-b"),
+    Var("RESMON_HUB_ACCESS_LOG", "access_log", "1: log every REST request (no credentials)",
+        "1", _flag),
     Var("RESMON_STREAM_HEARTBEAT_S", "stream_heartbeat_seconds",
         "seconds between heartbeats on /api/stream", "5", number),
     Var("RESMON_STREAM_BACKLOG", "stream_backlog",
