@@ -87,6 +87,7 @@ ROUTE_SCOPES: Final[dict[tuple[str, str], str]] = {
     ("GET", "/api/config/cost-models/{id}"): "read",
     ("PATCH", "/api/config/cost-models/{id}"): "write",
     ("DELETE", "/api/config/cost-models/{id}"): "write",
+    ("GET", "/api/usage/customers/{customerId}/resources/{resourceKey}/history"): "read",
 }
 
 _CALLER: Final = web.RequestKey("caller", ApiKey)

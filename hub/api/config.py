@@ -44,8 +44,6 @@ shape asked for is 400, a value out of range 422; both name the JSON path.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import datetime as dt
 import functools
@@ -65,7 +63,8 @@ from ..alerts.records import display_unit, plain, to_unit
 from ..costs import CostModel, PricingError, load_cost_model
 from ..storage import config as cfg
 from ..storage.provision import connection, kind_of
-from ._http import context_of, error_response
+from ._http import context_of, error_response, json_response
+from ._pagination import page, page_request
 from .auth import caller_of, check_customer
 
 __all__ = [
@@ -241,11 +240,6 @@ class CostModelView(msgspec.Struct, rename="camel", frozen=True):
     created_at: dt.datetime
 
 
-class Page(msgspec.Struct, rename="camel", frozen=True):
-    items: list[Any]
-    next: str | None
-
-
 # -- errors, pages, ETags -----------------------------------------------------------------
 
 
@@ -313,42 +307,6 @@ async def _body(request: web.Request, kind: type[T]) -> T:
         raise _Refused(400, f"{problem} (at {path})", path) from None
     except msgspec.DecodeError as exc:
         raise _Refused(400, f"the body is not valid JSON: {exc}", "$") from None
-
-
-#: list page sizes
-DEFAULT_LIMIT: Final = 100
-MAX_LIMIT: Final = 500
-
-
-def _page_request(request: web.Request, width: int) -> tuple[int, list[str] | None]:
-    """``?limit=`` (1-500, default 100) and the sort key ``?cursor=`` continues after."""
-    given = request.query.get("limit")
-    try:
-        limit = DEFAULT_LIMIT if given is None else int(given)
-    except ValueError:
-        limit = 0
-    if not 1 <= limit <= MAX_LIMIT:
-        raise _Refused(400, f"limit must be an integer 1..{MAX_LIMIT}, not {given!r}", "limit")
-    cursor = request.query.get("cursor")
-    if cursor is None:
-        return limit, None
-    try:
-        after = msgspec.json.decode(base64.urlsafe_b64decode(cursor.encode() + b"=="))
-    except (binascii.Error, msgspec.DecodeError, ValueError):
-        after = None
-    if not (
-        isinstance(after, list) and len(after) == width and all(isinstance(v, str) for v in after)
-    ):
-        raise _Refused(400, "cursor is not one this list answered with", "cursor")
-    return limit, after
-
-
-def _page(items: list[Any], keys: list[list[str]], limit: int) -> web.Response:
-    """A page of ``items``; ``next`` continues after the last when the page is full."""
-    cursor = None
-    if len(items) == limit:
-        cursor = base64.urlsafe_b64encode(msgspec.json.encode(keys[-1])).rstrip(b"=").decode()
-    return web.Response(body=_encoder.encode(Page(items, cursor)), content_type="application/json")
 
 
 def _etag(view: msgspec.Struct) -> tuple[bytes, str]:
@@ -506,12 +464,16 @@ _PRICE_CAP: Final = Decimal(10) ** 6  # NUMERIC(10, 4)
 async def list_catalog(request: web.Request) -> web.Response:
     tenant = _whole_tenant(request)
     kind = request.match_info.get("resourceType") or request.query.get("resourceType")
-    limit, after = _page_request(request, 2)
+    wanted = page_request(request.query, (str, str))
     rows = await cfg.catalog_page(
-        context_of(request).db, tenant, resource_type=kind, after=after, limit=limit
+        context_of(request).db,
+        tenant,
+        resource_type=kind,
+        after=wanted.after,
+        limit=wanted.limit + 1,
     )
-    keys = [[r["resource_type"], r["resource_name"]] for r in rows]
-    return _page([_catalog_view(r) for r in rows], keys, limit)
+    views = [_catalog_view(r) for r in rows]
+    return json_response(page(views, wanted, lambda e: (e.resource_type, e.resource_name)))
 
 
 async def _catalog_row(conn: Any, request: web.Request, *, lock: bool = False) -> cfg.Row:
@@ -583,9 +545,10 @@ def _customer_view(row: cfg.Row) -> Customer:
 
 async def list_customers(request: web.Request) -> web.Response:
     tenant = _whole_tenant(request)
-    limit, after = _page_request(request, 1)
-    rows = await cfg.customer_page(context_of(request).db, tenant, after=after, limit=limit)
-    return _page([_customer_view(r) for r in rows], [[r["id"]] for r in rows], limit)
+    wanted = page_request(request.query, (str,))
+    db = context_of(request).db
+    rows = await cfg.customer_page(db, tenant, after=wanted.after, limit=wanted.limit + 1)
+    return json_response(page([_customer_view(r) for r in rows], wanted, lambda c: (c.id,)))
 
 
 async def _customer_row(conn: Any, request: web.Request, *, lock: bool = False) -> cfg.Row:
@@ -735,10 +698,11 @@ def _one_limit(limit: object, in_unit: object) -> None:
 async def list_resources(request: web.Request) -> web.Response:
     customer_id = request.match_info["customerId"]
     await check_customer(request, customer_id)
-    limit, after = _page_request(request, 1)
-    rows = await cfg.resource_page(context_of(request).db, customer_id, after=after, limit=limit)
-    keys = [[r["resource_key"]] for r in rows]
-    return _page([_resource_view(r) for r in rows], keys, limit)
+    wanted = page_request(request.query, (str,))
+    db = context_of(request).db
+    rows = await cfg.resource_page(db, customer_id, after=wanted.after, limit=wanted.limit + 1)
+    views = [_resource_view(r) for r in rows]
+    return json_response(page(views, wanted, lambda r: (r.resource_key,)))
 
 
 async def _resource_row(conn: Any, request: web.Request, *, lock: bool = False) -> cfg.Row:
@@ -902,10 +866,11 @@ async def _plan_values(
 
 async def list_cost_models(request: web.Request) -> web.Response:
     tenant = _whole_tenant(request)
-    limit, after = _page_request(request, 2)
-    rows = await cfg.cost_model_page(context_of(request).db, tenant, after=after, limit=limit)
-    keys = [[r["model_name"], r["id"]] for r in rows]
-    return _page([_plan_view(r) for r in rows], keys, limit)
+    wanted = page_request(request.query, (str, str))
+    db = context_of(request).db
+    rows = await cfg.cost_model_page(db, tenant, after=wanted.after, limit=wanted.limit + 1)
+    views = [_plan_view(r) for r in rows]
+    return json_response(page(views, wanted, lambda p: (p.model_name, p.id)))
 
 
 async def _plan_row(conn: Any, request: web.Request, *, lock: bool = False) -> cfg.Row:

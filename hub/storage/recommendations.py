@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from decimal import Decimal
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
@@ -290,10 +291,15 @@ async def listing(
     status: str | None = None,
     tenant_id: str | None = None,
     customer_ids: Sequence[str] | None = None,
+    limit: int | None = None,
+    after: tuple[Decimal, str] | None = None,
 ) -> list[StoredRecommendation]:
-    """Stored recommendations, largest saving first; ValueError naming a bad status.
+    """Stored recommendations, largest saving first (ties by id); ValueError naming a bad
+    status.
 
-    ``tenant_id``: only its customers'; ``customer_ids``: only those customers'.
+    ``tenant_id``: only its customers'; ``customer_ids``: only those customers';
+    at most ``limit``; ``after`` (monthly saving, id): only those after it in this
+    order, for the next page.
     """
     if status is not None and status not in STATUSES:
         raise ValueError(f"status {status!r} is not one of {', '.join(STATUSES)}")
@@ -302,13 +308,18 @@ async def listing(
         " AND ($3::uuid IS NULL OR r.customer_id IN"
         " (SELECT c.id FROM customers c WHERE c.tenant_id = $3::uuid))"
         " AND ($4::text[] IS NULL OR r.customer_id = ANY($4::text[]))"
+        " AND ($5::numeric IS NULL OR r.monthly_savings < $5"
+        " OR (r.monthly_savings = $5 AND r.id > $6::uuid))"
     )
     rows = await db.fetch(
-        _LIST.format(where=where),
+        _LIST.format(where=where) + " LIMIT $7",
         customer_id,
         status,
         tenant_id,
         list(customer_ids) if customer_ids is not None else None,
+        after[0] if after is not None else None,
+        after[1] if after is not None else None,
+        limit,
     )
     return [_stored(row) for row in rows]
 
