@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import decimal
 import functools
 import hashlib
 import re
@@ -405,11 +406,15 @@ def _whole_tenant(request: web.Request) -> str:
     return key.tenant_id
 
 
+#: room for the widest column (NUMERIC(38, 4)) and any finer fraction a caller sends
+_WIDE: Final = decimal.Context(prec=80)
+
+
 def _decimal(value: Decimal, where: str, *, places: int, below: Decimal) -> Decimal:
     """``value`` checked finite, >= 0, < ``below``, with at most ``places`` decimals (422)."""
     if not value.is_finite() or value < 0 or value >= below:
         raise _Refused(422, f"{value} must be a number from 0 up to below {below}", where)
-    if value != value.quantize(Decimal(1).scaleb(-places)):
+    if value != _WIDE.quantize(value, Decimal(1).scaleb(-places)):
         raise _Refused(422, f"{value} has more than {places} decimal places", where)
     return value
 
