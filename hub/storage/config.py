@@ -286,9 +286,12 @@ async def update_customer(
 
 
 async def delete_customer(conn: asyncpg.Connection, customer_id: str) -> None:
+    """Delete a customer without resources; every hub forgets which tenant it was of
+    (the notice carries the customer id), so the id may later be another tenant's."""
     await _delete(
         conn, f"customer {customer_id!r}", "DELETE FROM customers WHERE id = $1", customer_id
     )
+    await notify_changed(conn, [customer_id])
 
 
 # -- customer resources -------------------------------------------------------------------

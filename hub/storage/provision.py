@@ -242,6 +242,9 @@ async def auto_provision(
 async def notify_changed(conn: asyncpg.Connection, keys: Sequence[str]) -> None:
     """Tell every running hub that these resources' configuration changed.
 
+    ``keys`` are resource keys, or customer ids (a deleted customer: hubs forget
+    which tenant it belonged to).
+
     ``NOTIFY resmon_resource_changed`` with each key, delivered when the caller's
     transaction commits (nothing if it rolls back): each hub retires the live
     actor and drops the customer's cached usage, so the next reading is checked

@@ -442,6 +442,33 @@ async def test_another_tenants_configuration_is_404(
         assert (status, where(err)) == (403, "Authorization"), url
 
 
+async def test_a_deleted_customers_id_can_become_another_tenants(
+    hub: RunningHub, http: aiohttp.ClientSession, db: asyncpg.Connection, unique: str
+) -> None:
+    """Every hub forgets a deleted customer's tenant: the old tenant cannot read the new one's."""
+    cust = f"moved-{unique}"
+    assert (await call(http, "POST", "/api/config/customers", {"id": cust}))[0] == 201
+    current = f"/api/metrics/customer/{cust}/current"
+    assert (await call(http, "GET", current))[0] == 200  # the hub now knows its tenant
+    url = f"/api/config/customers/{cust}"
+    status, _, _ = await call(http, "DELETE", url, headers={"If-Match": await etag_of(http, url)})
+    assert status == 204
+    other = str(uuid.uuid4())
+    await db.execute("INSERT INTO tenants (id, name) VALUES ($1::uuid, $2)", other, f"t-{unique}")
+    theirs = bearer(await make_key(db, tenant_id=other, name="other"))
+    status, made, _ = await call(
+        http, "POST", "/api/config/customers", {"id": cust}, headers=theirs
+    )
+    assert status == 201, made
+
+    async def forgotten() -> bool:
+        return (await call(http, "GET", current))[0] == 404
+
+    with anyio.fail_after(30):
+        await until(forgotten)
+    assert (await call(http, "GET", current, headers=theirs))[0] == 200
+
+
 async def test_a_limit_change_reaches_the_running_hub(
     hub: RunningHub,
     http: aiohttp.ClientSession,
