@@ -47,7 +47,10 @@ __all__ = [
 _log = structlog.get_logger(component="hub.api.auth")
 
 #: routes anyone may call (``GET`` and its ``HEAD``): health, metrics, and the contract to come
-PUBLIC: Final = frozenset({"/healthz", "/metrics", "/readyz", "/api/openapi.yaml", "/api/docs"})
+PUBLIC: Final = frozenset(
+    {"/healthz", "/metrics", "/readyz", "/api/openapi.yaml", "/api/docs"}
+    | {"/api/docs/redoc.standalone.js"}  # the viewer /api/docs loads
+)
 
 #: (method, route path) -> the scope a key needs for it
 ROUTE_SCOPES: Final[dict[tuple[str, str], str]] = {
