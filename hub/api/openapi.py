@@ -42,12 +42,27 @@ from ._http import PROBLEM_JSON, PROBLEM_TYPES, Problem
 from ._pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 from .alerts import AlertAction
 from .auth import required_scope
+from .config import (
+    CatalogCreate,
+    CatalogEntry,
+    CatalogPatch,
+    CostModelCreate,
+    CostModelPatch,
+    CostModelView,
+    Customer,
+    CustomerCreate,
+    CustomerPatch,
+    ResourceConfig,
+    ResourceCreate,
+    ResourcePatch,
+)
 from .costs import CustomerCosts
 from .forecasts import CustomerForecasts
 from .keys import NewKey
 from .ready import Readiness
 from .recommendations import RecommendationAction
 from .schemas import Health, IngestResult
+from .stream import StreamToken
 
 __all__ = [
     "ROUTES",
@@ -140,6 +155,87 @@ _RESOURCE_KEY = Param(
     True,
 )
 _PERIOD = Param("period", Month, "billing month YYYY-MM (default: the current one, to date)")
+
+#: a header value (headers are not limited in length like parameters)
+Header = Annotated[str, msgspec.Meta(min_length=1)]
+_IF_MATCH = Param(
+    "If-Match",
+    Header,
+    "the object's ``ETag`` from its last answer (``*``: any); 428 without, 412 when stale",
+    "header",
+    required=True,
+)
+
+
+def _crud(
+    tag: str,
+    noun: str,
+    collection: str,
+    item: str,
+    answer: Any,
+    create: Any,
+    patch: Any,
+    *,
+    params: Sequence[Param] = (),
+    item_params: Sequence[Param] = (),
+    list_params: Sequence[Param] = (),
+) -> tuple[Route, ...]:
+    """List, create, get, change (PATCH) and delete rows of a configuration object.
+
+    ``noun`` names the operations (``Customer``: ``listCustomers``, ``getCustomer``, ...).
+    """
+    item_all = (*params, *item_params)
+    return (
+        Route(
+            "GET",
+            collection,
+            f"list{noun}s",
+            f"{noun}s of the tenant (a page)",
+            tag,
+            {200: Page[answer]},
+            params=(*params, *list_params, *_PAGE),
+        ),
+        Route(
+            "POST",
+            collection,
+            f"create{noun}",
+            f"Create a {noun} (201 with its ETag and Location)",
+            tag,
+            {201: answer},
+            params=params,
+            body=create,
+            errors=frozenset({409, 422}),
+        ),
+        Route(
+            "GET", item, f"get{noun}", f"One {noun} (with its ETag)", tag, {200: answer}, item_all
+        ),
+        Route(
+            "PATCH",
+            item,
+            f"change{noun}",
+            f"Change the fields given of a {noun} (If-Match)",
+            tag,
+            {200: answer},
+            params=(*item_all, _IF_MATCH),
+            body=patch,
+            errors=frozenset({409, 412, 422, 428}),
+        ),
+        Route(
+            "DELETE",
+            item,
+            f"delete{noun}",
+            f"Delete a {noun} (If-Match)",
+            tag,
+            {204: None},
+            params=(*item_all, _IF_MATCH),
+            errors=frozenset({409, 412, 428}),
+        ),
+    )
+
+
+_RESOURCE_TYPE = Param(
+    "resourceType", Name, "the resource type (``bandwidth``, ``cpu``, ...)", "path"
+)
 
 #: every route of the REST API: add a row here with each new route
 ROUTES: Final[tuple[Route, ...]] = (
@@ -363,10 +459,11 @@ ROUTES: Final[tuple[Route, ...]] = (
         "DELETE",
         "/api/keys/{id}",
         "revokeKey",
-        "Revoke an API key",
+        "Revoke an API key (not the one calling: 409)",
         "keys",
         {200: ApiKey},
         params=(_id("key"),),
+        errors=frozenset({409}),
     ),
     Route(
         "GET",
@@ -432,6 +529,80 @@ ROUTES: Final[tuple[Route, ...]] = (
         body=RecommendationAction,
         errors=frozenset({409}),
     ),
+    *_crud(
+        "configuration",
+        "CatalogEntry",
+        "/api/config/catalog",
+        "/api/config/catalog/{resourceType}/{catalogId}",
+        CatalogEntry,
+        CatalogCreate,
+        CatalogPatch,
+        item_params=(_RESOURCE_TYPE, Param("catalogId", Name, "the entry's id", "path")),
+        list_params=(Param("resourceType", Filter, "only entries of this type"),),
+    ),
+    Route(
+        "GET",
+        "/api/config/catalog/{resourceType}",
+        "listCatalogEntriesOfType",
+        "The catalog entries of one resource type (a page)",
+        "configuration",
+        {200: Page[CatalogEntry]},
+        params=(_RESOURCE_TYPE, *_PAGE),
+    ),
+    *_crud(
+        "configuration",
+        "Customer",
+        "/api/config/customers",
+        "/api/config/customers/{customerId}",
+        Customer,
+        CustomerCreate,
+        CustomerPatch,
+        item_params=(_customer(),),
+    ),
+    *_crud(
+        "configuration",
+        "Resource",
+        "/api/config/customers/{customerId}/resources",
+        "/api/config/customers/{customerId}/resources/{resourceKey}",
+        ResourceConfig,
+        ResourceCreate,
+        ResourcePatch,
+        params=(_customer(),),
+        item_params=(_RESOURCE_KEY,),
+    ),
+    *_crud(
+        "configuration",
+        "CostModel",
+        "/api/config/cost-models",
+        "/api/config/cost-models/{id}",
+        CostModelView,
+        CostModelCreate,
+        CostModelPatch,
+        item_params=(_id("cost model"),),
+    ),
+    Route(
+        "GET",
+        "/api/stream",
+        "stream",
+        "Live events (Server-Sent Events): usage, alert, recommendation, heartbeat",
+        "stream",
+        {200: Text("text/event-stream")},
+        params=(
+            _CUSTOMER_FILTER,
+            Param("token", Filter, "a token from ``POST /api/stream/token`` (for EventSource)"),
+            Param("Last-Event-ID", Header, "resume after this event id", "header"),
+        ),
+        description="An endless response: events as they happen, a heartbeat every 15 s.",
+    ),
+    Route(
+        "POST",
+        "/api/stream/token",
+        "streamToken",
+        "A short-lived token for ``GET /api/stream?token=`` (browsers' EventSource)",
+        "stream",
+        {200: StreamToken},
+        params=(_CUSTOMER_FILTER,),
+    ),
 )
 
 _TITLE: Final = "resmon monitoring API"
@@ -439,7 +610,7 @@ _VERSION: Final = "1.0.0"
 _REF: Final = "#/components/schemas/{name}"
 _SECURITY: Final[list[dict[str, list[str]]]] = [{"bearerKey": []}, {"headerKey": []}]
 _DEFAULT_ERRORS: Final = frozenset({400, 503})
-_KEYED_ERRORS: Final = frozenset({401, 403, 404})
+_KEYED_ERRORS: Final = frozenset({401, 403, 404, 429})
 _BODY_ERRORS: Final = frozenset({413, 415})
 
 
