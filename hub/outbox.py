@@ -37,6 +37,7 @@ from protocol import (
 )
 
 from ._exceptions import HubError, storage_errors
+from .alerts.records import AlertRecord, event_type, to_event
 from .costs.recommend import Recommendation
 from .kafka import publish_many
 from .metrics import HubMetrics
@@ -44,7 +45,14 @@ from .storage.current import CachedUsage
 from .storage.live import LivePublisher
 from .storage.redis_cache import RedisCache
 
-__all__ = ["Outbox", "OutboxBatch", "OutboxEvent", "insert_outbox", "optimization_outbox"]
+__all__ = [
+    "Outbox",
+    "OutboxBatch",
+    "OutboxEvent",
+    "forecast_alert_outbox",
+    "insert_outbox",
+    "optimization_outbox",
+]
 
 _log = structlog.get_logger(component="hub.outbox")
 
@@ -134,8 +142,11 @@ async def _to_live(live: LivePublisher, batch: OutboxBatch) -> None:
         await live.usage(
             [(u.resource_key.split("/", 1)[0], u.resource_key, _usage_data(u)) for u in batch.usage]
         )
-    if batch.alerts:
-        await live.send("alert", [(a.customer_id, _encoder.encode(a)) for a in batch.alerts])
+    alerts = batch.alerts
+    if not alerts and batch.events and batch.topic != TOPIC_OPTIMIZATION:
+        alerts = _alerts_of(batch.events)  # a forecast refresh's row: events only
+    if alerts:
+        await live.send("alert", [(a.customer_id, _encoder.encode(a)) for a in alerts])
     if batch.topic == TOPIC_OPTIMIZATION and batch.events:
         created = []
         for e in batch.events:
@@ -148,10 +159,51 @@ async def _to_live(live: LivePublisher, batch: OutboxBatch) -> None:
         await live.send("recommendation", created)
 
 
+_alert_decoder = msgspec.json.Decoder(AlertEvent)
+
+
+def _alerts_of(events: list[OutboxEvent]) -> list[AlertEvent]:
+    out = []
+    for e in events:
+        try:
+            out.append(_alert_decoder.decode(e.value))
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            continue
+    return out
+
+
 def _usage_data(u: CachedUsage) -> bytes:
     return _encoder.encode(
         {"customerId": u.resource_key.split("/", 1)[0], **msgspec.to_builtins(u)}
     )
+
+
+def forecast_alert_outbox(
+    source: str, topic: str
+) -> Callable[[asyncpg.Connection, list[tuple[str, AlertRecord]]], Awaitable[int]]:
+    """What the forecast refresh calls with the stored-forecast alerts it raised or
+    resolved, in their transaction: one outbox row of their CloudEvents for ``topic``
+    (ids ``<alert id>.<status>``, as the consumer's alerts), published after the commit.
+
+    The Redis open-alert hash is left to the actors: its forecast field is the
+    pace-based episode's.
+    """
+
+    async def write(conn: asyncpg.Connection, changed: list[tuple[str, AlertRecord]]) -> int:
+        events = []
+        for alert_id, record in changed:
+            encoded = encode_event(
+                to_event(record, alert_id),
+                source=source,
+                event_type=event_type(record),
+                id=f"{alert_id}.{record.status.lower()}",
+            )
+            events.append(
+                OutboxEvent(encoded.key, encoded.value, list(encoded.headers), encoded.event_id)
+            )
+        return await insert_outbox(conn, OutboxBatch(topic, events, [], []))
+
+    return write
 
 
 class Outbox:
