@@ -20,6 +20,7 @@ from hub import HubConfig, RunningHub, provision_resource, run_hub
 from hub.apikeys import StreamGrant, stream_token
 from hub.storage.live import LiveEvent, LivePublisher, LiveStream
 from hub.storage.provision import DEFAULT_TENANT
+from protocol import OptimizationEvent
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -278,3 +279,81 @@ async def test_a_stream_token_opens_the_stream_and_nothing_else(
     async with http.post("/api/stream/token?customerId=nobody") as resp:
         assert resp.status == 404
     assert _stat(hub, "resmon_hub_api_auth_refused_total", {"reason": "token"}) >= 4
+
+
+async def test_applying_a_recommendation_is_a_recommendation_event(
+    hub: RunningHub, http: aiohttp.ClientSession, db: asyncpg.Connection, unique: str
+) -> None:
+    resource = await provision_resource(db, f"cust-{unique}", "bandwidth", None)
+    rid = str(uuid.uuid4())
+    await db.execute(
+        """INSERT INTO recommendations (id, customer_id, customer_resource_id, kind,
+               monthly_savings, currency, effort, description, evidence)
+           SELECT $1::uuid, cr.customer_id, cr.id, 'ELIMINATE_WASTE', 50, 'USD', 'low',
+                  'idle for 30 days', '{}'::jsonb
+           FROM customer_resources cr WHERE cr.resource_key = $2""",
+        rid,
+        resource,
+    )
+    with anyio.fail_after(20):
+        async with http.get("/api/stream") as resp:
+            sse = SseReader(resp)
+            async with http.post(f"/api/recommendations/{rid}/apply", json={}) as r:
+                assert r.status == 200, await r.text()
+            got = await sse.next_of("recommendation", recommendationId=rid)
+    assert got.data["change"] == "applied"
+    assert got.data["customerId"] == f"cust-{unique}"
+    assert got.data["resourceKey"] == resource
+
+
+async def test_outbox_rows_of_events_only_reach_the_stream(
+    hub_config: HubConfig, db: asyncpg.Connection, unique: str
+) -> None:
+    """A recommendation job's row and a forecast refresh's alert row (events, no usage)."""
+    from decimal import Decimal
+
+    import redis.asyncio as aioredis
+
+    from hub.metrics import HubMetrics
+    from hub.outbox import Outbox, OutboxBatch, OutboxEvent, insert_outbox
+    from protocol import TOPIC_OPTIMIZATION, TYPE_ALERT, TYPE_OPTIMIZATION, AlertEvent, encode_event
+
+    customer = f"cust-{unique}"
+    resource = await provision_resource(db, customer, "bandwidth", 1000)
+    rid = str(uuid.uuid4())
+    found = OptimizationEvent(rid, customer, "ELIMINATE_WASTE", Decimal("12.50"), "USD", "idle", 1)
+    alert = AlertEvent(
+        str(uuid.uuid4()), customer, "bandwidth", resource, "FORECAST_LIMIT", "MEDIUM",
+        "ACTIVE", "limit in 3 days", Decimal(1), None, Decimal(1000), None, "byte", 2,
+    )  # fmt: skip
+    rows = []
+    for topic, payload, etype in (
+        (TOPIC_OPTIMIZATION, found, TYPE_OPTIMIZATION),
+        (hub_config.alerts_topic, alert, TYPE_ALERT),
+    ):
+        r = encode_event(payload, source="urn:test", event_type=etype, id=str(uuid.uuid4()))
+        rows.append(
+            OutboxBatch(topic, [OutboxEvent(r.key, r.value, r.headers, r.event_id)], [], [])
+        )
+    for batch in rows:
+        await insert_outbox(db, batch)
+    client: aioredis.Redis[bytes] = aioredis.Redis.from_url(hub_config.redis_url)
+    pool = await asyncpg.create_pool(hub_config.database_url, min_size=1, max_size=2)
+    try:
+        stream = LiveStream(client, prefix=hub_config.redis_prefix)
+
+        async def tenants(customers: list[str]) -> dict[str, str]:
+            return dict.fromkeys(customers, DEFAULT_TENANT)
+
+        outbox = Outbox(pool, None, None, HubMetrics(), live=LivePublisher(stream, tenants))
+        assert await outbox.drain() == 2
+        got = await stream.read(DEFAULT_TENANT, "0-0", block_ms=1)
+    finally:
+        await pool.close()
+        await client.aclose()
+    kinds = [(e.kind, msgspec.json.decode(e.data)) for _, e in got]
+    assert [k for k, _ in kinds] == ["recommendation", "alert"]
+    assert kinds[0][1]["change"] == "created"
+    assert kinds[0][1]["recommendationId"] == rid
+    assert kinds[1][1]["alertType"] == "FORECAST_LIMIT"
+    assert kinds[1][1]["resourceKey"] == resource
