@@ -133,7 +133,6 @@ def optimization_outbox(
     return write
 
 
-<<<<<<< HEAD
 _optimization_decoder = msgspec.json.Decoder(OptimizationEvent)
 
 
@@ -153,7 +152,8 @@ async def _to_live(live: LivePublisher, batch: OutboxBatch) -> None:
         for e in batch.events:
             try:
                 rec = _optimization_decoder.decode(e.value)
-            except (msgspec.DecodeError, msgspec.ValidationError):
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                _log.warning("live_event_undecodable", event_id=e.event_id, error=str(exc))
                 continue
             data = {"change": "created", **msgspec.to_builtins(rec)}
             created.append((rec.customer_id, _encoder.encode(data)))
@@ -168,7 +168,8 @@ def _alerts_of(events: list[OutboxEvent]) -> list[AlertEvent]:
     for e in events:
         try:
             out.append(_alert_decoder.decode(e.value))
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            _log.warning("live_event_undecodable", event_id=e.event_id, error=str(exc))
             continue
     return out
 
@@ -179,8 +180,6 @@ def _usage_data(u: CachedUsage) -> bytes:
     )
 
 
-=======
->>>>>>> main
 def forecast_alert_outbox(
     source: str, topic: str
 ) -> Callable[[asyncpg.Connection, list[tuple[str, AlertRecord]]], Awaitable[int]]:
@@ -207,39 +206,6 @@ def forecast_alert_outbox(
         return await insert_outbox(conn, OutboxBatch(topic, events, [], []))
 
     return write
-<<<<<<< HEAD
-=======
-
-
-_optimization_decoder = msgspec.json.Decoder(OptimizationEvent)
-
-
-async def _to_live(live: LivePublisher, batch: OutboxBatch) -> None:
-    """A delivered batch's events on the live stream (usage coalesced per resource)."""
-    if batch.usage:
-        await live.usage(
-            [(u.resource_key.split("/", 1)[0], u.resource_key, _usage_data(u)) for u in batch.usage]
-        )
-    if batch.alerts:
-        await live.send("alert", [(a.customer_id, _encoder.encode(a)) for a in batch.alerts])
-    if batch.topic == TOPIC_OPTIMIZATION and batch.events:
-        created = []
-        for e in batch.events:
-            try:
-                rec = _optimization_decoder.decode(e.value)
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                _log.warning("live_event_undecodable", event_id=e.event_id, error=str(exc))
-                continue
-            data = {"change": "created", **msgspec.to_builtins(rec)}
-            created.append((rec.customer_id, _encoder.encode(data)))
-        await live.send("recommendation", created)
-
-
-def _usage_data(u: CachedUsage) -> bytes:
-    return _encoder.encode(
-        {"customerId": u.resource_key.split("/", 1)[0], **msgspec.to_builtins(u)}
-    )
->>>>>>> main
 
 
 class Outbox:
