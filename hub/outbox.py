@@ -136,17 +136,13 @@ def optimization_outbox(
 _optimization_decoder = msgspec.json.Decoder(OptimizationEvent)
 
 
-async def _to_live(live: LivePublisher, batch: OutboxBatch) -> None:
-    """A delivered batch's events on the live stream (usage coalesced per resource)."""
-    if batch.usage:
-        await live.usage(
-            [(u.resource_key.split("/", 1)[0], u.resource_key, _usage_data(u)) for u in batch.usage]
-        )
+def _offer_live(live: LivePublisher, batch: OutboxBatch) -> bool:
+    """Queue a delivered batch's events for the live stream; False if some were dropped."""
+    ok = live.offer_usage(batch.usage)
     alerts = batch.alerts
     if not alerts and batch.events and batch.topic != TOPIC_OPTIMIZATION:
         alerts = _alerts_of(batch.events)  # a forecast refresh's row: events only
-    if alerts:
-        await live.send("alert", [(a.customer_id, _encoder.encode(a)) for a in alerts])
+    ok = live.offer("alert", [(a.customer_id, _encoder.encode(a)) for a in alerts]) and ok
     if batch.topic == TOPIC_OPTIMIZATION and batch.events:
         created = []
         for e in batch.events:
@@ -157,7 +153,8 @@ async def _to_live(live: LivePublisher, batch: OutboxBatch) -> None:
                 continue
             data = {"change": "created", **msgspec.to_builtins(rec)}
             created.append((rec.customer_id, _encoder.encode(data)))
-        await live.send("recommendation", created)
+        ok = live.offer("recommendation", created) and ok
+    return ok
 
 
 _alert_decoder = msgspec.json.Decoder(AlertEvent)
@@ -172,12 +169,6 @@ def _alerts_of(events: list[OutboxEvent]) -> list[AlertEvent]:
             _log.warning("live_event_undecodable", event_id=e.event_id, error=str(exc))
             continue
     return out
-
-
-def _usage_data(u: CachedUsage) -> bytes:
-    return _encoder.encode(
-        {"customerId": u.resource_key.split("/", 1)[0], **msgspec.to_builtins(u)}
-    )
 
 
 def forecast_alert_outbox(
@@ -382,12 +373,10 @@ class Outbox:
                 ok = False
                 self.metrics.side_effect_failures.labels("redis").inc()
                 _log.warning("cache_update_failed", error=str(exc))
-        if self.live is not None:
-            try:
-                await _to_live(self.live, batch)
-            except HubError as exc:  # the stream is best effort: the row is not kept for it
-                self.metrics.side_effect_failures.labels("stream").inc()
-                _log.warning("stream_publish_failed", error=str(exc))
+        # the stream is best effort, written by its own task: the row is not kept for it
+        if self.live is not None and not _offer_live(self.live, batch):
+            self.metrics.side_effect_failures.labels("stream").inc()
+            _log.warning("stream_queue_full", then="events of this batch are not streamed")
         return ok
 
     async def drain(self, min_age_s: float = 0.0) -> int:

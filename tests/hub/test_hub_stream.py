@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaProducer
 
 from hub import HubConfig, RunningHub, provision_resource, run_hub
 from hub.apikeys import StreamGrant, stream_token
+from hub.storage.current import CachedUsage
 from hub.storage.live import LiveEvent, LivePublisher, LiveStream
 from hub.storage.provision import DEFAULT_TENANT
 from protocol import OptimizationEvent
@@ -82,29 +83,36 @@ async def test_a_reading_through_kafka_is_a_usage_event_then_an_alert(
 async def test_usage_updates_are_coalesced_per_resource(hub: RunningHub, unique: str) -> None:
     """Within the interval only the first update goes out; the latest one follows it."""
     stream = LiveStream(hub.cache.client, prefix=f"{hub.config.redis_prefix}-c")
-    tenant = str(uuid.uuid4())
+    tenant, quiet = str(uuid.uuid4()), str(uuid.uuid4())
 
     async def tenants(customers: list[str]) -> dict[str, str]:
-        return dict.fromkeys(customers, tenant)
+        return {c: tenant if c == "c" else quiet for c in customers}
 
     publisher = LivePublisher(stream, tenants, interval=0.3)
-    a, b = f"c-{unique}/bandwidth/a", f"c-{unique}/bandwidth/b"
+    a, b, q = "c/bandwidth/a", "c/bandwidth/b", "q/bandwidth/a"
+    await stream.watch(tenant, ttl=60)  # a stream is open for tenant; none for quiet
     with anyio.fail_after(10):
         async with anyio.create_task_group() as tg:
             tg.start_soon(publisher.run, lambda exc: None)
-            await publisher.usage([("c", a, b'{"v":1}'), ("c", b, b'{"v":10}')])
-            await publisher.usage([("c", a, b'{"v":2}')])
-            await publisher.usage([("c", a, b'{"v":3}')])
+            assert publisher.offer_usage([_usage(a, 1), _usage(b, 10), _usage(q, 5)])
+            assert publisher.offer_usage([_usage(a, 2)])
+            assert publisher.offer_usage([_usage(a, 3)])
 
             async def entries() -> list[tuple[str, LiveEvent]]:
                 return await stream.read(tenant, "0-0", block_ms=1)
 
             await until(lambda: _len(entries, 3))
-            got = [(e.customer, e.data) for _, e in await entries()]
+            got = [(e.customer, msgspec.json.decode(e.data)["usage"]) for _, e in await entries()]
             tg.cancel_scope.cancel()
     # a and b once each at once, then a's latest value; a's middle value never went out
-    assert got == [("c", b'{"v":1}'), ("c", b'{"v":10}'), ("c", b'{"v":3}')]
+    assert got == [("c", 1), ("c", 10), ("c", 3)]
+    # usage of a tenant nobody watches is not written at all
+    assert await stream.read(quiet, "0-0", block_ms=1) == []
     await hub.cache.client.delete(stream.key(tenant))
+
+
+def _usage(resource: str, value: int) -> CachedUsage:
+    return CachedUsage(resource, "bandwidth", value, "byte", None, "GB", "0", None, None, "OK", 0)
 
 
 async def _len(read: object, n: int) -> bool:
@@ -345,8 +353,18 @@ async def test_outbox_rows_of_events_only_reach_the_stream(
         async def tenants(customers: list[str]) -> dict[str, str]:
             return dict.fromkeys(customers, DEFAULT_TENANT)
 
-        outbox = Outbox(pool, None, None, HubMetrics(), live=LivePublisher(stream, tenants))
+        live = LivePublisher(stream, tenants)
+        outbox = Outbox(pool, None, None, HubMetrics(), live=live)
         assert await outbox.drain() == 2
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(live.run, lambda exc: None)
+
+            async def written() -> bool:
+                return len(await stream.read(DEFAULT_TENANT, "0-0", block_ms=1)) >= 2
+
+            with anyio.fail_after(10):
+                await until(written)
+            tg.cancel_scope.cancel()
         got = await stream.read(DEFAULT_TENANT, "0-0", block_ms=1)
     finally:
         await pool.close()
