@@ -375,3 +375,25 @@ async def test_outbox_rows_of_events_only_reach_the_stream(
     assert kinds[0][1]["recommendationId"] == rid
     assert kinds[1][1]["alertType"] == "FORECAST_LIMIT"
     assert kinds[1][1]["resourceKey"] == resource
+
+
+async def test_a_stopping_hub_ends_its_open_streams(
+    hub_config: HubConfig, db: asyncpg.Connection, api_key: str
+) -> None:
+    """The stop does not wait for clients to leave: each open stream ends, and the hub stops."""
+    with anyio.fail_after(30):
+        async with aiohttp.ClientSession(headers=bearer(api_key)) as session:
+            async with anyio.create_task_group() as tg:
+                running: RunningHub = await tg.start(run_hub, hub_config)
+                resp = await session.get(f"{running.http_url}/api/stream")
+                sse = SseReader(resp)
+                await sse.next_of("heartbeat")
+                tg.cancel_scope.cancel()
+            with pytest.raises((EOFError, aiohttp.ClientPayloadError)):
+                await _read_to_the_end(sse)
+            resp.release()
+
+
+async def _read_to_the_end(sse: SseReader) -> None:
+    while True:
+        await sse.next()
