@@ -17,6 +17,10 @@ GET      /api/usage/customers/{customerId}/resources/{resourceKey}/history  usag
                                                          (raw/hourly/daily): see api/usage.py
 *        /api/recommendations[/{id}/apply|dismiss]     advice: see api/recommendations.py
 =======  ==============================================  =====================================
+
+The lists (alerts, notifications, keys, recommendations) answer pages,
+``{"items": [...], "next": cursor | null}`` with ``?limit=`` and ``?cursor=``
+(see api/_pagination.py). docs/api.md documents the routes with examples.
 """
 
 from __future__ import annotations
