@@ -12,13 +12,16 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import aiohttp
+import anyio
 import asyncpg  # type: ignore[import-untyped]
 import msgspec
 import pytest
+from _hub_testing import wait_for
 from _keys import bearer, make_key
 from aiohttp.test_utils import TestClient, TestServer
 
-from hub import HubConfig, provision_resource
+from hub import HubConfig, RunningHub, provision_resource
 from hub.api import ApiContext, create_app
 from hub.metrics import HubMetrics
 from hub.storage.aggregates import Bucketer, write_aggregates
@@ -342,3 +345,56 @@ def test_the_plan_never_exceeds_the_points() -> None:
         assert 1 <= p.buckets <= points, (span, points, p)
         assert p.start <= start
         assert p.end >= start + span
+
+
+async def test_readings_ingested_through_the_hub_come_back_in_their_buckets(
+    hub: RunningHub, http: aiohttp.ClientSession, db: asyncpg.Connection
+) -> None:
+    """The whole path: ingest -> broker -> consumer (raw rows and aggregates) -> history."""
+    customer = "cust-e2e-hist"
+    key = await provision_resource(db, customer, "bandwidth", 100 * GB)
+    sent = {  # timestamp (the interval's end) -> bytes
+        "2026-11-20T10:05:00Z": 1_500_000_000,
+        "2026-11-20T10:35:00Z": 250_000_000,
+        "2026-11-20T11:10:00Z": 3 * GB,
+        "2026-11-20T13:59:59Z": 7,
+    }
+    events = [
+        {
+            "customerId": customer,
+            "resourceType": "bandwidth",
+            "value": str(v),
+            "unit": "byte",
+            "timestamp": at,
+            "eventId": f"e2e-{at}",
+        }
+        for at, v in sent.items()
+    ]
+    resp = await http.post("/api/metrics/ingest", json=events)
+    assert resp.status == 200, await resp.text()
+    with anyio.fail_after(30):
+        await wait_for(
+            db,
+            """SELECT count(*) FROM usage_metrics m JOIN customer_resources cr
+               ON cr.id = m.customer_resource_id WHERE cr.resource_key = $1""",
+            len(sent),
+            key,
+        )
+    path = f"/api/usage/customers/{customer}/resources/{key}/history"
+    window = {"from": "2026-11-20T10:00:00Z", "to": "2026-11-20T14:00:00Z"}
+    resp = await http.get(path, params={**window, "points": "8"})  # 30 min buckets, raw
+    body = await resp.json()
+    assert body["source"] == "raw"
+    assert [(p["t"], p["baseValue"]) for p in body["points"]] == [
+        ("2026-11-20T10:00:00Z", 1_500_000_000),
+        ("2026-11-20T10:30:00Z", 250_000_000),
+        ("2026-11-20T11:00:00Z", 3 * GB),
+        ("2026-11-20T13:30:00Z", 7),
+    ]
+    resp = await http.get(path, params={**window, "points": "2"})  # 2 h buckets, hourly rows
+    body = await resp.json()
+    assert body["source"] == "hourly"
+    assert [(p["t"], p["baseValue"], p["value"]) for p in body["points"]] == [
+        ("2026-11-20T10:00:00Z", 4_750_000_000, "4.75"),
+        ("2026-11-20T12:00:00Z", 7, "0.000000007"),
+    ]
