@@ -305,6 +305,8 @@ async def test_named_ranges_end_now_and_short_ones_read_raw_rows(
         ({"to": "2026-03-05T00:00:00Z"}, "from"),
         ({"from": "2026-03-05T00:00:00Z", "to": "2026-03-04T00:00:00Z"}, "from"),
         ({"from": "2026-03-05T00:00:00Z", "to": "not a time"}, "to"),
+        ({"from": "0001-01-01T00:00:00+00:00", "to": "2026-03-04T00:00:00Z"}, "from"),
+        ({"from": "2026-03-05T00:00:00Z", "to": "9999-12-31T23:59:59+00:00"}, "to"),
     ],
 )
 async def test_bad_parameters_are_400_naming_them(
