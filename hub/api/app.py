@@ -13,6 +13,7 @@ GET      /api/monitoring/customers/{customerId}/resources  resources as stored
 *        /api/alerts/..., /api/notifications, ...      alerts, preferences: see api/alerts.py
 GET      /api/costs/customers/{customerId}[/resources/{resourceKey}]  bills: see api/costs.py
 GET      /api/forecasts/customers/{customerId}           stored forecasts: see api/forecasts.py
+*        /api/config/...                                 configuration CRUD: see api/config.py
 GET      /api/usage/customers/{customerId}/resources/{resourceKey}/history  usage series
                                                          (raw/hourly/daily): see api/usage.py
 *        /api/recommendations[/{id}/apply|dismiss]     advice: see api/recommendations.py
@@ -60,6 +61,7 @@ from ..validation import validate_event_id, validate_reading
 from . import auth, ratelimit
 from ._http import CONTEXT, ApiContext, context_of, error_response, json_response
 from .alerts import add_alert_routes
+from .config import add_config_routes
 from .costs import add_cost_routes
 from .forecasts import add_forecast_routes
 from .keys import add_key_routes
@@ -401,6 +403,7 @@ def create_app(context: ApiContext) -> web.Application:
     add_forecast_routes(app)
     add_key_routes(app)
     add_stream_routes(app)
+    add_config_routes(app)
     add_usage_routes(app)
     auth.check_routes(app.router.routes())
     add_recommendation_routes(app)

@@ -161,6 +161,7 @@ async def test_alerts_every_row_once_with_rows_added_between_pages(
         ({"status": "OPEN"}, "status"),
         ({"from": "last tuesday"}, "from"),
         ({"to": "2026-03-01T12:00:00"}, "to"),  # no offset
+        ({"to": "9999-12-31T23:00:00-05:00"}, "to"),  # after year 9999 in UTC
         ({"from": "2026-03-02T00:00:00Z", "to": "2026-03-01T00:00:00Z"}, "from"),
     ],
 )

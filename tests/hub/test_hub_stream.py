@@ -150,7 +150,7 @@ async def test_another_tenant_and_other_customers_see_nothing_of_it(
 ) -> None:
     mine = await provision_resource(db, f"cust-{unique}", "bandwidth", None)
     neighbour = await provision_resource(db, f"next-{unique}", "bandwidth", None)
-    _, theirs, their_key = await _other_tenant(db, unique)
+    their_tenant, theirs, their_key = await _other_tenant(db, unique)
     portal = await make_key(db, ("read",), name="portal", customer_ids=[f"next-{unique}"])
     topic = hub.config.usage_topic
     with anyio.fail_after(40):
@@ -166,7 +166,10 @@ async def test_another_tenant_and_other_customers_see_nothing_of_it(
             await own_sse.next_of("usage", resourceKey=mine)
             # then one event each of the others: what came before them is all they got
             await send_reading(producer, topic, minute_reading(neighbour, 0, 8))
-            await send_reading(producer, topic, minute_reading(theirs, 0, 9))
+            # as an agent configured for the other tenant sends it
+            await send_reading(
+                producer, topic, minute_reading(theirs, 0, 9, tenant_id=their_tenant)
+            )
             seen_other = await _until_usage(other_sse, theirs)
             seen_portal = await _until_usage(portal_sse, neighbour)
             seen_one = await _until_usage(one_sse, neighbour)

@@ -306,6 +306,7 @@ async def test_named_ranges_end_now_and_short_ones_read_raw_rows(
         ({"from": "2026-03-05T00:00:00Z", "to": "2026-03-04T00:00:00Z"}, "from"),
         ({"from": "2026-03-05T00:00:00Z", "to": "not a time"}, "to"),
         ({"from": "0001-01-01T00:00:00+00:00", "to": "2026-03-04T00:00:00Z"}, "from"),
+        ({"from": "0001-01-01T00:00:00+01:00"}, "from"),  # before year 1 in UTC
         ({"from": "2026-03-05T00:00:00Z", "to": "9999-12-31T23:59:59+00:00"}, "to"),
     ],
 )
