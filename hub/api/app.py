@@ -19,6 +19,10 @@ GET      /api/usage/customers/{customerId}/resources/{resourceKey}/history  usag
 *        /api/recommendations[/{id}/apply|dismiss]     advice: see api/recommendations.py
 GET      /api/stream, POST /api/stream/token            live events (SSE): see api/stream.py
 =======  ==============================================  =====================================
+
+The lists (alerts, notifications, keys, recommendations) answer pages,
+``{"items": [...], "next": cursor | null}`` with ``?limit=`` and ``?cursor=``
+(see api/_pagination.py). docs/api.md documents the routes with examples.
 """
 
 from __future__ import annotations
