@@ -120,6 +120,8 @@ _AUTHENTICATORS: Final = web.AppKey("authenticators", list)
 _TOUCHER: Final = web.AppKey("key_toucher", Toucher)
 _TENANTS: Final = web.AppKey("customer_tenants", _Tenants)
 _CHALLENGE: Final = 'Bearer realm="resmon"'
+#: at most this many customers' tenants are remembered
+_REMEMBERED: Final = 100_000
 
 
 def _route(request: web.Request) -> tuple[str, str | None]:
@@ -287,6 +289,18 @@ def forget_customers(customer_ids: Iterable[str] | None) -> None:
                 memo.of.pop(customer_id, None)
 
 
+def customer_tenants(request: web.Request) -> dict[str, str]:
+    """Customer id -> tenant id of the customers this app has seen; add to it with
+    :func:`remember_tenant` (a deleted customer is forgotten: :func:`forget_customers`)."""
+    return request.app[_TENANTS].of
+
+
+def remember_tenant(request: web.Request, customer_id: str, tenant_id: str) -> None:
+    known = customer_tenants(request)
+    if len(known) < _REMEMBERED:
+        known[customer_id] = tenant_id
+
+
 def caller_of(request: web.Request) -> ApiKey:
     """The key the request was authenticated with."""
     return request[_CALLER]
@@ -308,14 +322,12 @@ async def check_customer(request: web.Request, customer_id: str) -> None:
     missing = NotFoundError(f"customer {customer_id!r} not found")
     if key.customer_ids is not None and customer_id not in key.customer_ids:
         raise missing
-    known = request.app[_TENANTS].of
-    tenant = known.get(customer_id)
+    tenant = customer_tenants(request).get(customer_id)
     if tenant is None:
         tenant = await tenant_of_customer(context_of(request).db, customer_id)
         if tenant is None:
             raise missing
-        if len(known) < 100_000:
-            known[customer_id] = tenant
+        remember_tenant(request, customer_id, tenant)
     if tenant != key.tenant_id:
         raise missing
 
