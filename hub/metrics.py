@@ -22,6 +22,12 @@ class HubMetrics:
         self.dead_letters = Counter(
             "resmon_hub_dead_letters", "Records written to dead_letters", registry=r
         )
+        self.tenant_refused = Counter(
+            "resmon_hub_tenant_refused",
+            "Kafka events dead-lettered for their tenant (tenant_mismatch, unknown_tenant)",
+            ["reason"],
+            registry=r,
+        )
         self.gaps = Counter("resmon_hub_usage_gaps", "Usage gaps recorded", registry=r)
         self.late = Counter(
             "resmon_hub_late_readings",
