@@ -328,6 +328,18 @@ async def test_cost_models_round_trip_and_a_plan_brings_its_limit(
     )
     assert status == 201, res
     assert (res["costModelId"], res["limit"]) == (created["id"], 300 * GB)
+    rurl = f"/api/config/customers/{cust}/resources/{res['resourceKey']}"
+    status, res, _ = await call(
+        http, "PATCH", rurl, {"costModelId": None, "limit": GB}, headers={"If-Match": "*"}
+    )
+    assert (status, res["costModelId"], res["limit"]) == (200, None, GB)
+    # back on the plan (its id in any spelling): its limit again; another entry of the type
+    status, page, _ = await call(http, "GET", "/api/config/catalog/bandwidth")
+    second = page["items"][1]["id"]
+    change = {"costModelId": created["id"].upper(), "catalogId": second}
+    status, res, _ = await call(http, "PATCH", rurl, change, headers={"If-Match": "*"})
+    assert status == 200, res
+    assert (res["costModelId"], res["limit"], res["catalogId"]) == (created["id"], 300 * GB, second)
     status, err, _ = await call(
         http,
         "POST",
