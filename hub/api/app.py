@@ -17,6 +17,7 @@ GET      /api/forecasts/customers/{customerId}           stored forecasts: see a
 GET      /api/usage/customers/{customerId}/resources/{resourceKey}/history  usage series
                                                          (raw/hourly/daily): see api/usage.py
 *        /api/recommendations[/{id}/apply|dismiss]     advice: see api/recommendations.py
+GET      /api/stream, POST /api/stream/token            live events (SSE): see api/stream.py
 =======  ==============================================  =====================================
 """
 
@@ -53,7 +54,7 @@ from ..storage.apikeys import ApiKey, claim_customers
 from ..storage.partitions import retention_horizon_ms
 from ..storage.provision import Executor, load_resources, unprovisionable_types
 from ..validation import validate_event_id, validate_reading
-from . import auth
+from . import auth, ratelimit
 from ._http import CONTEXT, ApiContext, context_of, error_response, json_response
 from .alerts import add_alert_routes
 from .config import add_config_routes
@@ -62,6 +63,7 @@ from .forecasts import add_forecast_routes
 from .keys import add_key_routes
 from .ready import readyz
 from .recommendations import add_recommendation_routes
+from .stream import add_stream_routes
 from .usage import add_usage_routes
 
 __all__ = ["ApiContext", "create_app"]
@@ -97,6 +99,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 async def _checked(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Parameters of a sane length and a JSON, UTF-8 body (after the key is checked)."""
     for name, value in (*request.match_info.items(), *request.query.items()):
+        if name == "token":  # the stream token, checked (and its length) by authentication
+            continue
         if "\x00" in value or len(value) > _MAX_PARAM:
             return error_response(
                 400, f"{name} must be at most {_MAX_PARAM} characters, without NUL", name
@@ -378,10 +382,12 @@ async def ingest(request: web.Request) -> web.Response:
 def create_app(context: ApiContext) -> web.Application:
     """The aiohttp application; run it with :func:`hub.api.serve` or a test client."""
     app = web.Application(
-        middlewares=[_errors, auth.authenticate, _checked], client_max_size=4 * 1024 * 1024
+        middlewares=[_errors, auth.authenticate, ratelimit.limit_rate, _checked],
+        client_max_size=4 * 1024 * 1024,
     )
     app[CONTEXT] = context
     auth.setup(app)
+    ratelimit.setup(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
@@ -393,6 +399,7 @@ def create_app(context: ApiContext) -> web.Application:
     add_forecast_routes(app)
     add_key_routes(app)
     add_config_routes(app)
+    add_stream_routes(app)
     add_usage_routes(app)
     auth.check_routes(app.router.routes())
     add_recommendation_routes(app)

@@ -30,13 +30,18 @@ from ._http import context_of, error_response
 __all__ = [
     "PUBLIC",
     "ROUTE_SCOPES",
+    "Authenticator",
+    "add_authenticator",
     "authenticate",
     "caller_of",
     "check_customer",
     "check_routes",
     "check_tenant",
+    "current_scope",
     "forget_customers",
+    "refuse_inactive",
     "required_scope",
+    "unauthorized",
 ]
 
 _log = structlog.get_logger(component="hub.api.auth")
@@ -89,6 +94,8 @@ ROUTE_SCOPES: Final[dict[tuple[str, str], str]] = {
     ("GET", "/api/config/cost-models/{id}"): "read",
     ("PATCH", "/api/config/cost-models/{id}"): "write",
     ("DELETE", "/api/config/cost-models/{id}"): "write",
+    ("GET", "/api/stream"): "read",
+    ("POST", "/api/stream/token"): "read",
     ("GET", "/api/usage/customers/{customerId}/resources/{resourceKey}/history"): "read",
 }
 
@@ -105,6 +112,8 @@ _MEMOS: Final[weakref.WeakSet[_Tenants]] = weakref.WeakSet()
 
 
 _CALLER: Final = web.RequestKey("caller", ApiKey)
+_SCOPE: Final = web.RequestKey("route_scope", str)
+_AUTHENTICATORS: Final = web.AppKey("authenticators", list)
 _TOUCHER: Final = web.AppKey("key_toucher", Toucher)
 _TENANTS: Final = web.AppKey("customer_tenants", _Tenants)
 _CHALLENGE: Final = 'Bearer realm="resmon"'
@@ -138,6 +147,11 @@ def check_routes(routes: Iterable[web.AbstractRoute]) -> None:
             ) from None
 
 
+def unauthorized(message: str) -> web.Response:
+    """A 401 with the Bearer challenge and ``message``."""
+    return _unauthorized(message)
+
+
 def _unauthorized(message: str) -> web.Response:
     response = error_response(401, message, "Authorization")
     response.headers[hdrs.WWW_AUTHENTICATE] = _CHALLENGE
@@ -153,12 +167,27 @@ def _presented(request: web.Request) -> str | None:
     return given.strip() if given is not None else None
 
 
-async def _refusal(request: web.Request, scope: str | None) -> web.Response | None:
-    """None if the request's key is valid and has ``scope`` (any scope when None)."""
+#: another way to present credentials than the key headers (the stream token, a dashboard
+#: session): the key the request stands for, a refusal, or None when the request does
+#: not use this way (the next one is tried). Register with :func:`add_authenticator`.
+Authenticator = Callable[[web.Request], Awaitable[ApiKey | web.Response | None]]
+
+
+def add_authenticator(app: web.Application, authenticator: Authenticator) -> None:
+    """Accept ``authenticator``'s credentials on requests that send no key header."""
+    app[_AUTHENTICATORS].append(authenticator)
+
+
+async def _presented_key(request: web.Request) -> ApiKey | web.Response:
+    """The valid, active key of the request, or the 401 refusing it."""
     ctx = context_of(request)
     metrics = ctx.metrics
     presented = _presented(request)
     if presented is None:
+        for other in request.app[_AUTHENTICATORS]:
+            got: ApiKey | web.Response | None = await other(request)
+            if got is not None:
+                return got
         metrics.auth_refused.labels("missing").inc()
         return _unauthorized(
             "an API key is required: send `Authorization: Bearer <key>` or `X-API-Key: <key>`"
@@ -173,6 +202,11 @@ async def _refusal(request: web.Request, scope: str | None) -> web.Response | No
         _log.info("api_key_refused", reason="malformed", path=request.path)
         return _unauthorized(str(exc))
     key = await find_key(ctx.db, ctx.config.api_key_secret, presented)
+    return refuse_inactive(request, key)
+
+
+def refuse_inactive(request: web.Request, key: ApiKey | None) -> ApiKey | web.Response:
+    """``key`` if it exists and is neither revoked nor expired, else the 401 (counted)."""
     now = dt.datetime.now(dt.UTC)
     reason = (
         "unknown"
@@ -184,14 +218,26 @@ async def _refusal(request: web.Request, scope: str | None) -> web.Response | No
         else None
     )
     if key is None or reason is not None:
-        metrics.auth_refused.labels(reason or "unknown").inc()
+        context_of(request).metrics.auth_refused.labels(reason or "unknown").inc()
         _log.info("api_key_refused", reason=reason, key_id=key.id if key else None)
         return _unauthorized(f"the API key is {reason}")
+    return key
+
+
+async def _refusal(request: web.Request, scope: str | None) -> web.Response | None:
+    """None if the request's key is valid and has ``scope`` (any scope when None)."""
+    ctx = context_of(request)
+    metrics = ctx.metrics
+    key = await _presented_key(request)
+    if isinstance(key, web.Response):
+        return key
     if scope is not None and scope not in key.scopes:
         metrics.auth_refused.labels("scope").inc()
         _log.info("api_key_lacks_scope", key_id=key.id, scope=scope, path=request.path)
         return error_response(403, f"this API key lacks the {scope!r} scope", "Authorization")
     request[_CALLER] = key
+    if scope is not None:
+        request[_SCOPE] = scope
     if request.app[_TOUCHER].due(key.id):
         try:
             await touch_key(ctx.db, key.id)
@@ -221,6 +267,7 @@ def setup(app: web.Application) -> None:
     memo = _Tenants()
     _MEMOS.add(memo)
     app[_TENANTS] = memo
+    app[_AUTHENTICATORS] = []
 
 
 def forget_customers(customer_ids: Iterable[str] | None) -> None:
@@ -240,6 +287,11 @@ def forget_customers(customer_ids: Iterable[str] | None) -> None:
 def caller_of(request: web.Request) -> ApiKey:
     """The key the request was authenticated with."""
     return request[_CALLER]
+
+
+def current_scope(request: web.Request) -> str | None:
+    """The scope the request's route needed (None: a public route, or no route matched)."""
+    return request.get(_SCOPE)
 
 
 async def check_customer(request: web.Request, customer_id: str) -> None:

@@ -136,6 +136,8 @@ class Request:
     shows: Callable[[Tenant], str] | None = None
     #: the tenant's configuration as a whole: a key restricted to customers gets 403
     whole_tenant: bool = False
+    #: an endless answer (server-sent events): its body is not read when it is 200
+    stream: bool = False
 
 
 #: (method, route) -> the request that reaches ``target``'s objects
@@ -387,6 +389,14 @@ async def _config_plan_delete(w: World, t: Tenant) -> Request:
     return Request("DELETE", url, headers=await _if_match(w, t, url), whole_tenant=True)
 
 
+async def _stream(w: World, t: Tenant) -> Request:
+    return Request("GET", f"/api/stream?customerId={t.customer}", stream=True)
+
+
+async def _stream_token(w: World, t: Tenant) -> Request:
+    return Request("POST", f"/api/stream/token?customerId={t.customer}")
+
+
 REQUESTS: dict[tuple[str, str], Builder] = {
     ("POST", "/api/metrics/ingest"): _ingest,
     ("GET", "/api/metrics/customer/{customerId}/current"): _current,
@@ -433,6 +443,8 @@ REQUESTS: dict[tuple[str, str], Builder] = {
     ("GET", "/api/config/cost-models/{id}"): _config_plan,
     ("PATCH", "/api/config/cost-models/{id}"): _config_plan_patch,
     ("DELETE", "/api/config/cost-models/{id}"): _config_plan_delete,
+    ("GET", "/api/stream"): _stream,
+    ("POST", "/api/stream/token"): _stream_token,
     ("GET", "/api/usage/customers/{customerId}/resources/{resourceKey}/history"): _usage_history,
 }
 
@@ -460,6 +472,9 @@ async def _call(
 ) -> tuple[int, dict[str, str], str]:
     sent = {**req.headers, **headers}
     async with client.request(req.method, req.url, json=req.body, headers=sent) as resp:
+        if req.stream and resp.status == 200:
+            assert resp.content_type == "text/event-stream"
+            return resp.status, dict(resp.headers), ""
         return resp.status, dict(resp.headers), await resp.text()
 
 
