@@ -337,8 +337,8 @@ def _precondition(request: web.Request, current: msgspec.Struct) -> None:
     if "*" not in tags and etag not in tags:
         raise _Refused(
             412,
-            f"If-Match {given.strip()} is not the current ETag {etag}: it changed since it "
-            "was read; GET it again and redo the change",
+            f"If-Match {given.strip()} does not name the current version: it changed since "
+            "it was read; GET it again and redo the change",
             "If-Match",
         )
 
@@ -824,7 +824,7 @@ def _plan_view(row: cfg.Row) -> CostModelView:
     if row["pricing"] is not None:
         try:
             pricing = load_cost_model(row["pricing"])
-        except PricingError as exc:  # stored by hand; shown as absent, named in the log
+        except PricingError as exc:  # written by hand past the API: say which and why
             raise _Refused(
                 500, f"cost model {row['id']}: its stored pricing is invalid: {exc}", "pricing"
             ) from None
