@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from decimal import Decimal
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import anyio
@@ -167,6 +168,8 @@ async def test_customers_and_resources_round_trip(
     assert str(headers["Location"]) == rurl
     etag = await etag_of(http, rurl)
     assert etag == headers["ETag"]
+    # the key's slashes may come percent-encoded, as a browser's encodeURIComponent sends them
+    assert await etag_of(http, f"{resources}/{quote(key, safe='')}") == etag
     status, page, _ = await call(http, "GET", resources)
     assert [r["resourceKey"] for r in page["items"]] == [key]
     assert page["next"] is None
