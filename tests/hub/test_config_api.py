@@ -104,6 +104,16 @@ async def test_catalog_round_trip_with_etags(http: aiohttp.ClientSession, unique
     assert status == 412
     status, err, _ = await call(http, "DELETE", url)
     assert status == 428
+    # a plan for the entry keeps it
+    plan = {"modelName": f"on {unique}", "resourceCatalogId": created["id"]}
+    status, made, plan_headers = await call(http, "POST", "/api/config/cost-models", plan)
+    assert status == 201, made
+    status, err, _ = await call(http, "DELETE", url, headers={"If-Match": str(headers["ETag"])})
+    assert status == 409
+    assert "cost_models" in said(err)
+    plan_url = str(plan_headers["Location"])
+    status, _, _ = await call(http, "DELETE", plan_url, headers={"If-Match": "*"})
+    assert status == 204
     status, _, _ = await call(http, "DELETE", url, headers={"If-Match": str(headers["ETag"])})
     assert status == 204
     status, err, _ = await call(http, "GET", url)
