@@ -273,6 +273,7 @@ def setup(app: web.Application) -> None:
     memo = _Tenants()
     _MEMOS.add(memo)
     app[_TENANTS] = memo
+    app[_AUTHENTICATORS] = []
 
 
 def forget_customers(customer_ids: Iterable[str] | None) -> None:
