@@ -13,6 +13,7 @@ import msgspec
 import pytest
 from _hub_testing import minute_reading, send_reading, until
 from _keys import TEST_SECRET, bearer, make_key
+from _problem import named
 from _sse import SseReader
 from aiokafka import AIOKafkaProducer
 
@@ -147,7 +148,7 @@ async def test_resume_with_last_event_id(
             assert missed.id != first.id
         async with http.get("/api/stream", headers={"Last-Event-ID": "yesterday"}) as resp:
             assert resp.status == 400
-            assert (await resp.json())["where"] == "Last-Event-ID"
+            assert named(await resp.json()) == "Last-Event-ID"
 
 
 async def test_another_tenant_and_other_customers_see_nothing_of_it(
@@ -280,7 +281,7 @@ async def test_a_stream_token_opens_the_stream_and_nothing_else(
     ):
         async with plain.get("/api/stream", params={"token": bad}) as resp:
             assert resp.status == 401, bad
-            assert says in (await resp.json())["error"]
+            assert says in (await resp.json())["detail"]
     # a token for one customer narrows the stream; another tenant's customer is 404
     async with http.post(f"/api/stream/token?customerId=cust-{unique}") as resp:
         assert (await resp.json())["customerIds"] == [f"cust-{unique}"]
