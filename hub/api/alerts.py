@@ -1,4 +1,4 @@
-"""Alert and notification routes. Errors are JSON ``{"error": ..., "where": ...}``.
+"""Alert and notification routes. Errors are problem details (docs/api.md).
 
 =======  ===============================================  ==================================
 method   path                                             what
@@ -58,12 +58,12 @@ _TYPES: Final = frozenset(
 )
 
 
-class _Action(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class AlertAction(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     by: str | None = None
     comment: str | None = None
 
 
-_action_decoder = msgspec.json.Decoder(_Action)
+_action_decoder = msgspec.json.Decoder(AlertAction)
 
 
 def _notify_config(ctx: ApiContext) -> NotifyConfig:
@@ -127,15 +127,15 @@ async def history(request: web.Request) -> web.Response:
     return json_response(await lifecycle.history(context_of(request).db, alert_id))
 
 
-def _actor(request: web.Request, action: _Action) -> str:
+def _actor(request: web.Request, action: AlertAction) -> str:
     """Who acts: the body's ``by``, else the name of the caller's API key."""
     return action.by.strip() if action.by and action.by.strip() else caller_of(request).name
 
 
-async def _action(request: web.Request) -> _Action | web.Response:
+async def _action(request: web.Request) -> AlertAction | web.Response:
     raw = await request.read()
     try:
-        return _action_decoder.decode(raw) if raw.strip() else _Action()
+        return _action_decoder.decode(raw) if raw.strip() else AlertAction()
     except msgspec.ValidationError as exc:
         return error_response(400, str(exc), "body")
     except msgspec.DecodeError as exc:

@@ -337,8 +337,8 @@ def _precondition(request: web.Request, current: msgspec.Struct) -> None:
     if "*" not in tags and etag not in tags:
         raise _Refused(
             412,
-            f"If-Match {given.strip()} is not the current ETag {etag}: it changed since it "
-            "was read; GET it again and redo the change",
+            f"If-Match {given.strip()} does not name the current version: it changed since "
+            "it was read; GET it again and redo the change",
             "If-Match",
         )
 
@@ -743,8 +743,10 @@ async def create_resource(request: web.Request) -> web.Response:
             limit = body.limit
             if body.limit_in_unit is not None:
                 limit = _limit_in_base(body.limit_in_unit, entry["unit"], base)
+            plan_id = None
             if body.cost_model_id is not None:
                 plan = await _plan_for(conn, tenant, body.cost_model_id, body.resource_type)
+                plan_id = plan["id"]
                 if limit is None:
                     limit = plan["limit_value"]
             key = resource_key(customer_id, body.resource_type, body.name)
@@ -759,7 +761,7 @@ async def create_resource(request: web.Request) -> web.Response:
                     "limit_value": limit,
                     "warning_threshold": warning,
                     "critical_threshold": critical,
-                    "cost_model_id": body.cost_model_id,
+                    "cost_model_id": plan_id,
                     "status": body.status,
                 },
             )
@@ -788,9 +790,10 @@ async def patch_resource(request: web.Request) -> web.Response:
                 else _limit_in_base(body.limit_in_unit, catalog_unit, base)
             )
         if body.cost_model_id is not _UNSET:
-            values["cost_model_id"] = body.cost_model_id
+            values["cost_model_id"] = None
             if body.cost_model_id is not None:
                 plan = await _plan_for(conn, tenant, body.cost_model_id, kind)
+                values["cost_model_id"] = plan["id"]
                 if "limit_value" not in values and plan["limit_value"] is not None:
                     values["limit_value"] = plan["limit_value"]
         warning = row["warning_threshold"]
@@ -821,7 +824,7 @@ def _plan_view(row: cfg.Row) -> CostModelView:
     if row["pricing"] is not None:
         try:
             pricing = load_cost_model(row["pricing"])
-        except PricingError as exc:  # stored by hand; shown as absent, named in the log
+        except PricingError as exc:  # written by hand past the API: say which and why
             raise _Refused(
                 500, f"cost model {row['id']}: its stored pricing is invalid: {exc}", "pricing"
             ) from None

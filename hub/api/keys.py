@@ -33,7 +33,7 @@ __all__ = ["add_key_routes"]
 _log = structlog.get_logger(component="hub.api.keys")
 
 
-class _NewKey(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=True):
+class NewKey(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=True):
     name: str
     scopes: list[str]
     customer_ids: list[str] | None = None
@@ -41,7 +41,7 @@ class _NewKey(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields
     expires_in: str | None = None
 
 
-_decoder = msgspec.json.Decoder(_NewKey)
+_decoder = msgspec.json.Decoder(NewKey)
 
 
 async def create(request: web.Request) -> web.Response:

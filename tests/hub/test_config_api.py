@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from decimal import Decimal
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import anyio
@@ -13,6 +14,7 @@ import asyncpg  # type: ignore[import-untyped]
 import pytest
 from _hub_testing import minute_reading, send_reading, until, wait_for
 from _keys import bearer, make_key
+from _problem import named
 from aiohttp.test_utils import TestClient, TestServer
 from aiokafka import AIOKafkaProducer
 
@@ -39,18 +41,14 @@ async def call(
         return resp.status, data, resp.headers.copy()
 
 
-def where(err: dict[str, Any]) -> str | None:
-    """What an error names: its ``where``, or (problem details) its first error's path."""
-    if "where" in err:
-        return str(err["where"])
-    for item in err.get("errors", []):
-        return str(item.get("path") or item.get("parameter"))
-    return None
+def where(err: dict[str, Any]) -> str:
+    """What a problem names: the paths or parameters of its ``errors``."""
+    return named(err)
 
 
 def said(err: dict[str, Any]) -> str:
-    """An error's message: ``error``, or (problem details) ``detail``."""
-    return str(err.get("error") or err.get("detail"))
+    """A problem's message."""
+    return str(err["detail"])
 
 
 async def etag_of(http: aiohttp.ClientSession, url: str) -> str:
@@ -103,6 +101,16 @@ async def test_catalog_round_trip_with_etags(http: aiohttp.ClientSession, unique
     assert status == 412
     status, err, _ = await call(http, "DELETE", url)
     assert status == 428
+    # a plan for the entry keeps it
+    plan = {"modelName": f"on {unique}", "resourceCatalogId": created["id"]}
+    status, made, plan_headers = await call(http, "POST", "/api/config/cost-models", plan)
+    assert status == 201, made
+    status, err, _ = await call(http, "DELETE", url, headers={"If-Match": str(headers["ETag"])})
+    assert status == 409
+    assert "cost_models" in said(err)
+    plan_url = str(plan_headers["Location"])
+    status, _, _ = await call(http, "DELETE", plan_url, headers={"If-Match": "*"})
+    assert status == 204
     status, _, _ = await call(http, "DELETE", url, headers={"If-Match": str(headers["ETag"])})
     assert status == 204
     status, err, _ = await call(http, "GET", url)
@@ -167,6 +175,8 @@ async def test_customers_and_resources_round_trip(
     assert str(headers["Location"]) == rurl
     etag = await etag_of(http, rurl)
     assert etag == headers["ETag"]
+    # the key's slashes may come percent-encoded, as a browser's encodeURIComponent sends them
+    assert await etag_of(http, f"{resources}/{quote(key, safe='')}") == etag
     status, page, _ = await call(http, "GET", resources)
     assert [r["resourceKey"] for r in page["items"]] == [key]
     assert page["next"] is None
@@ -328,6 +338,18 @@ async def test_cost_models_round_trip_and_a_plan_brings_its_limit(
     )
     assert status == 201, res
     assert (res["costModelId"], res["limit"]) == (created["id"], 300 * GB)
+    rurl = f"/api/config/customers/{cust}/resources/{res['resourceKey']}"
+    status, res, _ = await call(
+        http, "PATCH", rurl, {"costModelId": None, "limit": GB}, headers={"If-Match": "*"}
+    )
+    assert (status, res["costModelId"], res["limit"]) == (200, None, GB)
+    # back on the plan (its id in any spelling): its limit again; another entry of the type
+    status, page, _ = await call(http, "GET", "/api/config/catalog/bandwidth")
+    second = page["items"][1]["id"]
+    change = {"costModelId": created["id"].upper(), "catalogId": second}
+    status, res, _ = await call(http, "PATCH", rurl, change, headers={"If-Match": "*"})
+    assert status == 200, res
+    assert (res["costModelId"], res["limit"], res["catalogId"]) == (created["id"], 300 * GB, second)
     status, err, _ = await call(
         http,
         "POST",

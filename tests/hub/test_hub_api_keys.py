@@ -18,6 +18,7 @@ import asyncpg  # type: ignore[import-untyped]
 import pytest
 from _keys import TEST_SECRET, bearer, make_key
 from _notify_fakes import raise_alert
+from _problem import named
 from structlog.testing import capture_logs
 
 from hub import RunningHub, provision_resource
@@ -602,7 +603,7 @@ async def test_ingest_takes_the_keys_tenant_and_acts_record_the_key_name(
         "/api/metrics/ingest", json=[_event(fresh)], headers=bearer(world.mine.key)
     ) as r:
         assert r.status == 404
-        assert (await r.json())["where"] == "$.customerId"
+        assert named(await r.json()) == "$.customerId"
     alert = await world.mine.alert(world.db)
     async with client.post(
         f"/api/alerts/{alert}/resolve", json={}, headers=bearer(world.mine.key)
@@ -639,7 +640,7 @@ async def test_keys_through_the_admin_api(world: World, client: aiohttp.ClientSe
         "/api/keys", json={"name": "x", "scopes": ["ingest"]}, headers=bearer(reader_admin)
     ) as resp:
         assert resp.status == 403
-        assert "ingest" in (await resp.json())["error"]
+        assert "ingest" in (await resp.json())["detail"]
     bad = {"name": "x", "scopes": ["admin"], "customerIds": [world.mine.customer]}
     async with client.post("/api/keys", json=bad, headers=admin) as resp:
         assert resp.status == 400
@@ -647,13 +648,13 @@ async def test_keys_through_the_admin_api(world: World, client: aiohttp.ClientSe
         "/api/keys", json={"name": "x", "scopes": ["read"], "expiresIn": "soon"}, headers=admin
     ) as resp:
         assert resp.status == 400
-        assert "expected a number and s, m, h or d" in (await resp.json())["error"]
+        assert "expected a number and s, m, h or d" in (await resp.json())["detail"]
     async with client.delete(f"/api/keys/{record['id']}", headers=admin) as resp:
         assert resp.status == 200
         assert (await resp.json())["revokedAt"] is not None
     async with client.get("/api/alerts", headers=bearer(key)) as resp:
         assert resp.status == 401
-        assert "revoked" in (await resp.json())["error"]
+        assert "revoked" in (await resp.json())["detail"]
     async with client.delete("/api/keys/not-a-uuid", headers=admin) as resp:
         assert resp.status == 404
 

@@ -19,6 +19,7 @@ import msgspec
 import pytest
 from _hub_testing import wait_for
 from _keys import bearer, make_key
+from _problem import named
 from aiohttp.test_utils import TestClient, TestServer
 
 from hub import HubConfig, RunningHub, provision_resource
@@ -203,8 +204,8 @@ async def test_hourly_buckets_are_exact_sums_over_a_widened_range(
     assert len(expected) == 9
     assert _got(body) == expected
     # a named range ending now is hourly too, from the default 500 points
-    for named in ("7d", "30d"):
-        assert (await _history(client, bandwidth, range=named))["source"] == "hourly"
+    for span in ("7d", "30d"):
+        assert (await _history(client, bandwidth, range=span))["source"] == "hourly"
 
 
 async def test_daily_buckets_are_exact_sums(
@@ -315,7 +316,7 @@ async def test_bad_parameters_are_400_naming_them(
 ) -> None:
     resp = await client.get(_path(bandwidth), params=query)
     assert resp.status == 400, await resp.text()
-    assert (await resp.json())["where"] == where
+    assert named(await resp.json()) == where
 
 
 async def test_unknown_and_other_tenants_resources_are_404(
@@ -333,7 +334,7 @@ async def test_unknown_and_other_tenants_resources_are_404(
     ):
         resp = await client.get(path, params={"range": "1h"})
         assert resp.status == 404, (path, await resp.text())
-        assert "not found" in (await resp.json())["error"]
+        assert "not found" in (await resp.json())["detail"]
 
 
 def test_the_plan_never_exceeds_the_points() -> None:
