@@ -48,6 +48,7 @@ from .keys import NewKey
 from .ready import Readiness
 from .recommendations import RecommendationAction
 from .schemas import Health, IngestResult
+from .stream import StreamToken
 
 __all__ = [
     "ROUTES",
@@ -425,6 +426,43 @@ ROUTES: Final[tuple[Route, ...]] = (
         body=RecommendationAction,
         errors=frozenset({409}),
     ),
+    Route(
+        "GET",
+        "/api/stream",
+        "streamEvents",
+        "Live usage, alert and recommendation events of the key's tenant (server-sent events)",
+        "stream",
+        {200: Text("text/event-stream")},
+        params=(
+            Param("customerId", Name, "only this customer's events"),
+            Param(
+                "Last-Event-ID",
+                Annotated[str, msgspec.Meta(pattern="^[0-9]{1,20}-[0-9]{1,20}$")],
+                "resume after this event (EventSource sends it when it reconnects)",
+                "header",
+            ),
+            Param(
+                "token",
+                Annotated[str, msgspec.Meta(pattern="^rst_")],
+                "a token from POST /api/stream/token, in place of a key (EventSource "
+                "cannot send headers)",
+            ),
+        ),
+        description=(
+            "Events `usage` (at most one per resource per second), `alert`, "
+            "`recommendation` and `heartbeat`, each `data` one line of JSON; every event "
+            "but the heartbeat has an `id` to resume from. See docs/api.md."
+        ),
+    ),
+    Route(
+        "POST",
+        "/api/stream/token",
+        "createStreamToken",
+        "A short-lived token that opens GET /api/stream without a key header",
+        "stream",
+        {200: StreamToken},
+        params=(Param("customerId", Name, "a token for this customer's events only"),),
+    ),
 )
 
 _TITLE: Final = "resmon monitoring API"
@@ -432,7 +470,8 @@ _VERSION: Final = "1.0.0"
 _REF: Final = "#/components/schemas/{name}"
 _SECURITY: Final[list[dict[str, list[str]]]] = [{"bearerKey": []}, {"headerKey": []}]
 _DEFAULT_ERRORS: Final = frozenset({400, 503})
-_KEYED_ERRORS: Final = frozenset({401, 403, 404})
+#: a route that needs a key is rate limited too (429, docs/api.md "Rate limits")
+_KEYED_ERRORS: Final = frozenset({401, 403, 404, 429})
 _BODY_ERRORS: Final = frozenset({413, 415})
 
 
