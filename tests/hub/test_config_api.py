@@ -240,6 +240,31 @@ async def test_customers_and_resources_round_trip(
     assert status == 404
 
 
+async def test_of_two_writers_with_one_etag_one_wins(
+    http: aiohttp.ClientSession, unique: str
+) -> None:
+    """Changes made from one version at once: the row lock lets one through, 412 the others."""
+    cust = f"race-{unique}"
+    assert (await call(http, "POST", "/api/config/customers", {"id": cust}))[0] == 201
+    url = f"/api/config/customers/{cust}/resources"
+    status, res, headers = await call(http, "POST", url, {"resourceType": "storage"})
+    assert status == 201, res
+    url = f"{url}/{res['resourceKey']}"
+    tag = {"If-Match": str(headers["ETag"])}
+    statuses: list[int] = []
+
+    async def write(limit: int) -> None:
+        statuses.append((await call(http, "PATCH", url, {"limit": limit}, headers=tag))[0])
+
+    async with anyio.create_task_group() as tg:
+        for limit in (1000, 2000, 3000):
+            tg.start_soon(write, limit)
+    assert sorted(statuses) == [200, 412, 412]
+    status, res, _ = await call(http, "GET", url)
+    assert res["limit"] in (1000, 2000, 3000)
+    assert res["kind"] == "level"
+
+
 async def test_resource_validation_names_the_field(
     http: aiohttp.ClientSession, unique: str
 ) -> None:
