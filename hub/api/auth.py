@@ -47,7 +47,10 @@ __all__ = [
 _log = structlog.get_logger(component="hub.api.auth")
 
 #: routes anyone may call (``GET`` and its ``HEAD``): health, metrics, and the contract to come
-PUBLIC: Final = frozenset({"/healthz", "/metrics", "/readyz", "/api/openapi.yaml", "/api/docs"})
+PUBLIC: Final = frozenset(
+    {"/healthz", "/metrics", "/readyz", "/api/openapi.yaml", "/api/docs"}
+    | {"/api/docs/redoc.standalone.js"}  # the viewer /api/docs loads
+)
 
 #: (method, route path) -> the scope a key needs for it
 ROUTE_SCOPES: Final[dict[tuple[str, str], str]] = {
@@ -73,6 +76,8 @@ ROUTE_SCOPES: Final[dict[tuple[str, str], str]] = {
     ("GET", "/api/recommendations"): "read",
     ("POST", "/api/recommendations/{id}/apply"): "write",
     ("POST", "/api/recommendations/{id}/dismiss"): "write",
+    ("GET", "/api/stream"): "read",
+    ("POST", "/api/stream/token"): "read",
     ("GET", "/api/config/catalog"): "read",
     ("POST", "/api/config/catalog"): "write",
     ("GET", "/api/config/catalog/{resourceType}"): "read",
@@ -94,8 +99,6 @@ ROUTE_SCOPES: Final[dict[tuple[str, str], str]] = {
     ("GET", "/api/config/cost-models/{id}"): "read",
     ("PATCH", "/api/config/cost-models/{id}"): "write",
     ("DELETE", "/api/config/cost-models/{id}"): "write",
-    ("GET", "/api/stream"): "read",
-    ("POST", "/api/stream/token"): "read",
     ("GET", "/api/usage/customers/{customerId}/resources/{resourceKey}/history"): "read",
 }
 
@@ -117,6 +120,8 @@ _AUTHENTICATORS: Final = web.AppKey("authenticators", list)
 _TOUCHER: Final = web.AppKey("key_toucher", Toucher)
 _TENANTS: Final = web.AppKey("customer_tenants", _Tenants)
 _CHALLENGE: Final = 'Bearer realm="resmon"'
+#: at most this many customers' tenants are remembered
+_REMEMBERED: Final = 100_000
 
 
 def _route(request: web.Request) -> tuple[str, str | None]:
@@ -264,6 +269,7 @@ async def authenticate(
 def setup(app: web.Application) -> None:
     """What :func:`authenticate` keeps per app; call before serving."""
     app[_TOUCHER] = Toucher()
+    app[_AUTHENTICATORS] = []
     memo = _Tenants()
     _MEMOS.add(memo)
     app[_TENANTS] = memo
@@ -282,6 +288,18 @@ def forget_customers(customer_ids: Iterable[str] | None) -> None:
         else:
             for customer_id in customer_ids:
                 memo.of.pop(customer_id, None)
+
+
+def customer_tenants(request: web.Request) -> dict[str, str]:
+    """Customer id -> tenant id of the customers this app has seen; add to it with
+    :func:`remember_tenant` (a deleted customer is forgotten: :func:`forget_customers`)."""
+    return request.app[_TENANTS].of
+
+
+def remember_tenant(request: web.Request, customer_id: str, tenant_id: str) -> None:
+    known = customer_tenants(request)
+    if len(known) < _REMEMBERED:
+        known[customer_id] = tenant_id
 
 
 def caller_of(request: web.Request) -> ApiKey:
@@ -305,14 +323,12 @@ async def check_customer(request: web.Request, customer_id: str) -> None:
     missing = NotFoundError(f"customer {customer_id!r} not found")
     if key.customer_ids is not None and customer_id not in key.customer_ids:
         raise missing
-    known = request.app[_TENANTS].of
-    tenant = known.get(customer_id)
+    tenant = customer_tenants(request).get(customer_id)
     if tenant is None:
         tenant = await tenant_of_customer(context_of(request).db, customer_id)
         if tenant is None:
             raise missing
-        if len(known) < 100_000:
-            known[customer_id] = tenant
+        remember_tenant(request, customer_id, tenant)
     if tenant != key.tenant_id:
         raise missing
 

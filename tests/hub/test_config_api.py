@@ -14,6 +14,7 @@ import asyncpg  # type: ignore[import-untyped]
 import pytest
 from _hub_testing import minute_reading, send_reading, until, wait_for
 from _keys import bearer, make_key
+from _problem import named
 from aiohttp.test_utils import TestClient, TestServer
 from aiokafka import AIOKafkaProducer
 
@@ -40,18 +41,14 @@ async def call(
         return resp.status, data, resp.headers.copy()
 
 
-def where(err: dict[str, Any]) -> str | None:
-    """What an error names: its ``where``, or (problem details) its first error's path."""
-    if "where" in err:
-        return str(err["where"])
-    for item in err.get("errors", []):
-        return str(item.get("path") or item.get("parameter"))
-    return None
+def where(err: dict[str, Any]) -> str:
+    """What a problem names: the paths or parameters of its ``errors``."""
+    return named(err)
 
 
 def said(err: dict[str, Any]) -> str:
-    """An error's message: ``error``, or (problem details) ``detail``."""
-    return str(err.get("error") or err.get("detail"))
+    """A problem's message."""
+    return str(err["detail"])
 
 
 async def etag_of(http: aiohttp.ClientSession, url: str) -> str:

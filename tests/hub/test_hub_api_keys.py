@@ -18,6 +18,7 @@ import asyncpg  # type: ignore[import-untyped]
 import pytest
 from _keys import TEST_SECRET, bearer, make_key
 from _notify_fakes import raise_alert
+from _problem import named
 from structlog.testing import capture_logs
 
 from hub import RunningHub, provision_resource
@@ -131,13 +132,13 @@ class Request:
     #: the route lists (or creates) only the caller's own things (no object named): check
     #: the body instead
     listing: bool = False
+    #: an endless answer (server-sent events): its body is not read when it is 200
+    stream: bool = False
     headers: dict[str, str] = field(default_factory=dict)
     #: what of a tenant a listing shows (default: its key's id)
     shows: Callable[[Tenant], str] | None = None
     #: the tenant's configuration as a whole: a key restricted to customers gets 403
     whole_tenant: bool = False
-    #: an endless answer (server-sent events): its body is not read when it is 200
-    stream: bool = False
 
 
 #: (method, route) -> the request that reaches ``target``'s objects
@@ -260,6 +261,14 @@ async def _create_key(w: World, t: Tenant) -> Request:
 async def _revoke_key(w: World, t: Tenant) -> Request:
     spare = await make_key(w.db, tenant_id=t.id, name="spare")
     return Request("DELETE", f"/api/keys/{await _key_id(w.db, spare)}")
+
+
+async def _stream(w: World, t: Tenant) -> Request:
+    return Request("GET", f"/api/stream?customerId={t.customer}", stream=True)
+
+
+async def _stream_token(w: World, t: Tenant) -> Request:
+    return Request("POST", f"/api/stream/token?customerId={t.customer}")
 
 
 async def _if_match(w: World, t: Tenant, url: str) -> dict[str, str]:
@@ -389,14 +398,6 @@ async def _config_plan_delete(w: World, t: Tenant) -> Request:
     return Request("DELETE", url, headers=await _if_match(w, t, url), whole_tenant=True)
 
 
-async def _stream(w: World, t: Tenant) -> Request:
-    return Request("GET", f"/api/stream?customerId={t.customer}", stream=True)
-
-
-async def _stream_token(w: World, t: Tenant) -> Request:
-    return Request("POST", f"/api/stream/token?customerId={t.customer}")
-
-
 REQUESTS: dict[tuple[str, str], Builder] = {
     ("POST", "/api/metrics/ingest"): _ingest,
     ("GET", "/api/metrics/customer/{customerId}/current"): _current,
@@ -420,6 +421,8 @@ REQUESTS: dict[tuple[str, str], Builder] = {
     ("GET", "/api/recommendations"): _recommendations,
     ("POST", "/api/recommendations/{id}/apply"): _apply,
     ("POST", "/api/recommendations/{id}/dismiss"): _dismiss,
+    ("GET", "/api/stream"): _stream,
+    ("POST", "/api/stream/token"): _stream_token,
     ("GET", "/api/config/catalog"): _config_catalog,
     ("POST", "/api/config/catalog"): _config_catalog_create,
     ("GET", "/api/config/catalog/{resourceType}"): _config_catalog_type,
@@ -443,8 +446,6 @@ REQUESTS: dict[tuple[str, str], Builder] = {
     ("GET", "/api/config/cost-models/{id}"): _config_plan,
     ("PATCH", "/api/config/cost-models/{id}"): _config_plan_patch,
     ("DELETE", "/api/config/cost-models/{id}"): _config_plan_delete,
-    ("GET", "/api/stream"): _stream,
-    ("POST", "/api/stream/token"): _stream_token,
     ("GET", "/api/usage/customers/{customerId}/resources/{resourceKey}/history"): _usage_history,
 }
 
@@ -602,7 +603,7 @@ async def test_ingest_takes_the_keys_tenant_and_acts_record_the_key_name(
         "/api/metrics/ingest", json=[_event(fresh)], headers=bearer(world.mine.key)
     ) as r:
         assert r.status == 404
-        assert (await r.json())["where"] == "$.customerId"
+        assert named(await r.json()) == "$.customerId"
     alert = await world.mine.alert(world.db)
     async with client.post(
         f"/api/alerts/{alert}/resolve", json={}, headers=bearer(world.mine.key)
@@ -639,7 +640,7 @@ async def test_keys_through_the_admin_api(world: World, client: aiohttp.ClientSe
         "/api/keys", json={"name": "x", "scopes": ["ingest"]}, headers=bearer(reader_admin)
     ) as resp:
         assert resp.status == 403
-        assert "ingest" in (await resp.json())["error"]
+        assert "ingest" in (await resp.json())["detail"]
     bad = {"name": "x", "scopes": ["admin"], "customerIds": [world.mine.customer]}
     async with client.post("/api/keys", json=bad, headers=admin) as resp:
         assert resp.status == 400
@@ -647,13 +648,13 @@ async def test_keys_through_the_admin_api(world: World, client: aiohttp.ClientSe
         "/api/keys", json={"name": "x", "scopes": ["read"], "expiresIn": "soon"}, headers=admin
     ) as resp:
         assert resp.status == 400
-        assert "expected a number and s, m, h or d" in (await resp.json())["error"]
+        assert "expected a number and s, m, h or d" in (await resp.json())["detail"]
     async with client.delete(f"/api/keys/{record['id']}", headers=admin) as resp:
         assert resp.status == 200
         assert (await resp.json())["revokedAt"] is not None
     async with client.get("/api/alerts", headers=bearer(key)) as resp:
         assert resp.status == 401
-        assert "revoked" in (await resp.json())["error"]
+        assert "revoked" in (await resp.json())["detail"]
     async with client.delete("/api/keys/not-a-uuid", headers=admin) as resp:
         assert resp.status == 404
 
