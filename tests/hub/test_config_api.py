@@ -177,6 +177,7 @@ async def test_customers_and_resources_round_trip(
     assert etag == headers["ETag"]
     # the key's slashes may come percent-encoded, as a browser's encodeURIComponent sends them
     assert await etag_of(http, f"{resources}/{quote(key, safe='')}") == etag
+    assert await etag_of(http, f"{resources}/bandwidth/wan1") == etag  # after the customer id
     status, page, _ = await call(http, "GET", resources)
     assert [r["resourceKey"] for r in page["items"]] == [key]
     assert page["next"] is None
