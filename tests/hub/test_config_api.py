@@ -51,6 +51,13 @@ def said(err: dict[str, Any]) -> str:
     return str(err["detail"])
 
 
+async def new_customer(http: aiohttp.ClientSession, customer: str) -> str:
+    """Create ``customer``; the URL of its resources."""
+    status, made, _ = await call(http, "POST", "/api/config/customers", {"id": customer})
+    assert status == 201, made
+    return f"/api/config/customers/{customer}/resources"
+
+
 async def etag_of(http: aiohttp.ClientSession, url: str) -> str:
     status, data, headers = await call(http, "GET", url)
     assert status == 200, data
@@ -242,9 +249,7 @@ async def test_of_two_writers_with_one_etag_one_wins(
     http: aiohttp.ClientSession, unique: str
 ) -> None:
     """Changes made from one version at once: the row lock lets one through, 412 the others."""
-    cust = f"race-{unique}"
-    assert (await call(http, "POST", "/api/config/customers", {"id": cust}))[0] == 201
-    url = f"/api/config/customers/{cust}/resources"
+    url = await new_customer(http, f"race-{unique}")
     status, res, headers = await call(http, "POST", url, {"resourceType": "storage"})
     assert status == 201, res
     url = f"{url}/{res['resourceKey']}"
@@ -266,9 +271,7 @@ async def test_of_two_writers_with_one_etag_one_wins(
 async def test_resource_validation_names_the_field(
     http: aiohttp.ClientSession, unique: str
 ) -> None:
-    cust = f"val-{unique}"
-    assert (await call(http, "POST", "/api/config/customers", {"id": cust}))[0] == 201
-    url = f"/api/config/customers/{cust}/resources"
+    url = await new_customer(http, f"val-{unique}")
     status, page, _ = await call(http, "GET", "/api/config/catalog/storage")
     storage_entry = page["items"][0]["id"]
     cases: list[tuple[dict[str, Any], int, str, str]] = [
@@ -355,7 +358,7 @@ async def test_cost_models_round_trip_and_a_plan_brings_its_limit(
     assert (status, where(err)) == (422, "$.overageRate")
     # a resource put on the plan gets the plan's limit; the plan is then in use
     cust = f"plan-{unique}"
-    assert (await call(http, "POST", "/api/config/customers", {"id": cust}))[0] == 201
+    await new_customer(http, cust)
     status, res, _ = await call(
         http,
         "POST",
@@ -394,7 +397,7 @@ async def test_cost_models_round_trip_and_a_plan_brings_its_limit(
 async def test_pages_follow_the_cursor(http: aiohttp.ClientSession, unique: str) -> None:
     made = sorted(f"page-{unique}-{i}" for i in range(5))
     for cust in made:
-        assert (await call(http, "POST", "/api/config/customers", {"id": cust}))[0] == 201
+        await new_customer(http, cust)
     seen: list[str] = []
     url: str | None = "/api/config/customers?limit=2"
     while url is not None:
@@ -495,7 +498,7 @@ async def test_a_deleted_customers_id_can_become_another_tenants(
 ) -> None:
     """Every hub forgets a deleted customer's tenant: the old tenant cannot read the new one's."""
     cust = f"moved-{unique}"
-    assert (await call(http, "POST", "/api/config/customers", {"id": cust}))[0] == 201
+    await new_customer(http, cust)
     current = f"/api/metrics/customer/{cust}/current"
     assert (await call(http, "GET", current))[0] == 200  # the hub now knows its tenant
     url = f"/api/config/customers/{cust}"
