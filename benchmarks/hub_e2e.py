@@ -29,7 +29,7 @@ from resmon._ports import free_tcp_port
 
 from .runner import Figure
 
-__all__ = ["markdown_sections", "run_e2e", "run_ingest"]
+__all__ = ["http_config", "markdown_sections", "run_e2e", "run_ingest"]
 
 #: the stage breakdowns of this run's hub-e2e (title, stages), for BENCHMARKS.md
 _BREAKDOWNS: list[tuple[str, dict[str, StageLatency]]] = []
@@ -318,6 +318,22 @@ def run_e2e(quick: bool) -> list[Figure]:
     return anyio.run(_e2e, quick)
 
 
+def http_config(dsn: str, redis_url: str, bootstrap: str, tag: str) -> HubConfig:
+    """A hub serving HTTP on a free port, with topics and names of its own (``tag``)."""
+    return HubConfig(
+        database_url=dsn,
+        redis_url=redis_url,
+        kafka_bootstrap_servers=bootstrap,
+        api_key_secret=_KEY_SECRET,
+        http_port=0,
+        consumer_group=f"bench-{tag}",
+        usage_topic=f"bench-usage-{tag}",
+        alerts_topic=f"bench-alerts-{tag}",
+        redis_prefix=f"bench-{tag}",
+        session_timeout_ms=2000,
+    )
+
+
 def run_ingest(quick: bool) -> list[Figure]:
     return anyio.run(_ingest, quick)
 
@@ -333,18 +349,7 @@ async def _ingest(quick: bool) -> list[Figure]:
     singles = 300 if quick else 2000
     cmd = "resmon bench --only ingest" + (" --quick" if quick else "")
     async with _servers() as (dsn, redis_url, bootstrap):
-        config = HubConfig(
-            database_url=dsn,
-            redis_url=redis_url,
-            kafka_bootstrap_servers=bootstrap,
-            api_key_secret=_KEY_SECRET,
-            http_port=0,
-            consumer_group=f"bench-{tag}",
-            usage_topic=f"bench-usage-{tag}",
-            alerts_topic=f"bench-alerts-{tag}",
-            redis_prefix=f"bench-{tag}",
-            session_timeout_ms=2000,
-        )
+        config = http_config(dsn, redis_url, bootstrap, tag)
 
         # a millisecond apart from a day ago: distinct events, all inside retention and
         # none ahead of the hub's clock (the ingest API refuses both)

@@ -71,6 +71,7 @@ def cost_settings() -> tuple[str, str, HubConfig]:
         "RESMON_CURRENCY",
         "RESMON_COST_ROUNDING",
         "RESMON_RECOMMEND_MIN_SAVINGS",
+        "RESMON_HUB_ALERTS_TOPIC",  # where the forecast refresh's alerts are published
     }
     try:
         values = read([v for v in HUB_VARS if v.name in wanted], os.environ)

@@ -35,15 +35,24 @@ def refresh_cmd(customer: str | None, as_of: dt.datetime | None) -> None:
     """Forecast and store every resource's usage and cost for the current billing month (what
     the hub does every RESMON_FORECAST_REFRESH_S). Exits 1 if any resource failed."""
     from .metrics import HubMetrics
+    from .outbox import forecast_alert_outbox
     from .storage.forecasts import RefreshSummary, refresh
 
     _, _, config = cost_settings()
     tz, money = ZoneInfo(config.billing_tz), config.money
+    # the alerts' CloudEvents go to the outbox; a running hub publishes them
+    on_alerts = forecast_alert_outbox(config.source, config.alerts_topic)
 
     async def work(conn: Any) -> RefreshSummary:
         day = None if as_of is None else as_of.date()
         return await refresh(
-            conn, tz=tz, money=money, metrics=HubMetrics(), today=day, customer_id=customer
+            conn,
+            tz=tz,
+            money=money,
+            metrics=HubMetrics(),
+            today=day,
+            customer_id=customer,
+            on_alerts=on_alerts,
         )
 
     summary = with_db(work)

@@ -66,6 +66,7 @@ ROUTE_SCOPES: Final[dict[tuple[str, str], str]] = {
     ("GET", "/api/recommendations"): "read",
     ("POST", "/api/recommendations/{id}/apply"): "write",
     ("POST", "/api/recommendations/{id}/dismiss"): "write",
+    ("GET", "/api/usage/customers/{customerId}/resources/{resourceKey}/history"): "read",
 }
 
 _CALLER: Final = web.RequestKey("caller", ApiKey)
