@@ -297,9 +297,10 @@ async def _e2e(quick: bool) -> list[Figure]:
 
 
 def markdown_sections() -> list[str]:
-    """The hub's latency per stage in this run's hub-e2e, for BENCHMARKS.md."""
+    """The hub's latency per stage in this run's hub-e2e, for BENCHMARKS.md (once)."""
     if not _BREAKDOWNS:
         return []
+    breakdowns, _BREAKDOWNS[:] = list(_BREAKDOWNS), []
     lines = [
         "## Latency per stage, hub-e2e",
         "",
@@ -309,7 +310,7 @@ def markdown_sections() -> list[str]:
         "stamp and synthetic interval times (so no buffered, sent or poll_to_commit "
         "stage here); fetched is from the producer's record timestamp.",
     ]
-    for title, stages in _BREAKDOWNS:
+    for title, stages in breakdowns:
         lines += ["", f"{title}:", "", *render_stages("hub", stages)]
     return ["\n".join(lines)]
 
