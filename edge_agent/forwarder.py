@@ -172,6 +172,7 @@ class KafkaSender:
             "client_id": c.client_id or "resmon-agent",
             "acks": c.acks,
             "linger_ms": c.linger_ms,
+            "max_batch_size": c.max_batch_bytes,
             "compression_type": None if c.compression == "none" else c.compression,
             "enable_idempotence": c.enable_idempotence,
             "request_timeout_ms": c.request_timeout_ms,

@@ -281,7 +281,6 @@ def _start_agent(run: _Run, n: int, endpoints: list[Any]) -> Child:
         "kafka": {
             "bootstrap_servers": run.urls.kafka_bootstrap_servers,
             "topic": run.topic,
-            "linger_ms": 20,
         },
         "buffer": {"directory": str(base / f"agent-{n}-buffer")},
         "http": {"host": "127.0.0.1", "port": port},
