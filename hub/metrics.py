@@ -198,6 +198,26 @@ class HubMetrics:
             registry=r,
         )
         self.actors = Gauge("resmon_hub_actors", "Live resource actors", registry=r)
+        self.stream_clients = Gauge(
+            "resmon_hub_stream_clients", "Clients connected to GET /api/stream", registry=r
+        )
+        self.stream_events = Counter(
+            "resmon_hub_stream_events_sent",
+            "Server-sent events written to /api/stream clients, per event type",
+            ["type"],
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "resmon_hub_api_rate_limited",
+            "Requests refused with 429: the key's budget (a scope, or key) was used up",
+            ["budget"],
+            registry=r,
+        )
+        self.rate_limit_unavailable = Counter(
+            "resmon_hub_api_rate_limit_unavailable",
+            "Requests let through unlimited because Redis could not count them (fail open)",
+            registry=r,
+        )
         self.reading_stage = Histogram(
             "resmon_hub_reading_stage_seconds",
             "Seconds a reading spent in a stage on its way to an alert: buffered (poll done "

@@ -14,6 +14,7 @@ build an app with a route that is in neither table.
 from __future__ import annotations
 
 import datetime as dt
+import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Final
 
@@ -29,18 +30,27 @@ from ._http import context_of, error_response
 __all__ = [
     "PUBLIC",
     "ROUTE_SCOPES",
+    "Authenticator",
+    "add_authenticator",
     "authenticate",
     "caller_of",
     "check_customer",
     "check_routes",
     "check_tenant",
+    "current_scope",
+    "forget_customers",
+    "refuse_inactive",
     "required_scope",
+    "unauthorized",
 ]
 
 _log = structlog.get_logger(component="hub.api.auth")
 
 #: routes anyone may call (``GET`` and its ``HEAD``): health, metrics, and the contract to come
-PUBLIC: Final = frozenset({"/healthz", "/metrics", "/readyz", "/api/openapi.yaml", "/api/docs"})
+PUBLIC: Final = frozenset(
+    {"/healthz", "/metrics", "/readyz", "/api/openapi.yaml", "/api/docs"}
+    | {"/api/docs/redoc.standalone.js"}  # the viewer /api/docs loads
+)
 
 #: (method, route path) -> the scope a key needs for it
 ROUTE_SCOPES: Final[dict[tuple[str, str], str]] = {
@@ -66,13 +76,52 @@ ROUTE_SCOPES: Final[dict[tuple[str, str], str]] = {
     ("GET", "/api/recommendations"): "read",
     ("POST", "/api/recommendations/{id}/apply"): "write",
     ("POST", "/api/recommendations/{id}/dismiss"): "write",
+    ("GET", "/api/stream"): "read",
+    ("POST", "/api/stream/token"): "read",
+    ("GET", "/api/config/catalog"): "read",
+    ("POST", "/api/config/catalog"): "write",
+    ("GET", "/api/config/catalog/{resourceType}"): "read",
+    ("GET", "/api/config/catalog/{resourceType}/{catalogId}"): "read",
+    ("PATCH", "/api/config/catalog/{resourceType}/{catalogId}"): "write",
+    ("DELETE", "/api/config/catalog/{resourceType}/{catalogId}"): "write",
+    ("GET", "/api/config/customers"): "read",
+    ("POST", "/api/config/customers"): "write",
+    ("GET", "/api/config/customers/{customerId}"): "read",
+    ("PATCH", "/api/config/customers/{customerId}"): "write",
+    ("DELETE", "/api/config/customers/{customerId}"): "write",
+    ("GET", "/api/config/customers/{customerId}/resources"): "read",
+    ("POST", "/api/config/customers/{customerId}/resources"): "write",
+    ("GET", "/api/config/customers/{customerId}/resources/{resourceKey}"): "read",
+    ("PATCH", "/api/config/customers/{customerId}/resources/{resourceKey}"): "write",
+    ("DELETE", "/api/config/customers/{customerId}/resources/{resourceKey}"): "write",
+    ("GET", "/api/config/cost-models"): "read",
+    ("POST", "/api/config/cost-models"): "write",
+    ("GET", "/api/config/cost-models/{id}"): "read",
+    ("PATCH", "/api/config/cost-models/{id}"): "write",
+    ("DELETE", "/api/config/cost-models/{id}"): "write",
     ("GET", "/api/usage/customers/{customerId}/resources/{resourceKey}/history"): "read",
 }
 
+
+class _Tenants:
+    """customer id -> tenant id, as :func:`check_customer` learnt it."""
+
+    def __init__(self) -> None:
+        self.of: dict[str, str] = {}
+
+
+#: the memo of every app of this process (see :func:`forget_customers`)
+_MEMOS: Final[weakref.WeakSet[_Tenants]] = weakref.WeakSet()
+
+
 _CALLER: Final = web.RequestKey("caller", ApiKey)
+_SCOPE: Final = web.RequestKey("route_scope", str)
+_AUTHENTICATORS: Final = web.AppKey("authenticators", list)
 _TOUCHER: Final = web.AppKey("key_toucher", Toucher)
-_TENANTS: Final = web.AppKey("customer_tenants", dict)
+_TENANTS: Final = web.AppKey("customer_tenants", _Tenants)
 _CHALLENGE: Final = 'Bearer realm="resmon"'
+#: at most this many customers' tenants are remembered
+_REMEMBERED: Final = 100_000
 
 
 def _route(request: web.Request) -> tuple[str, str | None]:
@@ -103,6 +152,11 @@ def check_routes(routes: Iterable[web.AbstractRoute]) -> None:
             ) from None
 
 
+def unauthorized(message: str) -> web.Response:
+    """A 401 with the Bearer challenge and ``message``."""
+    return _unauthorized(message)
+
+
 def _unauthorized(message: str) -> web.Response:
     response = error_response(401, message, "Authorization")
     response.headers[hdrs.WWW_AUTHENTICATE] = _CHALLENGE
@@ -118,12 +172,27 @@ def _presented(request: web.Request) -> str | None:
     return given.strip() if given is not None else None
 
 
-async def _refusal(request: web.Request, scope: str | None) -> web.Response | None:
-    """None if the request's key is valid and has ``scope`` (any scope when None)."""
+#: another way to present credentials than the key headers (the stream token, a dashboard
+#: session): the key the request stands for, a refusal, or None when the request does
+#: not use this way (the next one is tried). Register with :func:`add_authenticator`.
+Authenticator = Callable[[web.Request], Awaitable[ApiKey | web.Response | None]]
+
+
+def add_authenticator(app: web.Application, authenticator: Authenticator) -> None:
+    """Accept ``authenticator``'s credentials on requests that send no key header."""
+    app[_AUTHENTICATORS].append(authenticator)
+
+
+async def _presented_key(request: web.Request) -> ApiKey | web.Response:
+    """The valid, active key of the request, or the 401 refusing it."""
     ctx = context_of(request)
     metrics = ctx.metrics
     presented = _presented(request)
     if presented is None:
+        for other in request.app[_AUTHENTICATORS]:
+            got: ApiKey | web.Response | None = await other(request)
+            if got is not None:
+                return got
         metrics.auth_refused.labels("missing").inc()
         return _unauthorized(
             "an API key is required: send `Authorization: Bearer <key>` or `X-API-Key: <key>`"
@@ -138,6 +207,11 @@ async def _refusal(request: web.Request, scope: str | None) -> web.Response | No
         _log.info("api_key_refused", reason="malformed", path=request.path)
         return _unauthorized(str(exc))
     key = await find_key(ctx.db, ctx.config.api_key_secret, presented)
+    return refuse_inactive(request, key)
+
+
+def refuse_inactive(request: web.Request, key: ApiKey | None) -> ApiKey | web.Response:
+    """``key`` if it exists and is neither revoked nor expired, else the 401 (counted)."""
     now = dt.datetime.now(dt.UTC)
     reason = (
         "unknown"
@@ -149,14 +223,26 @@ async def _refusal(request: web.Request, scope: str | None) -> web.Response | No
         else None
     )
     if key is None or reason is not None:
-        metrics.auth_refused.labels(reason or "unknown").inc()
+        context_of(request).metrics.auth_refused.labels(reason or "unknown").inc()
         _log.info("api_key_refused", reason=reason, key_id=key.id if key else None)
         return _unauthorized(f"the API key is {reason}")
+    return key
+
+
+async def _refusal(request: web.Request, scope: str | None) -> web.Response | None:
+    """None if the request's key is valid and has ``scope`` (any scope when None)."""
+    ctx = context_of(request)
+    metrics = ctx.metrics
+    key = await _presented_key(request)
+    if isinstance(key, web.Response):
+        return key
     if scope is not None and scope not in key.scopes:
         metrics.auth_refused.labels("scope").inc()
         _log.info("api_key_lacks_scope", key_id=key.id, scope=scope, path=request.path)
         return error_response(403, f"this API key lacks the {scope!r} scope", "Authorization")
     request[_CALLER] = key
+    if scope is not None:
+        request[_SCOPE] = scope
     if request.app[_TOUCHER].due(key.id):
         try:
             await touch_key(ctx.db, key.id)
@@ -183,7 +269,37 @@ async def authenticate(
 def setup(app: web.Application) -> None:
     """What :func:`authenticate` keeps per app; call before serving."""
     app[_TOUCHER] = Toucher()
-    app[_TENANTS] = {}
+    app[_AUTHENTICATORS] = []
+    memo = _Tenants()
+    _MEMOS.add(memo)
+    app[_TENANTS] = memo
+    app[_AUTHENTICATORS] = []
+
+
+def forget_customers(customer_ids: Iterable[str] | None) -> None:
+    """Make every app of this process read these customers' tenants again (None: all).
+
+    A deleted customer's id can be created again, in another tenant: each hub
+    calls this when it hears that a customer changed.
+    """
+    for memo in list(_MEMOS):
+        if customer_ids is None:
+            memo.of.clear()
+        else:
+            for customer_id in customer_ids:
+                memo.of.pop(customer_id, None)
+
+
+def customer_tenants(request: web.Request) -> dict[str, str]:
+    """Customer id -> tenant id of the customers this app has seen; add to it with
+    :func:`remember_tenant` (a deleted customer is forgotten: :func:`forget_customers`)."""
+    return request.app[_TENANTS].of
+
+
+def remember_tenant(request: web.Request, customer_id: str, tenant_id: str) -> None:
+    known = customer_tenants(request)
+    if len(known) < _REMEMBERED:
+        known[customer_id] = tenant_id
 
 
 def caller_of(request: web.Request) -> ApiKey:
@@ -191,24 +307,28 @@ def caller_of(request: web.Request) -> ApiKey:
     return request[_CALLER]
 
 
+def current_scope(request: web.Request) -> str | None:
+    """The scope the request's route needed (None: a public route, or no route matched)."""
+    return request.get(_SCOPE)
+
+
 async def check_customer(request: web.Request, customer_id: str) -> None:
     """NotFoundError unless the caller's key may see ``customer_id`` (its tenant, its customers).
 
     An unknown customer is also NotFoundError; a customer's tenant is remembered
-    (customers never move between tenants).
+    until :func:`forget_customers` (a customer is deleted before its id can
+    belong to another tenant).
     """
     key = caller_of(request)
     missing = NotFoundError(f"customer {customer_id!r} not found")
     if key.customer_ids is not None and customer_id not in key.customer_ids:
         raise missing
-    known: dict[str, str] = request.app[_TENANTS]
-    tenant = known.get(customer_id)
+    tenant = customer_tenants(request).get(customer_id)
     if tenant is None:
         tenant = await tenant_of_customer(context_of(request).db, customer_id)
         if tenant is None:
             raise missing
-        if len(known) < 100_000:
-            known[customer_id] = tenant
+        remember_tenant(request, customer_id, tenant)
     if tenant != key.tenant_id:
         raise missing
 

@@ -21,10 +21,12 @@ __all__ = [
     "claim_customers",
     "create_key",
     "find_key",
+    "key_by_id",
     "list_keys",
     "resolve_tenant",
     "revoke_key",
     "tenant_of_customer",
+    "tenants_of_customers",
     "touch_key",
 ]
 
@@ -82,6 +84,16 @@ async def resolve_tenant(db: Executor, tenant: str) -> str:
     if found is None:
         raise NotFoundError(f"tenant {tenant!r} not found (give its name or id)")
     return str(found)
+
+
+async def tenants_of_customers(db: Executor, customer_ids: Sequence[str]) -> dict[str, str]:
+    """customer id -> tenant id, for those of ``customer_ids`` that exist."""
+    with storage_errors():
+        rows = await db.fetch(
+            "SELECT id, tenant_id::text AS tenant_id FROM customers WHERE id = ANY($1::text[])",
+            list(customer_ids),
+        )
+    return {r["id"]: r["tenant_id"] for r in rows}
 
 
 async def tenant_of_customer(db: Executor, customer_id: str) -> str | None:
@@ -171,6 +183,20 @@ async def find_key(db: Executor, server_secret: str, key: str) -> ApiKey | None:
         row = await db.fetchrow(
             f"SELECT {_COLUMNS} FROM api_keys WHERE key_hash = $1",  # noqa: S608
             hash_key(server_secret, key),
+        )
+    return None if row is None else _key(row)
+
+
+async def key_by_id(db: Executor, key_id: str) -> ApiKey | None:
+    """The stored record of the key with id ``key_id`` (None: no such key)."""
+    try:
+        uuid.UUID(key_id)
+    except ValueError:
+        return None
+    with storage_errors():
+        row = await db.fetchrow(
+            f"SELECT {_COLUMNS} FROM api_keys WHERE id = $1::uuid",  # noqa: S608
+            key_id,
         )
     return None if row is None else _key(row)
 
