@@ -54,6 +54,7 @@ async def test_kafka_readings_are_provisioned_in_and_checked_against_their_tenan
     by_id = f"byid-{unique}/bandwidth"
     untagged = f"untagged-{unique}/bandwidth"
     stray = f"stray-{unique}/bandwidth"
+    late = f"late-{unique}"  # a tenant created only after its agent's first reading
     topic = hub_config.usage_topic
     with anyio.fail_after(60):
         async with anyio.create_task_group() as tg:
@@ -63,7 +64,7 @@ async def test_kafka_readings_are_provisioned_in_and_checked_against_their_tenan
             await send(producer, topic, minute_reading(by_id, 0, 500, tenant_id=acme))
             await send(producer, topic, minute_reading(untagged, 0, 300))
             await send(producer, topic, minute_reading(taken, 0, 7, tenant_id=acme_name))
-            await send(producer, topic, minute_reading(stray, 0, 9, tenant_id="no-such-tenant"))
+            await send(producer, topic, minute_reading(stray, 0, 9, tenant_id=late))
             await wait_for(db, TOTAL, 1_000, new_acme)
             await wait_for(db, TOTAL, 500, by_id)
             await wait_for(db, TOTAL, 300, untagged)
@@ -89,7 +90,7 @@ async def test_kafka_readings_are_provisioned_in_and_checked_against_their_tenan
                 "tenant_mismatch",
                 "unknown_tenant",
             ]
-            assert "'no-such-tenant'" in dead["unknown_tenant"]
+            assert f"'{late}'" in dead["unknown_tenant"]
             mismatches = [r for r in reasons if r.startswith("tenant_mismatch")]
             assert any(default_customer in r and acme_name in r for r in mismatches)
             assert any(new_acme.split("/")[0] in r and acme in r for r in mismatches)
@@ -102,6 +103,11 @@ async def test_kafka_readings_are_provisioned_in_and_checked_against_their_tenan
                 new_acme,
             )
             assert stored == 2
+            # an unknown tenant is not remembered: once created, its readings count
+            late_id = await _tenant(db, late)
+            await send(producer, topic, minute_reading(stray, 1, 11, tenant_id=late))
+            await wait_for(db, TOTAL, 11, stray)
+            assert await db.fetchval(OWNER, stray.split("/")[0]) == late_id
             tg.cancel_scope.cancel()
 
 
