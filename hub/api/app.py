@@ -1,4 +1,4 @@
-"""REST routes. Errors are JSON: ``{"error": "...", "where": "..."}``.
+"""REST routes. Errors are RFC 9457 problem details (hub/api/_http.py, docs/api.md).
 
 =======  ==============================================  =====================================
 method   path                                            what
@@ -13,11 +13,16 @@ GET      /api/monitoring/customers/{customerId}/resources  resources as stored
 *        /api/alerts/..., /api/notifications, ...      alerts, preferences: see api/alerts.py
 GET      /api/costs/customers/{customerId}[/resources/{resourceKey}]  bills: see api/costs.py
 GET      /api/forecasts/customers/{customerId}           stored forecasts: see api/forecasts.py
+*        /api/config/...                                 configuration CRUD: see api/config.py
 GET      /api/usage/customers/{customerId}/resources/{resourceKey}/history  usage series
                                                          (raw/hourly/daily): see api/usage.py
 *        /api/recommendations[/{id}/apply|dismiss]     advice: see api/recommendations.py
 GET      /api/stream, POST /api/stream/token            live events (SSE): see api/stream.py
 =======  ==============================================  =====================================
+
+The lists (alerts, notifications, keys, recommendations) answer pages,
+``{"items": [...], "next": cursor | null}`` with ``?limit=`` and ``?cursor=``
+(see api/_pagination.py). docs/api.md documents the routes with examples.
 """
 
 from __future__ import annotations
@@ -54,13 +59,24 @@ from ..storage.partitions import retention_horizon_ms
 from ..storage.provision import Executor, existing_keys, unprovisionable_types
 from ..validation import validate_event_id, validate_reading
 from . import auth, ratelimit
-from ._http import CONTEXT, ApiContext, context_of, error_response, json_response
+from ._http import (
+    CONTEXT,
+    ApiContext,
+    context_of,
+    error_response,
+    json_response,
+    request_path,
+    reset_request_path,
+)
 from .alerts import add_alert_routes
+from .config import add_config_routes
 from .costs import add_cost_routes
 from .forecasts import add_forecast_routes
 from .keys import add_key_routes
+from .openapi import add_contract_routes
 from .ready import readyz
 from .recommendations import add_recommendation_routes
+from .schemas import Health, IngestResult
 from .stream import add_stream_routes
 from .usage import add_usage_routes
 
@@ -115,6 +131,32 @@ async def _checked(request: web.Request, handler: Handler) -> web.StreamResponse
 
 @web.middleware
 async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error as problem details, ``instance`` the request path."""
+    token = request_path(request.path)
+    try:
+        return await _answered(request, handler)
+    finally:
+        reset_request_path(token)
+
+
+def _http_error(request: web.Request, exc: web.HTTPException) -> web.Response:
+    """An aiohttp HTTP error (no route, wrong method, body too large) as problem details."""
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        allowed = sorted(exc.allowed_methods)
+        response = error_response(
+            405,
+            f"{request.method} is not allowed on {request.path}; allowed: {', '.join(allowed)}",
+            request.path,
+        )
+        response.headers[hdrs.ALLOW] = ",".join(allowed)
+        return response
+    if isinstance(exc, web.HTTPNotFound) and exc.text in (None, "404: Not Found"):
+        return error_response(404, f"no route {request.path}", request.path)
+    detail = exc.text.removeprefix(f"{exc.status}: ") if exc.text else exc.reason
+    return error_response(exc.status, detail, request.path)
+
+
+async def _answered(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except DecodeError as exc:
@@ -129,8 +171,8 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return error_response(exc.status, exc.reason, request.path)
-    except Exception:  # a bug: answer in JSON like every other error, and log it whole
+        return _http_error(request, exc)
+    except Exception:  # a bug: answer in problem details like every other error, and log it
         _log.exception("request_crashed", path=request.path)
         return error_response(500, "internal error; the hub's log has the details", request.path)
 
@@ -139,7 +181,7 @@ async def healthz(request: web.Request) -> web.Response:
     ctx = context_of(request)
     with storage_errors(ctx.config.database_address):
         await ctx.db.fetchval("SELECT 1")
-    return json_response({"status": "ok"})
+    return json_response(Health())
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -382,12 +424,12 @@ async def ingest(request: web.Request) -> web.Response:
     if rounded:
         ctx.metrics.ingest_rounded.inc(rounded)
     return json_response(
-        {
-            "accepted": len(records),
-            "eventIds": [r.event_id for r in records],
-            "rounded": rounded,
-            "maxRounding": format(max_rounding, "f"),
-        }
+        IngestResult(
+            accepted=len(records),
+            event_ids=[r.event_id for r in records],
+            rounded=rounded,
+            max_rounding=format(max_rounding, "f"),
+        )
     )
 
 
@@ -412,6 +454,8 @@ def create_app(context: ApiContext) -> web.Application:
     add_forecast_routes(app)
     add_key_routes(app)
     add_stream_routes(app)
+    add_config_routes(app)
+    add_contract_routes(app)
     add_usage_routes(app)
     auth.check_routes(app.router.routes())
     add_recommendation_routes(app)
