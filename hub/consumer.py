@@ -859,12 +859,14 @@ class UsageConsumer:
         """``fresh`` without the events refused for their tenant (see
         :func:`~hub.intake.check_tenants`).
 
-        Customers never change tenant and tenants are never removed, so what was
-        read is remembered (:attr:`customer_tenants`, :attr:`tenant_ids`): only
-        the customers and tenant names this instance has not seen yet are read,
-        in one query per batch. What a batch claims for a new customer is kept
-        for that batch only (the actors create the customer; the next batch
-        reads it).
+        What was read is remembered (:attr:`customer_tenants`, :attr:`tenant_ids`;
+        a customer is forgotten when a change of it is announced, a delete
+        included, see :mod:`hub.app`): only the customers and tenant names this
+        instance has not seen yet are read, in one query per batch. A customer
+        deleted and created again elsewhere before the notice arrives is still
+        caught when its new resource's actor loads (its row names the tenant).
+        What a batch claims for a new customer is kept for that batch only (the
+        actors create the customer; the next batch reads it).
         """
         if not fresh:
             return fresh

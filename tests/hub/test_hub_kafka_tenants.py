@@ -14,7 +14,7 @@ import anyio
 import asyncpg  # type: ignore[import-untyped]
 import msgspec
 import pytest
-from _hub_testing import minute_reading, send_reading, wait_for
+from _hub_testing import minute_reading, send_reading, until, wait_for
 from aiokafka import AIOKafkaProducer, TopicPartition
 
 from hub import HubConfig, RunningHub, provision_resource, run_hub
@@ -166,3 +166,33 @@ def test_one_batch_a_new_customer_belongs_to_the_tenant_of_its_first_event() -> 
         (3, "tenant_mismatch"),
     ]
     assert dead[0].value == batch[TopicPartition("usage", 0)][1].value  # raw bytes kept
+
+
+@pytest.mark.integration
+@pytest.mark.anyio
+async def test_a_deleted_customer_is_forgotten_and_may_come_back_in_another_tenant(
+    hub_config: HubConfig, db: asyncpg.Connection, producer: AIOKafkaProducer, unique: str
+) -> None:
+    from hub.storage.config import delete_customer
+
+    acme_name = f"acme-{unique}"
+    acme = await _tenant(db, acme_name)
+    customer = f"moved-{unique}"
+    key = f"{customer}/bandwidth"
+    await db.execute(
+        "INSERT INTO customers (id, tenant_id) VALUES ($1, $2::uuid)", customer, DEFAULT_TENANT
+    )
+    topic = hub_config.usage_topic
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            hub: RunningHub = await tg.start(run_hub, hub_config)
+            await send_reading(producer, topic, minute_reading(key, 0, 5, tenant_id=acme_name))
+            await wait_for(db, "SELECT count(*) FROM dead_letters", 1)
+            assert hub.consumer.customer_tenants[customer] == DEFAULT_TENANT
+            await delete_customer(db, customer)  # announced to every hub
+            await until(lambda: customer not in hub.consumer.customer_tenants)
+            await send_reading(producer, topic, minute_reading(key, 1, 7, tenant_id=acme_name))
+            await wait_for(db, TOTAL, 7, key)
+            assert await db.fetchval(OWNER, customer) == acme
+            assert _refused(hub, "tenant_mismatch") == 1
+            tg.cancel_scope.cancel()
