@@ -34,6 +34,13 @@ async def _tenant(db: asyncpg.Connection, name: str) -> str:
     return tenant_id
 
 
+@pytest.fixture
+async def acme(db: asyncpg.Connection, unique: str) -> tuple[str, str]:
+    """A tenant of the test's own: (name, id)."""
+    name = f"acme-{unique}"
+    return name, await _tenant(db, name)
+
+
 def _refused(hub: RunningHub, reason: str) -> float:
     value = hub.metrics.registry.get_sample_value(
         "resmon_hub_tenant_refused_total", {"reason": reason}
@@ -44,10 +51,13 @@ def _refused(hub: RunningHub, reason: str) -> float:
 @pytest.mark.integration
 @pytest.mark.anyio
 async def test_kafka_readings_are_provisioned_in_and_checked_against_their_tenant(
-    hub_config: HubConfig, db: asyncpg.Connection, producer: AIOKafkaProducer, unique: str
+    hub_config: HubConfig,
+    db: asyncpg.Connection,
+    producer: AIOKafkaProducer,
+    unique: str,
+    acme: tuple[str, str],
 ) -> None:
-    acme_name = f"acme-{unique}"
-    acme = await _tenant(db, acme_name)
+    acme_name, acme_id = acme
     default_customer = f"dflt-{unique}"
     taken = await provision_resource(db, default_customer, "bandwidth", None)
     new_acme = f"cust-{unique}/bandwidth"  # a customer the hub has not seen
@@ -61,7 +71,7 @@ async def test_kafka_readings_are_provisioned_in_and_checked_against_their_tenan
             hub: RunningHub = await tg.start(run_hub, hub_config)
             send = send_reading
             await send(producer, topic, minute_reading(new_acme, 0, 1_000, tenant_id=acme_name))
-            await send(producer, topic, minute_reading(by_id, 0, 500, tenant_id=acme))
+            await send(producer, topic, minute_reading(by_id, 0, 500, tenant_id=acme_id))
             await send(producer, topic, minute_reading(untagged, 0, 300))
             await send(producer, topic, minute_reading(taken, 0, 7, tenant_id=acme_name))
             await send(producer, topic, minute_reading(stray, 0, 9, tenant_id=late))
@@ -76,8 +86,8 @@ async def test_kafka_readings_are_provisioned_in_and_checked_against_their_tenan
             await wait_for(db, TOTAL, 1_020, new_acme)
             await wait_for(db, "SELECT count(*) FROM dead_letters", 3)
 
-            assert await db.fetchval(OWNER, new_acme.split("/")[0]) == acme
-            assert await db.fetchval(OWNER, by_id.split("/")[0]) == acme
+            assert await db.fetchval(OWNER, new_acme.split("/")[0]) == acme_id
+            assert await db.fetchval(OWNER, by_id.split("/")[0]) == acme_id
             assert await db.fetchval(OWNER, untagged.split("/")[0]) == DEFAULT_TENANT
             assert await db.fetchval(OWNER, default_customer) == DEFAULT_TENANT
             assert await db.fetchval(TOTAL, taken) == 0
@@ -93,7 +103,7 @@ async def test_kafka_readings_are_provisioned_in_and_checked_against_their_tenan
             assert f"'{late}'" in dead["unknown_tenant"]
             mismatches = [r for r in reasons if r.startswith("tenant_mismatch")]
             assert any(default_customer in r and acme_name in r for r in mismatches)
-            assert any(new_acme.split("/")[0] in r and acme in r for r in mismatches)
+            assert any(new_acme.split("/")[0] in r and acme_id in r for r in mismatches)
             assert _refused(hub, "tenant_mismatch") == 2
             assert _refused(hub, "unknown_tenant") == 1
             # the readings that were refused are not in the raw rows either
@@ -171,12 +181,15 @@ def test_one_batch_a_new_customer_belongs_to_the_tenant_of_its_first_event() -> 
 @pytest.mark.integration
 @pytest.mark.anyio
 async def test_a_deleted_customer_is_forgotten_and_may_come_back_in_another_tenant(
-    hub_config: HubConfig, db: asyncpg.Connection, producer: AIOKafkaProducer, unique: str
+    hub_config: HubConfig,
+    db: asyncpg.Connection,
+    producer: AIOKafkaProducer,
+    unique: str,
+    acme: tuple[str, str],
 ) -> None:
     from hub.storage.config import delete_customer
 
-    acme_name = f"acme-{unique}"
-    acme = await _tenant(db, acme_name)
+    acme_name, acme_id = acme
     customer = f"moved-{unique}"
     key = f"{customer}/bandwidth"
     await db.execute(
@@ -193,6 +206,6 @@ async def test_a_deleted_customer_is_forgotten_and_may_come_back_in_another_tena
             await until(lambda: customer not in hub.consumer.customer_tenants)
             await send_reading(producer, topic, minute_reading(key, 1, 7, tenant_id=acme_name))
             await wait_for(db, TOTAL, 7, key)
-            assert await db.fetchval(OWNER, customer) == acme
+            assert await db.fetchval(OWNER, customer) == acme_id
             assert _refused(hub, "tenant_mismatch") == 1
             tg.cancel_scope.cancel()
