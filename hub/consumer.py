@@ -115,6 +115,8 @@ _COMMIT_S = 5.0
 #: how long a look for an unparsable record waits for one partition's records (ms)
 _PROBE_MS = 2_000
 _ALL_RECORDS = 2**31 - 1
+#: at most this many customers' (and tenant names') tenants are remembered
+_REMEMBERED = 1_000_000
 #: dead-letter reasons counted in ``resmon_hub_tenant_refused``
 _TENANT_REASONS = ("tenant_mismatch", "unknown_tenant")
 
@@ -273,6 +275,10 @@ class UsageConsumer:
         self._beyond: dict[TopicPartition, tuple[int, int]] = {}
         #: the Kafka client while :meth:`run` runs (tests inject faults through it)
         self.kafka: AIOKafkaConsumer | None = None
+        #: customer id -> tenant id, as stored (see :meth:`_tenant_checked`)
+        self.customer_tenants: dict[str, str] = {}
+        #: tenant name or id -> tenant id, as stored
+        self.tenant_ids: dict[str, str] = {}
 
     async def seek_to_stored(
         self, consumer: AIOKafkaConsumer, partitions: Sequence[TopicPartition]
@@ -859,10 +865,20 @@ class UsageConsumer:
         self, conn: asyncpg.Connection, fresh: list[Incoming], decoded: Decoded
     ) -> list[Incoming]:
         """``fresh`` without the events refused for their tenant (see
-        :func:`~hub.intake.check_tenants`); the batch's customers and tenants are
-        read in one query."""
+        :func:`~hub.intake.check_tenants`).
+
+        What was read is remembered (:attr:`customer_tenants`, :attr:`tenant_ids`;
+        a customer is forgotten when a change of it is announced, a delete
+        included, see :mod:`hub.app`): only the customers and tenant names this
+        instance has not seen yet are read, in one query per batch. A customer
+        deleted and created again elsewhere before the notice arrives is still
+        caught when its new resource's actor loads (its row names the tenant).
+        What a batch claims for a new customer is kept for that batch only (the
+        actors create the customer; the next batch reads it).
+        """
         if not fresh:
             return fresh
+        seen, named = self.customer_tenants, self.tenant_ids
         customers: set[str] = set()
         tenants: set[str] = set()
         for item in fresh:
@@ -870,8 +886,18 @@ class UsageConsumer:
             customers.add(data.customer_id)
             if data.tenant_id is not None:
                 tenants.add(data.tenant_id)
-        owners, known = await batch_owners(conn, list(customers), list(tenants))
-        return check_tenants(fresh, owners, known, decoded.dead, topic=self.config.usage_topic)
+        ask_customers = [c for c in customers if c not in seen]
+        ask_tenants = [t for t in tenants if t not in named]
+        if ask_customers or ask_tenants:
+            owners, known = await batch_owners(conn, ask_customers, ask_tenants)
+            if len(seen) + len(owners) > _REMEMBERED:
+                seen.clear()
+            seen.update(owners)
+            if len(named) + len(known) > _REMEMBERED:
+                named.clear()
+            named.update(known)
+        batch = {c: seen[c] for c in customers if c in seen}
+        return check_tenants(fresh, batch, named, decoded.dead, topic=self.config.usage_topic)
 
     async def _after_commit(
         self,

@@ -93,9 +93,8 @@ _MAX_PARAM = 500
 #: the spellings of a true/false query parameter
 _FLAGS: Final = {"true": True, "1": True, "false": False, "0": False}
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-#: keys of resources the ingest route has seen stored (one with readings cannot be deleted)
-_RESOURCES: Final = web.AppKey("known_resources", set[str])
-_SEEN_RESOURCES: Final = 1_000_000
+#: at most this many customers' stored resources are remembered by the ingest route
+_SEEN_RESOURCES: Final = 100_000
 
 
 def _refused_body(request: web.Request) -> web.Response | None:
@@ -286,19 +285,23 @@ async def _claim_event_ids(
 
 
 async def _unprovisionable(
-    db: Executor, readings: list[tuple[str, UsageReading]], seen: set[str]
+    db: Executor, readings: list[tuple[str, UsageReading]], seen: dict[str, set[str]]
 ) -> web.Response | None:
     """A 422 for the first reading of a resource that neither exists nor can be created.
 
     The hub creates an unknown customer's resource from the default tenant's
     catalog; without an entry for the type it would dead-letter the reading after
-    this answer, so it is refused here instead. ``seen`` holds the keys of
-    resources known to exist (one with readings cannot be deleted); it is added to.
+    this answer, so it is refused here instead. ``seen`` holds, per customer, the
+    keys of resources found stored (forgotten on a change notice of the customer's,
+    see :func:`hub.api.auth.forget_customers`); it is added to.
     """
-    asked = {r.resource_key for _, r in readings} - seen
+    asked = {
+        r.resource_key for _, r in readings if r.resource_key not in seen.get(r.customer_id, ())
+    }
     known = await existing_keys(db, list(asked)) if asked else set()
-    if len(seen) < _SEEN_RESOURCES:
-        seen |= known
+    for _, r in readings:
+        if r.resource_key in known and (r.customer_id in seen or len(seen) < _SEEN_RESOURCES):
+            seen.setdefault(r.customer_id, set()).add(r.resource_key)
     unknown = [(at, r) for at, r in readings if r.resource_key in asked - known]
     if not unknown:
         return None
@@ -321,7 +324,8 @@ async def _foreign_customer(
     """A 404 for the first event of a customer the key may not write to.
 
     Customers seen for the first time join the key's tenant. A customer's tenant
-    once known is not read again (customers never move between tenants).
+    once known is not read again until a change of the customer is announced
+    (see :func:`hub.api.auth.forget_customers`).
     """
     many = len(events) > 1
     ids = list(dict.fromkeys(e.customer_id for e in events))
@@ -401,7 +405,7 @@ async def ingest(request: web.Request) -> web.Response:
             )
         records.append(record)
         readings.append((at, reading))
-    if (refused := await _unprovisionable(ctx.db, readings, request.app[_RESOURCES])) is not None:
+    if refused := await _unprovisionable(ctx.db, readings, auth.stored_resources(request)):
         return refused
     if (refused := await _foreign_customer(request, ctx.db, caller, events)) is not None:
         return refused
@@ -440,7 +444,6 @@ def create_app(context: ApiContext) -> web.Application:
         client_max_size=4 * 1024 * 1024,
     )
     app[CONTEXT] = context
-    app[_RESOURCES] = set()
     auth.setup(app)
     ratelimit.setup(app)
     app.router.add_get("/healthz", healthz)
