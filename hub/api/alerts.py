@@ -26,7 +26,6 @@ An illegal transition (acknowledging a RESOLVED alert, resolving twice) is
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from typing import Final
 
@@ -43,7 +42,7 @@ from ..notify.preferences import stored_preferences as load_preferences
 from ..notify.settings import NotifyConfig
 from ..storage import queries
 from ._http import ApiContext, context_of, error_response, json_response
-from ._pagination import page, page_request
+from ._pagination import Instant, Serial, page, page_request
 from ._params import choice, iso_time
 from .auth import caller_of, check_customer, check_tenant
 from .stream import publish_change
@@ -80,7 +79,7 @@ async def list_alerts(request: web.Request) -> web.Response:
     since, until = iso_time(q, "from"), iso_time(q, "to")
     if since is not None and until is not None and since >= until:
         return error_response(400, "from must be before to", "from")
-    wanted = page_request(q, (dt.datetime, str))
+    wanted = page_request(q, (Instant, uuid.UUID))
     customer = await _customer_filter(request)
     key = caller_of(request)
     rows = await queries.list_alerts(
@@ -235,7 +234,7 @@ async def put_tenant_prefs(request: web.Request) -> web.Response:
 async def notifications(request: web.Request) -> web.Response:
     q = request.query
     status = choice(q, "status", _LOG_STATUSES)
-    wanted = page_request(q, (int,))
+    wanted = page_request(q, (Serial,))
     alert_id = q.get("alertId")
     if alert_id is not None:
         try:

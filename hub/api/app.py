@@ -19,6 +19,10 @@ GET      /api/usage/customers/{customerId}/resources/{resourceKey}/history  usag
 *        /api/recommendations[/{id}/apply|dismiss]     advice: see api/recommendations.py
 GET      /api/stream, POST /api/stream/token            live events (SSE): see api/stream.py
 =======  ==============================================  =====================================
+
+The lists (alerts, notifications, keys, recommendations) answer pages,
+``{"items": [...], "next": cursor | null}`` with ``?limit=`` and ``?cursor=``
+(see api/_pagination.py). docs/api.md documents the routes with examples.
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ from ..kafka import publish_many
 from ..storage import queries
 from ..storage.apikeys import ApiKey, claim_customers
 from ..storage.partitions import retention_horizon_ms
-from ..storage.provision import Executor, load_resources, unprovisionable_types
+from ..storage.provision import Executor, existing_keys, unprovisionable_types
 from ..validation import validate_event_id, validate_reading
 from . import auth, ratelimit
 from ._http import (
@@ -89,6 +93,8 @@ _MAX_PARAM = 500
 #: the spellings of a true/false query parameter
 _FLAGS: Final = {"true": True, "1": True, "false": False, "0": False}
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+#: at most this many customers' stored resources are remembered by the ingest route
+_SEEN_RESOURCES: Final = 100_000
 
 
 def _refused_body(request: web.Request) -> web.Response | None:
@@ -319,16 +325,24 @@ async def _claim_event_ids(
 
 
 async def _unprovisionable(
-    db: Executor, readings: list[tuple[str, UsageReading]]
+    db: Executor, readings: list[tuple[str, UsageReading]], seen: dict[str, set[str]]
 ) -> web.Response | None:
     """A 422 for the first reading of a resource that neither exists nor can be created.
 
     The hub creates an unknown customer's resource from the default tenant's
     catalog; without an entry for the type it would dead-letter the reading after
-    this answer, so it is refused here instead.
+    this answer, so it is refused here instead. ``seen`` holds, per customer, the
+    keys of resources found stored (forgotten on a change notice of the customer's,
+    see :func:`hub.api.auth.forget_customers`); it is added to.
     """
-    known = await load_resources(db, list({r.resource_key for _, r in readings}))
-    unknown = [(at, r) for at, r in readings if r.resource_key not in known]
+    asked = {
+        r.resource_key for _, r in readings if r.resource_key not in seen.get(r.customer_id, ())
+    }
+    known = await existing_keys(db, list(asked)) if asked else set()
+    for _, r in readings:
+        if r.resource_key in known and (r.customer_id in seen or len(seen) < _SEEN_RESOURCES):
+            seen.setdefault(r.customer_id, set()).add(r.resource_key)
+    unknown = [(at, r) for at, r in readings if r.resource_key in asked - known]
     if not unknown:
         return None
     missing = await unprovisionable_types(db, {r.resource_type for _, r in unknown})
@@ -345,16 +359,24 @@ async def _unprovisionable(
 
 
 async def _foreign_customer(
-    db: Executor, caller: ApiKey, events: list[UsageEvent]
+    request: web.Request, db: Executor, caller: ApiKey, events: list[UsageEvent]
 ) -> web.Response | None:
     """A 404 for the first event of a customer the key may not write to.
 
-    Customers seen for the first time join the key's tenant.
+    Customers seen for the first time join the key's tenant. A customer's tenant
+    once known is not read again until a change of the customer is announced
+    (see :func:`hub.api.auth.forget_customers`).
     """
     many = len(events) > 1
     ids = list(dict.fromkeys(e.customer_id for e in events))
     allowed = set(ids) if caller.customer_ids is None else set(ids) & set(caller.customer_ids)
-    owners = await claim_customers(db, sorted(allowed), caller.tenant_id) if allowed else {}
+    remembered = auth.customer_tenants(request)
+    owners = {c: remembered[c] for c in allowed if c in remembered}
+    if asked := sorted(allowed - owners.keys()):
+        claimed = await claim_customers(db, asked, caller.tenant_id)
+        for customer, tenant in claimed.items():
+            auth.remember_tenant(request, customer, tenant)
+        owners.update(claimed)
     for i, event in enumerate(events):
         if owners.get(event.customer_id) != caller.tenant_id:
             at = f"$[{i}]" if many else "$"
@@ -423,9 +445,9 @@ async def ingest(request: web.Request) -> web.Response:
             )
         records.append(record)
         readings.append((at, reading))
-    if (refused := await _unprovisionable(ctx.db, readings)) is not None:
+    if refused := await _unprovisionable(ctx.db, readings, auth.stored_resources(request)):
         return refused
-    if (refused := await _foreign_customer(ctx.db, caller, events)) is not None:
+    if (refused := await _foreign_customer(request, ctx.db, caller, events)) is not None:
         return refused
     keyed = [
         (i, event, reading, record.event_id)

@@ -108,6 +108,8 @@ class _Tenants:
 
     def __init__(self) -> None:
         self.of: dict[str, str] = {}
+        #: customer id -> keys of its resources the ingest route found stored
+        self.resources: dict[str, set[str]] = {}
 
 
 #: the memo of every app of this process (see :func:`forget_customers`)
@@ -120,6 +122,8 @@ _AUTHENTICATORS: Final = web.AppKey("authenticators", list)
 _TOUCHER: Final = web.AppKey("key_toucher", Toucher)
 _TENANTS: Final = web.AppKey("customer_tenants", _Tenants)
 _CHALLENGE: Final = 'Bearer realm="resmon"'
+#: at most this many customers' tenants are remembered
+_REMEMBERED: Final = 100_000
 
 
 def _route(request: web.Request) -> tuple[str, str | None]:
@@ -271,6 +275,7 @@ def setup(app: web.Application) -> None:
     memo = _Tenants()
     _MEMOS.add(memo)
     app[_TENANTS] = memo
+    app[_AUTHENTICATORS] = []
 
 
 def forget_customers(customer_ids: Iterable[str] | None) -> None:
@@ -282,9 +287,29 @@ def forget_customers(customer_ids: Iterable[str] | None) -> None:
     for memo in list(_MEMOS):
         if customer_ids is None:
             memo.of.clear()
+            memo.resources.clear()
         else:
             for customer_id in customer_ids:
                 memo.of.pop(customer_id, None)
+                memo.resources.pop(customer_id, None)
+
+
+def stored_resources(request: web.Request) -> dict[str, set[str]]:
+    """Customer id -> keys of its resources known to be stored; forgotten with the
+    customer (:func:`forget_customers`, on any change notice of the customer's)."""
+    return request.app[_TENANTS].resources
+
+
+def customer_tenants(request: web.Request) -> dict[str, str]:
+    """Customer id -> tenant id of the customers this app has seen; add to it with
+    :func:`remember_tenant` (a deleted customer is forgotten: :func:`forget_customers`)."""
+    return request.app[_TENANTS].of
+
+
+def remember_tenant(request: web.Request, customer_id: str, tenant_id: str) -> None:
+    known = customer_tenants(request)
+    if len(known) < _REMEMBERED:
+        known[customer_id] = tenant_id
 
 
 def caller_of(request: web.Request) -> ApiKey:
@@ -308,14 +333,12 @@ async def check_customer(request: web.Request, customer_id: str) -> None:
     missing = NotFoundError(f"customer {customer_id!r} not found")
     if key.customer_ids is not None and customer_id not in key.customer_ids:
         raise missing
-    known = request.app[_TENANTS].of
-    tenant = known.get(customer_id)
+    tenant = customer_tenants(request).get(customer_id)
     if tenant is None:
         tenant = await tenant_of_customer(context_of(request).db, customer_id)
         if tenant is None:
             raise missing
-        if len(known) < 100_000:
-            known[customer_id] = tenant
+        remember_tenant(request, customer_id, tenant)
     if tenant != key.tenant_id:
         raise missing
 

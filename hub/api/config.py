@@ -18,6 +18,7 @@ GET     /api/config/customers/{customerId}/resources            its resources (a
 POST    /api/config/customers/{customerId}/resources            a new resource -> 201
 GET     /api/config/customers/{customerId}/resources/{key}      one resource (ETag)
 PATCH   /api/config/customers/{customerId}/resources/{key}      limit, thresholds, plan, status
+                                                                (key: whole, or after the id)
 DELETE  /api/config/customers/{customerId}/resources/{key}      delete it (If-Match) -> 204
 GET     /api/config/cost-models                                 plans (a page)
 POST    /api/config/cost-models                                 a new plan -> 201
@@ -337,8 +338,8 @@ def _precondition(request: web.Request, current: msgspec.Struct) -> None:
     if "*" not in tags and etag not in tags:
         raise _Refused(
             412,
-            f"If-Match {given.strip()} is not the current ETag {etag}: it changed since it "
-            "was read; GET it again and redo the change",
+            f"If-Match {given.strip()} does not name the current version: it changed since "
+            "it was read; GET it again and redo the change",
             "If-Match",
         )
 
@@ -712,6 +713,8 @@ async def list_resources(request: web.Request) -> web.Response:
 
 async def _resource_row(conn: Any, request: web.Request, *, lock: bool = False) -> cfg.Row:
     customer_id, key = request.match_info["customerId"], request.match_info["resourceKey"]
+    if not key.startswith(f"{customer_id}/"):  # the part after the customer id
+        key = f"{customer_id}/{key}"
     await check_customer(request, customer_id)
     row = await cfg.resource(conn, customer_id, key, lock=lock)
     if row is None:
@@ -743,8 +746,10 @@ async def create_resource(request: web.Request) -> web.Response:
             limit = body.limit
             if body.limit_in_unit is not None:
                 limit = _limit_in_base(body.limit_in_unit, entry["unit"], base)
+            plan_id = None
             if body.cost_model_id is not None:
                 plan = await _plan_for(conn, tenant, body.cost_model_id, body.resource_type)
+                plan_id = plan["id"]
                 if limit is None:
                     limit = plan["limit_value"]
             key = resource_key(customer_id, body.resource_type, body.name)
@@ -759,7 +764,7 @@ async def create_resource(request: web.Request) -> web.Response:
                     "limit_value": limit,
                     "warning_threshold": warning,
                     "critical_threshold": critical,
-                    "cost_model_id": body.cost_model_id,
+                    "cost_model_id": plan_id,
                     "status": body.status,
                 },
             )
@@ -788,9 +793,10 @@ async def patch_resource(request: web.Request) -> web.Response:
                 else _limit_in_base(body.limit_in_unit, catalog_unit, base)
             )
         if body.cost_model_id is not _UNSET:
-            values["cost_model_id"] = body.cost_model_id
+            values["cost_model_id"] = None
             if body.cost_model_id is not None:
                 plan = await _plan_for(conn, tenant, body.cost_model_id, kind)
+                values["cost_model_id"] = plan["id"]
                 if "limit_value" not in values and plan["limit_value"] is not None:
                     values["limit_value"] = plan["limit_value"]
         warning = row["warning_threshold"]
@@ -821,7 +827,7 @@ def _plan_view(row: cfg.Row) -> CostModelView:
     if row["pricing"] is not None:
         try:
             pricing = load_cost_model(row["pricing"])
-        except PricingError as exc:  # stored by hand; shown as absent, named in the log
+        except PricingError as exc:  # written by hand past the API: say which and why
             raise _Refused(
                 500, f"cost model {row['id']}: its stored pricing is invalid: {exc}", "pricing"
             ) from None

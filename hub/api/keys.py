@@ -16,6 +16,7 @@ A new key cannot have a scope its creator lacks.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from typing import Annotated, Literal
 
 import msgspec
@@ -25,7 +26,7 @@ from aiohttp import web
 from ..apikeys import check_restriction, parse_duration, parse_scopes
 from ..storage import apikeys as stored
 from ._http import context_of, error_response, json_response
-from ._pagination import page, page_request
+from ._pagination import Instant, page, page_request
 from .auth import caller_of, check_customer
 
 __all__ = ["add_key_routes"]
@@ -95,7 +96,7 @@ async def create(request: web.Request) -> web.Response:
 
 
 async def list_keys(request: web.Request) -> web.Response:
-    wanted = page_request(request.query, (dt.datetime, str))
+    wanted = page_request(request.query, (Instant, uuid.UUID))
     rows = await stored.list_keys(
         context_of(request).db,
         caller_of(request).tenant_id,

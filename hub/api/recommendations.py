@@ -18,6 +18,7 @@ recommendations (another tenant's id is a 404, as an unknown one).
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 
@@ -64,7 +65,7 @@ async def list_recommendations(request: web.Request) -> web.Response:
     customer = request.query.get("customerId")
     if customer is not None:
         await check_customer(request, customer)  # another tenant's customer: 404
-    wanted = page_request(request.query, (Decimal, str))
+    wanted = page_request(request.query, (Decimal, uuid.UUID))
     key = caller_of(request)
     found = await recommendations.listing(
         context_of(request).db,

@@ -23,6 +23,7 @@ __all__ = [
     "auto_provision",
     "batch_owners",
     "connection",
+    "existing_keys",
     "kind_of",
     "load_resource",
     "load_resources",
@@ -118,6 +119,17 @@ async def load_resources(conn_or_pool: Executor, keys: Sequence[str]) -> dict[st
         async with connection(conn_or_pool) as conn:
             rows = await conn.fetch(_SELECT_MANY, list(keys))
     return {r["resource_key"]: ResourceRow(**dict(r)) for r in rows}
+
+
+async def existing_keys(conn_or_pool: Executor, keys: Sequence[str]) -> set[str]:
+    """Those of ``keys`` that name a stored resource (an index lookup, nothing loaded)."""
+    with storage_errors():
+        async with connection(conn_or_pool) as conn:
+            rows = await conn.fetch(
+                "SELECT resource_key FROM customer_resources WHERE resource_key = ANY($1::text[])",
+                list(keys),
+            )
+    return {r["resource_key"] for r in rows}
 
 
 async def load_resource(conn_or_pool: Executor, key: str) -> ResourceRow | None:

@@ -85,18 +85,16 @@ def test_request_bodies_are_the_types_the_handlers_decode() -> None:
         ("POST", "/api/keys"): keys._decoder.type,
         ("POST", "/api/recommendations/{id}/apply"): recommendations._decoder.type,
         ("POST", "/api/recommendations/{id}/dismiss"): recommendations._decoder.type,
-    }
-    catalog, customers = "/api/config/catalog", "/api/config/customers"
-    resources, plans = f"{customers}/{{customerId}}/resources", "/api/config/cost-models"
-    decoded |= {  # the configuration routes decode with _body(request, <type>)
-        ("POST", catalog): config.CatalogCreate,
-        ("PATCH", f"{catalog}/{{resourceType}}/{{catalogId}}"): config.CatalogPatch,
-        ("POST", customers): config.CustomerCreate,
-        ("PATCH", f"{customers}/{{customerId}}"): config.CustomerPatch,
-        ("POST", resources): config.ResourceCreate,
-        ("PATCH", f"{resources}/{{resourceKey}}"): config.ResourcePatch,
-        ("POST", plans): config.CostModelCreate,
-        ("PATCH", f"{plans}/{{id}}"): config.CostModelPatch,
+        ("POST", "/api/config/catalog"): config.CatalogCreate,
+        ("PATCH", "/api/config/catalog/{resourceType}/{catalogId}"): config.CatalogPatch,
+        ("POST", "/api/config/customers"): config.CustomerCreate,
+        ("PATCH", "/api/config/customers/{customerId}"): config.CustomerPatch,
+        ("POST", "/api/config/customers/{customerId}/resources"): config.ResourceCreate,
+        ("PATCH", "/api/config/customers/{customerId}/resources/{resourceKey}"): (
+            config.ResourcePatch
+        ),
+        ("POST", "/api/config/cost-models"): config.CostModelCreate,
+        ("PATCH", "/api/config/cost-models/{id}"): config.CostModelPatch,
     }
     assert bodies == decoded
     assert set(get_args(keys.Scope)) == set(SCOPES)  # the schema's enum is the scopes there are
