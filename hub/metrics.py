@@ -59,7 +59,7 @@ class HubMetrics:
         self.auth_refused = Counter(
             "resmon_hub_api_auth_refused",
             "REST requests refused for their API key (missing, malformed, unknown, revoked, "
-            "expired, scope)",
+            "expired, scope, session: a bad dashboard cookie, csrf: a change without its token)",
             ["reason"],
             registry=r,
         )

@@ -12,6 +12,7 @@ GET      /api/monitoring/customers/{customerId}/resources  resources as stored
 GET      /api/costs/customers/{customerId}[/resources/{resourceKey}]  bills: see api/costs.py
 GET      /api/forecasts/customers/{customerId}           stored forecasts: see api/forecasts.py
 *        /api/recommendations[/{id}/apply|dismiss]     advice: see api/recommendations.py
+*        /, /ui/login, /ui/logout, /ui/session, /ui/static  the dashboard: see api/ui.py
 =======  ==============================================  =====================================
 """
 
@@ -55,6 +56,7 @@ from .costs import add_cost_routes
 from .forecasts import add_forecast_routes
 from .keys import add_key_routes
 from .recommendations import add_recommendation_routes
+from .ui import add_ui_routes
 
 __all__ = ["ApiContext", "create_app"]
 
@@ -383,6 +385,7 @@ def create_app(context: ApiContext) -> web.Application:
     add_cost_routes(app)
     add_forecast_routes(app)
     add_key_routes(app)
+    add_ui_routes(app)
     auth.check_routes(app.router.routes())
     add_recommendation_routes(app)
     return app

@@ -1,7 +1,9 @@
 """Who is calling: the API key of each request, its scopes and its tenant.
 
 Every route but the public ones (:data:`PUBLIC`) needs a key, sent as
-``Authorization: Bearer <key>`` or ``X-API-Key: <key>``. A missing, malformed,
+``Authorization: Bearer <key>`` or ``X-API-Key: <key>``, or the dashboard's
+session cookie (``hub/api/session.py``), which stands for the key it was made
+from (same tenant, customers and scopes; a change needs its CSRF token). A missing, malformed,
 unknown, revoked or expired key is 401 (with ``WWW-Authenticate: Bearer``); a
 key without the route's scope is 403. Objects of another tenant, or of a
 customer a restricted key is not for, are 404, exactly like objects that do not
@@ -14,6 +16,7 @@ build an app with a route that is in neither table.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Final
 
@@ -22,8 +25,16 @@ from aiohttp import hdrs, web
 
 from .._exceptions import HubError, NotFoundError
 from ..apikeys import KeyFormatError, check_key
-from ..storage.apikeys import ApiKey, Toucher, find_key, tenant_of_customer, touch_key
+from ..storage.apikeys import (
+    ApiKey,
+    Toucher,
+    find_key,
+    key_by_id,
+    tenant_of_customer,
+    touch_key,
+)
 from ..storage.provision import DEFAULT_TENANT
+from . import session as sessions
 from ._http import context_of, error_response
 
 __all__ = [
@@ -34,13 +45,18 @@ __all__ = [
     "check_customer",
     "check_routes",
     "check_tenant",
+    "presented_key",
     "required_scope",
+    "session_of",
 ]
 
 _log = structlog.get_logger(component="hub.api.auth")
 
 #: routes anyone may call (``GET`` and its ``HEAD``): health, metrics, and the contract to come
-PUBLIC: Final = frozenset({"/healthz", "/metrics", "/readyz", "/api/openapi.yaml", "/api/docs"})
+PUBLIC: Final = frozenset(
+    {"/healthz", "/metrics", "/readyz", "/api/openapi.yaml", "/api/docs"}
+    | {"/", "/ui/login", "/ui/logout", "/ui/static"}  # the dashboard's pages, login, files
+)
 
 #: (method, route path) -> the scope a key needs for it
 ROUTE_SCOPES: Final[dict[tuple[str, str], str]] = {
@@ -66,12 +82,15 @@ ROUTE_SCOPES: Final[dict[tuple[str, str], str]] = {
     ("GET", "/api/recommendations"): "read",
     ("POST", "/api/recommendations/{id}/apply"): "write",
     ("POST", "/api/recommendations/{id}/dismiss"): "write",
+    ("GET", "/ui/session"): "read",
 }
 
 _CALLER: Final = web.RequestKey("caller", ApiKey)
 _TOUCHER: Final = web.AppKey("key_toucher", Toucher)
 _TENANTS: Final = web.AppKey("customer_tenants", dict)
 _CHALLENGE: Final = 'Bearer realm="resmon"'
+_SESSION: Final = web.RequestKey("session", sessions.Session)
+_SAFE_METHODS: Final = frozenset({hdrs.METH_GET, hdrs.METH_HEAD, hdrs.METH_OPTIONS})
 
 
 def _route(request: web.Request) -> tuple[str, str | None]:
@@ -117,15 +136,14 @@ def _presented(request: web.Request) -> str | None:
     return given.strip() if given is not None else None
 
 
-async def _refusal(request: web.Request, scope: str | None) -> web.Response | None:
-    """None if the request's key is valid and has ``scope`` (any scope when None)."""
-    ctx = context_of(request)
-    metrics = ctx.metrics
-    presented = _presented(request)
+async def presented_key(request: web.Request, presented: str | None) -> ApiKey | web.Response:
+    """The usable stored key ``presented`` (a header's, the login's), or the 401 saying why not."""
+    metrics = context_of(request).metrics
     if presented is None:
         metrics.auth_refused.labels("missing").inc()
         return _unauthorized(
             "an API key is required: send `Authorization: Bearer <key>` or `X-API-Key: <key>`"
+            " (or log in at /ui/login)"
         )
     if presented == "":
         metrics.auth_refused.labels("malformed").inc()
@@ -136,7 +154,12 @@ async def _refusal(request: web.Request, scope: str | None) -> web.Response | No
         metrics.auth_refused.labels("malformed").inc()
         _log.info("api_key_refused", reason="malformed", path=request.path)
         return _unauthorized(str(exc))
-    key = await find_key(ctx.db, ctx.config.api_key_secret, presented)
+    ctx = context_of(request)
+    return _usable(request, await find_key(ctx.db, ctx.config.api_key_secret, presented))
+
+
+def _usable(request: web.Request, key: ApiKey | None) -> ApiKey | web.Response:
+    """``key`` if it exists and is neither revoked nor expired, else the 401 saying which."""
     now = dt.datetime.now(dt.UTC)
     reason = (
         "unknown"
@@ -148,11 +171,51 @@ async def _refusal(request: web.Request, scope: str | None) -> web.Response | No
         else None
     )
     if key is None or reason is not None:
-        metrics.auth_refused.labels(reason or "unknown").inc()
+        context_of(request).metrics.auth_refused.labels(reason or "unknown").inc()
         _log.info("api_key_refused", reason=reason, key_id=key.id if key else None)
         return _unauthorized(f"the API key is {reason}")
+    return key
+
+
+async def _session_key(request: web.Request, cookie: str) -> ApiKey | web.Response:
+    """The key behind the session ``cookie`` (and its CSRF token on a change), or the refusal."""
+    ctx = context_of(request)
+    secret = ctx.config.api_key_secret
+    try:
+        session = sessions.open_session(secret, cookie, time.time())
+    except sessions.SessionError as exc:
+        ctx.metrics.auth_refused.labels("session").inc()
+        _log.info("session_refused", reason=str(exc), path=request.path)
+        return _unauthorized(f"{exc}; log in again at /ui/login")
+    if request.method not in _SAFE_METHODS and not sessions.csrf_matches(
+        secret, session, request.headers.get(sessions.CSRF_HEADER)
+    ):
+        ctx.metrics.auth_refused.labels("csrf").inc()
+        _log.info("session_csrf_refused", key_id=session.kid, path=request.path)
+        return error_response(
+            403,
+            f"a {request.method} with the session cookie needs the session's CSRF token in "
+            f"{sessions.CSRF_HEADER} (GET /ui/session answers it)",
+            sessions.CSRF_HEADER,
+        )
+    request[_SESSION] = session
+    return _usable(request, await key_by_id(ctx.db, session.kid))
+
+
+async def _refusal(request: web.Request, scope: str | None) -> web.Response | None:
+    """None if the request's key is valid and has ``scope`` (any scope when None)."""
+    ctx = context_of(request)
+    presented = _presented(request)
+    cookie = request.cookies.get(sessions.COOKIE)
+    if presented is None and cookie:
+        found = await _session_key(request, cookie)
+    else:
+        found = await presented_key(request, presented)
+    if isinstance(found, web.Response):
+        return found
+    key = found
     if scope is not None and scope not in key.scopes:
-        metrics.auth_refused.labels("scope").inc()
+        ctx.metrics.auth_refused.labels("scope").inc()
         _log.info("api_key_lacks_scope", key_id=key.id, scope=scope, path=request.path)
         return error_response(403, f"this API key lacks the {scope!r} scope", "Authorization")
     request[_CALLER] = key
@@ -160,7 +223,7 @@ async def _refusal(request: web.Request, scope: str | None) -> web.Response | No
         try:
             await touch_key(ctx.db, key.id)
         except HubError as exc:  # the request goes on; the last-used time is a hint
-            metrics.storage_failures.labels("api_key_touch").inc()
+            ctx.metrics.storage_failures.labels("api_key_touch").inc()
             _log.warning("api_key_touch_failed", key_id=key.id, error=str(exc))
     return None
 
@@ -188,6 +251,11 @@ def setup(app: web.Application) -> None:
 def caller_of(request: web.Request) -> ApiKey:
     """The key the request was authenticated with."""
     return request[_CALLER]
+
+
+def session_of(request: web.Request) -> sessions.Session | None:
+    """The dashboard session the request was authenticated with; None for a key in a header."""
+    return request.get(_SESSION)
 
 
 async def check_customer(request: web.Request, customer_id: str) -> None:

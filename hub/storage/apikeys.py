@@ -21,9 +21,11 @@ __all__ = [
     "claim_customers",
     "create_key",
     "find_key",
+    "key_by_id",
     "list_keys",
     "resolve_tenant",
     "revoke_key",
+    "tenant_customers",
     "tenant_of_customer",
     "touch_key",
 ]
@@ -161,6 +163,31 @@ async def find_key(db: Executor, server_secret: str, key: str) -> ApiKey | None:
             hash_key(server_secret, key),
         )
     return None if row is None else _key(row)
+
+
+async def key_by_id(db: Executor, key_id: str) -> ApiKey | None:
+    """The stored record of the key numbered ``key_id``, or None (also for a malformed id)."""
+    try:
+        uuid.UUID(key_id)
+    except ValueError:
+        return None
+    with storage_errors():
+        row = await db.fetchrow(
+            f"SELECT {_COLUMNS} FROM api_keys WHERE id = $1::uuid",  # noqa: S608
+            key_id,
+        )
+    return None if row is None else _key(row)
+
+
+async def tenant_customers(db: Executor, tenant_id: str, *, limit: int = 1000) -> list[str]:
+    """The ids of ``tenant_id``'s customers, in order, at most ``limit``."""
+    with storage_errors():
+        rows = await db.fetch(
+            "SELECT id FROM customers WHERE tenant_id = $1::uuid ORDER BY id LIMIT $2",
+            tenant_id,
+            limit,
+        )
+    return [r["id"] for r in rows]
 
 
 class Toucher:

@@ -1,0 +1,169 @@
+"""The dashboard: its pages and files, the login that makes a session, and who is logged in.
+
+=======  ==================  ==========================================================
+method   path                what
+=======  ==================  ==========================================================
+GET      /                   the dashboard (static page; its data comes from the API)
+GET      /ui/login           the login page
+POST     /ui/login           ``{"key": "rsm_..."}`` -> 200 + ``resmon_session`` cookie
+                             and ``{"csrfToken", "expiresAt", ...}``; a bad key is 401
+POST     /ui/logout          clears the cookie
+GET      /ui/session         the caller: key name, scopes, visible customers, CSRF token
+GET      /ui/static/...      the dashboard's ES modules, styles and vendored libraries
+=======  ==================  ==========================================================
+
+The files are package data (``hub/api/static/``): nothing is built or fetched
+at run time, and no page loads anything from another site.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from pathlib import Path
+from typing import Final
+
+import msgspec
+import structlog
+from aiohttp import web
+
+from ..storage.apikeys import ApiKey, tenant_customers
+from . import session as sessions
+from ._http import context_of, error_response, json_response
+from .auth import caller_of, presented_key, session_of
+
+__all__ = ["STATIC", "add_ui_routes"]
+
+_log = structlog.get_logger(component="hub.api.ui")
+
+#: the dashboard's files
+STATIC: Final = Path(__file__).parent / "static"
+
+#: every page: no framing, no scripts or styles from elsewhere, no referrer
+_PAGE_HEADERS: Final = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+class _Login(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    key: str
+
+
+class SessionView(msgspec.Struct, frozen=True, rename="camel"):
+    """Who the dashboard is logged in as, and what it may show."""
+
+    key_id: str
+    key_name: str
+    tenant_id: str
+    scopes: tuple[str, ...]
+    #: the key is restricted to ``customers``
+    restricted: bool
+    #: the customers the key may see
+    customers: list[str]
+    #: None without a session (a key in a header needs no CSRF token)
+    csrf_token: str | None
+    #: None without a session
+    expires_at: dt.datetime | None
+
+
+_decoder = msgspec.json.Decoder(_Login)
+
+
+def _page(name: str) -> web.FileResponse:
+    return web.FileResponse(STATIC / name, headers=_PAGE_HEADERS)
+
+
+async def index(request: web.Request) -> web.StreamResponse:
+    return _page("index.html")
+
+
+async def login_page(request: web.Request) -> web.StreamResponse:
+    return _page("login.html")
+
+
+def _secure(request: web.Request) -> bool:
+    """Whether the browser reached the hub over https (directly or through a proxy)."""
+    forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+    return request.secure or forwarded == "https"
+
+
+async def _view(request: web.Request, key: ApiKey, session: sessions.Session | None) -> SessionView:
+    ctx = context_of(request)
+    customers = (
+        list(key.customer_ids)
+        if key.customer_ids is not None
+        else await tenant_customers(ctx.db, key.tenant_id)
+    )
+    secret = ctx.config.api_key_secret
+    return SessionView(
+        key_id=key.id,
+        key_name=key.name,
+        tenant_id=key.tenant_id,
+        scopes=key.scopes,
+        restricted=key.customer_ids is not None,
+        customers=customers,
+        csrf_token=sessions.csrf_token(secret, session) if session is not None else None,
+        expires_at=dt.datetime.fromtimestamp(session.exp, dt.UTC) if session else None,
+    )
+
+
+async def login(request: web.Request) -> web.Response:
+    try:
+        body = _decoder.decode(await request.read())
+    except msgspec.ValidationError as exc:
+        return error_response(400, f'{exc}; send {{"key": "rsm_..."}}', "$.key")
+    except msgspec.DecodeError as exc:
+        return error_response(400, f"body is not valid JSON: {exc}", "body")
+    found = await presented_key(request, body.key.strip())
+    if isinstance(found, web.Response):
+        return found
+    if "read" not in found.scopes:
+        return error_response(
+            403, "this API key lacks the 'read' scope the dashboard needs", "$.key"
+        )
+    ctx = context_of(request)
+    expires = int(time.time()) + sessions.SESSION_SECONDS
+    if found.expires_at is not None:
+        expires = min(expires, int(found.expires_at.timestamp()))
+    cookie, session = sessions.seal(ctx.config.api_key_secret, found.id, expires)
+    response = json_response(await _view(request, found, session))
+    response.set_cookie(
+        sessions.COOKIE,
+        cookie,
+        max_age=max(1, expires - int(time.time())),
+        path="/",
+        httponly=True,
+        samesite="Strict",
+        secure=_secure(request),
+    )
+    response.headers["Cache-Control"] = "no-store"
+    _log.info("dashboard_login", key_id=found.id)
+    return response
+
+
+async def logout(request: web.Request) -> web.Response:
+    response = json_response({"loggedOut": True})
+    response.del_cookie(sessions.COOKIE, path="/", samesite="Strict", secure=_secure(request))
+    return response
+
+
+async def whoami(request: web.Request) -> web.Response:
+    view = await _view(request, caller_of(request), session_of(request))
+    return json_response(view, headers={"Cache-Control": "no-store"})
+
+
+def add_ui_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/", index)
+    r.add_get("/ui/login", login_page)
+    r.add_post("/ui/login", login)
+    r.add_post("/ui/logout", logout)
+    r.add_get("/ui/session", whoami)
+    r.add_static("/ui/static", STATIC, append_version=False)
