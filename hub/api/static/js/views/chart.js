@@ -1,0 +1,139 @@
+// Usage chart of one resource: 1H / 24H / 7D / 30D or a custom range, the limit and the
+// thresholds as lines, the forecast interval as a band. The hub downsamples (about one
+// point per pixel); uPlot (vendored) draws.
+import { enc, get, ApiError } from "../api.js";
+import { fill, h, notice } from "../dom.js";
+import { shortKey } from "../format.js";
+
+const RANGES = [["1h", "1H"], ["24h", "24H"], ["7d", "7D"], ["30d", "30D"]];
+let uplotReady = null;
+
+/** Load the vendored uPlot once (a classic script: it defines window.uPlot). */
+function loadUplot() {
+  if (!uplotReady) {
+    uplotReady = new Promise((resolve, reject) => {
+      document.head.append(h("link", { rel: "stylesheet", href: "/ui/static/vendor/uplot/uPlot.min.css" }));
+      const s = h("script", { src: "/ui/static/vendor/uplot/uPlot.iife.min.js" });
+      s.addEventListener("load", () => resolve(window.uPlot));
+      s.addEventListener("error", () => reject(new Error("the chart library did not load")));
+      document.head.append(s);
+    });
+  }
+  return uplotReady;
+}
+
+function cssVar(name) {
+  return getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+}
+
+export async function render(ctx) {
+  const { main, customer, live } = ctx;
+  if (!customer) {
+    fill(main, notice("This key sees no customers yet."));
+    return () => {};
+  }
+  const resources = await get(`/api/monitoring/customers/${enc(customer)}/resources`);
+  if (!resources.length) {
+    fill(main, h("h1", { tabindex: "-1" }, "Usage chart"), notice("No resources yet."));
+    return () => {};
+  }
+  const state = { resource: ctx.params.get("resource") || resources[0].resourceKey, range: ctx.params.get("range") || "24h" };
+  const plotBox = h("div", { class: "plot", role: "img", "aria-label": "Usage chart" });
+  const summary = h("p", { class: "muted", id: "chart-summary", "aria-live": "polite" });
+  const select = h("select", { name: "resource", onchange: (e) => { state.resource = e.target.value; load(); } },
+    resources.map((r) => h("option", { value: r.resourceKey, selected: r.resourceKey === state.resource }, shortKey(r.resourceKey, customer))));
+  const buttons = RANGES.map(([value, label]) => {
+    const b = h("button", { type: "button", "aria-pressed": String(value === state.range), dataset: { range: value } }, label);
+    b.addEventListener("click", () => { state.range = value; state.from = state.to = null; load(); });
+    return b;
+  });
+  const from = h("input", { type: "datetime-local", name: "from" });
+  const to = h("input", { type: "datetime-local", name: "to" });
+  const custom = h("form", { class: "custom-range", onsubmit: (e) => {
+    e.preventDefault();
+    if (!from.value || !to.value) return;
+    state.range = null;
+    state.from = new Date(from.value).toISOString();
+    state.to = new Date(to.value).toISOString();
+    load();
+  } }, h("label", {}, "From ", from), h("label", {}, "To ", to), h("button", { type: "submit" }, "Show"));
+  fill(main, h("h1", { tabindex: "-1" }, `Usage chart — ${customer}`),
+    h("div", { class: "filters" }, h("label", {}, "Resource ", select),
+      h("div", { role: "group", "aria-label": "Time range", class: "segmented" }, buttons)),
+    custom, summary, plotBox);
+  let plot = null;
+
+  async function load() {
+    for (const b of buttons) b.setAttribute("aria-pressed", String(b.dataset.range === state.range));
+    const points = Math.max(100, Math.min(5000, Math.round(plotBox.clientWidth || 800)));
+    const q = state.range ? `range=${state.range}` : `from=${enc(state.from)}&to=${enc(state.to)}`;
+    let data;
+    try {
+      data = await get(`/api/usage/customers/${enc(customer)}/resources/${enc(state.resource)}/history?${q}&points=${points}`);
+    } catch (err) {
+      if (err instanceof ApiError && (err.status === 404 || err.status === 405)) {
+        fill(plotBox, notice("Usage history is not available on this hub (it does not serve /api/usage/…/history yet)."));
+        summary.textContent = "";
+        main.dataset.loaded = "true";
+        return;
+      }
+      fill(plotBox, notice(`Could not load the history: ${err.message}`, "error"));
+      return;
+    }
+    let fc = null;
+    try {
+      const got = await get(`/api/forecasts/customers/${enc(customer)}?resourceKey=${enc(state.resource)}`);
+      fc = (got.forecasts || []).find((f) => f.forecast) || null;
+    } catch {
+      fc = null;
+    }
+    draw(data, fc);
+  }
+
+  async function draw(data, fc) {
+    const uPlot = await loadUplot();
+    const xs = data.points.map((p) => Date.parse(p.t) / 1000);
+    const ys = data.points.map((p) => Number(p.value));
+    const limit = data.limit === null || data.limit === undefined ? null : Number(data.limit);
+    const line = (v) => xs.map(() => v);
+    const series = [{}, { label: `Usage (${data.unit})`, stroke: cssVar("--accent"), width: 2 }];
+    const cols = [xs, ys];
+    if (limit !== null) {
+      cols.push(line(limit), line((limit * Number(data.warningThreshold)) / 100), line((limit * Number(data.criticalThreshold)) / 100));
+      series.push({ label: "Limit", stroke: cssVar("--fg"), dash: [6, 4] },
+        { label: "Warning", stroke: cssVar("--warning"), dash: [4, 4] },
+        { label: "Critical", stroke: cssVar("--critical"), dash: [4, 4] });
+    }
+    const bands = [];
+    if (fc && fc.usageInterval80 && limit !== null && data.limit && fc.limit) {
+      // the forecast's interval, in the chart's unit, over the last tenth of the window
+      const f = limit / fc.limit;
+      const start = xs.length ? xs[Math.floor(xs.length * 0.9)] : 0;
+      const lo = xs.map((x) => (x >= start ? fc.usageInterval80[0] * f : null));
+      const hi = xs.map((x) => (x >= start ? fc.usageInterval80[1] * f : null));
+      const hiIdx = cols.length;
+      cols.push(hi, lo);
+      series.push({ label: "Forecast 80 % high", stroke: cssVar("--muted"), width: 1 }, { label: "Forecast 80 % low", stroke: cssVar("--muted"), width: 1 });
+      bands.push({ series: [hiIdx, hiIdx + 1], fill: "rgba(120,120,200,0.18)" });
+    }
+    const opts = {
+      width: Math.max(300, plotBox.clientWidth || 800), height: 320, series, bands,
+      axes: [{ stroke: cssVar("--fg") }, { stroke: cssVar("--fg"), label: data.unit }],
+      scales: { x: { time: true } },
+    };
+    if (plot) plot.destroy();
+    plotBox.replaceChildren();
+    plot = new uPlot(opts, cols, plotBox);
+    plotBox.setAttribute("aria-label", `Usage of ${state.resource}, ${data.from} to ${data.to}, ${data.points.length} points (${data.source})`);
+    summary.textContent = `${data.points.length} points, one every ${data.stepSeconds} s (${data.source} data), ${data.from} – ${data.to}`;
+    main.dataset.loaded = "true";
+    main.dataset.range = state.range || "custom";
+  }
+
+  await load();
+  const stop = live.subscribe(["usage"], (type) => type && state.range === "1h" && load());
+  return () => {
+    stop();
+    if (plot) plot.destroy();
+  };
+}
