@@ -74,7 +74,8 @@ _DIRECTIONS: dict[str, Direction] = {"in": "in", "out": "out"}
 class TargetState:
     """What the poller remembers about one router between cycles."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str) -> None:
+        self.log = log.bind(target=name)  # every line about this router names it
         self.interfaces: dict[str, MappedInterface] | None = None  # by ifName
         self.discovered_at = -math.inf
         self.last_uptime_cs: int | None = None
@@ -109,7 +110,7 @@ class Poller:
         self._monotonic = monotonic
         self._source = f"urn:resmon:agent:{config.agent_id}"
         self._limiter = anyio.CapacityLimiter(config.max_concurrency)
-        self.states: dict[str, TargetState] = {t.name: TargetState() for t in config.targets}
+        self.states: dict[str, TargetState] = {t.name: TargetState(t.name) for t in config.targets}
         self.cycles = 0
         self._cycle_event: anyio.Event | None = None
         self._checkpoint = checkpoint
@@ -260,6 +261,12 @@ class Poller:
             }
         return out
 
+    def _state(self, target: TargetConfig) -> TargetState:
+        state = self.states.get(target.name)
+        if state is None:
+            state = self.states[target.name] = TargetState(target.name)
+        return state
+
     def _backoff(self, target: TargetConfig, state: TargetState) -> None:
         """Set when a failing target is tried next; report it in the metrics."""
         over = state.consecutive_failures - self.config.backoff_after_failures
@@ -267,9 +274,8 @@ class Poller:
         if over >= 0:
             delay = min(self.config.interval * 2.0**over, self.config.backoff_max)
             state.next_attempt = self._monotonic() + delay
-            log.info(
+            state.log.info(
                 "target_backed_off",
-                target=target.name,
                 consecutive=state.consecutive_failures,
                 seconds=delay,
             )
@@ -284,13 +290,13 @@ class Poller:
         try:
             await self._poll_and_store_once(target)
         except Exception as exc:  # a bug: this router's poll only, loudly; the others go on
-            log.exception("poll_crashed", target=target.name, error_type=type(exc).__name__)
+            self._state(target).log.exception("poll_crashed", error_type=type(exc).__name__)
             error = SnmpError(f"internal error: {type(exc).__name__}", target=target.name)
             self._failed(target, error, kind="internal")
             self._backoff(target, self.states[target.name])
 
     async def _poll_and_store_once(self, target: TargetConfig) -> None:
-        state = self.states.setdefault(target.name, TargetState())
+        state = self._state(target)
         if state.next_attempt > self._monotonic():
             state.skipped += 1
             if self.metrics:
@@ -317,7 +323,7 @@ class Poller:
 
     async def poll_target(self, target: TargetConfig) -> list[KafkaRecord]:
         """Poll one router once; return the events to store. Never raises SnmpError."""
-        state = self.states.setdefault(target.name, TargetState())
+        state = self._state(target)
         if self.metrics:
             self.metrics.polls.labels(target.name).inc()
         try:
@@ -342,13 +348,13 @@ class Poller:
             ):
                 # rebooted (perhaps during an outage, with sysUpTime now larger than
                 # before): ifIndex may have been renumbered, so map again before using it
-                log.info("router_rebooted", target=target.name)
+                state.log.info("router_rebooted")
                 await self._discover(target, state)
                 sample = await self._sample(target, state)
         except SnmpError as exc:
             return self._failed(target, exc, kind=exc.kind)
         except Exception as exc:  # a bug or library surprise: this router only, loudly
-            log.exception("poll_crashed", target=target.name, error_type=type(exc).__name__)
+            state.log.exception("poll_crashed", error_type=type(exc).__name__)
             error = SnmpError(f"internal error: {type(exc).__name__}", target=target.name)
             return self._failed(target, error, kind="internal")
         state.last_uptime_cs = sample.sys_uptime_cs
@@ -373,16 +379,13 @@ class Poller:
             last_end = state.tracks[key].last_end_ms
             state.tracks[key] = Track(None, last_end, "discontinuity")
         if gone:
-            log.warning(
+            state.log.warning(
                 "interfaces_unmapped",
-                target=target.name,
                 counters=[f"{name} {direction}" for name, direction in gone],
             )
             if self.metrics:
                 self.metrics.counters_unmapped.labels(target.name).inc(len(gone))
-        log.info(
-            "interfaces_discovered", target=target.name, interfaces=len(rows), mapped=len(mapped)
-        )
+        state.log.info("interfaces_discovered", interfaces=len(rows), mapped=len(mapped))
 
     async def _sample(self, target: TargetConfig, state: TargetState) -> CounterSample:
         assert state.interfaces is not None
@@ -424,9 +427,8 @@ class Poller:
         state.tracks.update(updated)
         if stale:
             # the agent's clock went back: the samples are dropped, the baselines kept
-            log.warning(
+            state.log.warning(
                 "samples_ignored",
-                target=target.name,
                 counters=stale,
                 reason="the agent clock is behind the end of the reported timeline",
             )
@@ -435,14 +437,13 @@ class Poller:
         return records
 
     def _failed(self, target: TargetConfig, error: SnmpError, *, kind: str) -> list[KafkaRecord]:
-        state = self.states.setdefault(target.name, TargetState())
+        state = self._state(target)
         state.consecutive_failures += 1
         state.last_error_kind = kind
         if self.metrics:
             self.metrics.poll_errors.labels(target.name, kind).inc()
-        log.warning(
+        state.log.warning(
             "poll_failed",
-            target=target.name,
             kind=kind,
             error=str(error),
             consecutive=state.consecutive_failures,

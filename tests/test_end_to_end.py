@@ -15,6 +15,7 @@ import aiohttp
 import anyio
 import asyncpg
 import pytest
+from _clock import ManualClock
 
 from edge_agent.app import run_agent
 from edge_agent.config import config_from_dict
@@ -31,19 +32,6 @@ RATE = 1_000  # bytes/s into the customer's interface (simulated time)
 SECRET = "end-to-end-api-key-secret-0123456789abcdef"
 LIMIT = 100_000  # bytes: 80 % at 80 s of traffic, 95 % at 95 s
 STEP_S = 10  # simulated seconds per step -> 10,000 bytes
-
-
-class ManualClock:
-    """Nanoseconds since the epoch, moved forward only by the test."""
-
-    def __init__(self) -> None:
-        self.ns = 1_700_000_000 * 10**9
-
-    def __call__(self) -> int:
-        return self.ns
-
-    def advance(self, seconds: int) -> None:
-        self.ns += seconds * 10**9
 
 
 async def _eventually(check: Callable[[], Awaitable[bool]]) -> None:

@@ -79,6 +79,11 @@ class NotifyMetrics:
             ["channel"],
             registry=r,
         )
+        self.rounds = Counter(
+            "resmon_notify_rounds",
+            "Notifier rounds run, failed ones included (each reads the log once)",
+            registry=r,
+        )
         self.tick_failures = Counter(
             "resmon_notify_tick_failures",
             "Notifier rounds that failed (the worker waits a poll interval and goes on)",
@@ -337,6 +342,7 @@ class Notifier:
                     )
                     _log.error("notify_tick_failed", error=error)
                     handled = 0
+                self.metrics.rounds.inc()
                 if not handled:
                     await anyio.sleep(self.config.poll_seconds)
         finally:

@@ -7,22 +7,17 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import anyio
 import pytest
+from _clock import ManualClock
+from _net import free_port
 
 from edge_agent._exceptions import SnmpTimeout
 from edge_agent.config import TargetConfig
 from edge_agent.snmp import CounterSample, CounterValue, InterfaceCounters, InterfaceRow
-
-
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 #: SNMPv3 users of the test snmpd: name -> (auth protocol, priv protocol or None).
 #: Every user has auth key ``SNMPD_AUTH_KEY`` and priv key ``SNMPD_PRIV_KEY``.
@@ -127,7 +122,7 @@ def snmpd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Snmpd]:
     workdir = tmp_path_factory.mktemp("snmpd")
     persistent = workdir / "persistent"  # snmpd writes its own snmpd.conf there
     persistent.mkdir()
-    port = _free_udp_port()
+    port = free_port(socket.SOCK_DGRAM)
     conf = workdir / "snmpd.conf"
     conf.write_text(_snmpd_config(port))
     env = {**os.environ, "MIBS": "", "SNMP_PERSISTENT_DIR": str(persistent)}
@@ -188,7 +183,7 @@ class FakeRouter:
 class FakeClient:
     """An :class:`edge_agent.snmp.SnmpClient` over :class:`FakeRouter` objects."""
 
-    def __init__(self, routers: dict[str, FakeRouter], clock: Callable[[], int]) -> None:
+    def __init__(self, routers: dict[str, FakeRouter], clock: ManualClock) -> None:
         self.routers = routers
         self.clock = clock
         self.walks = 0
@@ -227,25 +222,14 @@ class FakeClient:
                 return CounterValue(router.counters[(name, d)] % 2**64, 64)
 
             out[index] = InterfaceCounters(index, value("in"), value("out"), router.speed)
-        return CounterSample(target.name, router.uptime_cs, self.clock(), out)
+        return CounterSample(target.name, router.uptime_cs, self.clock.ms, out)
 
     async def aclose(self) -> None:
         pass
 
 
-class ManualClock:
-    """Wall clock in ms that tests move forward by hand."""
-
-    def __init__(self, start_ms: int = 1_700_000_000_000) -> None:
-        self.ms = start_ms
-
-    def __call__(self) -> int:
-        return self.ms
-
-    def seconds(self) -> float:
-        return self.ms / 1000
-
-    def tick(self, routers: dict[str, FakeRouter], seconds: int = 60) -> None:
-        self.ms += seconds * 1000
-        for router in routers.values():
-            router.uptime_cs += seconds * 100
+def tick(clock: ManualClock, routers: dict[str, FakeRouter], seconds: int = 60) -> None:
+    """Move the clock and every router's uptime ``seconds`` forward."""
+    clock.advance(seconds)
+    for router in routers.values():
+        router.uptime_cs += seconds * 100

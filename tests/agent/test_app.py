@@ -14,6 +14,7 @@ from typing import Any
 
 import anyio
 import pytest
+from _clock import ManualClock
 from _metrics import sample
 from anyio.abc import TaskGroup
 
@@ -24,7 +25,7 @@ from edge_agent.forwarder import Sender
 from edge_agent.sink import GAP_DETAIL
 from protocol import UsageGap, UsageReading, decode_record
 
-from .conftest import FakeClient, FakeRouter, ManualClock
+from .conftest import FakeClient, FakeRouter, tick
 
 
 class CollectingSender:
@@ -89,7 +90,7 @@ async def test_run_agent_serves_health_and_metrics_and_shuts_down_cleanly(tmp_pa
             assert agent.http_port
             for cycle in (1, 2):
                 await agent.poller.wait_for_cycle(cycle)
-                clock.tick(routers)
+                tick(clock, routers)
                 routers["r1"].add("ge-0", "in", 1000)
             await sender.got.wait()
             base = f"http://127.0.0.1:{agent.http_port}"
@@ -248,7 +249,7 @@ def assert_timeline_exact(events: list[UsageReading | UsageGap], if_name: str) -
 async def step(agent: RunningAgent, clock: ManualClock, routers: dict[str, FakeRouter]) -> None:
     """Let the agent complete one more cycle, then add a minute of traffic on every interface."""
     await agent.poller.wait_for_cycle(agent.poller.cycles + 1)
-    clock.tick(routers)
+    tick(clock, routers)
     for router in routers.values():
         for name in router.names:
             router.add(name, "in", 1000)

@@ -9,6 +9,7 @@ from typing import Any
 import anyio
 import pytest
 import structlog
+from _clock import ManualClock
 from _metrics import sample
 
 from edge_agent.config import AgentConfig, config_from_dict
@@ -16,7 +17,7 @@ from edge_agent.metrics import AgentMetrics
 from edge_agent.poller import Poller
 from protocol import KafkaRecord, UsageGap, UsageReading, decode_record
 
-from .conftest import FakeClient, FakeRouter, ManualClock, Snmpd
+from .conftest import FakeClient, FakeRouter, Snmpd, tick
 
 
 def make_config(*names: str, **extra: object) -> AgentConfig:
@@ -61,7 +62,7 @@ class Setup:
         return out
 
     def tick(self, seconds: int = 60) -> None:
-        self.clock.tick(self.routers, seconds)
+        tick(self.clock, self.routers, seconds)
 
 
 @pytest.mark.anyio
@@ -143,6 +144,25 @@ async def test_a_dead_router_is_an_error_then_bridged_exactly_and_does_not_stop_
     assert isinstance(acme_in, UsageReading)
     assert acme_in.value == 1_234
     assert s.poller.status()["r2"]["state"] == "ok"
+
+
+@pytest.mark.anyio
+async def test_every_line_about_a_router_names_it_and_no_other() -> None:
+    s = Setup("r1", "r2")
+    with anyio.fail_after(5), structlog.testing.capture_logs() as logs:
+        await s.poller.poll_all()  # discovery of both
+        s.routers["r2"].dead = True
+        for _ in range(4):  # failures, then backoff
+            s.tick()
+            await s.poller.poll_all()
+    about = {e["event"]: e.get("target") for e in logs if e["event"] != "poll_cycle"}
+    assert about.keys() >= {"interfaces_discovered", "poll_failed", "target_backed_off"}
+    failing = [e for e in logs if e["event"] in {"poll_failed", "target_backed_off"}]
+    assert failing
+    assert {e["target"] for e in failing} == {"r2"}
+    discovered = [e for e in logs if e["event"] == "interfaces_discovered"]
+    assert sorted(e["target"] for e in discovered) == ["r1", "r2"]
+    assert all(e["component"] == "edge_agent.poller" for e in discovered + failing)
 
 
 @pytest.mark.anyio

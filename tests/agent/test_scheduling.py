@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import anyio
 import pytest
+from _clock import ManualClock
 from _metrics import sample
 
 from edge_agent.config import TargetConfig, config_from_dict
@@ -18,7 +19,7 @@ from edge_agent.snmp import CounterSample
 from edge_agent.snmp.client import SYS_UPTIME, CounterClient, Oid, Value
 from protocol import KafkaRecord, UsageGap, UsageReading, decode_record
 
-from .conftest import FakeClient, FakeRouter, ManualClock
+from .conftest import FakeClient, FakeRouter, tick
 
 pytestmark = pytest.mark.anyio
 
@@ -125,7 +126,7 @@ async def test_a_dead_router_is_backed_off_exponentially_and_its_outage_is_bridg
         return sample(metrics, "resmon_agent_polls_total", target="r2")  # type: ignore[no-any-return]
 
     async def step(seconds: int = 30) -> None:
-        clock.tick(routers, seconds)
+        tick(clock, routers, seconds)
         await poller.poll_all()
 
     with anyio.fail_after(5):

@@ -4,12 +4,12 @@ errors, Kafka connection failures and the agent's logs never show them."""
 from __future__ import annotations
 
 import logging
-import socket
 from pathlib import Path
 
 import anyio
 import pytest
 import structlog
+from _net import free_port
 
 from edge_agent import ConfigError, SendError, config_from_dict, load_config
 from edge_agent.config import KafkaConfig
@@ -121,9 +121,7 @@ def test_v3_secrets_print_as_stars() -> None:
 
 @pytest.mark.anyio
 async def test_a_kafka_connection_failure_never_shows_the_sasl_password() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     config = config_from_dict(
         {
             "agent_id": "a",

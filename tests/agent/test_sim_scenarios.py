@@ -14,6 +14,7 @@ from typing import Any
 import anyio
 import msgspec
 import pytest
+from _clock import ManualClock
 from _metrics import sample
 
 from edge_agent._exceptions import SnmpMalformedResponse
@@ -30,17 +31,6 @@ pytestmark = pytest.mark.anyio
 simulator = pytest.importorskip("simulator")
 
 RATE = 1000  # octets/s in; out is half
-
-
-class FleetClock:
-    def __init__(self) -> None:
-        self.ns = 1_700_000_000 * 10**9
-
-    def __call__(self) -> int:
-        return self.ns
-
-    def advance(self, seconds: int) -> None:
-        self.ns += seconds * 10**9
 
 
 class NoHcClient(FastV2cClient):
@@ -69,7 +59,7 @@ class FailingChunkClient(FastV2cClient):
 @dataclass
 class Run:
     fleet: Any
-    clock: FleetClock
+    clock: ManualClock
     poller: Poller
     records: list[KafkaRecord] = field(default_factory=list)
     times: list[int] = field(default_factory=list)  # fleet ns of each poll
@@ -110,7 +100,7 @@ async def running(
     poll_deadline: float = 3.0,
     **fleet_args: Any,
 ) -> AsyncIterator[Run]:
-    clock = FleetClock()
+    clock = ManualClock()
     fleet = simulator.Fleet.generate(
         routers=routers, interfaces=3, base_port=0, rate_bps=RATE, clock=clock, **fleet_args
     )

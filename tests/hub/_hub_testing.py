@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["event", "migrate_before", "minute_reading", "sample", "until", "wait_for"]
+__all__ = ["BASE_UNITS", "event", "minute_reading", "sample", "until", "wait_for"]
 
 import inspect
 from collections.abc import Awaitable, Callable
@@ -38,18 +38,28 @@ async def wait_for(conn: asyncpg.Connection, sql: str, expected: Any, *args: Any
     await until(check)
 
 
-def minute_reading(key: str, i: int, value: int, **extra: Any) -> UsageReading:
-    """Reading ``i`` of resource ``key``: ``value`` bytes over the ``i``-th minute after T0."""
+#: the base unit of each catalog resource type, as the agent and the ingest route send it
+BASE_UNITS = {"bandwidth": "byte", "storage": "byte", "api_calls": "request", "cpu": "millisecond"}
+
+
+def minute_reading(
+    key: str, i: int, value: int, *, start_ms: int = T0, step_ms: int = 60_000, **extra: Any
+) -> UsageReading:
+    """Reading ``i`` of ``key``: ``value`` base units over the ``i``-th step after ``start_ms``.
+
+    The customer and resource type come from the key (``customer/type[/name]``), the
+    unit from the type; ``extra`` sets any other field (``device``, ``unit``, ...).
+    """
     customer, rtype = key.split("/")[:2]
+    fields: dict[str, Any] = {"unit": BASE_UNITS.get(rtype, "byte"), **extra}
     return UsageReading(
         customer_id=customer,
         resource_type=rtype,
         resource_key=key,
         value=value,
-        unit="byte",
-        start_ms=T0 + i * 60_000,
-        end_ms=T0 + (i + 1) * 60_000,
-        **extra,
+        start_ms=start_ms + i * step_ms,
+        end_ms=start_ms + (i + 1) * step_ms,
+        **fields,
     )
 
 
@@ -63,27 +73,6 @@ def event(customer: str, value: str, unit: str = "GB", **extra: Any) -> dict[str
         "timestamp": "2026-11-20T10:00:00Z",
         **extra,
     }
-
-
-async def migrate_before(conn: asyncpg.Connection, version: int) -> None:
-    """Apply and record the migrations older than ``version``: a database as a hub of
-    that time left it, for testing what migration ``version`` does with its rows."""
-    from hub.storage.migrate import load_migrations
-
-    await conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
-        "name TEXT NOT NULL, checksum TEXT NOT NULL, "
-        "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
-    )
-    for m in load_migrations():
-        if m.version < version:
-            await conn.execute(m.sql)
-            await conn.execute(
-                "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
-                m.version,
-                m.name,
-                m.checksum,
-            )
 
 
 async def send_reading(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,6 +17,7 @@ from email.message import EmailMessage
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
+from _net import free_port
 from aiohttp import web
 from aiosmtpd.controller import Controller
 
@@ -43,9 +43,7 @@ class SmtpSink:
 @asynccontextmanager
 async def smtp_server() -> AsyncIterator[tuple[SmtpSink, int]]:
     sink = SmtpSink()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
+    port = free_port()
     controller = Controller(sink, hostname="127.0.0.1", port=port)
     controller.start()
     try:

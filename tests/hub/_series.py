@@ -1,8 +1,10 @@
-"""A scripted usage series and the alerts it must give (shared by hub tests and bench)."""
+"""A scripted usage series and the alerts it must give (shared by the hub tests)."""
 
 from __future__ import annotations
 
 import datetime as dt
+
+from _hub_testing import minute_reading
 
 from protocol import UsageReading
 
@@ -23,16 +25,8 @@ def value(i: int) -> int:
 
 
 def reading(key: str, i: int, v: int | None = None, *, start: int = NOV) -> UsageReading:
-    customer, rtype = key.split("/")[:2]
-    return UsageReading(
-        customer_id=customer,
-        resource_type=rtype,
-        resource_key=key,
-        value=value(i) if v is None else v,
-        unit="byte",
-        start_ms=start + i * STEP,
-        end_ms=start + (i + 1) * STEP,
-    )
+    """Reading ``i`` of the series: :func:`value` (or ``v``) bytes over the ``i``-th step."""
+    return minute_reading(key, i, value(i) if v is None else v, start_ms=start, step_ms=STEP)
 
 
 def first_index_reaching(fraction_bp: int) -> int:

@@ -44,6 +44,16 @@ async def notifier(
         await pool.close()
 
 
+async def rounds_later(registry: CollectorRegistry, count: int = 3) -> None:
+    """Wait until the notifier has run ``count`` more rounds: what it would still send is sent."""
+
+    def rounds() -> float:
+        return registry.get_sample_value("resmon_notify_rounds_total") or 0.0
+
+    target = rounds() + count
+    await until(lambda: rounds() >= target)
+
+
 async def statuses(db: asyncpg.Connection) -> list[tuple[str, str, str]]:
     rows = await db.fetch(
         "SELECT channel, transition_key, status FROM notification_log ORDER BY id"
@@ -267,7 +277,8 @@ async def test_two_workers_never_deliver_the_same_notification(
             )
         one = notify_config(worker_id="worker-a", poll_seconds=0.005)
         two = notify_config(worker_id="worker-b", poll_seconds=0.005)
-        async with notifier(hub_config, one), notifier(hub_config, two):
+        r1, r2 = CollectorRegistry(), CollectorRegistry()
+        async with notifier(hub_config, one, r1), notifier(hub_config, two, r2):
             with anyio.fail_after(30):
                 for key in keys:
                     await raise_alert(db, key)
@@ -277,7 +288,9 @@ async def test_two_workers_never_deliver_the_same_notification(
                         "SELECT count(*) = 20 FROM notification_log WHERE status = 'SENT'"
                     )
                 )
-                await anyio.sleep(0.2)  # a double delivery would show up now
+                # a double delivery would show up within a few rounds of each worker
+                await rounds_later(r1)
+                await rounds_later(r2)
     assert sorted(r.path for r in hook.requests) == sorted(f"/c/{i}" for i in range(20))
     workers = await db.fetch("SELECT DISTINCT worker FROM notification_attempts")
     assert {w["worker"] for w in workers} <= {"worker-a", "worker-b"}
@@ -298,7 +311,8 @@ async def test_tenant_rate_limit_defers_sms_over_the_limit(
                     enabled=True, min_severity="CRITICAL", recipients=[f"+491511234567{i}"]
                 ),
             )
-        async with notifier(hub_config, notify_config(twilio_url=twilio.url)):
+        registry = CollectorRegistry()
+        async with notifier(hub_config, notify_config(twilio_url=twilio.url), registry):
             with anyio.fail_after(30):
                 for key in keys:
                     await raise_alert(db, key, "CRITICAL", "990")
@@ -313,7 +327,7 @@ async def test_tenant_rate_limit_defers_sms_over_the_limit(
                         "SELECT count(*) = 1 FROM notification_log WHERE status = 'SENT'"
                     )
                 )
-                await anyio.sleep(0.5)  # room for a wrong second send to show up
+                await rounds_later(registry)  # room for a wrong second send to show up
     assert len(twilio.requests) == 1
     assert sorted(s for *_, s in await statuses(db)) == ["PENDING", "SENT"]
 
@@ -356,7 +370,11 @@ async def test_unacknowledged_alerts_repeat_and_acknowledging_silences_them(
         repeat_interval_minutes=1,
         email=ChannelPrefs(enabled=True, recipients=["noc@cust.example"]),
     )
-    async with smtp_server() as (smtp, port), notifier(hub_config, notify_config(port)):
+    registry = CollectorRegistry()
+    async with (
+        smtp_server() as (smtp, port),
+        notifier(hub_config, notify_config(port), registry),
+    ):
         with anyio.fail_after(30):
             alert = await raise_alert(db, key)
             await until(lambda: len(smtp.messages) == 1)
@@ -371,7 +389,7 @@ async def test_unacknowledged_alerts_repeat_and_acknowledging_silences_them(
                 "UPDATE alerts SET created_at = now() - interval '200 seconds' WHERE id = $1::uuid",
                 alert,
             )
-            await anyio.sleep(0.3)  # several notifier ticks: no reminder for an acknowledged alert
+            await rounds_later(registry)  # no reminder for an acknowledged alert
     assert [m["Subject"].strip().split(":")[0] for m in smtp.messages] == [
         "[resmon] ALERT HIGH",
         "[resmon] STILL ACTIVE HIGH",

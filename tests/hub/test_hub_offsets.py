@@ -15,32 +15,19 @@ from zoneinfo import ZoneInfo
 import anyio
 import asyncpg  # type: ignore[import-untyped]
 import pytest
-from _hub_testing import wait_for
+from _hub_testing import minute_reading, wait_for
 from aiokafka import AIOKafkaProducer, TopicPartition
 
 from hub import HubConfig, RunningHub, provision_resource, run_hub
 from hub.actors import Registry
 from hub.consumer import UsageConsumer
 from hub.metrics import HubMetrics
-from protocol import UsageReading, encode_event
+from protocol import encode_event
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
-T0 = 1_764_000_000_000
 TOTAL = "SELECT current_usage FROM customer_resources WHERE resource_key = $1"
 OFFSETS = "SELECT partition, next_offset FROM consumer_offsets WHERE consumer_group = $1"
-
-
-def _reading(key: str, i: int, value: int) -> UsageReading:
-    return UsageReading(
-        customer_id=key.split("/")[0],
-        resource_type="bandwidth",
-        resource_key=key,
-        value=value,
-        unit="byte",
-        start_ms=T0 + i * 60_000,
-        end_ms=T0 + (i + 1) * 60_000,
-    )
 
 
 def _resets(hub_metrics: HubMetrics) -> float:
@@ -71,7 +58,7 @@ async def test_offsets_stored_past_the_end_of_a_fresh_log_bill_every_new_reading
         async with anyio.create_task_group() as tg:
             hub: RunningHub = await tg.start(run_hub, hub_config)
             for i, v in enumerate(values):
-                record = encode_event(_reading(key, i, v), source="urn:test")
+                record = encode_event(minute_reading(key, i, v), source="urn:test")
                 await producer.send_and_wait(
                     hub_config.usage_topic,
                     value=record.value,

@@ -12,7 +12,7 @@ from decimal import Decimal
 import anyio
 import asyncpg  # type: ignore[import-untyped]
 import pytest
-from _hub_testing import send_reading, wait_for
+from _hub_testing import minute_reading, send_reading, wait_for
 from aiokafka import AIOKafkaProducer
 
 from hub import HubConfig, RunningHub, provision_resource, run_hub
@@ -20,20 +20,7 @@ from protocol import UsageReading, encode_event
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
-T0 = 1_764_000_000_000  # 2025-11-24T16:00:00Z
 TOTAL = "SELECT current_usage FROM customer_resources WHERE resource_key = $1"
-
-
-def _reading(key: str, i: int, value: int, rtype: str = "bandwidth") -> UsageReading:
-    return UsageReading(
-        customer_id=key.split("/")[0],
-        resource_type=rtype,
-        resource_key=key,
-        value=value,
-        unit="byte" if rtype == "bandwidth" else "request",
-        start_ms=T0 + i * 60_000,
-        end_ms=T0 + (i + 1) * 60_000,
-    )
 
 
 async def _send(
@@ -61,17 +48,17 @@ async def test_invalid_utf8_and_a_huge_count_between_valid_readings_neither_stop
     with anyio.fail_after(60):
         async with anyio.create_task_group() as tg:
             hub: RunningHub = await tg.start(run_hub, hub_config)
-            await _send_reading(producer, topic, _reading(bw, 0, 1_000))
-            poison = _reading(bw, 1, 2_000)
+            await _send_reading(producer, topic, minute_reading(bw, 0, 1_000))
+            poison = minute_reading(bw, 1, 2_000)
             raw = encode_event(poison, source="urn:test").value
             garbled = raw.replace(customer.encode(), customer.encode() + b"\xff", 1)
             assert garbled != raw
             await _send(producer, topic, poison, garbled)
-            await _send_reading(producer, topic, _reading(bw, 2, 3_000))
+            await _send_reading(producer, topic, minute_reading(bw, 2, 3_000))
             # 10^17 requests at the catalog's 0.001 a request: a cost of 10^14
-            await _send_reading(producer, topic, _reading(api, 3, 10**17, "api_calls"))
-            await _send_reading(producer, topic, _reading(api, 4, 5, "api_calls"))
-            await _send_reading(producer, topic, _reading(bw, 5, 4_000))
+            await _send_reading(producer, topic, minute_reading(api, 3, 10**17))
+            await _send_reading(producer, topic, minute_reading(api, 4, 5))
+            await _send_reading(producer, topic, minute_reading(bw, 5, 4_000))
             await wait_for(db, TOTAL, 8_000, bw)
             await wait_for(db, TOTAL, 10**17 + 5, api)
             dead = await db.fetch("SELECT reason FROM dead_letters")
@@ -103,7 +90,7 @@ async def test_a_record_postgresql_refuses_is_isolated_and_dead_lettered_the_res
         async with anyio.create_task_group() as tg:
             hub: RunningHub = await tg.start(run_hub, hub_config)
             for i, v in enumerate(values):
-                await _send_reading(producer, topic, _reading(key, i, v))
+                await _send_reading(producer, topic, minute_reading(key, i, v))
             await wait_for(db, TOTAL, sum(values) - 13, key)
             await wait_for(db, "SELECT count(*) FROM dead_letters", 1)
             reason = await db.fetchval("SELECT reason FROM dead_letters")
@@ -111,7 +98,7 @@ async def test_a_record_postgresql_refuses_is_isolated_and_dead_lettered_the_res
             assert "refuse_13" in reason
             assert await db.fetchval("SELECT count(*) FROM usage_metrics") == len(values) - 1
             # the next batch goes straight through
-            await _send_reading(producer, topic, _reading(key, 10, 7))
+            await _send_reading(producer, topic, minute_reading(key, 10, 7))
             await wait_for(db, TOTAL, sum(values) - 13 + 7, key)
             assert _counter(hub, "resmon_hub_batches_isolated_total") >= 1
             stored = await db.fetchval(

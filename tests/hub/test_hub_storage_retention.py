@@ -8,7 +8,7 @@ import anyio
 import asyncpg  # type: ignore[import-untyped]
 import msgspec
 import pytest
-from _hub_testing import migrate_before, sample, wait_for
+from _hub_testing import sample, wait_for
 from aiokafka import AIOKafkaProducer
 
 from hub import HubConfig, RunningHub, migrate, provision_resource, run_hub
@@ -125,10 +125,9 @@ async def test_an_event_older_than_the_retention_horizon_is_dead_lettered_not_co
 async def test_the_migration_carries_dedup_records_into_monthly_partitions(
     pg_dsn: str, unique: str
 ) -> None:
+    await migrate(pg_dsn, up_to=11)  # the schema before processed_events was partitioned
     conn = await asyncpg.connect(pg_dsn)
     try:
-        # the schema as it was before processed_events was partitioned
-        await migrate_before(conn, 12)
         key = await provision_resource(conn, f"c-{unique}", "bandwidth", None)
         rid = await conn.fetchval("SELECT id FROM customer_resources WHERE resource_key = $1", key)
         end = dt.datetime(2026, 10, 5, tzinfo=dt.UTC)

@@ -1,18 +1,18 @@
 from __future__ import annotations
 
 import pytest
-from simtest_helpers import FakeClock
+from _clock import ManualClock
 
 from simulator import Fleet, FleetConfig, InterfaceConfig, RouterConfig
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> ManualClock:
+    return ManualClock()
 
 
 @pytest.fixture
-def small_fleet(clock: FakeClock) -> Fleet:
+def small_fleet(clock: ManualClock) -> Fleet:
     """One router, ``r1``, with three interfaces of known rates; ephemeral port."""
     config = FleetConfig(
         base_port=0,

@@ -1,26 +1,14 @@
-"""Helpers shared by the simulator tests: a settable clock and request builders."""
+"""Helpers shared by the simulator tests: the fleet epoch and request builders."""
 
 from __future__ import annotations
+
+from _clock import T0_NS
 
 from simulator import Agent
 from simulator._ber import Message, Pdu, Value, decode_message, encode_message
 from snmpber import GETBULK, NULL, Oid
 
-T0 = 1_700_000_000 * 10**9  # the fleet epoch in tests, ns
-
-
-class FakeClock:
-    """A clock the test moves by hand (integer nanoseconds)."""
-
-    def __init__(self, start_ns: int = T0) -> None:
-        self.now = start_ns
-
-    def __call__(self) -> int:
-        return self.now
-
-    def advance(self, seconds: float) -> int:
-        self.now += round(seconds * 1_000_000_000)
-        return self.now
+T0 = T0_NS  # the fleet epoch in tests, ns
 
 
 def request(

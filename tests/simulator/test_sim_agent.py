@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from _clock import ManualClock
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from simtest_helpers import FakeClock, ask, request
+from simtest_helpers import ask, request
 
 from simulator import OIDS, Fleet
 from simulator._ber import Value, encode_message
@@ -28,7 +29,7 @@ SYS_UPTIME = (*OIDS.sysUpTime, 0)
 
 
 def test_get_returns_sysuptime_in_hundredths_since_boot(
-    small_fleet: Fleet, clock: FakeClock
+    small_fleet: Fleet, clock: ManualClock
 ) -> None:
     clock.advance(12.345)
     reply = ask(small_fleet.agent("r1"), request(GET, SYS_UPTIME))
@@ -126,7 +127,7 @@ def test_getbulk_walks_ifxtable_in_oid_order(small_fleet: Fleet) -> None:
 
 
 def test_getbulk_answers_non_repeaters_once_then_repeats_the_rest(
-    small_fleet: Fleet, clock: FakeClock
+    small_fleet: Fleet, clock: ManualClock
 ) -> None:
     clock.advance(2)
     reply = ask(
@@ -287,7 +288,7 @@ def test_dead_router_drops_requests_until_revived(small_fleet: Fleet) -> None:
     assert (stats.requests, stats.responses, stats.dropped_dead) == (2, 1, 1)
 
 
-def test_counter32_columns_serve_the_low_32_bits(small_fleet: Fleet, clock: FakeClock) -> None:
+def test_counter32_columns_serve_the_low_32_bits(small_fleet: Fleet, clock: ManualClock) -> None:
     clock.advance(1)
     reply = ask(
         small_fleet.agent("r1"),

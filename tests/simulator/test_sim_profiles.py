@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from _clock import ManualClock
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from simtest_helpers import T0, FakeClock, request
+from simtest_helpers import T0, request
 
 from simulator import (
     AnomalyConfig,
@@ -23,7 +24,7 @@ from snmpber import GET
 NS = 1_000_000_000
 
 
-def _fleet(clock: FakeClock, **iface: object) -> Fleet:
+def _fleet(clock: ManualClock, **iface: object) -> Fleet:
     config = FleetConfig(
         base_port=0,
         routers=[RouterConfig(name="r", interfaces=[InterfaceConfig(name="ge-0", **iface)])],  # type: ignore[arg-type]
@@ -31,21 +32,21 @@ def _fleet(clock: FakeClock, **iface: object) -> Fleet:
     return Fleet(config, clock=clock)
 
 
-def test_bursts_multiply_the_rate_only_inside_each_burst(clock: FakeClock) -> None:
+def test_bursts_multiply_the_rate_only_inside_each_burst(clock: ManualClock) -> None:
     fleet = _fleet(clock, in_rate=100, burst_every_s=10, burst_length_s=2, burst_factor=5)
     assert fleet.bytes_between("r", "ge-0", "in", T0, T0 + 2 * NS) == 1000
     assert fleet.bytes_between("r", "ge-0", "in", T0 + 2 * NS, T0 + 10 * NS) == 800
     assert fleet.bytes_between("r", "ge-0", "in", T0, T0 + 30 * NS) == 3 * 1800
 
 
-def test_an_anomaly_window_multiplies_the_rate_and_ends(clock: FakeClock) -> None:
+def test_an_anomaly_window_multiplies_the_rate_and_ends(clock: ManualClock) -> None:
     fleet = _fleet(clock, in_rate=10, anomalies=[AnomalyConfig(start_s=5, duration_s=5, factor=20)])
     assert fleet.bytes_between("r", "ge-0", "in", T0, T0 + 5 * NS) == 50
     assert fleet.bytes_between("r", "ge-0", "in", T0 + 5 * NS, T0 + 10 * NS) == 1000
     assert fleet.bytes_between("r", "ge-0", "in", T0 + 10 * NS, T0 + 20 * NS) == 100
 
 
-def test_a_burst_inside_an_anomaly_multiplies_both_factors(clock: FakeClock) -> None:
+def test_a_burst_inside_an_anomaly_multiplies_both_factors(clock: ManualClock) -> None:
     fleet = _fleet(
         clock,
         in_rate=100,
@@ -61,7 +62,7 @@ def test_a_burst_inside_an_anomaly_multiplies_both_factors(clock: FakeClock) -> 
     assert fleet.bytes_between("r", "ge-0", "in", T0 + 11 * NS, T0 + 12 * NS) == 200
 
 
-def test_an_outage_silences_bursts_and_the_diurnal_swing(clock: FakeClock) -> None:
+def test_an_outage_silences_bursts_and_the_diurnal_swing(clock: ManualClock) -> None:
     fleet = _fleet(
         clock,
         in_rate=1000,
@@ -84,7 +85,7 @@ def test_an_outage_silences_bursts_and_the_diurnal_swing(clock: FakeClock) -> No
     assert abs(got - tripled) <= 3
 
 
-def test_the_diurnal_curve_averages_to_the_base_rate_over_a_period(clock: FakeClock) -> None:
+def test_the_diurnal_curve_averages_to_the_base_rate_over_a_period(clock: ManualClock) -> None:
     fleet = _fleet(clock, in_rate=1000, diurnal_amplitude=0.5, diurnal_period_s=100)
     day = fleet.bytes_between("r", "ge-0", "in", T0, T0 + 100 * NS)
     assert abs(day - 100_000) <= 1
@@ -93,7 +94,7 @@ def test_the_diurnal_curve_averages_to_the_base_rate_over_a_period(clock: FakeCl
     assert peak > 14_000 > 6_000 > trough
 
 
-def test_traffic_flows_only_inside_the_active_window(clock: FakeClock) -> None:
+def test_traffic_flows_only_inside_the_active_window(clock: ManualClock) -> None:
     fleet = _fleet(clock, in_rate=7, active_from_s=10, active_until_s=20)
     assert fleet.octets("r", "ge-0", "in", T0 + 10 * NS) == 0
     assert fleet.octets("r", "ge-0", "in", T0 + 15 * NS) == 35
@@ -113,7 +114,7 @@ def test_traffic_flows_only_inside_the_active_window(clock: FakeClock) -> None:
 def test_every_profile_gives_a_non_decreasing_counter(
     times: list[int], amplitude: float, factor: float
 ) -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     fleet = _fleet(
         clock,
         in_rate=123_457,
@@ -136,7 +137,7 @@ def _get(fleet: Fleet) -> bytes | None:
 
 
 def test_injected_loss_drops_requests_and_malformed_replies_do_not_decode(
-    clock: FakeClock,
+    clock: ManualClock,
 ) -> None:
     fleet = _fleet(clock, in_rate=1)
     fleet.set_faults("r", FaultConfig(loss=1.0))

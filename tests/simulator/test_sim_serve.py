@@ -8,9 +8,10 @@ from contextlib import contextmanager
 
 import anyio
 import pytest
+from _clock import ManualClock
 from pyasn1.codec.ber import decoder as pyasn1_decoder
 from pysnmp.proto import api, rfc1905
-from simtest_helpers import T0, FakeClock, request
+from simtest_helpers import T0, request
 
 from simulator import OIDS, Endpoint, Fleet, PortInUseError, SimulatorError
 from simulator._ber import decode_message
@@ -161,9 +162,9 @@ async def test_wrong_community_junk_and_dead_routers_get_no_udp_reply() -> None:
 
 
 @pytest.mark.anyio
-async def test_getbulk_reply_decodes_with_pysnmp(clock: FakeClock) -> None:
+async def test_getbulk_reply_decodes_with_pysnmp(clock: ManualClock) -> None:
     fleet = Fleet.generate(routers=1, interfaces=4, base_port=0, rate_bps=1000, clock=clock)
-    clock.now = T0 + 10 * NS
+    clock.ns = T0 + 10 * NS
     with anyio.fail_after(10):
         async with fleet.serve():
             port = fleet.endpoints[0].port
@@ -183,7 +184,7 @@ async def test_getbulk_reply_decodes_with_pysnmp(clock: FakeClock) -> None:
 
 @pytest.mark.anyio
 async def test_pysnmp_client_reads_sysuptime_and_walks_ifxtable_with_getbulk(
-    clock: FakeClock,
+    clock: ManualClock,
 ) -> None:
     from pysnmp.hlapi.v3arch.asyncio import (
         CommunityData,
@@ -197,7 +198,7 @@ async def test_pysnmp_client_reads_sysuptime_and_walks_ifxtable_with_getbulk(
     )
 
     fleet = Fleet.generate(routers=2, interfaces=3, base_port=0, rate_bps=2000, clock=clock)
-    clock.now = T0 + 5 * NS
+    clock.ns = T0 + 5 * NS
     engine = SnmpEngine()
     try:
         with anyio.fail_after(20):

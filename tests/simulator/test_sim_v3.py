@@ -7,7 +7,8 @@ import shutil
 import anyio
 import msgspec
 import pytest
-from simtest_helpers import T0, FakeClock
+from _clock import ManualClock
+from simtest_helpers import T0
 
 from simulator import Fleet, FleetConfig, UserConfig, generate_config, localize_key, password_to_key
 from simulator._v3 import REPORT_OIDS
@@ -31,7 +32,7 @@ needs_netsnmp = pytest.mark.skipif(
 )
 
 
-def _fleet(clock: FakeClock, users: list[UserConfig] = USERS) -> Fleet:
+def _fleet(clock: ManualClock, users: list[UserConfig] = USERS) -> Fleet:
     config = generate_config(routers=2, interfaces=2, base_port=0, rate_bps=1000)
     return Fleet(msgspec.structs.replace(config, v3_users=users), clock=clock)
 
@@ -65,10 +66,10 @@ def test_password_to_key_and_localisation_match_the_rfc_3414_vectors() -> None:
 
 
 def test_discovery_gets_a_report_of_unknown_engine_id_with_the_routers_engine_boots_and_time(
-    clock: FakeClock,
+    clock: ManualClock,
 ) -> None:
     fleet = _fleet(clock)
-    clock.now = T0 + 42 * NS
+    clock.ns = T0 + 42 * NS
     router = fleet.routers[0]
     reply = fleet.agent(router).handle(_discovery())
     assert reply is not None
@@ -81,7 +82,7 @@ def test_discovery_gets_a_report_of_unknown_engine_id_with_the_routers_engine_bo
 
 
 def test_an_unknown_user_gets_a_report_and_a_non_reportable_request_gets_nothing(
-    clock: FakeClock,
+    clock: ManualClock,
 ) -> None:
     fleet = _fleet(clock)
     router = fleet.routers[0]
@@ -95,7 +96,7 @@ def test_an_unknown_user_gets_a_report_and_a_non_reportable_request_gets_nothing
     assert fleet.stats.unknown_engine_ids == 1
 
 
-def test_v3_is_not_answered_on_a_shared_port(clock: FakeClock) -> None:
+def test_v3_is_not_answered_on_a_shared_port(clock: ManualClock) -> None:
     config = generate_config(routers=2, interfaces=1, base_port=0, shared_port=True)
     fleet = Fleet(msgspec.structs.replace(config, v3_users=USERS), clock=clock)
     assert fleet.agent(fleet.routers[0]).handle(_discovery()) is None
@@ -134,10 +135,10 @@ def _netsnmp_args(user: UserConfig) -> list[str]:
 @pytest.mark.anyio
 @pytest.mark.parametrize("user", USERS, ids=lambda u: u.name)
 async def test_netsnmp_snmpget_v3_reads_sysname_and_the_exact_counter(
-    clock: FakeClock, user: UserConfig
+    clock: ManualClock, user: UserConfig
 ) -> None:
     fleet = _fleet(clock)
-    clock.now = T0 + 10 * NS
+    clock.ns = T0 + 10 * NS
     with anyio.fail_after(20):
         async with fleet.serve():
             _, host, port, _ = fleet.endpoints[1]
@@ -163,7 +164,7 @@ async def test_netsnmp_snmpget_v3_reads_sysname_and_the_exact_counter(
 @pytest.mark.snmp
 @pytest.mark.anyio
 async def test_netsnmp_with_a_wrong_auth_passphrase_fails_and_counts_a_wrong_digest(
-    clock: FakeClock,
+    clock: ManualClock,
 ) -> None:
     fleet = _fleet(clock)
     wrong = msgspec.structs.replace(USERS[0], auth_key="not-the-passphrase")
@@ -182,14 +183,14 @@ async def test_netsnmp_with_a_wrong_auth_passphrase_fails_and_counts_a_wrong_dig
 @pytest.mark.snmp
 @pytest.mark.anyio
 async def test_after_a_reboot_engine_boots_increments_and_snmpget_still_reads(
-    clock: FakeClock,
+    clock: ManualClock,
 ) -> None:
     fleet = _fleet(clock)
     router = fleet.routers[0]
-    clock.now = T0 + 100 * NS
+    clock.ns = T0 + 100 * NS
     fleet.reboot(router, at=T0 + 90 * NS)
-    assert fleet.router(router).engine_boots(clock.now) == 2
-    assert fleet.router(router).engine_time(clock.now) == 10
+    assert fleet.router(router).engine_boots(clock.ns) == 2
+    assert fleet.router(router).engine_time(clock.ns) == 10
     with anyio.fail_after(20):
         async with fleet.serve():
             _, host, port, _ = fleet.endpoints[0]
@@ -204,7 +205,7 @@ async def test_after_a_reboot_engine_boots_increments_and_snmpget_still_reads(
 @pytest.mark.anyio
 @pytest.mark.parametrize("name", ["sha-aes", "sha512-aes192", "sha256-aes256"])
 async def test_pysnmp_v3_client_reads_the_counter_with_auth_and_privacy(
-    clock: FakeClock, name: str
+    clock: ManualClock, name: str
 ) -> None:
     from pysnmp.hlapi.v3arch.asyncio import (
         ContextData,
@@ -229,7 +230,7 @@ async def test_pysnmp_v3_client_reads_the_counter_with_auth_and_privacy(
     }
     auth, priv = protocols[name]
     fleet = _fleet(clock)
-    clock.now = T0 + 3 * NS
+    clock.ns = T0 + 3 * NS
     engine = SnmpEngine()
     try:
         with anyio.fail_after(20):
