@@ -113,6 +113,7 @@ export async function render(ctx) {
         ? document.activeElement.getAttribute("aria-label") : null;
       fill(tbody, alerts.length ? alerts.map(row) : h("tr", {}, h("td", { colspan: 7 }, "No alerts match.")));
       count.textContent = `${alerts.length} alert${alerts.length === 1 ? "" : "s"}`;
+      main.dataset.loaded = "true";
       if (hadFocus) {
         const again = [...tbody.querySelectorAll("button")].find((b) => b.getAttribute("aria-label") === hadFocus);
         if (again) again.focus();
