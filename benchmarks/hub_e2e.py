@@ -26,7 +26,7 @@ from protocol import AlertEvent, UsageReading, decode_record, encode_event
 
 from .runner import Figure
 
-__all__ = ["run_e2e", "run_ingest"]
+__all__ = ["http_config", "run_e2e", "run_ingest"]
 
 _T0 = 1_764_547_200_000  # 2025-12-01T00:00:00Z
 _STEP = 600_000
@@ -279,6 +279,22 @@ def run_e2e(quick: bool) -> list[Figure]:
     return anyio.run(_e2e, quick)
 
 
+def http_config(dsn: str, redis_url: str, bootstrap: str, tag: str) -> HubConfig:
+    """A hub serving HTTP on a free port, with topics and names of its own (``tag``)."""
+    return HubConfig(
+        database_url=dsn,
+        redis_url=redis_url,
+        kafka_bootstrap_servers=bootstrap,
+        api_key_secret=_KEY_SECRET,
+        http_port=0,
+        consumer_group=f"bench-{tag}",
+        usage_topic=f"bench-usage-{tag}",
+        alerts_topic=f"bench-alerts-{tag}",
+        redis_prefix=f"bench-{tag}",
+        session_timeout_ms=2000,
+    )
+
+
 def run_ingest(quick: bool) -> list[Figure]:
     return anyio.run(_ingest, quick)
 
@@ -294,18 +310,7 @@ async def _ingest(quick: bool) -> list[Figure]:
     singles = 300 if quick else 2000
     cmd = "resmon bench --only ingest" + (" --quick" if quick else "")
     async with _servers() as (dsn, redis_url, bootstrap):
-        config = HubConfig(
-            database_url=dsn,
-            redis_url=redis_url,
-            kafka_bootstrap_servers=bootstrap,
-            api_key_secret=_KEY_SECRET,
-            http_port=0,
-            consumer_group=f"bench-{tag}",
-            usage_topic=f"bench-usage-{tag}",
-            alerts_topic=f"bench-alerts-{tag}",
-            redis_prefix=f"bench-{tag}",
-            session_timeout_ms=2000,
-        )
+        config = http_config(dsn, redis_url, bootstrap, tag)
 
         # a millisecond apart from a day ago: distinct events, all inside retention and
         # none ahead of the hub's clock (the ingest API refuses both)

@@ -34,11 +34,16 @@ __all__ = [
     "SUITES",
     "Figure",
     "SuiteRun",
+    "SuiteSkipped",
     "bench",
     "machine_description",
     "render_markdown",
     "run_suites",
 ]
+
+
+class SuiteSkipped(Exception):
+    """Raised by a suite that cannot run here (a tool missing); reported as "skipped"."""
 
 
 class Figure(msgspec.Struct, frozen=True, kw_only=True):
@@ -90,6 +95,7 @@ SUITES: Final[dict[str, tuple[str, str]]] = {
         "benchmarks.recommend:suite",
         "daily recommendation job's time for 10,000 resources x 30 days",
     ),
+    "api": ("benchmarks.api:suite", "REST API under wrk: ingest req/s, batch events/s, reads p99"),
 }
 
 
@@ -236,6 +242,11 @@ def run_suites(
             continue
         try:
             results = suite(quick)
+        except SuiteSkipped as exc:
+            not_run[name] = f"skipped: {exc}"
+            suites.append(SuiteRun(name=name, what=what, status="skipped", reason=str(exc)))
+            click.echo(f"[bench] {name}: skipped ({exc})", err=True)
+            continue
         except Exception as exc:
             leaf: BaseException = exc
             while isinstance(leaf, BaseExceptionGroup) and leaf.exceptions:

@@ -40,6 +40,7 @@ __all__ = [
     "RegistryClosedError",
     "RestartBudgetError",
     "StorageError",
+    "TenantMismatchError",
     "UnreachableError",
     "broker_errors",
     "cache_errors",
@@ -144,6 +145,10 @@ class CacheError(HubError):
 
 class NotFoundError(HubError):
     """The named entity (alert, customer, ...) does not exist."""
+
+
+class TenantMismatchError(HubError):
+    """A reading names a customer that belongs to another tenant than the reading's."""
 
 
 _CONNECT_ERRORS = (OSError, socket.gaierror, TimeoutError)

@@ -29,7 +29,7 @@ from .config import HubConfig, redact
 from .consumer import UsageConsumer
 from .kafka import ensure_topics, start_producer
 from .metrics import HubMetrics
-from .outbox import Outbox, optimization_outbox
+from .outbox import Outbox, forecast_alert_outbox, optimization_outbox
 from .storage import recommendations
 from .storage.costs import close_periods
 from .storage.migrate import migrate
@@ -370,4 +370,5 @@ async def _forecasts(hub: RunningHub) -> None:
         money=hub.config.money,
         metrics=hub.metrics,
         address=hub.config.database_address,
+        on_alerts=forecast_alert_outbox(hub.config.source, hub.config.alerts_topic),
     )

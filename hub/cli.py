@@ -1,15 +1,15 @@
-"""``resmon hub run``, ``resmon hub migrate`` and ``resmon hub forecast ...``."""
+"""``resmon hub run|migrate|keys|cost|recommend`` (and ``forecast``, in forecast_cli.py)."""
 
 from __future__ import annotations
 
 import signal
-from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import anyio
 import click
 
 from ._exceptions import HubError
+from .cli_support import cost_settings, database_url, with_db
 from .config import ENV_HELP, HubConfig
 from .forecast_cli import forecast
 from .notify.settings import ENV_HELP as NOTIFY_ENV_HELP
@@ -89,7 +89,7 @@ def migrate_cmd() -> None:
     """Apply pending database migrations (needs DATABASE_URL only); safe to run twice."""
     from .storage.migrate import migrate
 
-    url, address = _database_url()
+    url, address = database_url()
     try:
         applied = anyio.run(lambda: migrate(url, address=address))
     except HubError as exc:
@@ -98,43 +98,6 @@ def migrate_cmd() -> None:
         click.echo(f"applied migrations: {', '.join(f'{v:04d}' for v in applied)}")
     else:
         click.echo("database is up to date")
-
-
-def _database_url() -> tuple[str, str]:
-    """DATABASE_URL and its host:port, or a ClickException saying what is wrong."""
-    import os
-
-    from .config import check_database_url
-
-    url = os.environ.get("DATABASE_URL", "").strip()
-    if not url:
-        raise click.ClickException("DATABASE_URL is not set")
-    try:
-        return url, check_database_url(url)
-    except HubError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-def _with_db(action: Callable[[Any], Awaitable[T]]) -> T:
-    """Run ``action(connection)`` against DATABASE_URL; a HubError becomes a ClickException."""
-    import asyncpg  # type: ignore[import-untyped]
-
-    from ._exceptions import storage_errors
-
-    url, address = _database_url()
-
-    async def main() -> T:
-        with storage_errors(address):
-            conn = await asyncpg.connect(url)
-        try:
-            return await action(conn)
-        finally:
-            await conn.close()
-
-    try:
-        return anyio.run(main)
-    except HubError as exc:
-        raise click.ClickException(str(exc)) from None
 
 
 def _server_secret() -> str:
@@ -196,7 +159,7 @@ def keys_create(
             expires_at=expires,
         )
 
-    created = _with_db(create)
+    created = with_db(create)
     click.echo(created.key)
     click.echo(f"id {created.api_key.id}  (the key is shown only now; store it safely)", err=True)
 
@@ -211,7 +174,7 @@ def keys_list(tenant: str | None) -> None:
         tenant_id = await stored.resolve_tenant(conn, tenant) if tenant else None
         return await stored.list_keys(conn, tenant_id)
 
-    for key in _with_db(fetch):
+    for key in with_db(fetch):
         click.echo(
             "\t".join(
                 (
@@ -234,42 +197,13 @@ def keys_revoke(key_id: str) -> None:
     """Revoke the key with id KEY_ID (at once for every hub)."""
     from .storage import apikeys as stored
 
-    key = _with_db(lambda conn: stored.revoke_key(conn, key_id))
+    key = with_db(lambda conn: stored.revoke_key(conn, key_id))
     click.echo(f"revoked {key.id} ({key.name}) at {key.revoked_at}")
 
 
 @hub.group("cost")
 def cost() -> None:
     """Cost breakdowns: show a customer's bill, close finished periods."""
-
-
-def _cost_settings() -> tuple[str, str, Any]:
-    """DATABASE_URL, its host:port, and the rest of the hub's config the cost commands read."""
-    import os
-
-    from .config import HUB_VARS
-    from .env import read
-
-    url, address = _database_url()
-    wanted = {
-        "RESMON_BILLING_TZ",
-        "RESMON_CURRENCY",
-        "RESMON_COST_ROUNDING",
-        "RESMON_RECOMMEND_MIN_SAVINGS",
-    }
-    try:
-        values = read([v for v in HUB_VARS if v.name in wanted], os.environ)
-        # the remaining fields only have to be valid; the cost commands do not use them
-        config = HubConfig(
-            database_url=url,
-            redis_url="redis://unused",
-            kafka_bootstrap_servers="unused:1",
-            api_key_secret="not used by the cost commands".ljust(32, "."),
-            **values,
-        )
-    except HubError as exc:
-        raise click.ClickException(str(exc)) from None
-    return url, address, config
 
 
 def _line_text(line: Any) -> str:
@@ -326,7 +260,7 @@ def cost_show(customer: str, resource_key: str | None, period: str | None, as_js
     import time
     from zoneinfo import ZoneInfo
 
-    import asyncpg
+    import asyncpg  # type: ignore[import-untyped]
     import msgspec
 
     from ._exceptions import storage_errors
@@ -336,7 +270,7 @@ def cost_show(customer: str, resource_key: str | None, period: str | None, as_js
     from .metrics import HubMetrics
     from .storage import costs
 
-    url, address, config = _cost_settings()
+    url, address, config = cost_settings()
     tz = ZoneInfo(config.billing_tz)
     now_ms = time.time_ns() // 1_000_000
     try:
@@ -396,7 +330,7 @@ def cost_close() -> None:
     from .metrics import HubMetrics
     from .storage import costs
 
-    url, address, config = _cost_settings()
+    url, address, config = cost_settings()
 
     async def main() -> int:
         with storage_errors(address):
@@ -442,7 +376,7 @@ def recommend_run(customer: str | None) -> None:
     from .outbox import optimization_outbox
     from .storage import recommendations
 
-    _, _, config = _cost_settings()
+    _, _, config = cost_settings()
     now_ms = time.time_ns() // 1_000_000
 
     async def work(conn: Any) -> Any:
@@ -457,7 +391,7 @@ def recommend_run(customer: str | None) -> None:
             on_created=optimization_outbox(config.source, now_ms),
         )
 
-    result = _with_db(work)
+    result = with_db(work)
     for rec in result.created:
         click.echo(f"new  {rec.kind:<16} {rec.resource_key}  {rec.monthly_savings} {rec.currency}")
     click.echo(
@@ -486,7 +420,7 @@ def recommend_list(customer: str | None, status: str | None, as_json: bool) -> N
     async def work(conn: Any) -> Any:
         return await recommendations.listing(conn, customer_id=customer, status=status)
 
-    found = _with_db(work)
+    found = with_db(work)
     if as_json:
         click.echo(msgspec.json.encode(found).decode())
         return

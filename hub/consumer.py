@@ -35,7 +35,7 @@ import contextlib
 import itertools
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import anyio
@@ -53,6 +53,7 @@ from anyio.abc import TaskStatus
 
 from protocol import (
     RESOURCE_BASE_UNIT,
+    UsageGap,
     UsageReading,
     encode_event,
 )
@@ -79,8 +80,10 @@ from .config import HubConfig
 from .intake import (
     Claimable,
     Decoded,
+    Incoming,
     UnreadableRecord,
     WritePlan,
+    check_tenants,
     claimable,
     decode_batch,
     end_ms,
@@ -100,6 +103,7 @@ from .storage.batch import (
 )
 from .storage.current import CachedUsage, now_ms
 from .storage.partitions import ensure_partitions, retention_horizon_ms, storage_month
+from .storage.provision import batch_owners
 
 __all__ = ["UnreadableRecord", "UsageConsumer", "misalignment"]
 
@@ -111,6 +115,8 @@ _COMMIT_S = 5.0
 #: how long a look for an unparsable record waits for one partition's records (ms)
 _PROBE_MS = 2_000
 _ALL_RECORDS = 2**31 - 1
+#: dead-letter reasons counted in ``resmon_hub_tenant_refused``
+_TENANT_REASONS = ("tenant_mismatch", "unknown_tenant")
 
 
 def _retry_delay(failures: int) -> float:
@@ -801,6 +807,8 @@ class UsageConsumer:
                 claim.repeated.extend(
                     item.event for k, item in unique.items() if k not in fresh_keys
                 )
+                fresh = await self._tenant_checked(conn, fresh, decoded)
+                stages("tenants")
                 results.update(
                     await self.registry.apply(
                         [
@@ -838,6 +846,24 @@ class UsageConsumer:
             if outbox is not None:  # a stop from here on still delivers it
                 self.outbox.committed(*outbox)
         return _Committed(plan, outcomes, outbox)
+
+    async def _tenant_checked(
+        self, conn: asyncpg.Connection, fresh: list[Incoming], decoded: Decoded
+    ) -> list[Incoming]:
+        """``fresh`` without the events refused for their tenant (see
+        :func:`~hub.intake.check_tenants`); the batch's customers and tenants are
+        read in one query."""
+        if not fresh:
+            return fresh
+        customers: set[str] = set()
+        tenants: set[str] = set()
+        for item in fresh:
+            data = cast("UsageReading | UsageGap", item.event.data)
+            customers.add(data.customer_id)
+            if data.tenant_id is not None:
+                tenants.add(data.tenant_id)
+        owners, known = await batch_owners(conn, list(customers), list(tenants))
+        return check_tenants(fresh, owners, known, decoded.dead, topic=self.config.usage_topic)
 
     async def _after_commit(
         self,
@@ -879,6 +905,8 @@ class UsageConsumer:
             )
         for d in decoded.dead:
             _log.warning("dead_letter", partition=d.partition, offset=d.offset, reason=d.reason)
+            if d.reason.startswith(_TENANT_REASONS):
+                m.tenant_refused.labels(d.reason.partition(":")[0]).inc()
         try:
             # Shielded, and bounded: aiokafka commits in an inner task that a cancel
             # (shutdown) would orphan; when stop() then closed its connection, that

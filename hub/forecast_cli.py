@@ -8,58 +8,14 @@ forecast's cost) as the hub does.
 from __future__ import annotations
 
 import datetime as dt
-import os
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Any
+from zoneinfo import ZoneInfo
 
-import anyio
 import click
 
-from ._exceptions import HubError, storage_errors
+from .cli_support import cost_settings, with_db
 
 __all__ = ["forecast"]
-
-T = TypeVar("T")
-
-
-def _database() -> tuple[str, str]:
-    from .config import check_database_url
-
-    url = os.environ.get("DATABASE_URL", "").strip()
-    if not url:
-        raise click.ClickException("DATABASE_URL is not set")
-    try:
-        return url, check_database_url(url)
-    except HubError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-def _zone() -> ZoneInfo:
-    name = os.environ.get("RESMON_BILLING_TZ", "UTC").strip() or "UTC"
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise click.ClickException(f"RESMON_BILLING_TZ={name!r}: unknown time zone") from None
-
-
-def _with_connection(work: Callable[[Any], Awaitable[T]]) -> T:
-    import asyncpg  # type: ignore[import-untyped]
-
-    url, address = _database()
-
-    async def main() -> T:
-        with storage_errors(address):
-            conn = await asyncpg.connect(url)
-            try:
-                return await work(conn)
-            finally:
-                await conn.close()
-
-    try:
-        return anyio.run(main)
-    except HubError as exc:
-        raise click.ClickException(str(exc)) from None
 
 
 @click.group("forecast")
@@ -78,23 +34,28 @@ def forecast() -> None:
 def refresh_cmd(customer: str | None, as_of: dt.datetime | None) -> None:
     """Forecast and store every resource's usage and cost for the current billing month (what
     the hub does every RESMON_FORECAST_REFRESH_S). Exits 1 if any resource failed."""
-    from .costs import MoneyPolicy, PricingError
     from .metrics import HubMetrics
+    from .outbox import forecast_alert_outbox
     from .storage.forecasts import RefreshSummary, refresh
 
-    tz = _zone()
-    try:
-        money = MoneyPolicy.from_env(os.environ)
-    except PricingError as exc:
-        raise click.ClickException(str(exc)) from None
+    _, _, config = cost_settings()
+    tz, money = ZoneInfo(config.billing_tz), config.money
+    # the alerts' CloudEvents go to the outbox; a running hub publishes them
+    on_alerts = forecast_alert_outbox(config.source, config.alerts_topic)
 
     async def work(conn: Any) -> RefreshSummary:
         day = None if as_of is None else as_of.date()
         return await refresh(
-            conn, tz=tz, money=money, metrics=HubMetrics(), today=day, customer_id=customer
+            conn,
+            tz=tz,
+            money=money,
+            metrics=HubMetrics(),
+            today=day,
+            customer_id=customer,
+            on_alerts=on_alerts,
         )
 
-    summary = _with_connection(work)
+    summary = with_db(work)
     none = ", ".join(f"{n} {reason}" for reason, n in sorted(summary.no_forecast.items()))
     click.echo(f"forecasts stored: {summary.made}; no forecast: {none or 'none'}")
     for key, error in sorted(summary.failed.items()):
@@ -154,7 +115,7 @@ def show_cmd(customer: str, resource_key: str | None, as_json: bool) -> None:
     async def work(conn: Any) -> list[StoredForecast]:
         return await stored_forecasts(conn, customer_id=customer, resource_key=key)
 
-    rows = _with_connection(work)
+    rows = with_db(work)
     if as_json:
         encoder = msgspec.json.Encoder(decimal_format="string")
         click.echo(encoder.encode({"customerId": customer, "forecasts": rows}).decode())

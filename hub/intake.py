@@ -8,8 +8,9 @@ two pure ones live here so they can be read and tested on their own:
    (a decoder that crashes is logged as ``decode_crashed`` too).
    :func:`claimable` then keeps one copy of each CloudEvents identity
    (source, id) and dead-letters events older than the retention horizon.
-2. (consumer) the transaction: claim the events, apply the readings to their
-   actors;
+2. (consumer) the transaction: claim the events, check each event's tenant
+   against its customer's (:func:`check_tenants`, with the batch's owners read
+   in one query), apply the readings to their actors;
 3. :func:`plan_writes`: from the actors' outcomes, the rows the transaction
    writes (raw readings, gaps, totals, aggregates, alerts) and the readings
    that are dead-lettered instead (unprovisionable, refused by their actor);
@@ -35,12 +36,13 @@ from protocol import (
     decode_record,
 )
 
-from ._exceptions import NotFoundError
+from ._exceptions import NotFoundError, TenantMismatchError
 from .alerts.records import AlertRecord, alert_record
 from .calendar import first_day
 from .checks.outcome import Outcome
 from .storage.aggregates import AggregateInput
 from .storage.batch import DeadLetter, ReadingRow, TotalRow, event_key
+from .storage.provision import DEFAULT_TENANT
 from .validation import validate_event_id, validate_event_source, validate_reading
 
 __all__ = [
@@ -49,6 +51,7 @@ __all__ = [
     "Incoming",
     "UnreadableRecord",
     "WritePlan",
+    "check_tenants",
     "claimable",
     "dead_letter",
     "decode_batch",
@@ -204,6 +207,53 @@ def claimable(decoded: Decoded, *, topic: str, horizon_ms: int, retention_days: 
     return Claimable(unique, repeated)
 
 
+def check_tenants(
+    fresh: Sequence[Incoming],
+    owners: dict[str, str],
+    known: Mapping[str, str],
+    dead: list[DeadLetter],
+    *,
+    topic: str,
+) -> list[Incoming]:
+    """The events of ``fresh`` whose tenant is their customer's; the others go to ``dead``.
+
+    ``owners`` maps known customers to their tenant id, ``known`` the tenants the
+    batch names (by name or id) to their id. An event without a tenant is the
+    default tenant's. An event naming a tenant the hub does not know is refused
+    (``unknown_tenant``): tenants are created by an operator, never by a typo in
+    an agent's configuration. An unknown customer is claimed, for the rest of
+    the batch, by the tenant of its first event (the actors create it there);
+    an event for a customer of another tenant is refused (``tenant_mismatch``).
+    A reading naming its tenant by name is passed on with the tenant's id.
+    """
+    kept: list[Incoming] = []
+    for item in fresh:
+        ev = item.event
+        data = cast("UsageReading | UsageGap", ev.data)
+        ref = data.tenant_id
+        tenant = DEFAULT_TENANT if ref is None else known.get(ref)
+        if tenant is None:
+            why = (
+                f"unknown_tenant: the event's tenant {ref!r} does not exist on this hub "
+                f"(create it, or correct tenant_id in the agent's configuration)"
+            )
+            dead.append(dead_letter(topic, item.partition, item.record, why))
+            continue
+        owner = owners.setdefault(data.customer_id, tenant)
+        if owner != tenant:
+            why = (
+                f"tenant_mismatch: customer {data.customer_id!r} belongs to tenant {owner}, "
+                f"the event is for tenant {ref or 'default'!r}"
+            )
+            dead.append(dead_letter(topic, item.partition, item.record, why))
+            continue
+        if ref is not None and ref != tenant:
+            data = msgspec.structs.replace(data, tenant_id=tenant)
+            item = Incoming(item.partition, item.record, msgspec.structs.replace(ev, data=data))
+        kept.append(item)
+    return kept
+
+
 def plan_writes(
     fresh: Sequence[Incoming],
     results: Mapping[str, Outcome | Exception],
@@ -232,7 +282,9 @@ def plan_writes(
         assert isinstance(data, UsageReading)
         res = results[data.resource_key]
         partition_of[data.resource_key] = item.partition
-        if isinstance(res, NotFoundError):
+        if isinstance(res, TenantMismatchError):
+            dead.append(dead_letter(topic, item.partition, item.record, f"tenant_mismatch: {res}"))
+        elif isinstance(res, NotFoundError):
             dead.append(dead_letter(topic, item.partition, item.record, f"unprovisionable: {res}"))
         elif isinstance(res, Exception):
             raise res

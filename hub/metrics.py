@@ -22,6 +22,12 @@ class HubMetrics:
         self.dead_letters = Counter(
             "resmon_hub_dead_letters", "Records written to dead_letters", registry=r
         )
+        self.tenant_refused = Counter(
+            "resmon_hub_tenant_refused",
+            "Kafka events dead-lettered for their tenant (tenant_mismatch, unknown_tenant)",
+            ["reason"],
+            registry=r,
+        )
         self.gaps = Counter("resmon_hub_usage_gaps", "Usage gaps recorded", registry=r)
         self.late = Counter(
             "resmon_hub_late_readings",
@@ -163,6 +169,12 @@ class HubMetrics:
             "resmon_hub_forecast_failures",
             "Forecasts that failed: one resource (scope=resource) or a whole refresh (refresh)",
             ["scope"],
+            registry=r,
+        )
+        self.forecast_alerts = Counter(
+            "resmon_hub_forecast_alerts",
+            "Stored-forecast FORECAST_LIMIT alerts raised (status=active) or resolved",
+            ["status"],
             registry=r,
         )
         self.recommendations = Counter(

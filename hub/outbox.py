@@ -37,13 +37,21 @@ from protocol import (
 )
 
 from ._exceptions import HubError, storage_errors
+from .alerts.records import AlertRecord, event_type, to_event
 from .costs.recommend import Recommendation
 from .kafka import publish_many
 from .metrics import HubMetrics
 from .storage.current import CachedUsage
 from .storage.redis_cache import RedisCache
 
-__all__ = ["Outbox", "OutboxBatch", "OutboxEvent", "insert_outbox", "optimization_outbox"]
+__all__ = [
+    "Outbox",
+    "OutboxBatch",
+    "OutboxEvent",
+    "forecast_alert_outbox",
+    "insert_outbox",
+    "optimization_outbox",
+]
 
 _log = structlog.get_logger(component="hub.outbox")
 
@@ -120,6 +128,34 @@ def optimization_outbox(
             )
             events.append(OutboxEvent(record.key, record.value, record.headers, record.event_id))
         return await insert_outbox(conn, OutboxBatch(TOPIC_OPTIMIZATION, events, [], []))
+
+    return write
+
+
+def forecast_alert_outbox(
+    source: str, topic: str
+) -> Callable[[asyncpg.Connection, list[tuple[str, AlertRecord]]], Awaitable[int]]:
+    """What the forecast refresh calls with the stored-forecast alerts it raised or
+    resolved, in their transaction: one outbox row of their CloudEvents for ``topic``
+    (ids ``<alert id>.<status>``, as the consumer's alerts), published after the commit.
+
+    The Redis open-alert hash is left to the actors: its forecast field is the
+    pace-based episode's.
+    """
+
+    async def write(conn: asyncpg.Connection, changed: list[tuple[str, AlertRecord]]) -> int:
+        events = []
+        for alert_id, record in changed:
+            encoded = encode_event(
+                to_event(record, alert_id),
+                source=source,
+                event_type=event_type(record),
+                id=f"{alert_id}.{record.status.lower()}",
+            )
+            events.append(
+                OutboxEvent(encoded.key, encoded.value, list(encoded.headers), encoded.event_id)
+            )
+        return await insert_outbox(conn, OutboxBatch(topic, events, [], []))
 
     return write
 

@@ -149,7 +149,7 @@ async def test_traffic_crossing_95_percent_raises_one_warning_then_one_critical_
                     current = await resp.json()
                 async with http.get("/api/alerts", params={"customerId": customer}) as resp:
                     assert resp.status == 200
-                    listed = await resp.json()
+                    listed = (await resp.json())["items"]
             [resource] = current
             assert resource["resourceKey"] == key
             assert resource["usage"] == LIMIT

@@ -41,10 +41,11 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from protocol import UsageReading
 
-from .._exceptions import HubError, RegistryClosedError, RestartBudgetError
+from .._exceptions import HubError, RegistryClosedError, RestartBudgetError, TenantMismatchError
 from ..calendar import month_bounds_ms, month_of
 from ..checks.thresholds import DEFAULT_CRITICAL_PERCENT, DEFAULT_WARNING_PERCENT
 from ..storage.provision import (
+    DEFAULT_TENANT,
     Executor,
     ResourceRow,
     auto_provision,
@@ -103,6 +104,20 @@ class _Shard:
         self.size = size
         self.send: MemoryObjectSendStream[_Envelope] | None = None
         self.receive: MemoryObjectReceiveStream[_Envelope] | None = None
+
+
+def _same_tenant(row: ResourceRow, reading: UsageReading) -> None:
+    """Raise :class:`TenantMismatchError` if ``reading``'s tenant is not its customer's.
+
+    A reading without a tenant is the default tenant's. The consumer checks every
+    batch before it reaches the actors; this catches a customer created by another
+    hub instance since.
+    """
+    tenant = reading.tenant_id or DEFAULT_TENANT
+    if row.tenant_id != tenant:
+        raise TenantMismatchError(
+            f"customer {row.customer_id!r} belongs to tenant {row.tenant_id}, not to {tenant}"
+        )
 
 
 def _idle_since(cutoff: float) -> Callable[[ResourceActor], bool]:
@@ -330,6 +345,7 @@ class Registry:
                 first.kind,
                 warning=self._defaults[0],
                 critical=self._defaults[1],
+                tenant_id=first.tenant_id or DEFAULT_TENANT,
             )
             row = await load_resource(self._db, key)
             if row is None:  # pragma: no cover - deleted between the two statements
@@ -337,6 +353,7 @@ class Registry:
             if provisioned:
                 self.provisioned += 1
                 _log.info("resource_auto_provisioned", resource_key=key)
+        _same_tenant(row, first)
         return ResourceActor.from_row(row, partition=partition), provisioned
 
     def bounds(self, period: int) -> tuple[int, int]:
@@ -426,6 +443,7 @@ class Registry:
         try:
             if actor is None:
                 if row is not None:  # preloaded with the rest of the batch
+                    _same_tenant(row, readings[0])
                     actor = ResourceActor.from_row(row, partition=partition)
                 else:
                     actor, provisioned = await self._load(key, partition, readings[0])

@@ -3,16 +3,21 @@
 =======  ===============================================  ==================================
 method   path                                             what
 =======  ===============================================  ==================================
-GET      /api/alerts?status=&customerId=&resourceKey=&limit=  alerts, newest first
+GET      /api/alerts?status=&severity=&type=&customerId=  alerts, newest first; also
+         &resourceKey=&from=&to=&limit=&cursor=         ``resourceKey``, ``from``/``to``
 GET      /api/alerts/{id}                                 one alert
 GET      /api/alerts/{id}/history                         audit trail of its episode
 POST     /api/alerts/{id}/acknowledge                     ``{"by": "...", "comment": "..."}``
 POST     /api/alerts/{id}/resolve                         (``by`` default: the API key's name)
 GET/PUT  /api/customers/{customerId}/notification-preferences  effective / the customer's own
 GET/PUT  /api/tenants/{tenantId}/notification-preferences  tenant default (``default`` = built-in)
-GET      /api/notifications?status=&customerId=&alertId=&limit=  notification log, retries,
-                                                          dead letters (``status=DEAD``)
+GET      /api/notifications?status=&customerId=&alertId=  notification log, retries,
+         &limit=&cursor=                                 dead letters (``status=DEAD``)
 =======  ===============================================  ==================================
+
+Both lists are pages ``{"items": [...], "next": cursor | null}`` (see
+:mod:`hub.api._pagination`); ``from``/``to`` bound the alerts' creation time
+(ISO 8601, ``[from, to)``).
 
 An illegal transition (acknowledging a RESOLVED alert, resolving twice) is
 409 with the current status in the message. Webhook URLs are shown as
@@ -21,6 +26,7 @@ An illegal transition (acknowledging a RESOLVED alert, resolving twice) is
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Final
 
@@ -37,6 +43,8 @@ from ..notify.preferences import stored_preferences as load_preferences
 from ..notify.settings import NotifyConfig
 from ..storage import queries
 from ._http import ApiContext, context_of, error_response, json_response
+from ._pagination import page, page_request
+from ._params import choice, iso_time
 from .auth import caller_of, check_customer, check_tenant
 
 __all__ = ["add_alert_routes"]
@@ -44,6 +52,10 @@ __all__ = ["add_alert_routes"]
 _log = structlog.get_logger(component="hub.api.alerts")
 _STATUSES: Final = frozenset({"ACTIVE", "ACKNOWLEDGED", "RESOLVED"})
 _LOG_STATUSES: Final = frozenset({"PENDING", "SENDING", "SENT", "DEAD", "SUPPRESSED"})
+_SEVERITIES: Final = frozenset({"LOW", "MEDIUM", "HIGH", "CRITICAL"})
+_TYPES: Final = frozenset(
+    {"THRESHOLD_WARNING", "THRESHOLD_CRITICAL", "ANOMALY_DETECTED", "FORECAST_LIMIT"}
+)
 
 
 class _Action(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -59,47 +71,32 @@ def _notify_config(ctx: ApiContext) -> NotifyConfig:
     return config if isinstance(config, NotifyConfig) else NotifyConfig()
 
 
-def _limit(request: web.Request) -> int | web.Response:
-    try:
-        limit = int(request.query.get("limit", "100"))
-        if not 1 <= limit <= 1000:
-            raise ValueError
-    except ValueError:
-        return error_response(400, "limit must be an integer 1-1000", "limit")
-    return limit
-
-
-def _filters(
-    request: web.Request, statuses: frozenset[str]
-) -> tuple[str | None, int] | web.Response:
-    """A list route's ``status`` (one of ``statuses``) and ``limit``, or the 400 saying why not."""
-    status = request.query.get("status")
-    if status is not None and status.upper() not in statuses:
-        return error_response(400, f"status must be one of {sorted(statuses)}", "status")
-    limit = _limit(request)
-    if isinstance(limit, web.Response):
-        return limit
-    return status, limit
-
-
 async def list_alerts(request: web.Request) -> web.Response:
     q = request.query
-    filters = _filters(request, _STATUSES)
-    if isinstance(filters, web.Response):
-        return filters
-    status, limit = filters
+    status = choice(q, "status", _STATUSES)
+    severity = choice(q, "severity", _SEVERITIES)
+    alert_type = choice(q, "type", _TYPES)
+    since, until = iso_time(q, "from"), iso_time(q, "to")
+    if since is not None and until is not None and since >= until:
+        return error_response(400, "from must be before to", "from")
+    wanted = page_request(q, (dt.datetime, str))
     customer = await _customer_filter(request)
     key = caller_of(request)
     rows = await queries.list_alerts(
         context_of(request).db,
-        status=status.upper() if status else None,
+        status=status,
+        severity=severity,
+        alert_type=alert_type,
+        since=since,
+        until=until,
         customer_id=customer,
         resource_key=q.get("resourceKey"),
-        limit=limit,
+        limit=wanted.limit + 1,
+        after=wanted.after,
         tenant_id=key.tenant_id,
         customer_ids=key.customer_ids,
     )
-    return json_response(rows)
+    return json_response(page(rows, wanted, lambda a: (a.created_at, a.id)))
 
 
 async def _customer_filter(request: web.Request) -> str | None:
@@ -229,10 +226,8 @@ async def put_tenant_prefs(request: web.Request) -> web.Response:
 
 async def notifications(request: web.Request) -> web.Response:
     q = request.query
-    filters = _filters(request, _LOG_STATUSES)
-    if isinstance(filters, web.Response):
-        return filters
-    status, limit = filters
+    status = choice(q, "status", _LOG_STATUSES)
+    wanted = page_request(q, (int,))
     alert_id = q.get("alertId")
     if alert_id is not None:
         try:
@@ -246,14 +241,15 @@ async def notifications(request: web.Request) -> web.Response:
     key = caller_of(request)
     rows = await notify_log.list_log(
         context_of(request).db,
-        status=status.upper() if status else None,
+        status=status,
         customer_id=customer,
         alert_id=alert_id,
-        limit=limit,
+        limit=wanted.limit + 1,
+        before_id=wanted.after[0] if wanted.after is not None else None,
         tenant_id=key.tenant_id,
         customer_ids=key.customer_ids,
     )
-    return json_response(rows)
+    return json_response(page(rows, wanted, lambda n: (n.id,)))
 
 
 def add_alert_routes(app: web.Application) -> None:

@@ -4,6 +4,8 @@
 method   path                                            what
 =======  ==============================================  =====================================
 GET      /healthz                                        PostgreSQL reachable -> 200, else 503
+GET      /readyz                                         PostgreSQL, Redis, Kafka answer -> 200,
+                                                         else 503 naming each failing check
 GET      /metrics                                        Prometheus text
 POST     /api/metrics/ingest                             UsageEvent or list -> 200 + event ids
 GET      /api/metrics/customer/{customerId}/current      usage now (Redis, else PostgreSQL)
@@ -11,6 +13,8 @@ GET      /api/monitoring/customers/{customerId}/resources  resources as stored
 *        /api/alerts/..., /api/notifications, ...      alerts, preferences: see api/alerts.py
 GET      /api/costs/customers/{customerId}[/resources/{resourceKey}]  bills: see api/costs.py
 GET      /api/forecasts/customers/{customerId}           stored forecasts: see api/forecasts.py
+GET      /api/usage/customers/{customerId}/resources/{resourceKey}/history  usage series
+                                                         (raw/hourly/daily): see api/usage.py
 *        /api/recommendations[/{id}/apply|dismiss]     advice: see api/recommendations.py
 *        /, /ui/login, /ui/logout, /ui/session, /ui/static  the dashboard: see api/ui.py
 =======  ==============================================  =====================================
@@ -55,8 +59,10 @@ from .alerts import add_alert_routes
 from .costs import add_cost_routes
 from .forecasts import add_forecast_routes
 from .keys import add_key_routes
+from .ready import readyz
 from .recommendations import add_recommendation_routes
 from .ui import add_ui_routes
+from .usage import add_usage_routes
 
 __all__ = ["ApiContext", "create_app"]
 
@@ -377,6 +383,7 @@ def create_app(context: ApiContext) -> web.Application:
     app[CONTEXT] = context
     auth.setup(app)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/api/metrics/ingest", ingest)
     app.router.add_get("/api/metrics/customer/{customerId}/current", current)
@@ -386,6 +393,7 @@ def create_app(context: ApiContext) -> web.Application:
     add_forecast_routes(app)
     add_key_routes(app)
     add_ui_routes(app)
+    add_usage_routes(app)
     auth.check_routes(app.router.routes())
     add_recommendation_routes(app)
     return app

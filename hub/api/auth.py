@@ -83,6 +83,7 @@ ROUTE_SCOPES: Final[dict[tuple[str, str], str]] = {
     ("POST", "/api/recommendations/{id}/apply"): "write",
     ("POST", "/api/recommendations/{id}/dismiss"): "write",
     ("GET", "/ui/session"): "read",
+    ("GET", "/api/usage/customers/{customerId}/resources/{resourceKey}/history"): "read",
 }
 
 _CALLER: Final = web.RequestKey("caller", ApiKey)

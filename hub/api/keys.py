@@ -5,7 +5,8 @@ method   path                what
 =======  ==================  =====================================================
 POST     /api/keys           ``{"name", "scopes", "customerIds"?, "expiresIn"?}`` ->
                              201 ``{"key": "rsm_...", "apiKey": {...}}`` (key shown once)
-GET      /api/keys           the tenant's keys (never the keys themselves)
+GET      /api/keys           the tenant's keys (never the keys themselves), oldest
+                             first, a page: ``?limit=&cursor=`` -> ``{"items", "next"}``
 DELETE   /api/keys/{id}      revoke; another tenant's key is 404
 =======  ==================  =====================================================
 
@@ -23,6 +24,7 @@ from aiohttp import web
 from ..apikeys import check_restriction, parse_duration, parse_scopes
 from ..storage import apikeys as stored
 from ._http import context_of, error_response, json_response
+from ._pagination import page, page_request
 from .auth import caller_of, check_customer
 
 __all__ = ["add_key_routes"]
@@ -81,9 +83,14 @@ async def create(request: web.Request) -> web.Response:
 
 
 async def list_keys(request: web.Request) -> web.Response:
-    return json_response(
-        await stored.list_keys(context_of(request).db, caller_of(request).tenant_id)
+    wanted = page_request(request.query, (dt.datetime, str))
+    rows = await stored.list_keys(
+        context_of(request).db,
+        caller_of(request).tenant_id,
+        limit=wanted.limit + 1,
+        after=wanted.after,
     )
+    return json_response(page(rows, wanted, lambda k: (k.created_at, k.id)))
 
 
 async def revoke(request: web.Request) -> web.Response:

@@ -4,6 +4,7 @@
 method  path                                             what
 ======  ===============================================  ======================================
 GET     /api/recommendations?customerId=&status=         stored recommendations, largest first
+        &limit=&cursor=                                  (a page: ``{"items", "next"}``)
 POST    /api/recommendations/{id}/apply                  ``{"by": "name"}``: applied (a resize
                                                          moves the resource to its plan/limit)
 POST    /api/recommendations/{id}/dismiss                ``{"by": "name", "reason": "..."}``
@@ -18,6 +19,7 @@ recommendations (another tenant's id is a 404, as an unknown one).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
 
 import msgspec
 from aiohttp import web
@@ -25,6 +27,7 @@ from aiohttp import web
 from .._exceptions import NotFoundError
 from ..storage import recommendations
 from ._http import context_of, error_response, json_response
+from ._pagination import page, page_request
 from .auth import caller_of, check_customer
 
 __all__ = ["add_recommendation_routes"]
@@ -60,6 +63,7 @@ async def list_recommendations(request: web.Request) -> web.Response:
     customer = request.query.get("customerId")
     if customer is not None:
         await check_customer(request, customer)  # another tenant's customer: 404
+    wanted = page_request(request.query, (Decimal, str))
     key = caller_of(request)
     found = await recommendations.listing(
         context_of(request).db,
@@ -67,8 +71,12 @@ async def list_recommendations(request: web.Request) -> web.Response:
         status=status,
         tenant_id=key.tenant_id,
         customer_ids=key.customer_ids,
+        limit=wanted.limit + 1,
+        after=wanted.after,
     )
-    return json_response(found)
+    return json_response(
+        page(found, wanted, lambda r: (Decimal(r.monthly_savings), r.recommendation_id))
+    )
 
 
 async def _act(

@@ -8,6 +8,7 @@ build on it. ``docs/costs.md`` explains each rule with worked examples.
 * :mod:`.tiers` - graduated and volume tiers, packages, per-unit prices;
 * :mod:`.percentile` - 95th-percentile bandwidth rates from 5-minute windows;
 * :mod:`.proration` - billing periods and the exact duration ratio;
+* :mod:`.peak` - usage split into peak and off-peak hours (time-of-use prices);
 * :mod:`.breakdown` - the result: lines rounded once, total, inputs;
 * :mod:`.pricing` - :func:`price`, which puts them together.
 """
@@ -23,13 +24,15 @@ from .models import (
     PerUnit,
     Tier,
     Tiered,
+    TimeOfUse,
     catalog_model,
     load_cost_model,
     plan_model,
 )
 from .money import MoneyPolicy, Rounding, minor_units
+from .peak import PeakSplit, split_hours
 from .percentile import WINDOW_MS, Gap, RateMeasure, Sample, measure_rate, nearest_rank
-from .pricing import Volume, price
+from .pricing import PlanSpan, Volume, price, price_plan_change
 from .proration import Period, Proration, billing_period, prorate
 
 __all__ = [
@@ -43,9 +46,11 @@ __all__ = [
     "MoneyPolicy",
     "Overage",
     "Package",
+    "PeakSplit",
     "PerUnit",
     "Percentile95",
     "Period",
+    "PlanSpan",
     "PricingError",
     "Proration",
     "RateMeasure",
@@ -53,6 +58,7 @@ __all__ = [
     "Sample",
     "Tier",
     "Tiered",
+    "TimeOfUse",
     "Volume",
     "billing_period",
     "catalog_model",
@@ -62,5 +68,7 @@ __all__ = [
     "nearest_rank",
     "plan_model",
     "price",
+    "price_plan_change",
     "prorate",
+    "split_hours",
 ]

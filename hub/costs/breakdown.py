@@ -17,7 +17,7 @@ from .proration import Period, Proration
 
 __all__ = ["Breakdown", "Charge", "Inputs", "Line", "LineKind", "assemble"]
 
-LineKind = Literal["base", "usage", "overage", "tier", "package"]
+LineKind = Literal["base", "usage", "overage", "tier", "package", "peak", "offPeak"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +55,8 @@ class Line(msgspec.Struct, frozen=True, rename="camel", omit_defaults=True):
     #: 1-based tier number, for ``tier`` lines
     tier: int | None = None
     proration: Proration | None = None
+    #: the plan the line was charged under, when the plan changed inside the period
+    plan: str | None = None
 
 
 class Inputs(msgspec.Struct, frozen=True, rename="camel", omit_defaults=True):
@@ -63,6 +65,8 @@ class Inputs(msgspec.Struct, frozen=True, rename="camel", omit_defaults=True):
     #: the period's usage as an exact count of the base unit (bytes, requests, seconds)
     usage_base: int | None = None
     base_unit: str | None = None
+    #: the part of ``usage_base`` used in the peak hours (a timeOfUse model)
+    peak_base: int | None = None
     #: the 95th-percentile measurement, for bandwidth billed by rate
     rate: RateMeasure | None = None
     #: the caller's references to its sources (aggregate rows, sample batches)

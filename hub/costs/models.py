@@ -9,7 +9,10 @@ an optional included quota, and at most one usage price:
   (the last tier open), a unit price and/or a flat price;
 * :class:`Package` - a price per started package of N units;
 * :class:`Percentile95` - 95th-percentile bandwidth: a committed data rate
-  and a price per Mbps above it.
+  and a price per Mbps above it;
+* :class:`TimeOfUse` - peak and off-peak prices per unit: usage in the peak
+  hours (a window of local hours in the billing time zone) at one price, the
+  rest at the other.
 
 JSON field names are camelCase. Every amount is a decimal (a JSON number or a
 string); a Python float is refused. Errors name the field:
@@ -38,6 +41,7 @@ __all__ = [
     "Percentile95",
     "Tier",
     "Tiered",
+    "TimeOfUse",
     "UsagePrice",
     "catalog_model",
     "load_cost_model",
@@ -165,7 +169,45 @@ class Percentile95(msgspec.Struct, tag="percentile95", tag_field="type", **_STRU
         _non_negative(self.overage_per_mbps, "overagePerMbps")
 
 
-UsagePrice = PerUnit | Overage | Tiered | Package | Percentile95
+class TimeOfUse(msgspec.Struct, tag="timeOfUse", tag_field="type", **_STRUCT):
+    """Peak and off-peak unit prices.
+
+    The peak hours are the local hours ``h`` of the billing time zone with
+    ``peakStart <= h < peakEnd`` (0-24; a window with ``peakStart > peakEnd``
+    runs over midnight, 22 to 6). Usage in an hour of the window is charged at
+    ``peakPrice`` per unit, every other unit at ``offPeakPrice``.
+    """
+
+    peak_start: int
+    peak_end: int
+    peak_price: Decimal
+    off_peak_price: Decimal
+
+    def __post_init__(self) -> None:
+        for where, hour in (("peakStart", self.peak_start), ("peakEnd", self.peak_end)):
+            if isinstance(hour, bool) or not 0 <= hour <= 24:
+                raise PricingError(where, f"{hour!r} is not an hour from 0 to 24")
+        if self.peak_start % 24 == self.peak_end % 24:
+            raise PricingError(
+                "peakEnd",
+                f"{self.peak_end} makes an empty or whole-day peak window from "
+                f"{self.peak_start}; use perUnit for one price",
+            )
+        _non_negative(self.peak_price, "peakPrice")
+        _non_negative(self.off_peak_price, "offPeakPrice")
+
+    def is_peak(self, hour: int) -> bool:
+        """Whether local hour ``hour`` (0-23) is in the peak window."""
+        start, end = self.peak_start % 24, self.peak_end % 24
+        return start <= hour < end if start < end else hour >= start or hour < end
+
+    @property
+    def window(self) -> str:
+        """The peak window as text: ``08:00-20:00``."""
+        return f"{self.peak_start:02d}:00-{self.peak_end:02d}:00"
+
+
+UsagePrice = PerUnit | Overage | Tiered | Package | Percentile95 | TimeOfUse
 
 
 class CostModel(msgspec.Struct, **_STRUCT):
@@ -187,6 +229,11 @@ class CostModel(msgspec.Struct, **_STRUCT):
         _one_of(self.billing_period, get_args(BillingPeriod), "billingPeriod")
         _non_negative(self.base_cost, "baseCost")
         _non_negative(self.included, "included")
+        if self.included and isinstance(self.usage, TimeOfUse):
+            raise PricingError(
+                "included",
+                "not used with timeOfUse: which hours an included unit comes from is undefined",
+            )
         if self.included and isinstance(self.usage, Overage | Percentile95):
             allowance = "the resource's limit" if isinstance(self.usage, Overage) else "the CDR"
             raise PricingError(

@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from decimal import Decimal
 from fractions import Fraction
 
 import msgspec
 
 from protocol import UnitError, unit_factor
 
-from .breakdown import Breakdown, Charge, Inputs, assemble
+from .breakdown import Breakdown, Charge, Inputs, assemble, overage_percent
 from .errors import PricingError
-from .models import CostModel, Overage, Package, Percentile95, PerUnit, Tiered
-from .money import MoneyPolicy, shown
+from .models import CostModel, Overage, Package, Percentile95, PerUnit, Tiered, TimeOfUse
+from .money import WIDE, MoneyPolicy, shown
 from .percentile import RateMeasure, nearest_rank
-from .proration import Period, Proration, prorate
+from .proration import RULE, Period, Proration, prorate
 from .tiers import package, per_unit, tiered
 
-__all__ = ["Volume", "price"]
+__all__ = ["PlanSpan", "Volume", "price", "price_plan_change"]
 
 
 class Volume(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=True):
@@ -25,10 +26,19 @@ class Volume(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=
 
     base: int
     unit: str
+    #: the part of ``base`` used in the peak hours (a timeOfUse model needs it)
+    peak_base: int | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.base, bool) or not isinstance(self.base, int) or self.base < 0:
             raise PricingError("usage.base", f"{self.base!r} is not a whole count >= 0")
+        peak = self.peak_base
+        if peak is not None and (
+            isinstance(peak, bool) or not isinstance(peak, int) or not 0 <= peak <= self.base
+        ):
+            raise PricingError(
+                "usage.peakBase", f"{peak!r} is not a whole count from 0 to the usage ({self.base})"
+            )
         try:
             unit_factor(self.unit)
         except UnitError as exc:
@@ -84,7 +94,41 @@ def _volume_charges(
     if isinstance(price, Package):
         text = f"{price.price} per started package of {price.size} {unit}{above}"
         return [package(billable, price, unit)], text
+    if isinstance(price, TimeOfUse):
+        return _time_of_use(price, usage)
     raise PricingError("usage", "a 95th-percentile model is priced from a RateMeasure")
+
+
+def _time_of_use(price: TimeOfUse, usage: Volume) -> tuple[list[Charge], str]:
+    if usage.peak_base is None:
+        raise PricingError(
+            "usage.peakBase", "a timeOfUse model needs the usage of the peak hours (hour buckets)"
+        )
+    unit = usage.unit
+    peak = Fraction(usage.peak_base, unit_factor(unit)[1])
+    off = usage.quantity - peak
+    window = price.window
+    text = (
+        f"peak hours {window} (billing time zone) at {price.peak_price} per {unit}, "
+        f"the other hours at {price.off_peak_price}"
+    )
+    charges = [
+        per_unit(
+            peak,
+            price.peak_price,
+            unit,
+            kind="peak",
+            description=f"usage in the peak hours {window} at {price.peak_price} per {unit}",
+        ),
+        per_unit(
+            off,
+            price.off_peak_price,
+            unit,
+            kind="offPeak",
+            description=f"usage outside {window} at {price.off_peak_price} per {unit}",
+        ),
+    ]
+    return charges, text
 
 
 def _rate_charges(
@@ -134,8 +178,7 @@ def price(
     ratio. ``limit_base`` is the resource's limit in base units, as
     ``customer_resources.limit_value`` holds it (None: unlimited); a
     95th-percentile model has none (its CDR is the allowance).
-    A change of plan inside a period is priced as one breakdown per model, each
-    with its own ``active`` span and the usage measured in it.
+    A change of plan inside a period is :func:`price_plan_change`.
     """
     money = money or MoneyPolicy()
     proration = prorate(period, active)
@@ -158,7 +201,10 @@ def price(
         included = Fraction(model.included)
         allowance = exact_limit if exact_limit is not None else (included or None)
         inputs = Inputs(
-            usage_base=usage.base, base_unit=unit_factor(unit)[0], sources=tuple(sources)
+            usage_base=usage.base,
+            base_unit=unit_factor(unit)[0],
+            peak_base=usage.peak_base if isinstance(model.usage, TimeOfUse) else None,
+            sources=tuple(sources),
         )
     rule = f"{rule}; each line rounded {money.rounding.replace('_', '-')} to {money.minor_units} "
     rule += "places, total = sum of the rounded lines"
@@ -175,4 +221,107 @@ def price(
         limit=allowance,
         proration=proration,
         inputs=inputs,
+    )
+
+
+class PlanSpan(msgspec.Struct, frozen=True, kw_only=True):
+    """One plan a resource had during part of a billing period, and its usage then."""
+
+    #: the plan's name or id, shown on its lines
+    plan: str
+    model: CostModel
+    #: when the resource had this plan (clipped to the period)
+    active: Period
+    usage: Volume
+    limit_base: int | None = None
+
+
+def price_plan_change(
+    spans: Sequence[PlanSpan],
+    *,
+    period: Period,
+    money: MoneyPolicy | None = None,
+    sources: Sequence[str] = (),
+) -> Breakdown:
+    """One breakdown for a resource whose plan changed inside ``period``.
+
+    Each span is priced under its own plan, its base cost prorated by the exact
+    duration ratio of its ``active`` span (the same rule as a mid-period start),
+    its usage (measured in that span) against that plan's limit and prices,
+    which are not scaled. The lines of every span are kept, each rounded once
+    and naming its plan; the total is the sum of all of them. Spans must be in
+    time order, must not overlap and must share the billing period, currency
+    and catalog unit; 95th-percentile plans are refused (their rank is taken
+    over the whole period, not per plan).
+    """
+    money = money or MoneyPolicy()
+    if not spans:
+        raise PricingError("spans", "at least one plan span is needed")
+    unit = spans[0].usage.unit
+    previous_end = period.start_ms
+    bills: list[Breakdown] = []
+    for index, span in enumerate(spans):
+        where = f"spans[{index}]"
+        if isinstance(span.model.usage, Percentile95):
+            raise PricingError(
+                f"{where}.model", "a 95th-percentile plan is ranked over the whole period"
+            )
+        if span.model.billing_period != spans[0].model.billing_period:
+            raise PricingError(
+                f"{where}.model.billingPeriod", "all plans must bill the same period"
+            )
+        if span.usage.unit != unit:
+            raise PricingError(f"{where}.usage.unit", f"{span.usage.unit} is not {unit}")
+        if span.active.start_ms < previous_end:
+            raise PricingError(f"{where}.active", "overlaps the span before it or the period start")
+        previous_end = span.active.end_ms
+        if previous_end > period.end_ms:
+            raise PricingError(f"{where}.active", "ends after the billing period")
+        bills.append(
+            price(
+                span.model,
+                span.usage,
+                period=period,
+                money=money,
+                active=span.active,
+                limit_base=span.limit_base,
+            )
+        )
+    lines = []
+    total = Decimal(0).scaleb(-money.minor_units)
+    for span, bill in zip(spans, bills, strict=True):
+        for line in bill.lines:
+            lines.append(msgspec.structs.replace(line, plan=span.plan))
+            total = WIDE.add(total, line.amount)
+    last, last_bill = spans[-1], bills[-1]
+    usage = sum((span.usage.quantity for span in spans), Fraction(0))
+    limit = None if last_bill.limit is None else Fraction(last_bill.limit)
+    changes = ", ".join(
+        f"{span.plan} [{span.active.start_ms}, {span.active.end_ms}) ms" for span in spans
+    )
+    rule = (
+        f"plan changed inside the period: {changes}; each plan's base cost prorated by "
+        f"{RULE}, its usage priced under its own rule; each line rounded "
+        f"{money.rounding.replace('_', '-')} to {money.minor_units} places, total = sum of "
+        "the rounded lines of every plan"
+    )
+    return Breakdown(
+        currency=money.currency,
+        rounding=money.rounding,
+        billing_period=last.model.billing_period,
+        period=period,
+        rule=rule,
+        model=last.model,
+        usage=shown(usage),
+        unit=unit,
+        limit=last_bill.limit,
+        overage_percent=overage_percent(usage, limit),
+        lines=lines,
+        total=total,
+        proration=None,
+        inputs=Inputs(
+            usage_base=sum(span.usage.base for span in spans),
+            base_unit=unit_factor(unit)[0],
+            sources=tuple(sources),
+        ),
     )

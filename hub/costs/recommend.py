@@ -17,9 +17,10 @@ Kinds:
 * ``ELIMINATE_WASTE`` - idle for the whole window (usage below the floor) and
   still billed;
 * ``COMPRESS_DATA`` - a level resource (storage) growing steadily: the cost of
-  the growth projected over the next period, and what compressing it saves.
-
-Off-peak scheduling is not offered: a cost model has no time-of-day prices.
+  the growth projected over the next period, and what compressing it saves;
+* ``SCHEDULE_OFF_PEAK`` - a resource on peak/off-peak prices (``timeOfUse``)
+  whose usage is concentrated in the peak hours: what moving a share of the
+  peak usage to the other hours saves.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import msgspec
 from protocol import unit_factor
 
 from .errors import PricingError
-from .models import CostModel, Percentile95
+from .models import CostModel, Percentile95, TimeOfUse
 from .money import MoneyPolicy, shown
 from .percentile import nearest_rank
 from .pricing import Volume, price
@@ -53,7 +54,7 @@ __all__ = [
     "recommendation_id",
 ]
 
-Kind = Literal["RESIZE_RESOURCE", "ELIMINATE_WASTE", "COMPRESS_DATA"]
+Kind = Literal["RESIZE_RESOURCE", "ELIMINATE_WASTE", "COMPRESS_DATA", "SCHEDULE_OFF_PEAK"]
 Effort = Literal["LOW", "MEDIUM", "HIGH"]
 
 #: namespace of the deterministic recommendation ids (UUID version 5)
@@ -82,6 +83,10 @@ class RecommendSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     growth_r2: Decimal = Decimal("0.8")
     #: share of the projected growth compression is assumed to remove
     compress_ratio: Decimal = Decimal("0.5")
+    #: off-peak advice when at least this share of the window's usage is in peak hours
+    peak_share: Decimal = Decimal("0.6")
+    #: share of the peak usage assumed movable to off-peak hours
+    off_peak_shift: Decimal = Decimal("0.5")
 
     def __post_init__(self) -> None:
         if self.min_savings < 0:
@@ -93,6 +98,8 @@ class RecommendSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
             ("idleFraction", self.idle_fraction),
             ("growthR2", self.growth_r2),
             ("compressRatio", self.compress_ratio),
+            ("peakShare", self.peak_share),
+            ("offPeakShift", self.off_peak_shift),
         ):
             if not 0 < value <= 1:
                 raise PricingError(where, f"{value} must be above 0 and at most 1")
@@ -124,6 +131,8 @@ class ResourceHistory(msgspec.Struct, frozen=True, kw_only=True):
     daily: Sequence[int]
     #: usage of the last closed billing periods, in base units (for resizing up)
     periods: Sequence[int] = ()
+    #: the part of each day of ``daily`` used in the plan's peak hours (timeOfUse plans)
+    peak_daily: Sequence[int] | None = None
     tenant_id: str | None = None
 
 
@@ -357,6 +366,57 @@ class _Engine:
             },
         )
 
+    def off_peak(
+        self, history: ResourceHistory, window: Sequence[int], peak_window: Sequence[int]
+    ) -> Recommendation | None:
+        plan, unit = history.plan, history.unit
+        tariff = plan.model.usage
+        if not isinstance(tariff, TimeOfUse) or tariff.peak_price <= tariff.off_peak_price:
+            return None
+        total, peak = sum(window), sum(peak_window)
+        if total == 0 or Fraction(peak, total) < Fraction(self.settings.peak_share):
+            return None
+        moved = peak * Fraction(self.settings.off_peak_shift)
+        moved_base = moved.numerator // moved.denominator  # whole base units
+        current = price(
+            plan.model, Volume(total, unit, peak), period=_MONTH, limit_base=plan.limit_base
+        ).total
+        shifted = price(
+            plan.model,
+            Volume(total, unit, peak - moved_base),
+            period=_MONTH,
+            limit_base=plan.limit_base,
+        ).total
+        saving = Fraction(current - shifted)
+        share = Fraction(peak, total)
+        return self.make(
+            history,
+            "SCHEDULE_OFF_PEAK",
+            saving,
+            effort="MEDIUM",
+            description=(
+                f"{history.resource_key}: {_text(share * 100)} % of its usage over "
+                f"{len(window)} days is in the peak hours {tariff.window} at "
+                f"{tariff.peak_price} per {unit} (off-peak {tariff.off_peak_price}); moving "
+                f"{_text(_units(moved_base, unit))} {unit} a month to off-peak hours saves "
+                f"{self.money.round(saving)} {self.money.currency} a month"
+            ),
+            evidence={
+                "days": str(len(window)),
+                "usage": _text(_units(total, unit)),
+                "peakUsage": _text(_units(peak, unit)),
+                "peakShare": _text(share),
+                "peakWindow": tariff.window,
+                "peakPrice": str(tariff.peak_price),
+                "offPeakPrice": str(tariff.off_peak_price),
+                "shiftFraction": str(self.settings.off_peak_shift),
+                "shiftedUsage": _text(_units(moved_base, unit)),
+                "currentMonthlyCost": str(current),
+                "shiftedMonthlyCost": str(shifted),
+                "unit": unit,
+            },
+        )
+
     def compress(self, history: ResourceHistory, window: Sequence[int]) -> Recommendation | None:
         if history.kind != "level":
             return None
@@ -412,6 +472,25 @@ def _fit(values: Sequence[Fraction]) -> tuple[Fraction, Fraction]:
     return slope, r2
 
 
+def _time_of_use(engine: _Engine, history: ResourceHistory) -> list[Recommendation]:
+    """A timeOfUse plan: off-peak advice from the daily peak usage (the volume rules
+    price a usage without its hours, which such a plan cannot bill)."""
+    days = engine.settings.window_days
+    peak = history.peak_daily
+    if peak is None or len(peak) != len(history.daily):
+        raise PricingError(
+            "peakDaily",
+            "a timeOfUse plan needs the peak-hour usage of each day of the daily history",
+        )
+    for index, (value, total) in enumerate(zip(peak, history.daily, strict=True)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= total:
+            raise PricingError(f"peakDaily[{index}]", f"{value!r} is not from 0 to {total}")
+    if history.kind != "delta" or len(history.daily) < days:
+        return []
+    found = engine.off_peak(history, list(history.daily[-days:]), list(peak[-days:]))
+    return [] if found is None else [found]
+
+
 def recommend(
     history: ResourceHistory,
     catalog: Sequence[Plan],
@@ -437,10 +516,13 @@ def recommend(
     for index, value in enumerate(history.daily):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise PricingError(f"daily[{index}]", f"{value!r} is not a whole count >= 0")
+    if isinstance(history.plan.model.usage, TimeOfUse):
+        return _time_of_use(engine, history)
     volume_plans = [
         plan
         for plan in catalog
-        if not isinstance(plan.model.usage, Percentile95) and plan.model.billing_period == "monthly"
+        if not isinstance(plan.model.usage, Percentile95 | TimeOfUse)
+        and plan.model.billing_period == "monthly"
     ]
     down = compress = None
     window = list(history.daily[-settings.window_days :])

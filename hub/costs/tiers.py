@@ -107,7 +107,7 @@ def per_unit(
     unit_price: Decimal,
     unit: str,
     *,
-    kind: Literal["usage", "overage"],
+    kind: Literal["usage", "overage", "peak", "offPeak"],
     description: str,
 ) -> Charge:
     """``quantity`` units at ``unit_price`` each."""

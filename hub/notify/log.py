@@ -306,8 +306,10 @@ async def list_log(
     limit: int = 100,
     tenant_id: str | None = None,
     customer_ids: Sequence[str] | None = None,
+    before_id: int | None = None,
 ) -> list[LogRow]:
-    """The log, newest first (``tenant_id``/``customer_ids``: only theirs)."""
+    """The log, newest first (``tenant_id``/``customer_ids``: only theirs; ``before_id``:
+    only entries older than that one, for the next page)."""
     with storage_errors():
         rows = await db.fetch(
             """SELECT n.id, n.alert_id::text AS alert_id, n.episode_id::text AS episode_id,
@@ -326,6 +328,7 @@ async def list_log(
                  AND ($3::uuid IS NULL OR n.alert_id = $3::uuid)
                  AND ($5::uuid IS NULL OR n.tenant_id = $5::uuid)
                  AND ($6::text[] IS NULL OR n.customer_id = ANY($6::text[]))
+                 AND ($7::bigint IS NULL OR n.id < $7)
                ORDER BY n.id DESC LIMIT $4""",
             status,
             customer_id,
@@ -333,6 +336,7 @@ async def list_log(
             limit,
             tenant_id,
             list(customer_ids) if customer_ids is not None else None,
+            before_id,
         )
     out = []
     for r in rows:

@@ -122,13 +122,25 @@ async def create_key(
     return Created(key=key, api_key=_key(row))
 
 
-async def list_keys(db: Executor, tenant_id: str | None = None) -> list[ApiKey]:
-    """Every key (of ``tenant_id`` when given), oldest first."""
+async def list_keys(
+    db: Executor,
+    tenant_id: str | None = None,
+    *,
+    limit: int | None = None,
+    after: tuple[dt.datetime, str] | None = None,
+) -> list[ApiKey]:
+    """Every key (of ``tenant_id`` when given), oldest first (ties by id); at most
+    ``limit``, and only those after ``after`` (created_at, id) for the next page."""
     with storage_errors():
         rows = await db.fetch(
             f"""SELECT {_COLUMNS} FROM api_keys
-                WHERE $1::uuid IS NULL OR tenant_id = $1::uuid ORDER BY created_at, id""",  # noqa: S608
+                WHERE ($1::uuid IS NULL OR tenant_id = $1::uuid)
+                  AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3::uuid))
+                ORDER BY created_at, id LIMIT $4""",  # noqa: S608
             tenant_id,
+            after[0] if after is not None else None,
+            after[1] if after is not None else None,
+            limit,
         )
     return [_key(r) for r in rows]
 

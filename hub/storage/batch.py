@@ -381,7 +381,9 @@ async def write_batch(
 
 
 #: close the open episode (threshold / anomaly / forecast family) of each (resource,
-#: family) of a round; returns what it closed
+#: family) of a round; returns what it closed. The forecast family is the actor's
+#: pace-based alert; the stored-forecast alerts (forecast_period_start set) belong to
+#: the forecast refresh (hub/storage/forecast_alerts.py)
 _CLOSE_MANY = """UPDATE alerts al SET status = 'RESOLVED', resolved_at = now(),
                      resolution = u.resolution, resolved_by = 'hub'
                  FROM unnest($1::int[], $2::uuid[], $3::text[], $4::text[])
@@ -390,7 +392,8 @@ _CLOSE_MANY = """UPDATE alerts al SET status = 'RESOLVED', resolved_at = now(),
                    AND CASE u.family
                        WHEN 'threshold' THEN al.alert_type LIKE 'THRESHOLD\\_%'
                        WHEN 'anomaly' THEN al.alert_type = 'ANOMALY_DETECTED'
-                       WHEN 'forecast' THEN al.alert_type = 'FORECAST_LIMIT' END
+                       WHEN 'forecast' THEN al.alert_type = 'FORECAST_LIMIT'
+                           AND al.forecast_period_start IS NULL END
                  RETURNING u.i, al.id::text AS id"""
 _FAMILIES = frozenset({"threshold", "anomaly", "forecast"})
 _INSERT_MANY = """INSERT INTO alerts (id, customer_resource_id, alert_type, severity, message,

@@ -45,6 +45,7 @@ from ..costs import (
     PricingError,
     RateMeasure,
     Sample,
+    TimeOfUse,
     Volume,
     billing_period,
     catalog_model,
@@ -52,6 +53,7 @@ from ..costs import (
     measure_rate,
     plan_model,
     price,
+    split_hours,
 )
 from ..metrics import HubMetrics
 from .provision import Executor
@@ -315,6 +317,34 @@ async def _rate(
     return measure, sources
 
 
+_HOURS: Final = """
+SELECT period_start, total_usage FROM usage_aggregates
+WHERE customer_resource_id = $1 AND period_type = 'hour'
+  AND period_start >= $2 AND period_start < $3
+ORDER BY period_start"""
+
+
+async def _hours(
+    db: Executor, target: CostTarget, tariff: TimeOfUse, span: Period, tz: ZoneInfo
+) -> tuple[Volume, list[str]]:
+    """The period's usage from its hour buckets, split into the tariff's peak and other hours."""
+    if target.kind == "level":
+        raise PricingError(
+            f"resource {target.resource_key}: usage",
+            "peak/off-peak prices bill a volume by the hour; a level resource has none",
+        )
+    rows = await db.fetch(_HOURS, target.id, _ts(span.start_ms), _ts(span.end_ms))
+    split = split_hours(
+        [(_ms(r["period_start"]), int(r["total_usage"] or 0)) for r in rows], tariff, tz.key
+    )
+    sources = [
+        f"usage_aggregates: {split.hours} hour buckets in [{span.start_ms}, {span.end_ms}) ms, "
+        f"{split.peak_base} in the peak hours {tariff.window} ({tz.key}), "
+        f"{split.off_peak_base} in the others"
+    ]
+    return Volume(split.base, target.unit, peak_base=split.peak_base), sources
+
+
 async def compute(
     db: Executor,
     target: CostTarget,
@@ -324,11 +354,13 @@ async def compute(
     now_ms: int,
     metrics: HubMetrics | None = None,
     buckets: Sequence[Any] | None = None,
+    tz: ZoneInfo | None = None,
 ) -> Breakdown:
     """The breakdown of ``target`` over ``period`` from what is stored now.
 
     ``buckets``: the resource's month buckets when the caller read them already
-    (for many resources at once); else they are read here.
+    (for many resources at once); else they are read here. ``tz``: the billing
+    time zone, which a peak/off-peak (``timeOfUse``) model's hours are in.
     """
     active = _active(target, period)
     model = target.model
@@ -341,6 +373,11 @@ async def compute(
         usage: Volume | RateMeasure
         usage, sources = await _rate(db, target, model.usage, Period(start, end), metrics)
         limit = None
+    elif isinstance(model.usage, TimeOfUse):
+        if tz is None:
+            raise PricingError("tz", "a peak/off-peak model needs the billing time zone")
+        usage, sources = await _hours(db, target, model.usage, period, tz)
+        limit = target.limit_value
     else:
         if buckets is None:
             buckets = (await _buckets(db, [target.id], period.start_ms, period.end_ms))[target.id]
@@ -397,7 +434,7 @@ async def cost_view(
                 computed_at=row["computed_at"],
                 breakdown=_decode.decode(row["breakdown"]),
             )
-    bill = await compute(db, target, period, money=money, now_ms=now_ms, metrics=metrics)
+    bill = await compute(db, target, period, money=money, now_ms=now_ms, metrics=metrics, tz=tz)
     return CostView(
         target.resource_key,
         target.resource_type,
@@ -572,6 +609,7 @@ async def close_periods(
                     now_ms=now_ms,
                     metrics=metrics,
                     buckets=buckets[target.id],
+                    tz=tz,
                 )
             except PricingError as exc:
                 _log.error("cost_close_failed", resource_key=target.resource_key, error=str(exc))

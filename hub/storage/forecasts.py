@@ -40,6 +40,7 @@ from ..costs import (
     Percentile95,
     Period,
     PricingError,
+    TimeOfUse,
     Volume,
     billing_period,
     catalog_model,
@@ -50,6 +51,7 @@ from ..costs import (
 )
 from ..forecasting import NoForecast, UsageForecast, forecast_period
 from ..metrics import HubMetrics
+from .forecast_alerts import OnAlerts, apply_forecast_alert
 from .provision import Executor
 
 __all__ = [
@@ -91,6 +93,8 @@ class ForecastTarget(msgspec.Struct, frozen=True):
     model: CostModel | None
     cost_unavailable: str | None
     billing_start: dt.datetime | None
+    #: bandwidth, cpu, ... (the forecast alert's message and unit)
+    resource_type: str = ""
 
 
 class ForecastRow(msgspec.Struct, frozen=True, kw_only=True):
@@ -130,6 +134,7 @@ class RefreshSummary(msgspec.Struct):
 
 _TARGETS: Final = """
 SELECT cr.id::text AS id, cr.resource_key, cr.customer_id, cr.kind, rc.unit, rc.cost_per_unit,
+       rc.resource_type,
        cr.limit_value, cr.billing_start, cm.id::text AS model_id, cm.model_name,
        cm.billing_period, cm.base_cost, cm.overage_rate, cm.pricing::text AS pricing
 FROM customer_resources cr
@@ -157,6 +162,8 @@ def _model(row: Any) -> tuple[CostModel | None, str | None]:
         return None, f"cost model {row['model_id'] or 'of the catalog'}: {exc}"
     if isinstance(model.usage, Percentile95):
         return None, "billed on the 95th percentile of 5-minute rates, not on the period's volume"
+    if isinstance(model.usage, TimeOfUse):
+        return None, "peak/off-peak prices: the forecast of a volume does not say in which hours"
     if model.billing_period != "monthly":
         return None, f"{model.billing_period} plan: the forecast covers the billing month"
     return model, None
@@ -186,6 +193,7 @@ async def forecast_targets(
                 model=model,
                 cost_unavailable=unavailable,
                 billing_start=row["billing_start"],
+                resource_type=row["resource_type"],
             )
         )
     return targets
@@ -398,8 +406,19 @@ def local_today(tz: ZoneInfo, now: dt.datetime | None = None) -> dt.date:
     return (now or dt.datetime.now(dt.UTC)).astimezone(tz).date()
 
 
+#: a stored-forecast alert resolves once the forecast falls below limit x (1 - this)
+ALERT_RESOLVE_MARGIN: Final = Decimal("0.05")
+
+
 async def _refresh_one(
-    db: Executor, target: ForecastTarget, *, today: dt.date, tz: ZoneInfo, money: MoneyPolicy
+    db: Executor,
+    target: ForecastTarget,
+    *,
+    today: dt.date,
+    tz: ZoneInfo,
+    money: MoneyPolicy,
+    on_alerts: OnAlerts | None,
+    metrics: HubMetrics,
 ) -> ForecastRow:
     history = await daily_history(db, target.id, today=today, tz=tz)
     # ~10-40 ms of CPU per resource: in a worker thread, so that the hub's event loop
@@ -408,6 +427,24 @@ async def _refresh_one(
         functools.partial(plan_forecast, target, history, today=today, tz=tz, money=money)
     )
     await store_forecast(db, row)
+    changed = await apply_forecast_alert(
+        db,
+        target,
+        target.resource_type,
+        row,
+        resolve_margin=ALERT_RESOLVE_MARGIN,
+        on_alerts=on_alerts,
+    )
+    for alert_id, record in changed:
+        metrics.forecast_alerts.labels(record.status.lower()).inc()
+        _log.info(
+            "forecast_alert",
+            resource_key=target.resource_key,
+            alert_id=alert_id,
+            status=record.status,
+            period_start=row.period_start.isoformat(),
+            probability=str(row.probability_above_limit),
+        )
     return row
 
 
@@ -419,8 +456,14 @@ async def refresh(
     metrics: HubMetrics,
     today: dt.date | None = None,
     customer_id: str | None = None,
+    on_alerts: OnAlerts | None = None,
 ) -> RefreshSummary:
     """Forecast and store every resource (or ``customer_id``'s) for the current billing month.
+
+    Each stored forecast then raises, keeps or resolves the resource's
+    stored-forecast FORECAST_LIMIT alert (:mod:`hub.storage.forecast_alerts`);
+    ``on_alerts(conn, [(alert id, record)])`` is called in that alert's
+    transaction (the hub writes the CloudEvents to its outbox there).
 
     A resource whose forecast fails (bad history, a model the pricing refuses, a
     value the table cannot hold, a statement PostgreSQL refuses) is logged and
@@ -434,7 +477,15 @@ async def refresh(
     for target in targets:
         try:
             with storage_errors():
-                row = await _refresh_one(db, target, today=day, tz=tz, money=money)
+                row = await _refresh_one(
+                    db,
+                    target,
+                    today=day,
+                    tz=tz,
+                    money=money,
+                    on_alerts=on_alerts,
+                    metrics=metrics,
+                )
         except UnreachableError:
             raise
         except Exception as exc:  # one resource's failure never stops the others
@@ -480,6 +531,7 @@ async def run_refresh_loop(
     metrics: HubMetrics,
     address: str = "PostgreSQL",
     first_delay_s: float = 60.0,
+    on_alerts: OnAlerts | None = None,
 ) -> None:
     """The hub's scheduled refresh: ``first_delay_s`` after start, then every ``interval_s``.
 
@@ -494,7 +546,7 @@ async def run_refresh_loop(
     while True:
         try:
             with storage_errors(address):
-                await refresh(pool, tz=tz, money=money, metrics=metrics)
+                await refresh(pool, tz=tz, money=money, metrics=metrics, on_alerts=on_alerts)
         except HubError as exc:
             metrics.forecast_failures.labels("refresh").inc()
             retry = min(60.0, interval_s)

@@ -13,7 +13,7 @@ import msgspec
 
 from protocol import resource_key as make_key
 
-from .._exceptions import NotFoundError, storage_errors
+from .._exceptions import NotFoundError, TenantMismatchError, storage_errors
 from ..checks.thresholds import DEFAULT_CRITICAL_PERCENT, DEFAULT_WARNING_PERCENT
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "DEFAULT_TENANT",
     "ResourceRow",
     "auto_provision",
+    "batch_owners",
     "connection",
     "load_resource",
     "load_resources",
@@ -76,6 +77,8 @@ class ResourceRow(msgspec.Struct, frozen=True):
     cost_per_unit: Decimal | None = None
     #: version of the stored total (see :func:`hub.storage.batch.write_batch`)
     total_version: int = 0
+    #: the customer's tenant
+    tenant_id: str = DEFAULT_TENANT
 
 
 _SELECT: Final = """
@@ -92,9 +95,11 @@ SELECT cr.id::text AS id, cr.resource_key, cr.customer_id, rc.resource_type, rc.
        EXISTS (SELECT 1 FROM alerts a WHERE a.customer_resource_id = cr.id
                AND a.status <> 'RESOLVED' AND a.alert_type = 'ANOMALY_DETECTED') AS anomaly_open,
        EXISTS (SELECT 1 FROM alerts a WHERE a.customer_resource_id = cr.id
-               AND a.status <> 'RESOLVED' AND a.alert_type = 'FORECAST_LIMIT') AS forecast_open,
-       rc.cost_per_unit, cr.total_version
+               AND a.status <> 'RESOLVED' AND a.alert_type = 'FORECAST_LIMIT'
+               AND a.forecast_period_start IS NULL) AS forecast_open,
+       rc.cost_per_unit, cr.total_version, cu.tenant_id::text AS tenant_id
 FROM customer_resources cr JOIN resource_catalogs rc ON rc.id = cr.resource_catalog_id
+     JOIN customers cu ON cu.id = cr.customer_id
 WHERE cr.resource_key = $1
 """
 _SELECT_MANY: Final = _SELECT.replace("cr.resource_key = $1", "cr.resource_key = ANY($1::text[])")
@@ -156,6 +161,32 @@ async def unprovisionable_types(conn_or_pool: Executor, resource_types: set[str]
     return resource_types - {r["resource_type"] for r in rows}
 
 
+_OWNERS: Final = """
+SELECT 'c' AS kind, id AS ref, tenant_id::text AS tenant_id FROM customers
+WHERE id = ANY($1::text[])
+UNION ALL
+SELECT 't', ref, t.id::text FROM unnest($2::text[]) AS ref
+JOIN tenants t ON t.id::text = ref OR t.name = ref
+"""
+
+
+async def batch_owners(
+    conn_or_pool: Executor, customer_ids: Sequence[str], tenants: Sequence[str]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """In one round trip: the tenant id of each known customer of ``customer_ids``, and
+    the id of each known tenant of ``tenants`` (named by name or id).
+
+    Unknown customers and tenants are left out.
+    """
+    owners: dict[str, str] = {}
+    known: dict[str, str] = {}
+    with storage_errors():
+        async with connection(conn_or_pool) as conn:
+            for row in await conn.fetch(_OWNERS, list(customer_ids), list(tenants)):
+                (owners if row["kind"] == "c" else known)[row["ref"]] = row["tenant_id"]
+    return owners, known
+
+
 async def auto_provision(
     conn_or_pool: Executor,
     customer_id: str,
@@ -165,13 +196,25 @@ async def auto_provision(
     *,
     warning: Decimal = DEFAULT_WARNING_PERCENT,
     critical: Decimal = DEFAULT_CRITICAL_PERCENT,
+    tenant_id: str = DEFAULT_TENANT,
 ) -> bool:
-    """Create an unknown customer/resource with no limit; True if it was created now."""
+    """Create an unknown customer (in ``tenant_id``) and resource with no limit.
+
+    True if the resource was created now. :class:`TenantMismatchError` (nothing
+    created) if the customer exists in another tenant.
+    """
     name = key.split("/", 2)[2] if key.count("/") >= 2 else None
     with storage_errors():
         async with connection(conn_or_pool) as conn, conn.transaction():
             catalog_id = await _catalog_id(conn, resource_type, None)
-            await conn.execute(_INSERT_CUSTOMER, customer_id, DEFAULT_TENANT)
+            await conn.execute(_INSERT_CUSTOMER, customer_id, tenant_id)
+            owner = await conn.fetchval(
+                "SELECT tenant_id::text FROM customers WHERE id = $1", customer_id
+            )
+            if owner != tenant_id:
+                raise TenantMismatchError(
+                    f"customer {customer_id!r} belongs to tenant {owner}, not to {tenant_id}"
+                )
             status = await conn.execute(
                 """INSERT INTO customer_resources (customer_id, resource_catalog_id,
                        resource_key, name, kind, auto_provisioned, warning_threshold,

@@ -205,9 +205,16 @@ async def list_alerts(
     limit: int = 100,
     tenant_id: str | None = None,
     customer_ids: Sequence[str] | None = None,
+    severity: str | None = None,
+    alert_type: str | None = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    after: tuple[dt.datetime, str] | None = None,
 ) -> list[AlertRow]:
-    """Alerts, newest first, filtered by the given fields (``tenant_id``: its customers'
-    only; ``customer_ids``: those customers' only)."""
+    """Alerts, newest first (ties by id), filtered by the given fields (``tenant_id``:
+    its customers' only; ``customer_ids``: those customers' only; ``since``/``until``:
+    created in ``[since, until)``; ``after``: only those after that (created_at, id)
+    in this order, for the next page)."""
     with storage_errors():
         rows = await db.fetch(
             ALERTS_SELECT  # noqa: S608 (constant text; values are parameters)
@@ -217,6 +224,12 @@ async def list_alerts(
                    AND ($5::uuid IS NULL OR cr.customer_id IN
                         (SELECT c.id FROM customers c WHERE c.tenant_id = $5::uuid))
                    AND ($6::text[] IS NULL OR cr.customer_id = ANY($6::text[]))
+                   AND ($7::text IS NULL OR a.severity = $7)
+                   AND ($8::text IS NULL OR a.alert_type = $8)
+                   AND ($9::timestamptz IS NULL OR a.created_at >= $9)
+                   AND ($10::timestamptz IS NULL OR a.created_at < $10)
+                   AND ($11::timestamptz IS NULL OR a.created_at < $11
+                        OR (a.created_at = $11 AND a.id > $12::uuid))
                  ORDER BY a.created_at DESC, a.id LIMIT $4""",
             status,
             customer_id,
@@ -224,6 +237,12 @@ async def list_alerts(
             limit,
             tenant_id,
             list(customer_ids) if customer_ids is not None else None,
+            severity,
+            alert_type,
+            since,
+            until,
+            after[0] if after is not None else None,
+            after[1] if after is not None else None,
         )
     return [_alert(r) for r in rows]
 

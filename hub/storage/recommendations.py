@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from decimal import Decimal
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
@@ -22,7 +23,7 @@ import msgspec
 import structlog
 
 from .._exceptions import HubError, NotFoundError
-from ..costs import MoneyPolicy, PricingError, load_cost_model, plan_model
+from ..costs import MoneyPolicy, PricingError, TimeOfUse, load_cost_model, plan_model
 from ..costs.recommend import Plan, Recommendation, RecommendSettings, ResourceHistory, recommend
 from ..metrics import HubMetrics
 from .costs import target_from_row
@@ -76,6 +77,12 @@ WHERE customer_resource_id = ANY($1::uuid[])
     OR (period_type = 'month' AND period_end <= $3 AND period_start >= $4))
 ORDER BY customer_resource_id, period_start"""
 
+_HOURS: Final = """
+SELECT customer_resource_id::text AS rid, period_start, total_usage
+FROM usage_aggregates
+WHERE customer_resource_id = ANY($1::uuid[]) AND period_type = 'hour'
+  AND period_start >= $2 AND period_start < $3"""
+
 _UPSERT: Final = """
 INSERT INTO recommendations (id, customer_id, customer_resource_id, kind, direction,
     target_cost_model_id, monthly_savings, currency, effort, description, evidence)
@@ -124,6 +131,10 @@ def _current(row: Any) -> Plan:
     return Plan(plan_id=plan_id, model=target.model, limit_base=row["limit_value"])
 
 
+def _is_tou(plan: Plan) -> bool:
+    return isinstance(plan.model.usage, TimeOfUse)
+
+
 def _offer(row: Any) -> Plan:
     """A plan of the catalog a resource could move to, with the limit that comes with it."""
     try:
@@ -145,8 +156,27 @@ def _day_starts(now_ms: int, tz: ZoneInfo, days: int) -> list[dt.datetime]:
     ]
 
 
+def _peak_daily(
+    tariff: TimeOfUse, hours: Sequence[Any], starts: Sequence[dt.datetime], tz: ZoneInfo
+) -> list[int]:
+    """The usage of each day of the window in the tariff's peak hours (local hours of ``tz``)."""
+    index = {start.date(): i for i, start in enumerate(starts[:-1])}
+    peak = [0] * (len(starts) - 1)
+    for bucket in hours:
+        local = bucket["period_start"].astimezone(tz)
+        day = index.get(local.date())
+        if day is not None and tariff.is_peak(local.hour):
+            peak[day] += int(bucket["total_usage"] or 0)
+    return peak
+
+
 def _history(
-    row: Any, plan: Plan, buckets: Sequence[Any], starts: Sequence[dt.datetime]
+    row: Any,
+    plan: Plan,
+    buckets: Sequence[Any],
+    starts: Sequence[dt.datetime],
+    hours: Sequence[Any] = (),
+    tz: ZoneInfo | None = None,
 ) -> ResourceHistory:
     level = row["kind"] == "level"
     by_day: dict[dt.datetime, int] = {}
@@ -164,6 +194,11 @@ def _history(
         for start in starts[:-1]:
             last = by_day.get(start, last if level else 0)
             daily.append(last)
+    peak_daily = None
+    if isinstance(plan.model.usage, TimeOfUse) and tz is not None:
+        peak_daily = (
+            _peak_daily(plan.model.usage, hours, starts, tz)[-len(daily) :] if daily else []
+        )
     return ResourceHistory(
         customer_id=row["customer_id"],
         resource_key=row["resource_key"],
@@ -173,6 +208,7 @@ def _history(
         plan=plan,
         daily=daily,
         periods=months[-PERIODS:],
+        peak_daily=peak_daily,
     )
 
 
@@ -217,11 +253,27 @@ async def run(
         buckets: dict[str, list[Any]] = {}
         for bucket in await conn.fetch(_BUCKETS, ids, starts[0], starts[-1], first_month):
             buckets.setdefault(bucket["rid"], []).append(bucket)
+        plans: dict[str, Plan | PricingError] = {}
+        for row in chunk:
+            try:
+                plans[row["id"]] = _current(row)
+            except PricingError as exc:
+                plans[row["id"]] = exc
+        # hour buckets only for the resources on peak/off-peak prices
+        tou = [i for i, p in plans.items() if isinstance(p, Plan) and _is_tou(p)]
+        hours: dict[str, list[Any]] = {}
+        if tou:
+            for bucket in await conn.fetch(_HOURS, tou, starts[0], starts[-1]):
+                hours.setdefault(bucket["rid"], []).append(bucket)
         writes: list[tuple[Any, Recommendation]] = []
         for row in chunk:
             try:
-                plan = _current(row)
-                history = _history(row, plan, buckets.get(row["id"], []), starts)
+                plan = plans[row["id"]]
+                if isinstance(plan, PricingError):
+                    raise plan
+                history = _history(
+                    row, plan, buckets.get(row["id"], []), starts, hours.get(row["id"], []), tz
+                )
                 found = recommend(
                     history, catalogs.get(row["catalog_id"], []), settings=settings, money=money
                 )
@@ -290,10 +342,15 @@ async def listing(
     status: str | None = None,
     tenant_id: str | None = None,
     customer_ids: Sequence[str] | None = None,
+    limit: int | None = None,
+    after: tuple[Decimal, str] | None = None,
 ) -> list[StoredRecommendation]:
-    """Stored recommendations, largest saving first; ValueError naming a bad status.
+    """Stored recommendations, largest saving first (ties by id); ValueError naming a bad
+    status.
 
-    ``tenant_id``: only its customers'; ``customer_ids``: only those customers'.
+    ``tenant_id``: only its customers'; ``customer_ids``: only those customers';
+    at most ``limit``; ``after`` (monthly saving, id): only those after it in this
+    order, for the next page.
     """
     if status is not None and status not in STATUSES:
         raise ValueError(f"status {status!r} is not one of {', '.join(STATUSES)}")
@@ -302,13 +359,18 @@ async def listing(
         " AND ($3::uuid IS NULL OR r.customer_id IN"
         " (SELECT c.id FROM customers c WHERE c.tenant_id = $3::uuid))"
         " AND ($4::text[] IS NULL OR r.customer_id = ANY($4::text[]))"
+        " AND ($5::numeric IS NULL OR r.monthly_savings < $5"
+        " OR (r.monthly_savings = $5 AND r.id > $6::uuid))"
     )
     rows = await db.fetch(
-        _LIST.format(where=where),
+        _LIST.format(where=where) + " LIMIT $7",
         customer_id,
         status,
         tenant_id,
         list(customer_ids) if customer_ids is not None else None,
+        after[0] if after is not None else None,
+        after[1] if after is not None else None,
+        limit,
     )
     return [_stored(row) for row in rows]
 

@@ -78,8 +78,7 @@ async def start_agent(
 async def test_run_agent_serves_health_and_metrics_and_shuts_down_cleanly(tmp_path: Path) -> None:
     import aiohttp
 
-    clock = ManualClock()
-    routers = {"r1": FakeRouter({"ge-0": "CUST:acme"})}
+    clock, routers = one_router()
     config = agent_config(
         tmp_path, [{"name": "r1", "host": "192.0.2.1", "community": "CANARY-s3cr3t"}]
     )
@@ -246,6 +245,32 @@ def assert_timeline_exact(events: list[UsageReading | UsageGap], if_name: str) -
     ]
 
 
+class DiskFault:
+    """Makes one of the buffer's ``os`` calls (``write``, ``fsync``) fail while ``on`` is set.
+
+    ``injected`` counts the calls that failed, so a test can wait for a number of
+    failed writes instead of for time.
+    """
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, call: str, err: int) -> None:
+        self.on = False
+        self.injected = 0
+        real = getattr(os, call)
+
+        def failing(*args: Any) -> Any:
+            if self.on:
+                self.injected += 1
+                raise OSError(err, os.strerror(err))
+            return real(*args)
+
+        monkeypatch.setattr(f"edge_agent.buffer.os.{call}", failing)
+
+
+def one_router() -> tuple[ManualClock, dict[str, FakeRouter]]:
+    """A clock and one router, ``r1``, with one customer interface."""
+    return ManualClock(), {"r1": FakeRouter({"ge-0": "CUST:acme"})}
+
+
 async def step(agent: RunningAgent, clock: ManualClock, routers: dict[str, FakeRouter]) -> None:
     """Let the agent complete one more cycle, then add a minute of traffic on every interface."""
     await agent.poller.wait_for_cycle(agent.poller.cycles + 1)
@@ -260,18 +285,8 @@ async def step(agent: RunningAgent, clock: ManualClock, routers: dict[str, FakeR
 async def test_a_disk_full_buffer_keeps_the_agent_polling_and_the_lost_span_becomes_a_gap(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_write = os.write
-    faults = {"full": False, "injected": 0}
-
-    def write(fd: int, data: bytes) -> int:
-        if faults["full"]:
-            faults["injected"] += 1
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real_write(fd, data)
-
-    monkeypatch.setattr("edge_agent.buffer.os.write", write)
-    clock = ManualClock()
-    routers = {"r1": FakeRouter({"ge-0": "CUST:acme"})}
+    disk_full = DiskFault(monkeypatch, "write", errno.ENOSPC)
+    clock, routers = one_router()
     config = agent_config(tmp_path, [{"name": "r1", "host": "192.0.2.1", "community": "x"}])
     sender = RecordingSender()
     with anyio.fail_after(20):
@@ -279,8 +294,8 @@ async def test_a_disk_full_buffer_keeps_the_agent_polling_and_the_lost_span_beco
             agent = await start_agent(tg, config, routers, clock, sender)
             while agent.buffer.appended == 0:  # a first reading is stored
                 await step(agent, clock, routers)
-            faults["full"] = True
-            while faults["injected"] < 3:  # three polls whose writes fail
+            disk_full.on = True
+            while disk_full.injected < 3:  # three polls whose writes fail
                 await step(agent, clock, routers)
             polled = sample(agent.metrics, "resmon_agent_polls_total", target="r1")
             await step(agent, clock, routers)
@@ -300,7 +315,7 @@ async def test_a_disk_full_buffer_keeps_the_agent_polling_and_the_lost_span_beco
             )
             lost = agent.sink.write_errors
             appended = agent.buffer.appended
-            faults["full"] = False  # space returns
+            disk_full.on = False  # space returns
             while not any(
                 isinstance(e, UsageGap) and e.reason == "buffer_full" for e in sender.events()
             ):
@@ -396,18 +411,8 @@ async def test_on_a_real_filesystem_that_fills_up_the_agent_polls_on_and_recover
 async def test_spans_still_waiting_when_the_agent_stops_are_written_as_gaps_before_it_exits(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_write = os.write
-    faults = {"full": False, "injected": 0}
-
-    def write(fd: int, data: bytes) -> int:
-        if faults["full"]:
-            faults["injected"] += 1
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real_write(fd, data)
-
-    monkeypatch.setattr("edge_agent.buffer.os.write", write)
-    clock = ManualClock()
-    routers = {"r1": FakeRouter({"ge-0": "CUST:acme"})}
+    disk_full = DiskFault(monkeypatch, "write", errno.ENOSPC)
+    clock, routers = one_router()
     config = agent_config(tmp_path, [{"name": "r1", "host": "192.0.2.1", "community": "x"}])
     sender = RecordingSender()
     with anyio.fail_after(20):
@@ -417,11 +422,11 @@ async def test_spans_still_waiting_when_the_agent_stops_are_written_as_gaps_befo
                 await step(agent, clock, routers)
             await agent.buffer.wait_empty()
             sender.down = True  # what is written from now on stays in the buffer
-            faults["full"] = True
-            while faults["injected"] < 2:
+            disk_full.on = True
+            while disk_full.injected < 2:
                 await step(agent, clock, routers)
             assert agent.sink.unreported_spans == 2  # in and out
-            faults["full"] = False  # space returns, and the agent is stopped at once
+            disk_full.on = False  # space returns, and the agent is stopped at once
             tg.cancel_scope.cancel()
     assert agent.sink.unreported_spans == 0
     from edge_agent.buffer import DiskBuffer
@@ -440,18 +445,8 @@ async def test_a_failing_fsync_in_housekeeping_is_logged_counted_retried_and_not
 ) -> None:
     import structlog
 
-    real_fsync = os.fsync
-    faults = {"failing": False, "injected": 0}
-
-    def fsync(fd: int) -> None:
-        if faults["failing"]:
-            faults["injected"] += 1
-            raise OSError(errno.EIO, os.strerror(errno.EIO))
-        real_fsync(fd)
-
-    monkeypatch.setattr("edge_agent.buffer.os.fsync", fsync)
-    clock = ManualClock()
-    routers = {"r1": FakeRouter({"ge-0": "CUST:acme"})}
+    fsync_fails = DiskFault(monkeypatch, "fsync", errno.EIO)
+    clock, routers = one_router()
     config = config_from_dict(
         {
             "agent_id": "fsync",
@@ -472,13 +467,13 @@ async def test_a_failing_fsync_in_housekeeping_is_logged_counted_retried_and_not
         async with anyio.create_task_group() as tg:
             agent = await start_agent(tg, config, routers, clock, sender)
             await step(agent, clock, routers)
-            faults["failing"] = True
-            while faults["injected"] < 6:
+            fsync_fails.on = True
+            while fsync_fails.injected < 6:
                 await step(agent, clock, routers)  # polling goes on meanwhile
             cycles = agent.poller.cycles
             await step(agent, clock, routers)
             assert agent.poller.cycles > cycles
-            faults["failing"] = False
+            fsync_fails.on = False
             await step(agent, clock, routers)
             errors = sample(agent.metrics, "resmon_agent_buffer_sync_errors_total")
             await step(agent, clock, routers)

@@ -112,6 +112,25 @@ async def test_events_carry_the_agent_as_cloudevents_source_and_stable_ids() -> 
 
 
 @pytest.mark.anyio
+async def test_the_configured_tenant_travels_in_every_cloudevent() -> None:
+    s = Setup("r1", tenant_id="acme-isp")
+    with anyio.fail_after(5):
+        await s.poller.poll_all()
+        s.tick()
+        await s.poller.poll_all()
+    assert s.records
+    for record in s.records:
+        assert b'"tenantId":"acme-isp"' in record.value
+    assert {e.tenant_id for e in s.events()} == {"acme-isp"}
+    untagged = Setup("r1")
+    with anyio.fail_after(5):
+        await untagged.poller.poll_all()
+        untagged.tick()
+        await untagged.poller.poll_all()
+    assert {e.tenant_id for e in untagged.events()} == {None}
+
+
+@pytest.mark.anyio
 async def test_a_dead_router_is_an_error_then_bridged_exactly_and_does_not_stop_the_others() -> (
     None
 ):

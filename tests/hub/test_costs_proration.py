@@ -13,10 +13,12 @@ from hub.costs import (
     CostModel,
     Overage,
     Period,
+    PlanSpan,
     PricingError,
     Volume,
     billing_period,
     price,
+    price_plan_change,
     prorate,
 )
 
@@ -131,3 +133,75 @@ def test_a_breakdown_encodes_to_json_with_decimal_strings_and_no_float() -> None
     assert decoded["total"] == "7.10"
     assert decoded["lines"][0]["proration"]["activeMs"] == 11 * DAY
     assert msgspec.json.decode(msgspec.json.encode(bill), type=type(bill)) == bill
+
+
+def test_a_plan_change_mid_period_is_one_breakdown_with_each_plans_prorated_lines() -> None:
+    # small (20.00 + 0.50/GB above 100 GB) until 11 March 12:00, then medium (50.00 + 0.50/GB
+    # above 300 GB). March has 31 days: small 10.5 days, medium 20.5 days.
+    #   small base  20 x 10.5/31 = 6.774193... -> 6.77
+    #   small overage (130 - 100) x 0.50 = 15.00   (130 GB used while on small)
+    #   medium base 50 x 20.5/31 = 33.064516... -> 33.06
+    #   medium overage: 250 GB under 300 -> 0.00
+    #   total 6.77 + 15.00 + 33.06 + 0.00 = 54.83
+    change = _ms(2026, 3, 11, 12)
+    small = CostModel(base_cost=Decimal(20), usage=Overage(Decimal("0.50")))
+    medium = CostModel(base_cost=Decimal(50), usage=Overage(Decimal("0.50")))
+    bill = price_plan_change(
+        [
+            PlanSpan(
+                plan="small",
+                model=small,
+                active=Period(MARCH.start_ms, change),
+                usage=Volume(130 * 10**9, "GB"),
+                limit_base=100 * 10**9,
+            ),
+            PlanSpan(
+                plan="medium",
+                model=medium,
+                active=Period(change, MARCH.end_ms),
+                usage=Volume(250 * 10**9, "GB"),
+                limit_base=300 * 10**9,
+            ),
+        ],
+        period=MARCH,
+    )
+    got = [(line.plan, line.kind, line.unrounded, line.amount) for line in bill.lines]
+    assert got == [
+        ("small", "base", Decimal("6.774193548387"), Decimal("6.77")),
+        ("small", "overage", Decimal("15"), Decimal("15.00")),
+        ("medium", "base", Decimal("33.064516129032"), Decimal("33.06")),
+        ("medium", "overage", Decimal("0"), Decimal("0.00")),
+    ]
+    assert bill.total == Decimal("54.83")
+    small_base, medium_base = bill.lines[0].proration, bill.lines[2].proration
+    assert small_base is not None
+    assert medium_base is not None
+    assert small_base.exact_ratio == Fraction(21, 62)  # 10.5 / 31
+    assert medium_base.exact_ratio == Fraction(41, 62)  # 20.5 / 31
+    assert small_base.exact_ratio + medium_base.exact_ratio == 1
+    assert "prorated x 21/62" in bill.lines[0].description
+    assert bill.usage == Decimal(380)
+    assert bill.limit == Decimal(300)  # the plan it ends the period on
+    assert bill.overage_percent == Decimal("26.666666666667")  # (380 - 300) / 300
+    assert "plan changed inside the period" in bill.rule
+    assert bill.model == medium
+
+
+def test_plan_spans_that_overlap_or_leave_the_period_are_refused() -> None:
+    base = CostModel(base_cost=Decimal(10))
+    half = _ms(2026, 3, 16)
+
+    def span(start: int, end: int) -> PlanSpan:
+        return PlanSpan(plan="p", model=base, active=Period(start, end), usage=Volume(0, "GB"))
+
+    with pytest.raises(PricingError) as err:
+        price_plan_change(
+            [span(MARCH.start_ms, half + DAY), span(half, MARCH.end_ms)], period=MARCH
+        )
+    assert err.value.where == "spans[1].active"
+    with pytest.raises(PricingError) as err:
+        price_plan_change([span(half, MARCH.end_ms + DAY)], period=MARCH)
+    assert err.value.where == "spans[0].active"
+    with pytest.raises(PricingError) as err:
+        price_plan_change([], period=MARCH)
+    assert err.value.where == "spans"

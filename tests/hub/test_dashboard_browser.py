@@ -330,16 +330,10 @@ async def test_a_customer_key_sees_only_its_customer(
 async def test_the_views_say_what_this_hub_does_not_serve(
     browser: playwright_api.Browser, dash: Dash
 ) -> None:
-    """Chart and configuration need routes this hub may lack: a plain notice, no fake data."""
+    """Configuration needs routes this hub may lack: a plain notice then, no fake data."""
     app = create_app(ApiContext(config=dash.hub.config, db=dash.hub.pool, metrics=dash.hub.metrics))
     routes = {r.resource.canonical for r in app.router.routes() if r.resource is not None}
     page = await _page(browser, dash)
-    await page.goto("/#/chart")
-    await page.wait_for_selector("main[data-view=chart][data-loaded=true]")
-    history = any(path.endswith("/history") and "/api/usage/" in path for path in routes)
-    if not history:
-        await _text_becomes(page.locator("main"), "Usage history is not available on this hub")
-        assert await page.locator(".plot canvas").count() == 0
     await page.goto("/#/config")
     await page.wait_for_selector("main[data-view=config][data-loaded=true]")
     if not any(path.startswith("/api/config/") for path in routes):
@@ -351,4 +345,38 @@ async def test_the_views_say_what_this_hub_does_not_serve(
     await page.wait_for_selector("main[data-view=costs][data-loaded=true]")
     await _text_becomes(page.locator("table.costs caption").first, f"Bill of {dash.customer}")
     await _shot(page, "costs")
+    _no_errors(page)
+
+
+async def test_the_chart_draws_the_history_and_switches_its_range(
+    browser: playwright_api.Browser, dash: Dash
+) -> None:
+    await dash.send(300)
+    await wait_for(
+        dash.db,
+        "SELECT current_usage FROM customer_resources WHERE resource_key = $1",
+        300,
+        dash.resource,
+    )
+    page = await _page(browser, dash)
+    asked: list[str] = []
+    page.on("request", lambda req: asked.append(req.url) if "/history?" in req.url else None)
+    await page.goto(f"/#/chart?resource={dash.resource}")
+    await page.wait_for_selector("main[data-view=chart][data-range='24h']")
+    assert await page.locator(".plot canvas").count() >= 1
+    summary = page.locator("#chart-summary")
+    assert "raw data" in await summary.inner_text()
+    label = await page.locator(".plot").get_attribute("aria-label")
+    assert "limit 1000 request" in (label or "")
+    await _shot(page, "chart")
+    for button, value in (("7D", "7d"), ("1H", "1h"), ("30D", "30d")):
+        await page.get_by_role("button", name=button, exact=True).click()
+        await page.wait_for_selector(f"main[data-range='{value}']")
+        pressed = page.get_by_role("button", name=button, exact=True)
+        assert await pressed.get_attribute("aria-pressed") == "true"
+        assert f"range={value}" in asked[-1]
+    assert (
+        await page.get_by_role("button", name="1H", exact=True).get_attribute("aria-pressed")
+        == "false"
+    )
     _no_errors(page)

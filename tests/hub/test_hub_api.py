@@ -214,7 +214,7 @@ async def test_alert_list_acknowledge_and_resolve(
         assert resp.status == 200
         await wait_for(db, "SELECT count(*) FROM alerts", 1)
         resp = await http.get("/api/alerts", params={"status": "ACTIVE", "customerId": customer})
-        (alert,) = await resp.json()
+        (alert,) = (await resp.json())["items"]
         assert alert["alertType"] == "THRESHOLD_WARNING"
         assert alert["currentValue"] == "850"
         assert alert["thresholdValue"] == "800"
@@ -234,7 +234,7 @@ async def test_alert_list_acknowledge_and_resolve(
         assert resp.status == 409
 
         resp = await http.get("/api/alerts", params={"status": "ACTIVE", "customerId": customer})
-        assert await resp.json() == []
+        assert await resp.json() == {"items": [], "next": None}
         resp = await http.post("/api/alerts/not-a-uuid/resolve")
         assert resp.status == 404
         resp = await http.post("/api/alerts/00000000-0000-0000-0000-000000000001/resolve")

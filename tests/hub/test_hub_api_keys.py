@@ -172,6 +172,12 @@ async def _forecasts(w: World, t: Tenant) -> Request:
     return Request("GET", f"/api/forecasts/customers/{t.customer}")
 
 
+async def _usage_history(w: World, t: Tenant) -> Request:
+    return Request(
+        "GET", f"/api/usage/customers/{t.customer}/resources/{t.resource}/history?range=1h"
+    )
+
+
 async def _recommendation_of(w: World, t: Tenant) -> str:
     """A fresh open ELIMINATE_WASTE recommendation for the tenant's resource (applying it
     only records that)."""
@@ -244,6 +250,7 @@ REQUESTS: dict[tuple[str, str], Builder] = {
     ("POST", "/api/recommendations/{id}/apply"): _apply,
     ("POST", "/api/recommendations/{id}/dismiss"): _dismiss,
     ("GET", "/ui/session"): _session,
+    ("GET", "/api/usage/customers/{customerId}/resources/{resourceKey}/history"): _usage_history,
 }
 
 
@@ -375,12 +382,12 @@ async def test_listings_hold_only_the_callers_tenant(
     mine = await world.mine.alert(world.db)
     theirs = await world.other.alert(world.db)
     async with client.get("/api/alerts", headers=bearer(world.other.key)) as resp:
-        ids = [a["id"] for a in await resp.json()]
+        ids = [a["id"] for a in (await resp.json())["items"]]
     assert theirs in ids
     assert mine not in ids
     portal = await make_key(world.db, ("read",), name="portal", customer_ids=[world.neighbour])
     async with client.get("/api/alerts", headers=bearer(portal)) as resp:
-        assert await resp.json() == []
+        assert await resp.json() == {"items": [], "next": None}
 
 
 async def test_ingest_takes_the_keys_tenant_and_acts_record_the_key_name(
@@ -419,7 +426,7 @@ async def test_keys_through_the_admin_api(world: World, client: aiohttp.ClientSe
     async with client.get("/api/alerts", headers=bearer(key)) as resp:
         assert resp.status == 200
     async with client.get("/api/keys", headers=admin) as resp:
-        listed = await resp.json()
+        listed = (await resp.json())["items"]
     assert record["id"] in [k["id"] for k in listed]
     assert key not in str(listed)  # shown once: never listed
     (used,) = [k for k in listed if k["id"] == record["id"]]

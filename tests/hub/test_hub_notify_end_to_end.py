@@ -55,7 +55,7 @@ async def test_hub_emails_warning_critical_acknowledge_and_resolve_exactly_once_
                     resp = await http.get(
                         "/api/alerts", params={"customerId": customer, "status": "ACTIVE"}
                     )
-                    (critical,) = await resp.json()
+                    (critical,) = (await resp.json())["items"]
                     resp = await http.post(
                         f"/api/alerts/{critical['id']}/acknowledge",
                         json={"by": "noc-alice", "comment": "upgrading"},

@@ -211,7 +211,7 @@ async def test_the_webhook_is_signed_and_no_secret_reaches_logs_or_the_api(
     assert req.json["alerts"][0]["percentage"] == "85.00"
     with anyio.fail_after(10):
         text = await (await api.get("/api/notifications", params={"customerId": customer})).text()
-    statuses = sorted((n["channel"], n["status"]) for n in msgspec.json.decode(text))
+    statuses = sorted((n["channel"], n["status"]) for n in msgspec.json.decode(text)["items"])
     assert statuses == [("email", "DEAD"), ("slack", "SENT"), ("webhook", "SENT")]
     assert logs, "the notifier logged nothing?"
     seen = repr(logs) + text + repr(config)

@@ -308,7 +308,8 @@ async def test_rest_apply_moves_the_resource_and_dismiss_needs_a_reason(
             listed = await client.get("/api/recommendations?customerId=cust-5&status=open")
             assert listed.status == 200
             body = await listed.json()
-            assert [(r["resourceKey"], r["monthlySavings"]) for r in body] == [
+            assert body["next"] is None
+            assert [(r["resourceKey"], r["monthlySavings"]) for r in body["items"]] == [
                 ("cust-5/bandwidth/wan2", "70.00"),
                 (key, "40.00"),
             ]

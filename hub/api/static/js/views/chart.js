@@ -32,7 +32,7 @@ export async function render(ctx) {
     fill(main, notice("This key sees no customers yet."));
     return () => {};
   }
-  const resources = await get(`/api/monitoring/customers/${enc(customer)}/resources`);
+  let resources = await get(`/api/monitoring/customers/${enc(customer)}/resources`);
   if (!resources.length) {
     fill(main, h("h1", { tabindex: "-1" }, "Usage chart"), notice("No resources yet."));
     return () => {};
@@ -64,6 +64,7 @@ export async function render(ctx) {
   let plot = null;
 
   async function load() {
+    resources = await get(`/api/monitoring/customers/${enc(customer)}/resources`);
     for (const b of buttons) b.setAttribute("aria-pressed", String(b.dataset.range === state.range));
     const points = Math.max(100, Math.min(5000, Math.round(plotBox.clientWidth || 800)));
     const q = state.range ? `range=${state.range}` : `from=${enc(state.from)}&to=${enc(state.to)}`;
@@ -92,40 +93,61 @@ export async function render(ctx) {
 
   async function draw(data, fc) {
     const uPlot = await loadUplot();
+    const res = resources.find((r) => r.resourceKey === state.resource) || {};
     const xs = data.points.map((p) => Date.parse(p.t) / 1000);
-    const ys = data.points.map((p) => Number(p.value));
-    const limit = data.limit === null || data.limit === undefined ? null : Number(data.limit);
-    const line = (v) => xs.map(() => v);
-    const series = [{}, { label: `Usage (${data.unit})`, stroke: cssVar("--accent"), width: 2 }];
+    let ys = data.points.map((p) => Number(p.value));
+    let label = `Usage (${data.unit})`;
+    if (data.kind === "delta") {
+      // a limit is per billing period: draw the period's usage so far at each bucket's end
+      // (today's total less what came after), nothing before the period started
+      const periodStart = res.periodStart ? Date.parse(`${res.periodStart}T00:00:00Z`) / 1000 : -Infinity;
+      let after = 0;
+      const now = Number(res.usageInUnit);
+      ys = ys.map((v, i) => [v, i]).reverse().map(([v, i]) => {
+        const shown = xs[i] + data.stepSeconds > periodStart ? now - after : null;
+        after += v;
+        return shown;
+      }).reverse();
+      label = `Usage in the period (${data.unit})`;
+    }
+    const limit = data.limitInUnit === null || data.limitInUnit === undefined ? null : Number(data.limitInUnit);
     const cols = [xs, ys];
+    const series = [{}, { label, stroke: cssVar("--accent"), width: 2 }];
+    const bands = [];
+    // the forecast for the period end as a band from now, on the ranges that reach that far
+    const end = fc && fc.usageInterval80 && data.limit ? Date.parse(`${fc.periodEnd}T23:59:59Z`) / 1000 : null;
+    const withForecast = end !== null && xs.length > 0 && data.kind === "delta" && (state.range === "7d" || state.range === "30d") && end > xs[xs.length - 1];
+    if (withForecast) {
+      xs.push(end);
+      ys.push(null);
+    }
+    const line = (v) => xs.map(() => v);
     if (limit !== null) {
       cols.push(line(limit), line((limit * Number(data.warningThreshold)) / 100), line((limit * Number(data.criticalThreshold)) / 100));
       series.push({ label: "Limit", stroke: cssVar("--fg"), dash: [6, 4] },
-        { label: "Warning", stroke: cssVar("--warning"), dash: [4, 4] },
-        { label: "Critical", stroke: cssVar("--critical"), dash: [4, 4] });
+        { label: `Warning (${data.warningThreshold} %)`, stroke: cssVar("--warning"), dash: [4, 4] },
+        { label: `Critical (${data.criticalThreshold} %)`, stroke: cssVar("--critical"), dash: [4, 4] });
     }
-    const bands = [];
-    if (fc && fc.usageInterval80 && limit !== null && data.limit && fc.limit) {
-      // the forecast's interval, in the chart's unit, over the last tenth of the window
-      const f = limit / fc.limit;
-      const start = xs.length ? xs[Math.floor(xs.length * 0.9)] : 0;
-      const lo = xs.map((x) => (x >= start ? fc.usageInterval80[0] * f : null));
-      const hi = xs.map((x) => (x >= start ? fc.usageInterval80[1] * f : null));
+    if (withForecast) {
+      const f = Number(data.limitInUnit) / data.limit;
+      const last = xs.length - 2;
+      const at = (v) => xs.map((_, i) => (i === last ? ys[last] : i === last + 1 ? v * f : null));
       const hiIdx = cols.length;
-      cols.push(hi, lo);
-      series.push({ label: "Forecast 80 % high", stroke: cssVar("--muted"), width: 1 }, { label: "Forecast 80 % low", stroke: cssVar("--muted"), width: 1 });
-      bands.push({ series: [hiIdx, hiIdx + 1], fill: "rgba(120,120,200,0.18)" });
+      cols.push(at(fc.usageInterval80[1]), at(fc.usageInterval80[0]));
+      series.push({ label: "Forecast, 80 % high", stroke: cssVar("--muted"), width: 1 },
+        { label: "Forecast, 80 % low", stroke: cssVar("--muted"), width: 1 });
+      bands.push({ series: [hiIdx, hiIdx + 1], fill: "rgba(120,120,200,0.2)" });
     }
     const opts = {
-      width: Math.max(300, plotBox.clientWidth || 800), height: 320, series, bands,
-      axes: [{ stroke: cssVar("--fg") }, { stroke: cssVar("--fg"), label: data.unit }],
+      width: Math.max(300, plotBox.clientWidth - 20 || 800), height: 320, series, bands,
+      axes: [{ stroke: cssVar("--fg") }, { stroke: cssVar("--fg"), label: data.unit, size: 70 }],
       scales: { x: { time: true } },
     };
     if (plot) plot.destroy();
     plotBox.replaceChildren();
     plot = new uPlot(opts, cols, plotBox);
-    plotBox.setAttribute("aria-label", `Usage of ${state.resource}, ${data.from} to ${data.to}, ${data.points.length} points (${data.source})`);
-    summary.textContent = `${data.points.length} points, one every ${data.stepSeconds} s (${data.source} data), ${data.from} – ${data.to}`;
+    plotBox.setAttribute("aria-label", `Usage of ${state.resource}, ${data.from} to ${data.to}, ${data.points.length} points (${data.source} data)${limit !== null ? `, limit ${limit} ${data.unit}` : ""}`);
+    summary.textContent = `${data.points.length} points, one every ${data.stepSeconds} s (${data.source} data), ${new Date(data.from).toLocaleString()} – ${new Date(data.to).toLocaleString()}${withForecast ? "; the band is the 80 % forecast interval for the period end" : ""}`;
     main.dataset.loaded = "true";
     main.dataset.range = state.range || "custom";
   }
