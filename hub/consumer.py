@@ -395,6 +395,7 @@ class UsageConsumer:
                 try:
                     await self.apply(consumer, batch)
                     failures = 0
+                    self._measure_lag(consumer, batch)
                 except FatalError:
                     raise
                 except FencedError as exc:
@@ -864,6 +865,16 @@ class UsageConsumer:
                 tenants.add(data.tenant_id)
         owners, known = await batch_owners(conn, list(customers), list(tenants))
         return check_tenants(fresh, owners, known, decoded.dead, topic=self.config.usage_topic)
+
+    def _measure_lag(
+        self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[Any]]
+    ) -> None:
+        """How far each partition of ``batch`` is behind its log end, as the last fetch saw it."""
+        for tp, records in batch.items():
+            high = consumer.highwater(tp)
+            if high is not None and records:
+                lag = max(0, high - (records[-1].offset + 1))
+                self.metrics.consumer_lag.labels(str(tp.partition)).set(lag)
 
     async def _after_commit(
         self,

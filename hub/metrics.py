@@ -191,6 +191,19 @@ class HubMetrics:
             registry=r,
         )
         self.actors = Gauge("resmon_hub_actors", "Live resource actors", registry=r)
+        self.consumer_lag = Gauge(
+            "resmon_hub_consumer_lag",
+            "Records of the usage topic not yet consumed, per assigned partition (after a batch)",
+            ["partition"],
+            registry=r,
+        )
+        self.api_seconds = Histogram(
+            "resmon_hub_api_request_seconds",
+            "Time to answer a REST request, by method, route and status (streams excluded)",
+            ["method", "route", "status"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return bytes(generate_latest(self.registry))

@@ -109,6 +109,20 @@ async def _checked(request: web.Request, handler: Handler) -> web.StreamResponse
 
 
 @web.middleware
+async def _timed(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Time each answer (``resmon_hub_api_request_seconds``); a stream's lifetime is no answer."""
+    started = time.perf_counter()
+    response = await handler(request)
+    if response.content_type != "text/event-stream":
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        context_of(request).metrics.api_seconds.labels(
+            request.method, route, str(response.status)
+        ).observe(time.perf_counter() - started)
+    return response
+
+
+@web.middleware
 async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
@@ -378,7 +392,8 @@ async def ingest(request: web.Request) -> web.Response:
 def create_app(context: ApiContext) -> web.Application:
     """The aiohttp application; run it with :func:`hub.api.serve` or a test client."""
     app = web.Application(
-        middlewares=[_errors, auth.authenticate, _checked], client_max_size=4 * 1024 * 1024
+        middlewares=[_timed, _errors, auth.authenticate, _checked],
+        client_max_size=4 * 1024 * 1024,
     )
     app[CONTEXT] = context
     auth.setup(app)

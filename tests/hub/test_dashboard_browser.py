@@ -183,6 +183,14 @@ async def test_the_usage_bar_moves_and_turns_amber_at_the_warning(
     assert await card.locator("[role=meter]").get_attribute("aria-valuenow") == "85"
     assert "Warning" in await card.locator(".badge").inner_text()
     assert await page.evaluate("window.__sameDocument") is True  # moved without a reload
+    lag = [
+        s.value
+        for family in dash.hub.metrics.registry.collect()
+        if family.name == "resmon_hub_consumer_lag"
+        for s in family.samples
+    ]
+    assert lag, "the consumer reports its lag once it has applied a batch"
+    assert all(v == 0 for v in lag), lag  # every reading sent was consumed
     await _shot(page, "overview")
     _no_errors(page)
 

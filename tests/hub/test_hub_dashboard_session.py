@@ -56,6 +56,20 @@ async def test_login_sets_a_strict_http_only_cookie_and_answers_a_csrf_token(
     assert resp.cookies[sessions.COOKIE]["secure"] is True
 
 
+async def test_answers_are_timed_by_route_and_status(
+    client: aiohttp.ClientSession, hub: RunningHub
+) -> None:
+    await _login(client, "rsm_short")
+    async with client.get("/ui/login") as resp:
+        assert resp.status == 200
+    registry = hub.metrics.registry
+    name = "resmon_hub_api_request_seconds_count"
+    refused = {"method": "POST", "route": "/ui/login", "status": "401"}
+    page = {"method": "GET", "route": "/ui/login", "status": "200"}
+    assert registry.get_sample_value(name, refused) == 1
+    assert registry.get_sample_value(name, page) == 1
+
+
 async def test_a_session_ends_with_its_keys_expiry_and_its_revocation(
     client: aiohttp.ClientSession, db: asyncpg.Connection
 ) -> None:

@@ -91,15 +91,16 @@ async function start() {
     mode.textContent = MODES[m] || m;
     document.body.dataset.live = m;
   });
-  live.subscribe(["alert"], alertBadge);
-  live.start(session.restricted && session.customers.length === 1 ? session.customers[0] : null);
   document.getElementById("logout").addEventListener("click", async () => {
     await api("/ui/logout", { method: "POST" }).catch(() => null);
     location.assign("/ui/login");
   });
   window.addEventListener("hashchange", show);
-  alertBadge();
   await show();
+  // after the first view is drawn: the live updates and the alert count
+  live.subscribe(["alert"], alertBadge);
+  live.start(session.restricted && session.customers.length === 1 ? session.customers[0] : null);
+  alertBadge();
 }
 
 start();
