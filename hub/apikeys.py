@@ -10,6 +10,8 @@ usable keys, and without the server secret the hashes cannot be tested offline.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import re
@@ -17,19 +19,27 @@ import secrets
 import zlib
 from typing import Final
 
+import msgspec
+
 __all__ = [
     "KEY_LENGTH",
+    "MAX_TOKEN_LENGTH",
     "MIN_SECRET_LENGTH",
     "PREFIX",
     "SCOPES",
+    "TOKEN_PREFIX",
     "KeyFormatError",
+    "StreamGrant",
+    "TokenError",
     "check_key",
     "check_restriction",
     "check_server_secret",
+    "check_stream_token",
     "hash_key",
     "new_key",
     "parse_duration",
     "parse_scopes",
+    "stream_token",
 ]
 
 PREFIX: Final = "rsm_"
@@ -128,3 +138,67 @@ def check_restriction(scopes: tuple[str, ...], customer_ids: list[str] | None) -
         raise ValueError(
             "an admin key manages the whole tenant: it cannot be restricted to customers"
         )
+
+
+#: what a stream token starts with (``rst_<payload>.<signature>``)
+TOKEN_PREFIX: Final = "rst_"  # noqa: S105 - a prefix, not a secret
+#: the longest token the hub reads (a key restricted to very many customers makes long ones)
+MAX_TOKEN_LENGTH: Final = 16_384
+_TOKEN_CONTEXT: Final = b"resmon stream token v1\x00"
+
+
+class TokenError(ValueError):
+    """A stream token that is malformed, forged or expired; the message never quotes it."""
+
+
+class StreamGrant(msgspec.Struct, frozen=True):
+    """What a stream token stands for: a key, its tenant and customers, until ``expires``."""
+
+    key_id: str = msgspec.field(name="k")
+    tenant_id: str = msgspec.field(name="t")
+    customer_ids: tuple[str, ...] | None = msgspec.field(name="c")
+    #: seconds since the epoch
+    expires: int = msgspec.field(name="e")
+
+
+_grant_decoder = msgspec.json.Decoder(StreamGrant)
+
+
+def _token_mac(server_secret: str, payload: bytes) -> bytes:
+    return hmac.new(server_secret.encode(), _TOKEN_CONTEXT + payload, hashlib.sha256).digest()
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def stream_token(server_secret: str, grant: StreamGrant) -> str:
+    """A token for ``grant``, signed with HMAC-SHA-256 under a key derived from the secret."""
+    payload = msgspec.json.encode(grant)
+    return f"{TOKEN_PREFIX}{_b64(payload)}.{_b64(_token_mac(server_secret, payload))}"
+
+
+def check_stream_token(server_secret: str, token: str, now_s: float) -> StreamGrant:
+    """The grant ``token`` carries; TokenError if it is malformed, not ours, or expired."""
+    if not token.startswith(TOKEN_PREFIX) or len(token) > MAX_TOKEN_LENGTH:
+        raise TokenError(
+            f"a stream token starts with {TOKEN_PREFIX!r} (from POST /api/stream/token)"
+        )
+    body, dot, signature = token[len(TOKEN_PREFIX) :].partition(".")
+    try:
+        payload, mac = _unb64(body), _unb64(signature)
+    except (ValueError, binascii.Error):
+        raise TokenError("the stream token is not well formed") from None
+    if not dot or not hmac.compare_digest(mac, _token_mac(server_secret, payload)):
+        raise TokenError("the stream token's signature does not match")
+    try:
+        grant = _grant_decoder.decode(payload)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        raise TokenError("the stream token is not well formed") from None
+    if grant.expires <= now_s:
+        raise TokenError("the stream token has expired: ask POST /api/stream/token for a new one")
+    return grant

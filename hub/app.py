@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
+from functools import partial
 from zoneinfo import ZoneInfo
 
 import anyio
@@ -31,7 +33,9 @@ from .kafka import ensure_topics, start_producer
 from .metrics import HubMetrics
 from .outbox import Outbox, forecast_alert_outbox, optimization_outbox
 from .storage import recommendations
+from .storage.apikeys import tenants_of_customers
 from .storage.costs import close_periods
+from .storage.live import LivePublisher, LiveStream
 from .storage.migrate import migrate
 from .storage.partitions import drop_expired_partitions, retention_horizon_ms
 from .storage.provision import CHANGES_CHANNEL
@@ -132,7 +136,18 @@ async def run_hub(
             default_warning=config.warning_percent,
             default_critical=config.critical_percent,
         )
-        outbox = Outbox(pool, producer, cache, metrics)
+        stream = LiveStream(
+            cache.client,
+            prefix=config.redis_prefix,
+            maxlen=config.stream_backlog,
+            address=config.redis_address,
+        )
+
+        async def tenants(customers: list[str]) -> dict[str, str]:
+            return await tenants_of_customers(pool, customers)
+
+        live = LivePublisher(stream, tenants)
+        outbox = Outbox(pool, producer, cache, metrics, live=live)
         consumer = UsageConsumer(config, pool, registry, outbox=outbox, metrics=metrics)
         try:
             hub = RunningHub(config, pool, cache, registry, consumer, metrics, None)
@@ -163,6 +178,8 @@ async def _serve_all(
         tg.start_soon(_retention, hub)
         tg.start_soon(_forecasts, hub)  # scheduled forecast refresh: hub/storage/forecasts.py
         tg.start_soon(_recommend_daily, hub)
+        if hub.consumer.outbox.live is not None:
+            tg.start_soon(hub.consumer.outbox.live.run, _stream_failed(hub))
         await tg.start(hub.consumer.run)
         await tg.start(_watch_resource_changes, hub)
         if config.notify is not None:  # notifications run apart from the actors
@@ -171,14 +188,28 @@ async def _serve_all(
             await tg.start(run_notifier, hub.pool, config.notify, hub.metrics.registry)
         if http:
             context = ApiContext(
-                config=config, db=hub.pool, metrics=hub.metrics, cache=hub.cache, producer=producer
+                config=config,
+                db=hub.pool,
+                metrics=hub.metrics,
+                cache=hub.cache,
+                producer=producer,
+                live=hub.consumer.outbox.live,
             )
             app = create_app(context)
-            hub.http_port = await tg.start(serve, app, config.http_host, config.http_port)
+            served = partial(serve, access_log=config.access_log)
+            hub.http_port = await tg.start(served, app, config.http_host, config.http_port)
             _log.info("hub_started", http=f"{config.http_host}:{hub.http_port}")
         else:
             _log.info("hub_started", http=None)
         task_status.started(hub)
+
+
+def _stream_failed(hub: RunningHub) -> Callable[[HubError], None]:
+    def failed(exc: HubError) -> None:
+        hub.metrics.side_effect_failures.labels("stream").inc()
+        _log.warning("stream_publish_failed", error=str(exc))
+
+    return failed
 
 
 async def _retention(hub: RunningHub) -> None:

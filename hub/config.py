@@ -28,6 +28,7 @@ from .notify.settings import NotifyConfig
 if TYPE_CHECKING:
     from .checks.settings import CheckSettings
     from .costs.recommend import RecommendSettings
+    from .ratelimits import RateLimits
 
 __all__ = ["ENV_HELP", "HUB_VARS", "HubConfig", "check_database_url", "redact"]
 
@@ -128,9 +129,38 @@ class HubConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     #: ingest API publishes; keep it the same on every hub of a group: with the id it is
     #: the identity a retry of an ingested event is recognised by
     source: str = "urn:resmon:hub"
+    #: one log line per REST request (credentials in the query hidden)
+    access_log: bool = False
+    #: seconds between heartbeats on ``GET /api/stream``
+    stream_heartbeat_seconds: float = 15.0
+    #: events each tenant's live-stream backlog keeps for ``Last-Event-ID`` resumes (about)
+    stream_backlog: int = 1000
+    #: seconds a stream token (``POST /api/stream/token``) is valid
+    stream_token_seconds: int = 60
+    #: request rate each key may make per scope (``limits`` notation; "off": unlimited)
+    rate_limit_read: str = "12000/minute"
+    rate_limit_write: str = "3000/minute"
+    rate_limit_ingest: str = "600000/minute"
+    rate_limit_admin: str = "600/minute"
+    #: per-key overrides: ``<key id>=<rate>`` separated by spaces or commas
+    rate_limit_keys: str = ""
 
     def __post_init__(self) -> None:
         check_database_url(self.database_url)
+        self.rate_limits  # noqa: B018  # refuses a rate it cannot read, naming the variable
+        if not 0.05 <= self.stream_heartbeat_seconds <= 300:
+            raise ConfigError(
+                f"RESMON_STREAM_HEARTBEAT_S={self.stream_heartbeat_seconds}: expected seconds, "
+                "0.05-300"
+            )
+        if not 10 <= self.stream_backlog <= 1_000_000:
+            raise ConfigError(
+                f"RESMON_STREAM_BACKLOG={self.stream_backlog}: expected events, 10-1000000"
+            )
+        if not 5 <= self.stream_token_seconds <= 3600:
+            raise ConfigError(
+                f"RESMON_STREAM_TOKEN_S={self.stream_token_seconds}: expected seconds, 5-3600"
+            )
         try:
             check_server_secret(self.api_key_secret)
         except ValueError as exc:
@@ -186,6 +216,21 @@ class HubConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
             raise ConfigError(
                 f"{exc.where}={getattr(self, _MONEY_FIELDS[exc.where])!r}: {exc.problem}"
             ) from None
+
+    @property
+    def rate_limits(self) -> RateLimits:
+        """The per-scope and per-key request rates (``RESMON_RATE_LIMIT_*``)."""
+        from .ratelimits import RateLimits
+
+        return RateLimits.parse(
+            {
+                "read": ("RESMON_RATE_LIMIT_READ", self.rate_limit_read),
+                "write": ("RESMON_RATE_LIMIT_WRITE", self.rate_limit_write),
+                "ingest": ("RESMON_RATE_LIMIT_INGEST", self.rate_limit_ingest),
+                "admin": ("RESMON_RATE_LIMIT_ADMIN", self.rate_limit_admin),
+            },
+            ("RESMON_RATE_LIMIT_KEYS", self.rate_limit_keys),
+        )
 
     @property
     def recommend_settings(self) -> RecommendSettings:
@@ -250,6 +295,13 @@ def _upper(variable: str, value: str) -> str:
     return value.upper()
 
 
+def _flag(variable: str, value: str) -> bool:
+    got = {"1": True, "true": True, "yes": True, "on": True}.get(value.lower())
+    if got is None and value.lower() not in ("0", "false", "no", "off"):
+        raise ConfigError(f"{variable}={value!r}: expected 1 or 0 (true/false, yes/no, on/off)")
+    return bool(got)
+
+
 def _http(variable: str, value: str) -> tuple[str, int]:
     return _host_port(value, variable)
 
@@ -299,6 +351,25 @@ HUB_VARS: Final = (
     Var("RESMON_RESTART_BUDGET", "restart_budget", "actor restarts per minute before exiting",
         "40", integer),
     Var("RESMON_REDIS_PREFIX", "redis_prefix", "prefix of the hub's Redis keys", "resmon-b"),
+    Var("RESMON_HUB_ACCESS_LOG", "access_log", "1: log every REST request (no credentials)",
+        "1", _flag),
+    Var("RESMON_STREAM_HEARTBEAT_S", "stream_heartbeat_seconds",
+        "seconds between heartbeats on /api/stream", "5", number),
+    Var("RESMON_STREAM_BACKLOG", "stream_backlog",
+        "events per tenant kept for Last-Event-ID resumes", "5000", integer),
+    Var("RESMON_STREAM_TOKEN_S", "stream_token_seconds",
+        "seconds a /api/stream token is valid", "30", integer),
+    Var("RESMON_RATE_LIMIT_READ", "rate_limit_read",
+        "requests per key with the read scope, e.g. 100/second; off: none", "600/minute"),
+    Var("RESMON_RATE_LIMIT_WRITE", "rate_limit_write",
+        "requests per key with the write scope", "100/minute"),
+    Var("RESMON_RATE_LIMIT_INGEST", "rate_limit_ingest",
+        "requests per key to the ingest route", "5000/second"),
+    Var("RESMON_RATE_LIMIT_ADMIN", "rate_limit_admin",
+        "requests per key with the admin scope", "10/minute"),
+    Var("RESMON_RATE_LIMIT_KEYS", "rate_limit_keys",
+        "per-key rates for every scope: <key id>=<rate>[,...]",
+        "8d5e3c1a-0b7e-4c55-9a51-4f0e7c2a9b10=50/second", shown="(none)"),
 )  # fmt: skip
 
 #: the table ``resmon hub run --help`` prints

@@ -204,6 +204,26 @@ class HubMetrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
             registry=r,
         )
+        self.stream_clients = Gauge(
+            "resmon_hub_stream_clients", "Clients connected to GET /api/stream", registry=r
+        )
+        self.stream_events = Counter(
+            "resmon_hub_stream_events_sent",
+            "Server-sent events written to /api/stream clients, per event type",
+            ["type"],
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "resmon_hub_api_rate_limited",
+            "Requests refused with 429: the key's budget (a scope, or key) was used up",
+            ["budget"],
+            registry=r,
+        )
+        self.rate_limit_unavailable = Counter(
+            "resmon_hub_api_rate_limit_unavailable",
+            "Requests let through unlimited because Redis could not count them (fail open)",
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return bytes(generate_latest(self.registry))

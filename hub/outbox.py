@@ -42,6 +42,7 @@ from .costs.recommend import Recommendation
 from .kafka import publish_many
 from .metrics import HubMetrics
 from .storage.current import CachedUsage
+from .storage.live import LivePublisher
 from .storage.redis_cache import RedisCache
 
 __all__ = [
@@ -160,6 +161,36 @@ def forecast_alert_outbox(
     return write
 
 
+_optimization_decoder = msgspec.json.Decoder(OptimizationEvent)
+
+
+async def _to_live(live: LivePublisher, batch: OutboxBatch) -> None:
+    """A delivered batch's events on the live stream (usage coalesced per resource)."""
+    if batch.usage:
+        await live.usage(
+            [(u.resource_key.split("/", 1)[0], u.resource_key, _usage_data(u)) for u in batch.usage]
+        )
+    if batch.alerts:
+        await live.send("alert", [(a.customer_id, _encoder.encode(a)) for a in batch.alerts])
+    if batch.topic == TOPIC_OPTIMIZATION and batch.events:
+        created = []
+        for e in batch.events:
+            try:
+                rec = _optimization_decoder.decode(e.value)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                _log.warning("live_event_undecodable", event_id=e.event_id, error=str(exc))
+                continue
+            data = {"change": "created", **msgspec.to_builtins(rec)}
+            created.append((rec.customer_id, _encoder.encode(data)))
+        await live.send("recommendation", created)
+
+
+def _usage_data(u: CachedUsage) -> bytes:
+    return _encoder.encode(
+        {"customerId": u.resource_key.split("/", 1)[0], **msgspec.to_builtins(u)}
+    )
+
+
 class Outbox:
     """Delivers outbox rows: in order from the consumer, and left-overs by draining."""
 
@@ -173,8 +204,11 @@ class Outbox:
         drain_interval: float = 5.0,
         queue: int = 64,
         stop_grace: float = 3.0,
+        live: LivePublisher | None = None,
     ) -> None:
         self.pool = pool
+        #: where delivered usage, alerts and recommendations go for GET /api/stream
+        self.live = live
         self.producer = producer
         self.cache = cache
         self.metrics = metrics
@@ -331,6 +365,12 @@ class Outbox:
                 ok = False
                 self.metrics.side_effect_failures.labels("redis").inc()
                 _log.warning("cache_update_failed", error=str(exc))
+        if self.live is not None:
+            try:
+                await _to_live(self.live, batch)
+            except HubError as exc:  # the stream is best effort: the row is not kept for it
+                self.metrics.side_effect_failures.labels("stream").inc()
+                _log.warning("stream_publish_failed", error=str(exc))
         return ok
 
     async def drain(self, min_age_s: float = 0.0) -> int:

@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaProducer
 
 from ..config import HubConfig
 from ..metrics import HubMetrics
+from ..storage.live import LivePublisher
 from ..storage.provision import Executor
 from ..storage.redis_cache import RedisCache
 
@@ -30,6 +31,8 @@ class ApiContext(msgspec.Struct):
     metrics: HubMetrics
     cache: RedisCache | None = None
     producer: AIOKafkaProducer | None = None
+    #: the live stream (``GET /api/stream``); None: the stream is off
+    live: LivePublisher | None = None
 
 
 CONTEXT = web.AppKey("context", ApiContext)

@@ -46,6 +46,7 @@ from ._http import ApiContext, context_of, error_response, json_response
 from ._pagination import page, page_request
 from ._params import choice, iso_time
 from .auth import caller_of, check_customer, check_tenant
+from .stream import publish_change
 
 __all__ = ["add_alert_routes"]
 
@@ -156,7 +157,13 @@ async def acknowledge(request: web.Request) -> web.Response:
         return error_response(409, str(exc), "status")
     except ValueError as exc:
         return error_response(400, str(exc), "body")
+    await _published(request, row, "acknowledged")
     return json_response(row)
+
+
+async def _published(request: web.Request, row: queries.AlertRow, change: str) -> None:
+    data = {"alertId": row.id, "change": change, **msgspec.to_builtins(row)}
+    await publish_change(request, "alert", row.customer_id, data)
 
 
 async def resolve(request: web.Request) -> web.Response:
@@ -177,6 +184,7 @@ async def resolve(request: web.Request) -> web.Response:
             await ctx.cache.forget_alert(row.customer_id, row.resource_key)
         except HubError as exc:
             _log.warning("cache_update_failed", error=str(exc))
+    await _published(request, row, "resolved")
     return json_response(row)
 
 

@@ -17,6 +17,7 @@ GET      /api/usage/customers/{customerId}/resources/{resourceKey}/history  usag
                                                          (raw/hourly/daily): see api/usage.py
 *        /api/recommendations[/{id}/apply|dismiss]     advice: see api/recommendations.py
 *        /, /ui/login, /ui/logout, /ui/session, /ui/static  the dashboard: see api/ui.py
+GET      /api/stream, POST /api/stream/token            live events (SSE): see api/stream.py
 =======  ==============================================  =====================================
 """
 
@@ -53,7 +54,7 @@ from ..storage.apikeys import ApiKey, claim_customers
 from ..storage.partitions import retention_horizon_ms
 from ..storage.provision import Executor, load_resources, unprovisionable_types
 from ..validation import validate_event_id, validate_reading
-from . import auth
+from . import auth, ratelimit
 from ._http import CONTEXT, ApiContext, context_of, error_response, json_response
 from .alerts import add_alert_routes
 from .costs import add_cost_routes
@@ -61,6 +62,7 @@ from .forecasts import add_forecast_routes
 from .keys import add_key_routes
 from .ready import readyz
 from .recommendations import add_recommendation_routes
+from .stream import add_stream_routes
 from .ui import add_ui_routes
 from .usage import add_usage_routes
 
@@ -97,6 +99,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 async def _checked(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Parameters of a sane length and a JSON, UTF-8 body (after the key is checked)."""
     for name, value in (*request.match_info.items(), *request.query.items()):
+        if name == "token":  # the stream token, checked (and its length) by authentication
+            continue
         if "\x00" in value or len(value) > _MAX_PARAM:
             return error_response(
                 400, f"{name} must be at most {_MAX_PARAM} characters, without NUL", name
@@ -392,11 +396,12 @@ async def ingest(request: web.Request) -> web.Response:
 def create_app(context: ApiContext) -> web.Application:
     """The aiohttp application; run it with :func:`hub.api.serve` or a test client."""
     app = web.Application(
-        middlewares=[_timed, _errors, auth.authenticate, _checked],
+        middlewares=[_timed, _errors, auth.authenticate, ratelimit.limit_rate, _checked],
         client_max_size=4 * 1024 * 1024,
     )
     app[CONTEXT] = context
     auth.setup(app)
+    ratelimit.setup(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
@@ -408,6 +413,7 @@ def create_app(context: ApiContext) -> web.Application:
     add_forecast_routes(app)
     add_key_routes(app)
     add_ui_routes(app)
+    add_stream_routes(app)
     add_usage_routes(app)
     auth.check_routes(app.router.routes())
     add_recommendation_routes(app)

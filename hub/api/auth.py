@@ -1,13 +1,13 @@
 """Who is calling: the API key of each request, its scopes and its tenant.
 
 Every route but the public ones (:data:`PUBLIC`) needs a key, sent as
-``Authorization: Bearer <key>`` or ``X-API-Key: <key>``, or the dashboard's
-session cookie (``hub/api/session.py``), which stands for the key it was made
-from (same tenant, customers and scopes; a change needs its CSRF token). A missing, malformed,
-unknown, revoked or expired key is 401 (with ``WWW-Authenticate: Bearer``); a
-key without the route's scope is 403. Objects of another tenant, or of a
-customer a restricted key is not for, are 404, exactly like objects that do not
-exist, so a key cannot learn what other tenants have.
+``Authorization: Bearer <key>`` or ``X-API-Key: <key>``, or credentials that
+stand for one (:func:`add_authenticator`: the stream token, the dashboard's
+session cookie of ``hub/api/ui.py``, with the key's tenant, customers and
+scopes). A missing, malformed, unknown, revoked or expired key is 401 (with
+``WWW-Authenticate: Bearer``); a key without the route's scope is 403. Objects
+of another tenant, or of a customer a restricted key is not for, are 404,
+exactly like objects that do not exist, so a key cannot learn what other tenants have.
 
 Each route's scope is in :data:`ROUTE_SCOPES`; :func:`check_routes` refuses to
 build an app with a route that is in neither table.
@@ -16,7 +16,6 @@ build an app with a route that is in neither table.
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Final
 
@@ -25,29 +24,24 @@ from aiohttp import hdrs, web
 
 from .._exceptions import HubError, NotFoundError
 from ..apikeys import KeyFormatError, check_key
-from ..storage.apikeys import (
-    ApiKey,
-    Toucher,
-    find_key,
-    key_by_id,
-    tenant_of_customer,
-    touch_key,
-)
+from ..storage.apikeys import ApiKey, Toucher, find_key, tenant_of_customer, touch_key
 from ..storage.provision import DEFAULT_TENANT
-from . import session as sessions
 from ._http import context_of, error_response
 
 __all__ = [
     "PUBLIC",
     "ROUTE_SCOPES",
+    "Authenticator",
+    "add_authenticator",
     "authenticate",
     "caller_of",
     "check_customer",
     "check_routes",
     "check_tenant",
-    "presented_key",
+    "current_scope",
+    "refuse_inactive",
     "required_scope",
-    "session_of",
+    "unauthorized",
 ]
 
 _log = structlog.get_logger(component="hub.api.auth")
@@ -82,16 +76,18 @@ ROUTE_SCOPES: Final[dict[tuple[str, str], str]] = {
     ("GET", "/api/recommendations"): "read",
     ("POST", "/api/recommendations/{id}/apply"): "write",
     ("POST", "/api/recommendations/{id}/dismiss"): "write",
-    ("GET", "/ui/session"): "read",
+    ("GET", "/api/stream"): "read",
+    ("POST", "/api/stream/token"): "read",
     ("GET", "/api/usage/customers/{customerId}/resources/{resourceKey}/history"): "read",
+    ("GET", "/ui/session"): "read",
 }
 
 _CALLER: Final = web.RequestKey("caller", ApiKey)
+_SCOPE: Final = web.RequestKey("route_scope", str)
+_AUTHENTICATORS: Final = web.AppKey("authenticators", list)
 _TOUCHER: Final = web.AppKey("key_toucher", Toucher)
 _TENANTS: Final = web.AppKey("customer_tenants", dict)
 _CHALLENGE: Final = 'Bearer realm="resmon"'
-_SESSION: Final = web.RequestKey("session", sessions.Session)
-_SAFE_METHODS: Final = frozenset({hdrs.METH_GET, hdrs.METH_HEAD, hdrs.METH_OPTIONS})
 
 
 def _route(request: web.Request) -> tuple[str, str | None]:
@@ -122,6 +118,11 @@ def check_routes(routes: Iterable[web.AbstractRoute]) -> None:
             ) from None
 
 
+def unauthorized(message: str) -> web.Response:
+    """A 401 with the Bearer challenge and ``message``."""
+    return _unauthorized(message)
+
+
 def _unauthorized(message: str) -> web.Response:
     response = error_response(401, message, "Authorization")
     response.headers[hdrs.WWW_AUTHENTICATE] = _CHALLENGE
@@ -137,10 +138,27 @@ def _presented(request: web.Request) -> str | None:
     return given.strip() if given is not None else None
 
 
-async def presented_key(request: web.Request, presented: str | None) -> ApiKey | web.Response:
-    """The usable stored key ``presented`` (a header's, the login's), or the 401 saying why not."""
-    metrics = context_of(request).metrics
+#: another way to present credentials than the key headers (the stream token, a dashboard
+#: session): the key the request stands for, a refusal, or None when the request does
+#: not use this way (the next one is tried). Register with :func:`add_authenticator`.
+Authenticator = Callable[[web.Request], Awaitable[ApiKey | web.Response | None]]
+
+
+def add_authenticator(app: web.Application, authenticator: Authenticator) -> None:
+    """Accept ``authenticator``'s credentials on requests that send no key header."""
+    app[_AUTHENTICATORS].append(authenticator)
+
+
+async def _presented_key(request: web.Request) -> ApiKey | web.Response:
+    """The valid, active key of the request, or the 401 refusing it."""
+    ctx = context_of(request)
+    metrics = ctx.metrics
+    presented = _presented(request)
     if presented is None:
+        for other in request.app[_AUTHENTICATORS]:
+            got: ApiKey | web.Response | None = await other(request)
+            if got is not None:
+                return got
         metrics.auth_refused.labels("missing").inc()
         return _unauthorized(
             "an API key is required: send `Authorization: Bearer <key>` or `X-API-Key: <key>`"
@@ -155,12 +173,12 @@ async def presented_key(request: web.Request, presented: str | None) -> ApiKey |
         metrics.auth_refused.labels("malformed").inc()
         _log.info("api_key_refused", reason="malformed", path=request.path)
         return _unauthorized(str(exc))
-    ctx = context_of(request)
-    return _usable(request, await find_key(ctx.db, ctx.config.api_key_secret, presented))
+    key = await find_key(ctx.db, ctx.config.api_key_secret, presented)
+    return refuse_inactive(request, key)
 
 
-def _usable(request: web.Request, key: ApiKey | None) -> ApiKey | web.Response:
-    """``key`` if it exists and is neither revoked nor expired, else the 401 saying which."""
+def refuse_inactive(request: web.Request, key: ApiKey | None) -> ApiKey | web.Response:
+    """``key`` if it exists and is neither revoked nor expired, else the 401 (counted)."""
     now = dt.datetime.now(dt.UTC)
     reason = (
         "unknown"
@@ -178,53 +196,25 @@ def _usable(request: web.Request, key: ApiKey | None) -> ApiKey | web.Response:
     return key
 
 
-async def _session_key(request: web.Request, cookie: str) -> ApiKey | web.Response:
-    """The key behind the session ``cookie`` (and its CSRF token on a change), or the refusal."""
-    ctx = context_of(request)
-    secret = ctx.config.api_key_secret
-    try:
-        session = sessions.open_session(secret, cookie, time.time())
-    except sessions.SessionError as exc:
-        ctx.metrics.auth_refused.labels("session").inc()
-        _log.info("session_refused", reason=str(exc), path=request.path)
-        return _unauthorized(f"{exc}; log in again at /ui/login")
-    if request.method not in _SAFE_METHODS and not sessions.csrf_matches(
-        secret, session, request.headers.get(sessions.CSRF_HEADER)
-    ):
-        ctx.metrics.auth_refused.labels("csrf").inc()
-        _log.info("session_csrf_refused", key_id=session.kid, path=request.path)
-        return error_response(
-            403,
-            f"a {request.method} with the session cookie needs the session's CSRF token in "
-            f"{sessions.CSRF_HEADER} (GET /ui/session answers it)",
-            sessions.CSRF_HEADER,
-        )
-    request[_SESSION] = session
-    return _usable(request, await key_by_id(ctx.db, session.kid))
-
-
 async def _refusal(request: web.Request, scope: str | None) -> web.Response | None:
     """None if the request's key is valid and has ``scope`` (any scope when None)."""
     ctx = context_of(request)
-    presented = _presented(request)
-    cookie = request.cookies.get(sessions.COOKIE)
-    if presented is None and cookie:
-        found = await _session_key(request, cookie)
-    else:
-        found = await presented_key(request, presented)
-    if isinstance(found, web.Response):
-        return found
-    key = found
+    metrics = ctx.metrics
+    key = await _presented_key(request)
+    if isinstance(key, web.Response):
+        return key
     if scope is not None and scope not in key.scopes:
-        ctx.metrics.auth_refused.labels("scope").inc()
+        metrics.auth_refused.labels("scope").inc()
         _log.info("api_key_lacks_scope", key_id=key.id, scope=scope, path=request.path)
         return error_response(403, f"this API key lacks the {scope!r} scope", "Authorization")
     request[_CALLER] = key
+    if scope is not None:
+        request[_SCOPE] = scope
     if request.app[_TOUCHER].due(key.id):
         try:
             await touch_key(ctx.db, key.id)
         except HubError as exc:  # the request goes on; the last-used time is a hint
-            ctx.metrics.storage_failures.labels("api_key_touch").inc()
+            metrics.storage_failures.labels("api_key_touch").inc()
             _log.warning("api_key_touch_failed", key_id=key.id, error=str(exc))
     return None
 
@@ -247,6 +237,7 @@ def setup(app: web.Application) -> None:
     """What :func:`authenticate` keeps per app; call before serving."""
     app[_TOUCHER] = Toucher()
     app[_TENANTS] = {}
+    app[_AUTHENTICATORS] = []
 
 
 def caller_of(request: web.Request) -> ApiKey:
@@ -254,9 +245,9 @@ def caller_of(request: web.Request) -> ApiKey:
     return request[_CALLER]
 
 
-def session_of(request: web.Request) -> sessions.Session | None:
-    """The dashboard session the request was authenticated with; None for a key in a header."""
-    return request.get(_SESSION)
+def current_scope(request: web.Request) -> str | None:
+    """The scope the request's route needed (None: a public route, or no route matched)."""
+    return request.get(_SCOPE)
 
 
 async def check_customer(request: web.Request, customer_id: str) -> None:

@@ -29,6 +29,7 @@ from ..storage import recommendations
 from ._http import context_of, error_response, json_response
 from ._pagination import page, page_request
 from .auth import caller_of, check_customer
+from .stream import publish_change
 
 __all__ = ["add_recommendation_routes"]
 
@@ -93,9 +94,12 @@ async def _act(
     if isinstance(action, web.Response):
         return action
     try:
-        return json_response(await act(action))
+        done = await act(action)
     except recommendations.RecommendationStateError as exc:
         return error_response(409, str(exc), "status")
+    change = {"change": done.status.lower(), **msgspec.to_builtins(done)}
+    await publish_change(request, "recommendation", done.customer_id, change)
+    return json_response(done)
 
 
 async def apply(request: web.Request) -> web.Response:

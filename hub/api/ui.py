@@ -1,5 +1,8 @@
 """The dashboard: its pages and files, the login that makes a session, and who is logged in.
 
+The session cookie (``hub/api/session.py``) stands for its API key on every
+route (:func:`session_key`, registered with ``auth.add_authenticator``).
+
 =======  ==================  ==========================================================
 method   path                what
 =======  ==================  ==========================================================
@@ -27,12 +30,13 @@ import msgspec
 import structlog
 from aiohttp import web
 
-from ..storage.apikeys import ApiKey, tenant_customers
+from ..apikeys import KeyFormatError, check_key
+from ..storage.apikeys import ApiKey, find_key, key_by_id, tenant_customers
 from . import session as sessions
 from ._http import context_of, error_response, json_response
-from .auth import caller_of, presented_key, session_of
+from .auth import add_authenticator, caller_of, refuse_inactive, unauthorized
 
-__all__ = ["STATIC", "add_ui_routes"]
+__all__ = ["STATIC", "add_ui_routes", "session_key"]
 
 _log = structlog.get_logger(component="hub.api.ui")
 
@@ -74,6 +78,53 @@ class SessionView(msgspec.Struct, frozen=True, rename="camel"):
 
 
 _decoder = msgspec.json.Decoder(_Login)
+_SESSION: Final = web.RequestKey("dashboard_session", sessions.Session)
+_SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+async def session_key(request: web.Request) -> ApiKey | web.Response | None:
+    """The key behind the request's session cookie (None: no cookie), or the refusal.
+
+    A forged, malformed or expired cookie is 401; a change (POST, PUT, PATCH,
+    DELETE) without the session's CSRF token in ``X-CSRF-Token`` is 403; a
+    revoked or expired key ends its sessions (401).
+    """
+    cookie = request.cookies.get(sessions.COOKIE)
+    if not cookie:
+        return None
+    ctx = context_of(request)
+    secret = ctx.config.api_key_secret
+    try:
+        session = sessions.open_session(secret, cookie, time.time())
+    except sessions.SessionError as exc:
+        ctx.metrics.auth_refused.labels("session").inc()
+        _log.info("session_refused", reason=str(exc), path=request.path)
+        return unauthorized(f"{exc}; log in again at /ui/login")
+    if request.method not in _SAFE_METHODS and not sessions.csrf_matches(
+        secret, session, request.headers.get(sessions.CSRF_HEADER)
+    ):
+        ctx.metrics.auth_refused.labels("csrf").inc()
+        _log.info("session_csrf_refused", key_id=session.kid, path=request.path)
+        return error_response(
+            403,
+            f"a {request.method} with the session cookie needs the session's CSRF token in "
+            f"{sessions.CSRF_HEADER} (GET /ui/session answers it)",
+            sessions.CSRF_HEADER,
+        )
+    request[_SESSION] = session
+    return refuse_inactive(request, await key_by_id(ctx.db, session.kid))
+
+
+async def _given_key(request: web.Request, given: str) -> ApiKey | web.Response:
+    """The usable stored key ``given`` at the login, or the 401 saying why not."""
+    ctx = context_of(request)
+    try:
+        check_key(given)
+    except KeyFormatError as exc:
+        ctx.metrics.auth_refused.labels("malformed").inc()
+        _log.info("api_key_refused", reason="malformed", path=request.path)
+        return unauthorized(str(exc))
+    return refuse_inactive(request, await find_key(ctx.db, ctx.config.api_key_secret, given))
 
 
 def _page(name: str) -> web.FileResponse:
@@ -121,7 +172,7 @@ async def login(request: web.Request) -> web.Response:
         return error_response(400, f'{exc}; send {{"key": "rsm_..."}}', "$.key")
     except msgspec.DecodeError as exc:
         return error_response(400, f"body is not valid JSON: {exc}", "body")
-    found = await presented_key(request, body.key.strip())
+    found = await _given_key(request, body.key.strip())
     if isinstance(found, web.Response):
         return found
     if "read" not in found.scopes:
@@ -155,11 +206,12 @@ async def logout(request: web.Request) -> web.Response:
 
 
 async def whoami(request: web.Request) -> web.Response:
-    view = await _view(request, caller_of(request), session_of(request))
+    view = await _view(request, caller_of(request), request.get(_SESSION))
     return json_response(view, headers={"Cache-Control": "no-store"})
 
 
 def add_ui_routes(app: web.Application) -> None:
+    add_authenticator(app, session_key)
     r = app.router
     r.add_get("/", index)
     r.add_get("/ui/login", login_page)

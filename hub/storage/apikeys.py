@@ -27,6 +27,7 @@ __all__ = [
     "revoke_key",
     "tenant_customers",
     "tenant_of_customer",
+    "tenants_of_customers",
     "touch_key",
 ]
 
@@ -84,6 +85,16 @@ async def resolve_tenant(db: Executor, tenant: str) -> str:
     if found is None:
         raise NotFoundError(f"tenant {tenant!r} not found (give its name or id)")
     return str(found)
+
+
+async def tenants_of_customers(db: Executor, customer_ids: Sequence[str]) -> dict[str, str]:
+    """customer id -> tenant id, for those of ``customer_ids`` that exist."""
+    with storage_errors():
+        rows = await db.fetch(
+            "SELECT id, tenant_id::text AS tenant_id FROM customers WHERE id = ANY($1::text[])",
+            list(customer_ids),
+        )
+    return {r["id"]: r["tenant_id"] for r in rows}
 
 
 async def tenant_of_customer(db: Executor, customer_id: str) -> str | None:
@@ -178,7 +189,7 @@ async def find_key(db: Executor, server_secret: str, key: str) -> ApiKey | None:
 
 
 async def key_by_id(db: Executor, key_id: str) -> ApiKey | None:
-    """The stored record of the key numbered ``key_id``, or None (also for a malformed id)."""
+    """The stored record of the key with id ``key_id`` (None: no such key)."""
     try:
         uuid.UUID(key_id)
     except ValueError:

@@ -98,6 +98,8 @@ class Request:
     body: Any = None
     #: the route lists only the caller's own things (no object named): check the body instead
     listing: bool = False
+    #: an endless answer (server-sent events): its body is not read when it is 200
+    stream: bool = False
 
 
 #: (method, route) -> the request that reaches ``target``'s objects
@@ -226,6 +228,14 @@ async def _session(w: World, t: Tenant) -> Request:
     return Request("GET", "/ui/session", listing=True)
 
 
+async def _stream(w: World, t: Tenant) -> Request:
+    return Request("GET", f"/api/stream?customerId={t.customer}", stream=True)
+
+
+async def _stream_token(w: World, t: Tenant) -> Request:
+    return Request("POST", f"/api/stream/token?customerId={t.customer}")
+
+
 REQUESTS: dict[tuple[str, str], Builder] = {
     ("POST", "/api/metrics/ingest"): _ingest,
     ("GET", "/api/metrics/customer/{customerId}/current"): _current,
@@ -250,6 +260,8 @@ REQUESTS: dict[tuple[str, str], Builder] = {
     ("POST", "/api/recommendations/{id}/apply"): _apply,
     ("POST", "/api/recommendations/{id}/dismiss"): _dismiss,
     ("GET", "/ui/session"): _session,
+    ("GET", "/api/stream"): _stream,
+    ("POST", "/api/stream/token"): _stream_token,
     ("GET", "/api/usage/customers/{customerId}/resources/{resourceKey}/history"): _usage_history,
 }
 
@@ -276,6 +288,9 @@ async def _call(
     client: aiohttp.ClientSession, req: Request, headers: dict[str, str]
 ) -> tuple[int, dict[str, str], str]:
     async with client.request(req.method, req.url, json=req.body, headers=headers) as resp:
+        if req.stream and resp.status == 200:
+            assert resp.content_type == "text/event-stream"
+            return resp.status, dict(resp.headers), ""
         return resp.status, dict(resp.headers), await resp.text()
 
 

@@ -1,0 +1,150 @@
+"""Per-key rate limits, counted in Redis so every hub of a group shares them.
+
+Every route that needs a key is limited (the public ones are not). Each key
+has a budget per scope (``RESMON_RATE_LIMIT_READ`` ... ``_ADMIN``), or one of
+its own (``RESMON_RATE_LIMIT_KEYS``); see :mod:`hub.ratelimits`. The counting
+is the :mod:`limits` library's fixed window, stored in Redis under
+``{prefix}:ratelimit``.
+
+Every response of a limited route carries ``RateLimit-Limit``,
+``RateLimit-Remaining`` and ``RateLimit-Reset`` (seconds until the window
+starts over) for the budget the request used (the tightest one when a budget
+has several limits). A request over the limit is 429 with ``Retry-After``
+(seconds) and counted in ``resmon_hub_api_rate_limited_total``.
+
+When Redis cannot be asked the limiter lets requests through (fails open):
+the API stays up while Redis is, say, restarting. Each such request is counted
+in ``resmon_hub_api_rate_limit_unavailable_total`` and a warning is logged (at
+most one every 30 s); its response has no ``RateLimit-*`` headers.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+import redis.exceptions
+import structlog
+from aiohttp import web
+from limits import RateLimitItem
+from limits.aio.storage import RedisStorage
+from limits.aio.strategies import FixedWindowRateLimiter
+from limits.errors import StorageError
+
+from ..ratelimits import RateLimits
+from ._http import CONTEXT, context_of, error_response
+from .auth import caller_of, current_scope
+
+__all__ = ["limit_rate", "setup"]
+
+_log = structlog.get_logger(component="hub.api.ratelimit")
+
+_LIMITER: Final = web.AppKey("rate_limiter", FixedWindowRateLimiter)
+_HEADERS: Final = web.RequestKey("rate_limit_headers", dict)
+_WARNED: Final = web.AppKey("rate_limit_warned", list)
+_LIMITS: Final = web.AppKey("rate_limits", RateLimits)
+#: seconds between two warnings that Redis could not be asked
+_WARN_EVERY: Final = 30.0
+
+
+def setup(app: web.Application) -> None:
+    """The limiter of ``app`` (its Redis connection opens on first use)."""
+    config = app[CONTEXT].config
+    app[_LIMITS] = config.rate_limits
+    storage = RedisStorage(
+        "async+" + config.redis_url,
+        implementation="redispy",
+        key_prefix=f"{config.redis_prefix}:ratelimit",
+        wrap_exceptions=True,
+        socket_connect_timeout=1,
+        socket_timeout=1,
+    )
+    app[_LIMITER] = FixedWindowRateLimiter(storage)
+    app[_WARNED] = [0.0]
+    app.on_response_prepare.append(_add_headers)
+
+    async def close(_app: web.Application) -> None:
+        client = getattr(storage.bridge, "storage", None)
+        if client is not None:
+            await client.aclose()
+
+    app.on_cleanup.append(close)
+
+
+async def _add_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """The request's ``RateLimit-*`` headers on whatever response it got (errors too)."""
+    headers = request.get(_HEADERS)
+    if headers:
+        response.headers.update(headers)
+
+
+async def _check(
+    limiter: FixedWindowRateLimiter, items: tuple[RateLimitItem, ...], *who: str
+) -> tuple[bool, dict[str, str]]:
+    """(allowed, headers) after counting the request against every one of ``items``."""
+    allowed = True
+    tightest: tuple[int, float, int] | None = None  # remaining, reset, limit
+    retry = 0.0
+    now = time.time()
+    for item in items:
+        ok = await limiter.hit(item, *who)
+        stats = await limiter.get_window_stats(item, *who)
+        # the storage keeps whole seconds: never more than the window itself
+        reset = min(float(item.get_expiry()), max(0.0, stats.reset_time - now))
+        if not ok:
+            allowed = False
+            retry = max(retry, reset)
+        if tightest is None or stats.remaining < tightest[0]:
+            tightest = (stats.remaining, reset, item.amount)
+    assert tightest is not None
+    remaining, reset, amount = tightest
+    headers = {
+        "RateLimit-Limit": str(amount),
+        "RateLimit-Remaining": str(remaining),
+        "RateLimit-Reset": str(max(1, math.ceil(reset))),
+    }
+    if not allowed:
+        headers["Retry-After"] = str(max(1, math.ceil(retry)))
+    return allowed, headers
+
+
+@web.middleware
+async def limit_rate(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Count the request against its key's budget; 429 past it (after authentication)."""
+    scope = current_scope(request)
+    if scope is None:  # public, or no route matched
+        return await handler(request)
+    ctx = context_of(request)
+    key = caller_of(request)
+    budget, items = request.app[_LIMITS].of(key.id, scope)
+    if not items:
+        return await handler(request)
+    try:
+        allowed, headers = await _check(request.app[_LIMITER], items, key.id, budget)
+    except (StorageError, redis.exceptions.RedisError, OSError) as exc:
+        ctx.metrics.rate_limit_unavailable.inc()
+        warned = request.app[_WARNED]
+        if time.monotonic() - warned[0] >= _WARN_EVERY:
+            warned[0] = time.monotonic()
+            _log.warning(
+                "rate_limit_unavailable",
+                error=type(exc).__name__,
+                then="requests pass unlimited until Redis answers",
+            )
+        return await handler(request)
+    request[_HEADERS] = headers
+    if not allowed:
+        ctx.metrics.rate_limited.labels(budget).inc()
+        _log.info("rate_limited", key_id=key.id, budget=budget)
+        return error_response(
+            429,
+            f"rate limit of this API key for {budget!r} requests reached "
+            f"({headers['RateLimit-Limit']} per window); retry in "
+            f"{headers['Retry-After']} s",
+            "Authorization",
+        )
+    return await handler(request)

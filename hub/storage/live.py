@@ -1,0 +1,209 @@
+"""The live stream's backlog in Redis: one Redis stream per tenant, read by every hub.
+
+Keys (``prefix`` is the hub's Redis prefix): ``{prefix}:live:{tenant}``, a
+Redis stream capped at about ``maxlen`` entries (``XADD ... MAXLEN ~``). Each
+entry has three fields: ``type`` (``usage``, ``alert`` or ``recommendation``),
+``customer`` (the customer it is about) and ``data`` (the JSON the server-sent
+event carries). The entry id (``<ms>-<seq>``) is the event's id, so a client
+that reconnects with ``Last-Event-ID`` resumes right after the last event it
+saw, from whichever hub it reaches, as long as the entry is still in the
+backlog.
+
+Whichever hub commits a batch writes its events here; every hub serving
+``GET /api/stream`` reads them, so a client sees every hub's events.
+:class:`LivePublisher` is what writers use: it holds back usage updates so a
+resource gets at most one per ``interval`` seconds (the latest value wins and
+goes out when the interval is over).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Final
+
+import anyio
+import msgspec
+import redis.asyncio as aioredis
+
+from .._exceptions import HubError, cache_errors
+
+__all__ = ["ENTRY_ID", "KINDS", "LiveEvent", "LivePublisher", "LiveStream"]
+
+#: the event types the stream carries
+KINDS: Final = ("usage", "alert", "recommendation")
+#: the shape of an entry id (and so of a valid ``Last-Event-ID``)
+ENTRY_ID: Final = re.compile(r"\d{1,20}-\d{1,20}")
+
+
+class LiveEvent(msgspec.Struct, frozen=True):
+    """One event of a tenant's stream."""
+
+    tenant: str
+    kind: str
+    customer: str
+    data: bytes
+
+
+class LiveStream:
+    """Append to and read from the tenants' streams."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis[bytes],
+        *,
+        prefix: str = "resmon",
+        maxlen: int = 1000,
+        address: str = "Redis",
+    ) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.maxlen = maxlen
+        self._address = address
+
+    def key(self, tenant: str) -> str:
+        return f"{self.prefix}:live:{tenant}"
+
+    async def publish(self, events: Sequence[LiveEvent]) -> None:
+        """Append ``events`` (in order), one round trip; CacheError if Redis fails."""
+        if not events:
+            return
+        with cache_errors(self._address):
+            async with self.client.pipeline(transaction=False) as pipe:
+                for e in events:
+                    fields: dict[str | bytes, str | bytes] = {
+                        "type": e.kind,
+                        "customer": e.customer,
+                        "data": e.data,
+                    }
+                    pipe.xadd(self.key(e.tenant), fields, maxlen=self.maxlen, approximate=True)
+                await pipe.execute()
+
+    async def last_id(self, tenant: str) -> str:
+        """The id of the tenant's newest entry ("0-0" for an empty stream): read after it."""
+        with cache_errors(self._address):
+            newest = await self.client.xrevrange(self.key(tenant), count=1)
+        return _text(newest[0][0]) if newest else "0-0"
+
+    async def read(
+        self, tenant: str, after: str, *, block_ms: int, count: int = 200
+    ) -> list[tuple[str, LiveEvent]]:
+        """Entries after ``after``; waits up to ``block_ms`` when there are none yet."""
+        with cache_errors(self._address):
+            got = await self.client.xread({self.key(tenant): after}, count=count, block=block_ms)
+        out = []
+        for _stream, entries in got or ():
+            for entry_id, fields in entries:
+                out.append(
+                    (
+                        _text(entry_id),
+                        LiveEvent(
+                            tenant=tenant,
+                            kind=_text(fields.get(b"type", b"")),
+                            customer=_text(fields.get(b"customer", b"")),
+                            data=bytes(fields.get(b"data", b"{}")),
+                        ),
+                    )
+                )
+        return out
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+#: customer ids -> their tenant ids (the customers it knows of)
+TenantLookup = Callable[[list[str]], Awaitable[dict[str, str]]]
+
+
+class _Held(msgspec.Struct):
+    event: LiveEvent
+    due: float
+
+
+class LivePublisher:
+    """Writes a hub's events to :class:`LiveStream`, usage coalesced per resource.
+
+    :meth:`usage` sends an update at once when its resource had none in the
+    last ``interval`` seconds, and otherwise keeps it (replacing an older one
+    kept) until the interval is over; :meth:`run` sends what is kept when it is
+    due. Alerts and recommendations go out at once. Customers are mapped to
+    their tenant with ``tenants`` (cached: customers never change tenant).
+    """
+
+    def __init__(self, stream: LiveStream, tenants: TenantLookup, *, interval: float = 1.0) -> None:
+        self.stream = stream
+        self.interval = interval
+        self._lookup = tenants
+        self._tenants: dict[str, str] = {}
+        self._sent: dict[str, float] = {}  # resource key -> when its last update went out
+        self._held: dict[str, _Held] = {}
+        self._wake = anyio.Event()
+
+    async def tenants_of(self, customers: Sequence[str]) -> dict[str, str]:
+        """The tenant of each of ``customers`` that exists."""
+        missing = sorted({c for c in customers if c not in self._tenants})
+        if missing:
+            found = await self._lookup(missing)
+            if len(self._tenants) > 100_000:
+                self._tenants.clear()
+            self._tenants.update(found)
+        return {c: self._tenants[c] for c in customers if c in self._tenants}
+
+    async def send(self, kind: str, items: Sequence[tuple[str, bytes]]) -> None:
+        """Publish ``(customer, data)`` events of ``kind`` now (no coalescing)."""
+        owners = await self.tenants_of([c for c, _ in items])
+        await self.stream.publish(
+            [LiveEvent(owners[c], kind, c, data) for c, data in items if c in owners]
+        )
+
+    async def usage(self, items: Sequence[tuple[str, str, bytes]]) -> None:
+        """``(customer, resource key, data)`` usage updates: sent or held (see the class)."""
+        owners = await self.tenants_of([c for c, _, _ in items])
+        now = time.monotonic()
+        out = []
+        for customer, resource, data in items:
+            tenant = owners.get(customer)
+            if tenant is None:
+                continue
+            event = LiveEvent(tenant, "usage", customer, data)
+            last = self._sent.get(resource)
+            if resource in self._held or (last is not None and now - last < self.interval):
+                due = (last if last is not None else now) + self.interval
+                self._held[resource] = _Held(event, due)
+                self._wake.set()
+            else:
+                self._sent[resource] = now
+                out.append(event)
+        if len(self._sent) > 100_000:  # forget resources quiet for longer than the interval
+            self._sent = {k: t for k, t in self._sent.items() if now - t < self.interval}
+        await self.stream.publish(out)
+
+    async def flush_due(self) -> float | None:
+        """Send the held updates that are due; seconds until the next one (None: none held)."""
+        now = time.monotonic()
+        due = [k for k, h in self._held.items() if h.due <= now]
+        events = []
+        for k in due:
+            events.append(self._held.pop(k).event)
+            self._sent[k] = now
+        if events:
+            await self.stream.publish(events)
+        if not self._held:
+            return None
+        return max(0.0, min(h.due for h in self._held.values()) - time.monotonic())
+
+    async def run(self, on_error: Callable[[HubError], None]) -> None:
+        """Send held updates when due, until cancelled (``on_error`` for a failed write)."""
+        while True:
+            try:
+                wait = await self.flush_due()
+            except HubError as exc:  # the caller counts and logs it
+                on_error(exc)
+                wait = self.interval
+            if wait is None:
+                self._wake = anyio.Event()
+                await self._wake.wait()
+            else:
+                await anyio.sleep(wait)
