@@ -25,7 +25,7 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 
 env: $(VENV)/.synced  ## create .venv with every extra and the dev tools
 
-system-deps:  ## net-snmp tools (SNMP interop tests), docker-compose (Compose check), chromium (dashboard browser tests); Debian, root only
+system-deps:  ## net-snmp tools (SNMP interop tests), docker-compose (Compose check), wrk (api benchmark), chromium (dashboard browser tests); Debian, root only
 	@if ! command -v snmpbulkwalk >/dev/null 2>&1 || ! command -v snmpd >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing net-snmp (snmp, snmpd) from Debian"; \
@@ -41,6 +41,14 @@ system-deps:  ## net-snmp tools (SNMP interop tests), docker-compose (Compose ch
 	      apt-get install -y -qq --no-install-recommends docker-compose >/dev/null) || \
 	     echo "could not install docker-compose: its check of the Compose file is skipped") ; \
 	  else echo "docker-compose missing and not root: its check of the Compose file is skipped"; fi; \
+	fi
+	@if ! command -v wrk >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing wrk from Debian (the api benchmark's load tool)"; \
+	    (apt-get install -y -qq wrk >/dev/null 2>&1 || \
+	     (apt-get update -qq && apt-get install -y -qq wrk >/dev/null) || \
+	     echo "could not install wrk: the api benchmark is skipped") ; \
+	  else echo "wrk missing and not root: the api benchmark is skipped"; fi; \
 	fi
 	@if [ ! -x /usr/bin/chromium ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
@@ -67,7 +75,7 @@ pytest: env system-deps  ## the test suite (starts its own Kafka-protocol broker
 
 test: lint typecheck pytest  ## everything CI runs
 
-bench: env  ## the benchmarks/ suites (a checkout only, not in the wheel); writes BENCHMARKS.md
+bench: env system-deps  ## the benchmarks/ suites (a checkout only, not in the wheel); writes BENCHMARKS.md
 	$(BIN)/resmon bench --output BENCHMARKS.md
 
 forecast-eval: env  ## the forecast accuracy table of docs/forecasting.md (benchmarks/forecast_eval.py; ARGS=--replicas N)

@@ -31,14 +31,21 @@ import msgspec
 
 from .runner import Figure, SuiteSkipped
 
-__all__ = ["WrkResult", "parse_wrk", "suite"]
+__all__ = ["WrkResult", "markdown_sections", "parse_wrk", "suite"]
 
 _SCRIPTS: Final = Path(__file__).parent / "wrk"
 _UNITS_MS: Final = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
 _COUNT_UNITS: Final = {"": 1.0, "k": 1e3, "M": 1e6, "G": 1e9}
 _TIME: Final = r"([\d.]+)(us|ms|s|m|h)"
-#: single posts: events per request of the batch stage
+#: events per request of the batch stage, and its concurrent connections
 BATCH: Final = 1000
+BATCH_CONNECTIONS: Final = 4
+#: per-key rate limit of the benchmark's hub (each stage uses one key)
+BENCH_RATE: Final = "100000000/minute"
+#: where each wrk report of the last run is kept, as wrk printed it
+RAW_DIR: Final = Path(".resmon-state/bench-api")
+#: (what, wrk command, result) of each reported run, for :func:`markdown_sections`
+_RUNS: list[tuple[str, str, WrkResult, float, float]] = []
 
 
 class WrkResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -117,8 +124,9 @@ def parse_wrk(text: str) -> WrkResult:
 
 
 async def _wrk(
-    url: str, script: str, connections: int, seconds: int, key: str, **env: str
-) -> tuple[WrkResult, str]:
+    what: str, url: str, script: str, connections: int, seconds: int, key: str, **env: str
+) -> WrkResult:
+    """Run wrk; its report is kept in :data:`RAW_DIR` and listed by :func:`markdown_sections`."""
     cmd = [
         "wrk",
         "-t2",
@@ -131,12 +139,53 @@ async def _wrk(
         str(_SCRIPTS / script),
         url,
     ]
+    load = os.getloadavg()[0]  # what else ran on the machine shows here
     environ = {**os.environ, "RESMON_BENCH_KEY": key, "RESMON_WRK_DIR": str(_SCRIPTS), **env}
+    cpu = time.process_time()  # the hub runs in this process: its CPU per request
     done = await anyio.run_process(cmd, env=environ, check=False)
+    cpu = time.process_time() - cpu
     out = done.stdout.decode()
     if done.returncode != 0:
         raise RuntimeError(f"wrk exited {done.returncode}: {done.stderr.decode()}{out}")
-    return parse_wrk(out), out
+    result = parse_wrk(out)
+    RAW_DIR.mkdir(parents=True, exist_ok=True)
+    slug = re.sub(r"[^a-z0-9]+", "-", what.lower()).strip("-")
+    (RAW_DIR / f"{slug}.txt").write_text(out)
+    shown = " ".join([*cmd[:-3], script, "/" + url.split("/", 3)[-1]])
+    if what != "warm-up":
+        _RUNS.append((what, shown, result, load, cpu * 1000 / max(result.requests, 1)))
+    return result
+
+
+def _rate(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:,.1f}"
+
+
+def markdown_sections() -> list[str]:
+    """The wrk runs of the last :func:`suite` call as a table (for BENCHMARKS.md)."""
+    if not _RUNS:
+        return []
+    lines = [
+        "## api: the wrk runs",
+        "",
+        "| run | wrk | requests | req/s | p50 | p99 | statuses | load before | hub CPU |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for what, shown, r, load, cpu_ms in _RUNS:
+        lines.append(
+            f"| {what} | `{shown}` | {r.requests:,} | {_rate(r.requests_per_s)} "
+            f"| {r.p50_ms:.2f} ms | {r.p99_ms:.2f} ms | {_statuses(r)} | {load:.1f} "
+            f"| {cpu_ms:.2f} ms/request |"
+        )
+    lines += [
+        "",
+        "Load before: the machine's 1-minute load average when the run started (2 cores;",
+        "above 2, other work competed with the hub, PostgreSQL, the broker and wrk).",
+        "Hub CPU: the hub process's CPU time over the run per request served (the hub",
+        "runs in the benchmark's process, wrk in its own); 1000 / it is the most one",
+        "core could serve, whatever else runs.",
+    ]
+    return ["\n".join(lines)]
 
 
 def _statuses(r: WrkResult) -> str:
@@ -155,11 +204,18 @@ async def _api(quick: bool) -> list[Figure]:
     from .hub_e2e import _KEY_SECRET, _servers, http_config
 
     seconds = 5 if quick else 20
+    _RUNS.clear()
     cmd = "resmon bench --only api" + (" --quick" if quick else "")
     tag = uuid.uuid4().hex[:8]
     figures: list[Figure] = []
     async with _servers() as (dsn, redis_url, bootstrap):
-        config = http_config(dsn, redis_url, bootstrap, tag)
+        # the per-key limits stay on (their Redis round trip is part of every request)
+        # but far above what one key sends here: the run measures the API, not 429s
+        config = msgspec.structs.replace(
+            http_config(dsn, redis_url, bootstrap, tag),
+            rate_limit_read=BENCH_RATE,
+            rate_limit_ingest=BENCH_RATE,
+        )
         async with anyio.create_task_group() as tg:
             hub = await tg.start(run_hub, config)
             base = hub.http_url
@@ -195,12 +251,23 @@ async def _api(quick: bool) -> list[Figure]:
                         raise RuntimeError(f"{current} still {resp.status} after 30 s")
                     await anyio.sleep(0.2)
 
+            # reads first, on a hub with no backlog to consume
+            for url, what in ((current, "GET .../current"), (listing, "GET .../resources")):
+                r = await _wrk(
+                    f"{what}, 200 connections", url, "read.lua", 200, seconds, read_key.key
+                )
+                note = f"wrk -t2 -c200 -d{seconds}s; {r.requests_per_s:,.0f} req/s, "
+                note += f"p50 {r.p50_ms:.2f} ms; statuses: {_statuses(r)}"
+                figures.append(
+                    Figure(suite="api", name=f"{what}: p99", value=r.p99_ms,
+                           unit="ms", command=cmd, higher_is_better=False, target=20, notes=note)
+                )  # fmt: skip
             ingest = f"{base}/api/metrics/ingest"
-            await _wrk(ingest, "ingest.lua", 100, 2, ingest_key.key)  # warm-up, not reported
+            await _wrk("warm-up", ingest, "ingest.lua", 100, 2, ingest_key.key)
             for conns in (100, 200):
-                r, _ = await _wrk(ingest, "ingest.lua", conns, seconds, ingest_key.key)
-                note = f"wrk -t2 -c{conns} -d{seconds}s; statuses: {_statuses(r)}"
                 name = f"POST /api/metrics/ingest, one event, {conns} connections"
+                r = await _wrk(name, ingest, "ingest.lua", conns, seconds, ingest_key.key)
+                note = f"wrk -t2 -c{conns} -d{seconds}s; statuses: {_statuses(r)}"
                 figures += [
                     Figure(suite="api", name=f"{name}: requests/s", value=r.requests_per_s,
                            unit="req/s", command=cmd, target=5000, notes=note),
@@ -212,22 +279,20 @@ async def _api(quick: bool) -> list[Figure]:
                            unit="responses", command=cmd, higher_is_better=False, target=0),
                 ]  # fmt: skip
             batch = {"RESMON_BATCH": str(BATCH)}
-            r, _ = await _wrk(ingest, "batch.lua", 16, seconds, ingest_key.key, **batch)
+            what = f"POST /api/metrics/ingest, batches of {BATCH}"
+            # a batch takes the hub hundreds of ms: a few connections keep it busy, and a
+            # run must be long enough for many to finish
+            long = max(seconds, 15)
+            r = await _wrk(
+                what, ingest, "batch.lua", BATCH_CONNECTIONS, long, ingest_key.key, **batch
+            )
             figures.append(
                 Figure(suite="api", name=f"POST /api/metrics/ingest, batches of {BATCH}: events/s",
                        value=r.requests_per_s * BATCH * r.statuses.get(200, 0) / max(r.requests, 1),
                        unit="events/s", command=cmd, target=100_000,
-                       notes=f"wrk -t2 -c16 -d{seconds}s; p99 {r.p99_ms:.1f} ms per request; "
-                       f"statuses: {_statuses(r)}")
+                       notes=f"wrk -t2 -c{BATCH_CONNECTIONS} -d{long}s; p99 {r.p99_ms:.1f} ms "
+                       f"per request; statuses: {_statuses(r)}")
             )  # fmt: skip
-            for url, what in ((current, "GET .../current"), (listing, "GET .../resources")):
-                r, _ = await _wrk(url, "read.lua", 200, seconds, read_key.key)
-                note = f"wrk -t2 -c200 -d{seconds}s; {r.requests_per_s:,.0f} req/s, "
-                note += f"p50 {r.p50_ms:.2f} ms; statuses: {_statuses(r)}"
-                figures.append(
-                    Figure(suite="api", name=f"{what}, 200 connections: p99", value=r.p99_ms,
-                           unit="ms", command=cmd, higher_is_better=False, target=20, notes=note)
-                )  # fmt: skip
             tg.cancel_scope.cancel()
     return figures
 

@@ -27,6 +27,7 @@ from anyio.abc import TaskStatus
 from ._exceptions import HubError, single_hub_error, storage_errors
 from .actors import Registry
 from .api import ApiContext, create_app, serve
+from .api.auth import forget_customers
 from .config import HubConfig, redact
 from .consumer import UsageConsumer
 from .kafka import ensure_topics, start_producer
@@ -319,6 +320,7 @@ async def _watch_resource_changes(
 async def _reload_everything(hub: RunningHub, why: str) -> None:
     _log.warning("resource_changes_missed", why=why, reloading="every actor")
     await hub.registry.forget(lambda _actor: True)
+    forget_customers(None)
     try:
         await hub.cache.forget_all_usage()
     except HubError as exc:  # the cached usage stays stale until its TTL runs out
@@ -373,6 +375,7 @@ async def _listen_for_changes(
                     await _reload_everything(hub, "more notices than the queue holds")
                     continue
                 await hub.registry.forget_keys([key])
+                forget_customers([key.split("/", 1)[0]])  # a deleted customer: its tenant
                 try:
                     await hub.cache.forget_customer(key.split("/", 1)[0])
                 except HubError as exc:  # the cached usage stays stale until its TTL runs out

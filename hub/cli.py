@@ -100,6 +100,27 @@ def migrate_cmd() -> None:
         click.echo("database is up to date")
 
 
+@hub.command("openapi")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True),
+    help="write the document here (docs/openapi-monitoring.yaml in the repository); "
+    "default: print it",
+)
+def openapi_cmd(output: str | None) -> None:
+    """Print or write the REST API's OpenAPI 3.1 document (generated from its types)."""
+    from .api.openapi import render
+
+    text = render()
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    with open(output, "w", encoding="utf-8") as out:
+        out.write(text)
+    click.echo(f"wrote {output}")
+
+
 def _server_secret() -> str:
     import os
 

@@ -352,7 +352,7 @@ HUB_VARS: Final = (
         "40", integer),
     Var("RESMON_REDIS_PREFIX", "redis_prefix", "prefix of the hub's Redis keys", "resmon-b"),
     Var("RESMON_HUB_ACCESS_LOG", "access_log", "1: log every REST request (no credentials)",
-        "1", _flag),
+        "1", _flag, shown="0"),
     Var("RESMON_STREAM_HEARTBEAT_S", "stream_heartbeat_seconds",
         "seconds between heartbeats on /api/stream", "5", number),
     Var("RESMON_STREAM_BACKLOG", "stream_backlog",

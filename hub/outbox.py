@@ -133,6 +133,44 @@ def optimization_outbox(
     return write
 
 
+_optimization_decoder = msgspec.json.Decoder(OptimizationEvent)
+
+
+def _offer_live(live: LivePublisher, batch: OutboxBatch) -> bool:
+    """Queue a delivered batch's events for the live stream; False if some were dropped."""
+    ok = live.offer_usage(batch.usage)
+    alerts = batch.alerts
+    if not alerts and batch.events and batch.topic != TOPIC_OPTIMIZATION:
+        alerts = _alerts_of(batch.events)  # a forecast refresh's row: events only
+    ok = live.offer("alert", [(a.customer_id, _encoder.encode(a)) for a in alerts]) and ok
+    if batch.topic == TOPIC_OPTIMIZATION and batch.events:
+        created = []
+        for e in batch.events:
+            try:
+                rec = _optimization_decoder.decode(e.value)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                _log.warning("live_event_undecodable", event_id=e.event_id, error=str(exc))
+                continue
+            data = {"change": "created", **msgspec.to_builtins(rec)}
+            created.append((rec.customer_id, _encoder.encode(data)))
+        ok = live.offer("recommendation", created) and ok
+    return ok
+
+
+_alert_decoder = msgspec.json.Decoder(AlertEvent)
+
+
+def _alerts_of(events: list[OutboxEvent]) -> list[AlertEvent]:
+    out = []
+    for e in events:
+        try:
+            out.append(_alert_decoder.decode(e.value))
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            _log.warning("live_event_undecodable", event_id=e.event_id, error=str(exc))
+            continue
+    return out
+
+
 def forecast_alert_outbox(
     source: str, topic: str
 ) -> Callable[[asyncpg.Connection, list[tuple[str, AlertRecord]]], Awaitable[int]]:
@@ -159,36 +197,6 @@ def forecast_alert_outbox(
         return await insert_outbox(conn, OutboxBatch(topic, events, [], []))
 
     return write
-
-
-_optimization_decoder = msgspec.json.Decoder(OptimizationEvent)
-
-
-async def _to_live(live: LivePublisher, batch: OutboxBatch) -> None:
-    """A delivered batch's events on the live stream (usage coalesced per resource)."""
-    if batch.usage:
-        await live.usage(
-            [(u.resource_key.split("/", 1)[0], u.resource_key, _usage_data(u)) for u in batch.usage]
-        )
-    if batch.alerts:
-        await live.send("alert", [(a.customer_id, _encoder.encode(a)) for a in batch.alerts])
-    if batch.topic == TOPIC_OPTIMIZATION and batch.events:
-        created = []
-        for e in batch.events:
-            try:
-                rec = _optimization_decoder.decode(e.value)
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                _log.warning("live_event_undecodable", event_id=e.event_id, error=str(exc))
-                continue
-            data = {"change": "created", **msgspec.to_builtins(rec)}
-            created.append((rec.customer_id, _encoder.encode(data)))
-        await live.send("recommendation", created)
-
-
-def _usage_data(u: CachedUsage) -> bytes:
-    return _encoder.encode(
-        {"customerId": u.resource_key.split("/", 1)[0], **msgspec.to_builtins(u)}
-    )
 
 
 class Outbox:
@@ -365,12 +373,10 @@ class Outbox:
                 ok = False
                 self.metrics.side_effect_failures.labels("redis").inc()
                 _log.warning("cache_update_failed", error=str(exc))
-        if self.live is not None:
-            try:
-                await _to_live(self.live, batch)
-            except HubError as exc:  # the stream is best effort: the row is not kept for it
-                self.metrics.side_effect_failures.labels("stream").inc()
-                _log.warning("stream_publish_failed", error=str(exc))
+        # the stream is best effort, written by its own task: the row is not kept for it
+        if self.live is not None and not _offer_live(self.live, batch):
+            self.metrics.side_effect_failures.labels("stream").inc()
+            _log.warning("stream_queue_full", then="events of this batch are not streamed")
         return ok
 
     async def drain(self, min_age_s: float = 0.0) -> int:

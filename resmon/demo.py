@@ -179,6 +179,9 @@ async def run_demo(
             say(f"  current usage:  curl {auth} {base}/api/metrics/customer/{first}/current")
             say(f"  resources:      curl {auth} {base}/api/monitoring/customers/{first}/resources")
             say(f"  alerts:         curl {auth} {base}/api/alerts")
+            history = f"{base}/api/usage/customers/{first}/resources/{first}/bandwidth/history"
+            say(f'  usage history:  curl {auth} "{history}?range=1h&points=60"')
+            say(f"  ready:          curl {base}/readyz   (no key needed)")
             say(f"  metrics:        curl {base}/metrics   (no key needed)")
             say(
                 f"{first} reaches 80 % of its limit about {int(_FULL_AFTER_S[0] * 0.8)} s after "

@@ -81,7 +81,7 @@ def test_demo_shows_usage_and_an_alert_within_60_seconds(state_dir: Path) -> Non
             try:
                 key = key_file.read_text().strip()
                 resources = _get(f"{base}/api/metrics/customer/cust-0001/current", key)
-                alerts = _get(f"{base}/api/alerts", key)
+                alerts = _get(f"{base}/api/alerts", key)["items"]
             except (urllib.error.URLError, ConnectionError, FileNotFoundError):
                 pass
             if alerts and any(r["usage"] > 0 for r in resources):
@@ -91,6 +91,17 @@ def test_demo_shows_usage_and_an_alert_within_60_seconds(state_dir: Path) -> Non
         assert alerts, "no alert within 60 s"
         assert alerts[0]["customerId"] == "cust-0001"
         assert alerts[0]["alertType"] in {"THRESHOLD_WARNING", "THRESHOLD_CRITICAL"}
+        # the printed history and readiness calls answer: usage in the last hour, raw rows
+        history = _get(
+            f"{base}/api/usage/customers/cust-0001/resources/cust-0001/bandwidth/history"
+            "?range=1h&points=60",
+            key,
+        )
+        assert history["source"] == "raw"
+        assert 0 < len(history["points"]) <= 60
+        assert sum(p["baseValue"] for p in history["points"]) > 0
+        with urllib.request.urlopen(f"{base}/readyz", timeout=5) as resp:
+            assert json.loads(resp.read())["status"] == "ready"
         with pytest.raises(urllib.error.HTTPError) as refused:  # the same call without the key
             urllib.request.urlopen(f"{base}/api/alerts", timeout=2)
         assert refused.value.code == 401
@@ -101,4 +112,5 @@ def test_demo_shows_usage_and_an_alert_within_60_seconds(state_dir: Path) -> Non
     assert proc.returncode == 0, out
     assert "hub REST API on" in out
     assert f'curl -H "Authorization: Bearer {key}" {base}/api/alerts' in out
+    assert f"{base}/api/usage/customers/cust-0001/resources/cust-0001/bandwidth/history" in out
     assert "stopped." in out

@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
+import uuid
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Final, Generic, TypeVar
+from decimal import Decimal
+from typing import Annotated, Any, Final, Generic, TypeVar
 
 import msgspec
 
@@ -28,8 +31,10 @@ from ._params import bounded_int
 __all__ = [
     "DEFAULT_LIMIT",
     "MAX_LIMIT",
+    "Instant",
     "Page",
     "PageRequest",
+    "Serial",
     "decode_cursor",
     "encode_cursor",
     "page",
@@ -37,6 +42,13 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+#: sort-key field types for :func:`page_request`: a time with its zone, a BIGSERIAL id;
+#: ``uuid.UUID`` checks an id (given back as its text), ``Decimal`` a finite amount
+Instant = Annotated[dt.datetime, msgspec.Meta(tz=True)]
+Serial = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
+#: the largest amount a cursor may hold (far beyond any stored saving)
+_MAX_AMOUNT: Final = Decimal(10) ** 30
 
 DEFAULT_LIMIT: Final = 100
 MAX_LIMIT: Final = 500
@@ -83,9 +95,12 @@ def decode_cursor(cursor: str, types: Sequence[Any]) -> tuple[Any, ...]:
         raise bad
     try:
         pairs = zip(values, types, strict=True)
-        return tuple(msgspec.convert(v, t, strict=False) for v, t in pairs)
+        key = tuple(msgspec.convert(v, t) for v, t in pairs)
     except msgspec.ValidationError:
         raise bad from None
+    if any(isinstance(v, Decimal) and not (v.is_finite() and abs(v) < _MAX_AMOUNT) for v in key):
+        raise bad
+    return tuple(str(v) if isinstance(v, uuid.UUID) else v for v in key)
 
 
 def page_request(query: Mapping[str, str], key_types: Sequence[Any]) -> PageRequest:

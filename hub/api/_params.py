@@ -26,7 +26,10 @@ def iso_time(query: Mapping[str, str], name: str) -> dt.datetime | None:
         ) from None
     if when.tzinfo is None:
         raise DecodeError(f"{given!r} has no UTC offset: end it with Z or +HH:MM", where=name)
-    return when.astimezone(dt.UTC)
+    try:
+        return when.astimezone(dt.UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00: before year 1 in UTC
+        raise DecodeError(f"{given!r} is out of range", where=name) from None
 
 
 def choice(query: Mapping[str, str], name: str, allowed: Set[str]) -> str | None:

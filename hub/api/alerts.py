@@ -1,4 +1,4 @@
-"""Alert and notification routes. Errors are JSON ``{"error": ..., "where": ...}``.
+"""Alert and notification routes. Errors are problem details (docs/api.md).
 
 =======  ===============================================  ==================================
 method   path                                             what
@@ -26,7 +26,6 @@ An illegal transition (acknowledging a RESOLVED alert, resolving twice) is
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from typing import Final
 
@@ -43,7 +42,7 @@ from ..notify.preferences import stored_preferences as load_preferences
 from ..notify.settings import NotifyConfig
 from ..storage import queries
 from ._http import ApiContext, context_of, error_response, json_response
-from ._pagination import page, page_request
+from ._pagination import Instant, Serial, page, page_request
 from ._params import choice, iso_time
 from .auth import caller_of, check_customer, check_tenant
 from .stream import publish_change
@@ -59,12 +58,12 @@ _TYPES: Final = frozenset(
 )
 
 
-class _Action(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class AlertAction(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     by: str | None = None
     comment: str | None = None
 
 
-_action_decoder = msgspec.json.Decoder(_Action)
+_action_decoder = msgspec.json.Decoder(AlertAction)
 
 
 def _notify_config(ctx: ApiContext) -> NotifyConfig:
@@ -80,7 +79,7 @@ async def list_alerts(request: web.Request) -> web.Response:
     since, until = iso_time(q, "from"), iso_time(q, "to")
     if since is not None and until is not None and since >= until:
         return error_response(400, "from must be before to", "from")
-    wanted = page_request(q, (dt.datetime, str))
+    wanted = page_request(q, (Instant, uuid.UUID))
     customer = await _customer_filter(request)
     key = caller_of(request)
     rows = await queries.list_alerts(
@@ -128,15 +127,15 @@ async def history(request: web.Request) -> web.Response:
     return json_response(await lifecycle.history(context_of(request).db, alert_id))
 
 
-def _actor(request: web.Request, action: _Action) -> str:
+def _actor(request: web.Request, action: AlertAction) -> str:
     """Who acts: the body's ``by``, else the name of the caller's API key."""
     return action.by.strip() if action.by and action.by.strip() else caller_of(request).name
 
 
-async def _action(request: web.Request) -> _Action | web.Response:
+async def _action(request: web.Request) -> AlertAction | web.Response:
     raw = await request.read()
     try:
-        return _action_decoder.decode(raw) if raw.strip() else _Action()
+        return _action_decoder.decode(raw) if raw.strip() else AlertAction()
     except msgspec.ValidationError as exc:
         return error_response(400, str(exc), "body")
     except msgspec.DecodeError as exc:
@@ -235,7 +234,7 @@ async def put_tenant_prefs(request: web.Request) -> web.Response:
 async def notifications(request: web.Request) -> web.Response:
     q = request.query
     status = choice(q, "status", _LOG_STATUSES)
-    wanted = page_request(q, (int,))
+    wanted = page_request(q, (Serial,))
     alert_id = q.get("alertId")
     if alert_id is not None:
         try:

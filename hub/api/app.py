@@ -1,4 +1,4 @@
-"""REST routes. Errors are JSON: ``{"error": "...", "where": "..."}``.
+"""REST routes. Errors are RFC 9457 problem details (hub/api/_http.py, docs/api.md).
 
 =======  ==============================================  =====================================
 method   path                                            what
@@ -13,12 +13,17 @@ GET      /api/monitoring/customers/{customerId}/resources  resources as stored
 *        /api/alerts/..., /api/notifications, ...      alerts, preferences: see api/alerts.py
 GET      /api/costs/customers/{customerId}[/resources/{resourceKey}]  bills: see api/costs.py
 GET      /api/forecasts/customers/{customerId}           stored forecasts: see api/forecasts.py
+*        /api/config/...                                 configuration CRUD: see api/config.py
 GET      /api/usage/customers/{customerId}/resources/{resourceKey}/history  usage series
                                                          (raw/hourly/daily): see api/usage.py
 *        /api/recommendations[/{id}/apply|dismiss]     advice: see api/recommendations.py
 *        /, /ui/login, /ui/logout, /ui/session, /ui/static  the dashboard: see api/ui.py
 GET      /api/stream, POST /api/stream/token            live events (SSE): see api/stream.py
 =======  ==============================================  =====================================
+
+The lists (alerts, notifications, keys, recommendations) answer pages,
+``{"items": [...], "next": cursor | null}`` with ``?limit=`` and ``?cursor=``
+(see api/_pagination.py). docs/api.md documents the routes with examples.
 """
 
 from __future__ import annotations
@@ -52,16 +57,27 @@ from ..kafka import publish_many
 from ..storage import queries
 from ..storage.apikeys import ApiKey, claim_customers
 from ..storage.partitions import retention_horizon_ms
-from ..storage.provision import Executor, load_resources, unprovisionable_types
+from ..storage.provision import Executor, existing_keys, unprovisionable_types
 from ..validation import validate_event_id, validate_reading
 from . import auth, ratelimit
-from ._http import CONTEXT, ApiContext, context_of, error_response, json_response
+from ._http import (
+    CONTEXT,
+    ApiContext,
+    context_of,
+    error_response,
+    json_response,
+    request_path,
+    reset_request_path,
+)
 from .alerts import add_alert_routes
+from .config import add_config_routes
 from .costs import add_cost_routes
 from .forecasts import add_forecast_routes
 from .keys import add_key_routes
+from .openapi import add_contract_routes
 from .ready import readyz
 from .recommendations import add_recommendation_routes
+from .schemas import Health, IngestResult
 from .stream import add_stream_routes
 from .ui import add_ui_routes
 from .usage import add_usage_routes
@@ -79,6 +95,9 @@ _MAX_PARAM = 500
 #: the spellings of a true/false query parameter
 _FLAGS: Final = {"true": True, "1": True, "false": False, "0": False}
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+#: keys of resources the ingest route has seen stored (resources are never deleted)
+_RESOURCES: Final = web.AppKey("known_resources", set[str])
+_SEEN_RESOURCES: Final = 1_000_000
 
 
 def _refused_body(request: web.Request) -> web.Response | None:
@@ -128,6 +147,32 @@ async def _timed(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 @web.middleware
 async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error as problem details, ``instance`` the request path."""
+    token = request_path(request.path)
+    try:
+        return await _answered(request, handler)
+    finally:
+        reset_request_path(token)
+
+
+def _http_error(request: web.Request, exc: web.HTTPException) -> web.Response:
+    """An aiohttp HTTP error (no route, wrong method, body too large) as problem details."""
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        allowed = sorted(exc.allowed_methods)
+        response = error_response(
+            405,
+            f"{request.method} is not allowed on {request.path}; allowed: {', '.join(allowed)}",
+            request.path,
+        )
+        response.headers[hdrs.ALLOW] = ",".join(allowed)
+        return response
+    if isinstance(exc, web.HTTPNotFound) and exc.text in (None, "404: Not Found"):
+        return error_response(404, f"no route {request.path}", request.path)
+    detail = exc.text.removeprefix(f"{exc.status}: ") if exc.text else exc.reason
+    return error_response(exc.status, detail, request.path)
+
+
+async def _answered(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except DecodeError as exc:
@@ -142,8 +187,8 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return error_response(exc.status, exc.reason, request.path)
-    except Exception:  # a bug: answer in JSON like every other error, and log it whole
+        return _http_error(request, exc)
+    except Exception:  # a bug: answer in problem details like every other error, and log it
         _log.exception("request_crashed", path=request.path)
         return error_response(500, "internal error; the hub's log has the details", request.path)
 
@@ -152,7 +197,7 @@ async def healthz(request: web.Request) -> web.Response:
     ctx = context_of(request)
     with storage_errors(ctx.config.database_address):
         await ctx.db.fetchval("SELECT 1")
-    return json_response({"status": "ok"})
+    return json_response(Health())
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -257,16 +302,20 @@ async def _claim_event_ids(
 
 
 async def _unprovisionable(
-    db: Executor, readings: list[tuple[str, UsageReading]]
+    db: Executor, readings: list[tuple[str, UsageReading]], seen: set[str]
 ) -> web.Response | None:
     """A 422 for the first reading of a resource that neither exists nor can be created.
 
     The hub creates an unknown customer's resource from the default tenant's
     catalog; without an entry for the type it would dead-letter the reading after
-    this answer, so it is refused here instead.
+    this answer, so it is refused here instead. ``seen`` holds the keys of
+    resources known to exist (resources are never deleted); it is added to.
     """
-    known = await load_resources(db, list({r.resource_key for _, r in readings}))
-    unknown = [(at, r) for at, r in readings if r.resource_key not in known]
+    asked = {r.resource_key for _, r in readings} - seen
+    known = await existing_keys(db, list(asked)) if asked else set()
+    if len(seen) < _SEEN_RESOURCES:
+        seen |= known
+    unknown = [(at, r) for at, r in readings if r.resource_key in asked - known]
     if not unknown:
         return None
     missing = await unprovisionable_types(db, {r.resource_type for _, r in unknown})
@@ -283,16 +332,23 @@ async def _unprovisionable(
 
 
 async def _foreign_customer(
-    db: Executor, caller: ApiKey, events: list[UsageEvent]
+    request: web.Request, db: Executor, caller: ApiKey, events: list[UsageEvent]
 ) -> web.Response | None:
     """A 404 for the first event of a customer the key may not write to.
 
-    Customers seen for the first time join the key's tenant.
+    Customers seen for the first time join the key's tenant. A customer's tenant
+    once known is not read again (customers never move between tenants).
     """
     many = len(events) > 1
     ids = list(dict.fromkeys(e.customer_id for e in events))
     allowed = set(ids) if caller.customer_ids is None else set(ids) & set(caller.customer_ids)
-    owners = await claim_customers(db, sorted(allowed), caller.tenant_id) if allowed else {}
+    remembered = auth.customer_tenants(request)
+    owners = {c: remembered[c] for c in allowed if c in remembered}
+    if asked := sorted(allowed - owners.keys()):
+        claimed = await claim_customers(db, asked, caller.tenant_id)
+        for customer, tenant in claimed.items():
+            auth.remember_tenant(request, customer, tenant)
+        owners.update(claimed)
     for i, event in enumerate(events):
         if owners.get(event.customer_id) != caller.tenant_id:
             at = f"$[{i}]" if many else "$"
@@ -361,9 +417,9 @@ async def ingest(request: web.Request) -> web.Response:
             )
         records.append(record)
         readings.append((at, reading))
-    if (refused := await _unprovisionable(ctx.db, readings)) is not None:
+    if (refused := await _unprovisionable(ctx.db, readings, request.app[_RESOURCES])) is not None:
         return refused
-    if (refused := await _foreign_customer(ctx.db, caller, events)) is not None:
+    if (refused := await _foreign_customer(request, ctx.db, caller, events)) is not None:
         return refused
     keyed = [
         (i, event, reading, record.event_id)
@@ -384,12 +440,12 @@ async def ingest(request: web.Request) -> web.Response:
     if rounded:
         ctx.metrics.ingest_rounded.inc(rounded)
     return json_response(
-        {
-            "accepted": len(records),
-            "eventIds": [r.event_id for r in records],
-            "rounded": rounded,
-            "maxRounding": format(max_rounding, "f"),
-        }
+        IngestResult(
+            accepted=len(records),
+            event_ids=[r.event_id for r in records],
+            rounded=rounded,
+            max_rounding=format(max_rounding, "f"),
+        )
     )
 
 
@@ -400,6 +456,7 @@ def create_app(context: ApiContext) -> web.Application:
         client_max_size=4 * 1024 * 1024,
     )
     app[CONTEXT] = context
+    app[_RESOURCES] = set()
     auth.setup(app)
     ratelimit.setup(app)
     app.router.add_get("/healthz", healthz)
@@ -414,6 +471,8 @@ def create_app(context: ApiContext) -> web.Application:
     add_key_routes(app)
     add_ui_routes(app)
     add_stream_routes(app)
+    add_config_routes(app)
+    add_contract_routes(app)
     add_usage_routes(app)
     auth.check_routes(app.router.routes())
     add_recommendation_routes(app)

@@ -16,6 +16,7 @@ build an app with a route that is in neither table.
 from __future__ import annotations
 
 import datetime as dt
+import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Final
 
@@ -39,6 +40,7 @@ __all__ = [
     "check_routes",
     "check_tenant",
     "current_scope",
+    "forget_customers",
     "refuse_inactive",
     "required_scope",
     "unauthorized",
@@ -50,6 +52,7 @@ _log = structlog.get_logger(component="hub.api.auth")
 PUBLIC: Final = frozenset(
     {"/healthz", "/metrics", "/readyz", "/api/openapi.yaml", "/api/docs"}
     | {"/", "/ui/login", "/ui/logout", "/ui/static"}  # the dashboard's pages, login, files
+    | {"/api/docs/redoc.standalone.js"}  # the viewer /api/docs loads
 )
 
 #: (method, route path) -> the scope a key needs for it
@@ -78,16 +81,51 @@ ROUTE_SCOPES: Final[dict[tuple[str, str], str]] = {
     ("POST", "/api/recommendations/{id}/dismiss"): "write",
     ("GET", "/api/stream"): "read",
     ("POST", "/api/stream/token"): "read",
+    ("GET", "/api/config/catalog"): "read",
+    ("POST", "/api/config/catalog"): "write",
+    ("GET", "/api/config/catalog/{resourceType}"): "read",
+    ("GET", "/api/config/catalog/{resourceType}/{catalogId}"): "read",
+    ("PATCH", "/api/config/catalog/{resourceType}/{catalogId}"): "write",
+    ("DELETE", "/api/config/catalog/{resourceType}/{catalogId}"): "write",
+    ("GET", "/api/config/customers"): "read",
+    ("POST", "/api/config/customers"): "write",
+    ("GET", "/api/config/customers/{customerId}"): "read",
+    ("PATCH", "/api/config/customers/{customerId}"): "write",
+    ("DELETE", "/api/config/customers/{customerId}"): "write",
+    ("GET", "/api/config/customers/{customerId}/resources"): "read",
+    ("POST", "/api/config/customers/{customerId}/resources"): "write",
+    ("GET", "/api/config/customers/{customerId}/resources/{resourceKey}"): "read",
+    ("PATCH", "/api/config/customers/{customerId}/resources/{resourceKey}"): "write",
+    ("DELETE", "/api/config/customers/{customerId}/resources/{resourceKey}"): "write",
+    ("GET", "/api/config/cost-models"): "read",
+    ("POST", "/api/config/cost-models"): "write",
+    ("GET", "/api/config/cost-models/{id}"): "read",
+    ("PATCH", "/api/config/cost-models/{id}"): "write",
+    ("DELETE", "/api/config/cost-models/{id}"): "write",
     ("GET", "/api/usage/customers/{customerId}/resources/{resourceKey}/history"): "read",
     ("GET", "/ui/session"): "read",
 }
+
+
+class _Tenants:
+    """customer id -> tenant id, as :func:`check_customer` learnt it."""
+
+    def __init__(self) -> None:
+        self.of: dict[str, str] = {}
+
+
+#: the memo of every app of this process (see :func:`forget_customers`)
+_MEMOS: Final[weakref.WeakSet[_Tenants]] = weakref.WeakSet()
+
 
 _CALLER: Final = web.RequestKey("caller", ApiKey)
 _SCOPE: Final = web.RequestKey("route_scope", str)
 _AUTHENTICATORS: Final = web.AppKey("authenticators", list)
 _TOUCHER: Final = web.AppKey("key_toucher", Toucher)
-_TENANTS: Final = web.AppKey("customer_tenants", dict)
+_TENANTS: Final = web.AppKey("customer_tenants", _Tenants)
 _CHALLENGE: Final = 'Bearer realm="resmon"'
+#: at most this many customers' tenants are remembered
+_REMEMBERED: Final = 100_000
 
 
 def _route(request: web.Request) -> tuple[str, str | None]:
@@ -236,8 +274,37 @@ async def authenticate(
 def setup(app: web.Application) -> None:
     """What :func:`authenticate` keeps per app; call before serving."""
     app[_TOUCHER] = Toucher()
-    app[_TENANTS] = {}
     app[_AUTHENTICATORS] = []
+    memo = _Tenants()
+    _MEMOS.add(memo)
+    app[_TENANTS] = memo
+    app[_AUTHENTICATORS] = []
+
+
+def forget_customers(customer_ids: Iterable[str] | None) -> None:
+    """Make every app of this process read these customers' tenants again (None: all).
+
+    A deleted customer's id can be created again, in another tenant: each hub
+    calls this when it hears that a customer changed.
+    """
+    for memo in list(_MEMOS):
+        if customer_ids is None:
+            memo.of.clear()
+        else:
+            for customer_id in customer_ids:
+                memo.of.pop(customer_id, None)
+
+
+def customer_tenants(request: web.Request) -> dict[str, str]:
+    """Customer id -> tenant id of the customers this app has seen; add to it with
+    :func:`remember_tenant` (a deleted customer is forgotten: :func:`forget_customers`)."""
+    return request.app[_TENANTS].of
+
+
+def remember_tenant(request: web.Request, customer_id: str, tenant_id: str) -> None:
+    known = customer_tenants(request)
+    if len(known) < _REMEMBERED:
+        known[customer_id] = tenant_id
 
 
 def caller_of(request: web.Request) -> ApiKey:
@@ -254,20 +321,19 @@ async def check_customer(request: web.Request, customer_id: str) -> None:
     """NotFoundError unless the caller's key may see ``customer_id`` (its tenant, its customers).
 
     An unknown customer is also NotFoundError; a customer's tenant is remembered
-    (customers never move between tenants).
+    until :func:`forget_customers` (a customer is deleted before its id can
+    belong to another tenant).
     """
     key = caller_of(request)
     missing = NotFoundError(f"customer {customer_id!r} not found")
     if key.customer_ids is not None and customer_id not in key.customer_ids:
         raise missing
-    known: dict[str, str] = request.app[_TENANTS]
-    tenant = known.get(customer_id)
+    tenant = customer_tenants(request).get(customer_id)
     if tenant is None:
         tenant = await tenant_of_customer(context_of(request).db, customer_id)
         if tenant is None:
             raise missing
-        if len(known) < 100_000:
-            known[customer_id] = tenant
+        remember_tenant(request, customer_id, tenant)
     if tenant != key.tenant_id:
         raise missing
 

@@ -1,4 +1,4 @@
-"""Stored forecast routes. Errors are JSON ``{"error": ..., "where": ...}``.
+"""Stored forecast routes. Errors are problem details (docs/api.md).
 
 =======  ===============================================  ==================================
 method   path                                             what
@@ -16,14 +16,21 @@ unknown customer or resource is 404. The rows are written by the refresh
 
 from __future__ import annotations
 
+import msgspec
 from aiohttp import web
 
 from .._exceptions import storage_errors
-from ..storage.forecasts import stored_forecasts
+from ..storage.forecasts import StoredForecast, stored_forecasts
 from . import auth
 from ._http import context_of, json_response
 
-__all__ = ["add_forecast_routes"]
+__all__ = ["CustomerForecasts", "add_forecast_routes"]
+
+
+class CustomerForecasts(msgspec.Struct, frozen=True, rename="camel"):
+    customer_id: str
+    #: the newest stored forecast of each resource (one with ``?resourceKey=``)
+    forecasts: list[StoredForecast]
 
 
 async def customer_forecasts(request: web.Request) -> web.Response:
@@ -33,7 +40,7 @@ async def customer_forecasts(request: web.Request) -> web.Response:
     resource_key = request.query.get("resourceKey") or None
     with storage_errors(ctx.config.database_address):
         rows = await stored_forecasts(ctx.db, customer_id=customer, resource_key=resource_key)
-    return json_response({"customerId": customer, "forecasts": rows})
+    return json_response(CustomerForecasts(customer_id=customer, forecasts=rows))
 
 
 def add_forecast_routes(app: web.Application) -> None:

@@ -16,6 +16,7 @@ A new key cannot have a scope its creator lacks.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
 import msgspec
 import structlog
@@ -24,7 +25,7 @@ from aiohttp import web
 from ..apikeys import check_restriction, parse_duration, parse_scopes
 from ..storage import apikeys as stored
 from ._http import context_of, error_response, json_response
-from ._pagination import page, page_request
+from ._pagination import Instant, page, page_request
 from .auth import caller_of, check_customer
 
 __all__ = ["add_key_routes"]
@@ -32,7 +33,7 @@ __all__ = ["add_key_routes"]
 _log = structlog.get_logger(component="hub.api.keys")
 
 
-class _NewKey(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=True):
+class NewKey(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=True):
     name: str
     scopes: list[str]
     customer_ids: list[str] | None = None
@@ -40,7 +41,7 @@ class _NewKey(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields
     expires_in: str | None = None
 
 
-_decoder = msgspec.json.Decoder(_NewKey)
+_decoder = msgspec.json.Decoder(NewKey)
 
 
 async def create(request: web.Request) -> web.Response:
@@ -83,7 +84,7 @@ async def create(request: web.Request) -> web.Response:
 
 
 async def list_keys(request: web.Request) -> web.Response:
-    wanted = page_request(request.query, (dt.datetime, str))
+    wanted = page_request(request.query, (Instant, uuid.UUID))
     rows = await stored.list_keys(
         context_of(request).db,
         caller_of(request).tenant_id,

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable
 from typing import Final
 
@@ -49,12 +50,26 @@ _LIMITS: Final = web.AppKey("rate_limits", RateLimits)
 _WARN_EVERY: Final = 30.0
 
 
+def _storage_uri(redis_url: str) -> str:
+    """``redis_url`` as the limits package takes it: async, with the port written out.
+
+    redis-py reads ``redis://host`` as port 6379; limits insists on a port.
+    """
+    parts = urllib.parse.urlsplit(redis_url)
+    if parts.port is None and parts.hostname:
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        auth = parts.netloc.rpartition("@")[0]
+        netloc = f"{auth}@{host}:6379" if auth else f"{host}:6379"
+        parts = parts._replace(netloc=netloc)
+    return "async+" + urllib.parse.urlunsplit(parts)
+
+
 def setup(app: web.Application) -> None:
     """The limiter of ``app`` (its Redis connection opens on first use)."""
     config = app[CONTEXT].config
     app[_LIMITS] = config.rate_limits
     storage = RedisStorage(
-        "async+" + config.redis_url,
+        _storage_uri(config.redis_url),
         implementation="redispy",
         key_prefix=f"{config.redis_prefix}:ratelimit",
         wrap_exceptions=True,

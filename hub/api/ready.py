@@ -24,8 +24,9 @@ from typing import Final
 import msgspec
 import structlog
 from aiohttp import web
+from aiokafka.errors import KafkaError
 
-from .._exceptions import broker_errors, storage_errors
+from .._exceptions import UnreachableError, storage_errors
 from ._http import ApiContext, context_of, json_response
 
 __all__ = ["CHECK_TIMEOUT_S", "Readiness", "readiness", "readyz"]
@@ -51,8 +52,10 @@ async def _check(where: str, probe: Callable[[], Awaitable[object]], limit_s: fl
             await probe()
     except TimeoutError:
         return f"{where}: no answer within {limit_s:g} s"
+    except UnreachableError as exc:  # names the server and its variable already
+        return str(exc)
     except Exception as exc:  # any failure makes the hub unready; say which and why
-        return f"{where}: {exc}" if where not in str(exc) else str(exc)
+        return f"{where}: {exc}"
     return OK
 
 
@@ -73,8 +76,12 @@ async def readiness(ctx: ApiContext, limit_s: float = CHECK_TIMEOUT_S) -> Readin
         servers = config.kafka_bootstrap_servers
 
         async def kafka() -> None:
-            with broker_errors(servers):
+            try:
                 await producer.client.fetch_all_metadata()
+            except KafkaError as exc:  # no broker answered (or none was ever reached)
+                raise UnreachableError(
+                    "Kafka", servers, "KAFKA_BOOTSTRAP_SERVERS", str(exc)
+                ) from exc
 
         probes["kafka"] = (f"Kafka {servers} (KAFKA_BOOTSTRAP_SERVERS)", kafka)
     outcomes = await asyncio.gather(*(_check(*probe, limit_s) for probe in probes.values()))

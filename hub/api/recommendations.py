@@ -18,6 +18,7 @@ recommendations (another tenant's id is a 404, as an unknown one).
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 
@@ -34,18 +35,18 @@ from .stream import publish_change
 __all__ = ["add_recommendation_routes"]
 
 
-class _Action(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class RecommendationAction(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     by: str = ""
     reason: str = ""
 
 
-_decoder = msgspec.json.Decoder(_Action)
+_decoder = msgspec.json.Decoder(RecommendationAction)
 
 
-async def _action(request: web.Request) -> _Action | web.Response:
+async def _action(request: web.Request) -> RecommendationAction | web.Response:
     raw = await request.read()
     try:
-        action = _decoder.decode(raw) if raw.strip() else _Action()
+        action = _decoder.decode(raw) if raw.strip() else RecommendationAction()
     except msgspec.ValidationError as exc:
         return error_response(400, str(exc), "body")
     except msgspec.DecodeError as exc:
@@ -64,7 +65,7 @@ async def list_recommendations(request: web.Request) -> web.Response:
     customer = request.query.get("customerId")
     if customer is not None:
         await check_customer(request, customer)  # another tenant's customer: 404
-    wanted = page_request(request.query, (Decimal, str))
+    wanted = page_request(request.query, (Decimal, uuid.UUID))
     key = caller_of(request)
     found = await recommendations.listing(
         context_of(request).db,
@@ -82,7 +83,7 @@ async def list_recommendations(request: web.Request) -> web.Response:
 
 async def _act(
     request: web.Request,
-    act: Callable[[_Action], Awaitable[recommendations.StoredRecommendation]],
+    act: Callable[[RecommendationAction], Awaitable[recommendations.StoredRecommendation]],
 ) -> web.Response:
     """Read the action, do it, answer the recommendation as it now is (409: not open)."""
     rid = request.match_info["id"]
@@ -110,7 +111,7 @@ async def apply(request: web.Request) -> web.Response:
 async def dismiss(request: web.Request) -> web.Response:
     db, rid = context_of(request).db, request.match_info["id"]
 
-    async def act(action: _Action) -> recommendations.StoredRecommendation:
+    async def act(action: RecommendationAction) -> recommendations.StoredRecommendation:
         if not action.reason.strip():
             raise _NoReasonError
         return await recommendations.dismiss(db, rid, action.by, action.reason)

@@ -35,7 +35,7 @@ from aiohttp import web
 from .._exceptions import HubError
 from ..apikeys import StreamGrant, TokenError, check_stream_token, stream_token
 from ..storage.apikeys import ApiKey, key_by_id
-from ..storage.live import ENTRY_ID, LivePublisher
+from ..storage.live import ENTRY_ID, WATCH_TTL_S, LivePublisher
 from ._http import context_of, error_response, json_response
 from .auth import (
     add_authenticator,
@@ -136,6 +136,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
             "Last-Event-ID",
         )
     live = _live(request)
+    await live.stream.watch(key.tenant_id)  # from now on usage is written for the tenant
     cursor = resume.strip() if resume else await live.stream.last_id(key.tenant_id)
     allowed = set(key.customer_ids) if key.customer_ids is not None else None
     response = web.StreamResponse(
@@ -153,6 +154,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
     try:
         await response.write(b"retry: 2000\n: connected\n\n")
         beat = time.monotonic() + every
+        rewatch = time.monotonic() + WATCH_TTL_S / 5
         while not closing.is_set():
             transport = request.transport
             if transport is None or transport.is_closing():
@@ -173,6 +175,12 @@ async def stream(request: web.Request) -> web.StreamResponse:
                     continue
                 await response.write(_frame(entry_id, event.kind, event.data))
                 metrics.stream_events.labels(event.kind).inc()
+            if time.monotonic() >= rewatch:
+                rewatch = time.monotonic() + WATCH_TTL_S / 5
+                try:
+                    await live.stream.watch(key.tenant_id)
+                except HubError as exc:
+                    _log.warning("stream_watch_failed", error=str(exc))
             if time.monotonic() >= beat:
                 now = int(time.time() * 1000)
                 await response.write(_frame(None, "heartbeat", b'{"atMs":%d}' % now))

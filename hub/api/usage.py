@@ -47,6 +47,9 @@ RANGES: Final = {
 }
 DEFAULT_RANGE: Final = "24h"
 DEFAULT_POINTS: Final = 500
+#: the instants a custom range may span (nothing was measured before the first)
+_EARLIEST: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_LATEST: Final = dt.datetime(2200, 1, 1, tzinfo=dt.UTC)
 
 
 def _window(q: dict[str, str], now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
@@ -66,6 +69,10 @@ def _window(q: dict[str, str], now: dt.datetime) -> tuple[dt.datetime, dt.dateti
     until = until or now
     if since >= until:
         raise DecodeError("must be before to", where="from")
+    if since < _EARLIEST:
+        raise DecodeError(f"must not be before {_EARLIEST.isoformat()}", where="from")
+    if until > _LATEST:
+        raise DecodeError(f"must not be after {_LATEST.isoformat()}", where="to")
     return since, until
 
 

@@ -27,7 +27,9 @@ How an answer is made:
    the choice of step 2 is replayed with only the errors known then, and that
    method's ``k``-day score is kept, so the interval also pays for wrong
    choices. The scores times the chosen method's spread for the remaining days
-   are the calibration errors; the ``1 - a`` interval is the point forecast plus
+   (times the horizon growth the backtest measured, when the scores grow with
+   the horizon faster than the spread does: :func:`_growth`) are the
+   calibration errors; the ``1 - a`` interval is the point forecast plus
    their ``floor((n + 1) a/2)``-th and ``ceil((n + 1)(1 - a/2))``-th smallest
    (the extremes when ``n`` is too small for that rank), and never below what
    the period has already used.
@@ -144,6 +146,9 @@ class UsageForecast(msgspec.Struct, frozen=True, kw_only=True):
     #: the calibration errors of the remaining days' sum (actual - forecast), scaled to h
     errors: tuple[float, ...]
     point_remaining: float
+    #: the factor the calibration errors were widened by to carry them from the
+    #: backtest horizon to ``horizon_days`` (1: the spread's own growth sufficed)
+    horizon_growth: float = 1.0
 
     def probability_above(self, limit: Number) -> float:
         """The share of calibration errors that would put the period total above ``limit``."""
@@ -247,7 +252,7 @@ def _calibration_horizon(trials: list[dict[int, _Trial]], h: int) -> int:
 
 def _replayed_choice(
     tests: dict[str, list[dict[int, _Trial]]], names: Sequence[str], k: int
-) -> list[float]:
+) -> dict[int, float]:
     """The ``k``-day scores, in time order, of the method the choice would have made then.
 
     At each origin the choice is replayed with what was known at that moment:
@@ -259,7 +264,7 @@ def _replayed_choice(
     at_k = {name: tests[name][k - 1] for name in names}
     total = dict.fromkeys(names, 0.0)
     count = dict.fromkeys(names, 0)
-    scores = []
+    scores: dict[int, float] = {}
     for t in sorted(set().union(*at_k.values())):
         known = t - k  # origins up to here have had their k days
         for name in names:
@@ -269,8 +274,37 @@ def _replayed_choice(
         here = [name for name in names if t in at_k[name]]
         rated = [name for name in here if count[name]]
         best = min(rated, key=lambda name: total[name] / count[name]) if rated else here[0]
-        scores.append(at_k[best][t].score)
+        scores[t] = at_k[best][t].score
     return scores
+
+
+def _growth(
+    tests: dict[str, list[dict[int, _Trial]]], names: Sequence[str], k: int, h: int
+) -> float:
+    """How much wider than the spread says the errors get from horizon ``k`` to ``h``.
+
+    The scores are errors in units of the method's own spread: if the spread grew
+    with the horizon as fast as the errors do, their scale would not change with
+    it. The backtest measures that scale (mean absolute score of the replayed
+    choice, on the origins both horizons share) at ``k`` and at ``k / 2``; a
+    scale that grows by ``r`` from ``k / 2`` to ``k`` is carried on to ``h`` as
+    ``(h / k) ** log2(r)``. Only growth is carried (a factor of at least 1): the
+    spread's own growth with the horizon is the floor, so a scale that happens
+    to shrink on this history does not narrow the interval.
+    """
+    half = k // 2
+    if k >= h or half < 2:
+        return 1.0
+    at_k = _replayed_choice(tests, names, k)
+    at_half = _replayed_choice(tests, names, half)
+    shared = [t for t in at_k if t in at_half]
+    if len(shared) < MIN_ORIGINS:
+        return 1.0
+    scale_k = math.fsum(abs(at_k[t]) for t in shared)
+    scale_half = math.fsum(abs(at_half[t]) for t in shared)
+    if scale_half <= 0 or scale_k <= scale_half:
+        return 1.0
+    return float((h / k) ** (math.log(scale_k / scale_half) / math.log(k / half)))
 
 
 def _decimal(value: float, places: int) -> Decimal:
@@ -337,7 +371,10 @@ def forecast_period(
     fit = chosen.forecast(y, h)
     spread = fit.spread[-1]
     names = [m.name for m in candidates]
-    errors = tuple(score * spread for score in _replayed_choice(tests, names, horizon))
+    growth = _growth(tests, names, horizon, h)
+    errors = tuple(
+        score * spread * growth for score in _replayed_choice(tests, names, horizon).values()
+    )
 
     used = sum((Decimal(total) for day, total in history if day >= start), Decimal(0))
     remaining = math.fsum(fit.points)
@@ -369,4 +406,5 @@ def forecast_period(
         candidate_mae=mae,
         errors=errors,
         point_remaining=remaining,
+        horizon_growth=growth,
     )

@@ -42,6 +42,7 @@ from ..costs import (
     MoneyPolicy,
     Percentile95,
     Period,
+    PlanSpan,
     PricingError,
     RateMeasure,
     Sample,
@@ -53,6 +54,7 @@ from ..costs import (
     measure_rate,
     plan_model,
     price,
+    price_plan_change,
     split_hours,
 )
 from ..metrics import HubMetrics
@@ -147,20 +149,24 @@ WHERE {where}
 ORDER BY cr.resource_key"""
 
 
+def _plan_model(row: Any) -> tuple[CostModel, str]:
+    """A cost model and its source in words, from the ``cost_models`` columns of ``_TARGETS``."""
+    model_id = row["model_id"]
+    if model_id is None:
+        source = f"resource_catalogs.cost_per_unit {row['cost_per_unit']} per {row['unit']}"
+        return catalog_model(row["cost_per_unit"]), source
+    name = row["model_name"] or ""
+    if row["pricing"] is not None:
+        return load_cost_model(row["pricing"]), f"cost_models {model_id} ({name}) pricing"
+    model = plan_model(row["billing_period"], row["base_cost"], row["overage_rate"], name)
+    return model, f"cost_models {model_id} ({name}) base cost + overage rate"
+
+
 def target_from_row(row: Any) -> CostTarget:
     """A resource as its bill needs it, from a row with the columns of ``_TARGETS``."""
     where = f"resource {row['resource_key']}"
     try:
-        if row["model_id"] is None:
-            model = catalog_model(row["cost_per_unit"])
-            source = f"resource_catalogs.cost_per_unit {row['cost_per_unit']} per {row['unit']}"
-        elif row["pricing"] is not None:
-            model = load_cost_model(row["pricing"])
-            source = f"cost_models {row['model_id']} ({row['model_name']}) pricing"
-        else:
-            name = row["model_name"] or ""
-            model = plan_model(row["billing_period"], row["base_cost"], row["overage_rate"], name)
-            source = f"cost_models {row['model_id']} ({name}) base cost + overage rate"
+        model, source = _plan_model(row)
     except PricingError as exc:
         raise PricingError(f"{where}: cost model {exc.where}", exc.problem) from None
     start = row["billing_start"]
@@ -317,11 +323,10 @@ async def _rate(
     return measure, sources
 
 
-_HOURS: Final = """
-SELECT period_start, total_usage FROM usage_aggregates
+_HOUR_USAGE: Final = """
+SELECT period_start, total_usage, max_usage FROM usage_aggregates
 WHERE customer_resource_id = $1 AND period_type = 'hour'
-  AND period_start >= $2 AND period_start < $3
-ORDER BY period_start"""
+  AND period_start >= $2 AND period_start < $3"""
 
 
 async def _hours(
@@ -333,7 +338,7 @@ async def _hours(
             f"resource {target.resource_key}: usage",
             "peak/off-peak prices bill a volume by the hour; a level resource has none",
         )
-    rows = await db.fetch(_HOURS, target.id, _ts(span.start_ms), _ts(span.end_ms))
+    rows = await db.fetch(_HOUR_USAGE, target.id, _ts(span.start_ms), _ts(span.end_ms))
     split = split_hours(
         [(_ms(r["period_start"]), int(r["total_usage"] or 0)) for r in rows], tariff, tz.key
     )
@@ -343,6 +348,95 @@ async def _hours(
         f"{split.off_peak_base} in the others"
     ]
     return Volume(split.base, target.unit, peak_base=split.peak_base), sources
+
+
+_CHANGES: Final = """
+SELECT c.customer_resource_id::text AS rid, c.changed_at, c.from_limit,
+       f.id::text AS model_id, f.model_name, f.billing_period, f.base_cost, f.overage_rate,
+       f.pricing::text AS pricing
+FROM customer_resource_plan_changes c JOIN cost_models f ON f.id = c.from_cost_model_id
+WHERE c.customer_resource_id = ANY($1::uuid[]) AND c.changed_at > $2 AND c.changed_at < $3
+ORDER BY c.changed_at, c.id"""
+
+
+async def plan_changes(
+    db: Executor, ids: Sequence[str], start_ms: int, end_ms: int
+) -> dict[str, list[Any]]:
+    """The plan changes of the resources ``ids`` inside ``(start_ms, end_ms)``, by id."""
+    by_id: dict[str, list[Any]] = {i: [] for i in ids}
+    for row in await db.fetch(_CHANGES, list(ids), _ts(start_ms), _ts(end_ms)):
+        by_id[row["rid"]].append(row)
+    return by_id
+
+
+async def _plan_changed(
+    db: Executor,
+    target: CostTarget,
+    period: Period,
+    active: Period | None,
+    found: Sequence[Any],
+    *,
+    money: MoneyPolicy,
+    tz: ZoneInfo | None,
+) -> Breakdown | None:
+    """The bill of a period in which the resource changed plan, or None if it did not.
+
+    One span per plan: from the period start (or billing start) to the first
+    change on the plan it was changed from, ..., the last change to the period
+    end on the current plan. Each span's usage is the hour buckets starting in
+    it (a change inside an hour counts that hour in the span it started in).
+    """
+    first = period.start_ms if active is None else active.start_ms
+    changes = [c for c in found if first < _ms(c["changed_at"]) < period.end_ms]
+    if not changes:
+        return None
+    where = f"resource {target.resource_key}: plan change"
+    plans: list[tuple[str, CostModel, int | None]] = []
+    bounds = [first]
+    for change in changes:
+        try:
+            model, source = _plan_model({**dict(change), "cost_per_unit": None, "unit": ""})
+        except PricingError as exc:
+            raise PricingError(f"{where}: cost model {exc.where}", exc.problem) from None
+        plans.append((source, model, change["from_limit"]))
+        bounds.append(_ms(change["changed_at"]))
+    plans.append((target.model_source, target.model, target.limit_value))
+    bounds.append(period.end_ms)
+    if any(isinstance(model.usage, Percentile95) for _, model, _ in plans):
+        return None  # ranked over the whole period on the current plan (see compute)
+    hours = await db.fetch(_HOUR_USAGE, target.id, _ts(first), _ts(period.end_ms))
+    spans = []
+    sources = []
+    for (source, model, limit), start, end in zip(plans, bounds, bounds[1:], strict=False):
+        rows = [r for r in hours if start <= _ms(r["period_start"]) < end]
+        if target.kind == "level":
+            base = max((int(r["max_usage"] or 0) for r in rows), default=0)
+        else:
+            base = sum(int(r["total_usage"] or 0) for r in rows)
+        peak = None
+        if isinstance(model.usage, TimeOfUse):
+            if tz is None:
+                raise PricingError("tz", "a peak/off-peak model needs the billing time zone")
+            split = split_hours(
+                [(_ms(r["period_start"]), int(r["total_usage"] or 0)) for r in rows],
+                model.usage,
+                tz.key,
+            )
+            peak = split.peak_base
+        spans.append(
+            PlanSpan(
+                plan=source,
+                model=model,
+                active=Period(start, end),
+                usage=Volume(base, target.unit, peak_base=peak),
+                limit_base=limit,
+            )
+        )
+        sources.append(f"{source} from {start} to {end} ms: {len(rows)} hour buckets, usage {base}")
+    try:
+        return price_plan_change(spans, period=period, money=money, sources=sources)
+    except PricingError as exc:
+        raise PricingError(f"{where}: {exc.where}", exc.problem) from None
 
 
 async def compute(
@@ -355,15 +449,24 @@ async def compute(
     metrics: HubMetrics | None = None,
     buckets: Sequence[Any] | None = None,
     tz: ZoneInfo | None = None,
+    changes: Sequence[Any] | None = None,
 ) -> Breakdown:
     """The breakdown of ``target`` over ``period`` from what is stored now.
 
     ``buckets``: the resource's month buckets when the caller read them already
     (for many resources at once); else they are read here. ``tz``: the billing
     time zone, which a peak/off-peak (``timeOfUse``) model's hours are in.
+    ``changes``: the resource's :func:`plan_changes` in the period, when the caller
+    read them already; a change of plan inside the period gives one span per plan
+    (:func:`~hub.costs.price_plan_change`).
     """
     active = _active(target, period)
     model = target.model
+    if changes is None:
+        changes = (await plan_changes(db, [target.id], period.start_ms, period.end_ms))[target.id]
+    changed = await _plan_changed(db, target, period, active, changes, money=money, tz=tz)
+    if changed is not None:
+        return changed
     if isinstance(model.usage, Percentile95):
         end = min(period.end_ms, now_ms - now_ms % WINDOW_MS)
         start = period.start_ms if active is None else active.start_ms
@@ -598,6 +701,12 @@ async def close_periods(
             min(p.start_ms for _, p in chunk),
             max(p.end_ms for _, p in chunk),
         )
+        changes = await plan_changes(
+            conn,
+            sorted({t.id for t, _ in chunk}),
+            min(p.start_ms for _, p in chunk),
+            max(p.end_ms for _, p in chunk),
+        )
         bills: list[tuple[CostTarget, Breakdown]] = []
         for target, period in chunk:
             try:
@@ -610,6 +719,7 @@ async def close_periods(
                     metrics=metrics,
                     buckets=buckets[target.id],
                     tz=tz,
+                    changes=changes[target.id],
                 )
             except PricingError as exc:
                 _log.error("cost_close_failed", resource_key=target.resource_key, error=str(exc))

@@ -23,8 +23,11 @@ __all__ = [
     "auto_provision",
     "batch_owners",
     "connection",
+    "existing_keys",
+    "kind_of",
     "load_resource",
     "load_resources",
+    "notify_changed",
     "provision_resource",
     "set_plan",
     "unprovisionable_types",
@@ -46,6 +49,11 @@ async def connection(conn_or_pool: Executor) -> AsyncIterator[asyncpg.Connection
             yield conn
     else:
         yield conn_or_pool
+
+
+def kind_of(resource_type: str) -> str:
+    """``level`` for a gauge (storage, memory: the reading is the level), else ``delta``."""
+    return "level" if resource_type in _LEVEL_TYPES else "delta"
 
 
 class ResourceRow(msgspec.Struct, frozen=True):
@@ -111,6 +119,17 @@ async def load_resources(conn_or_pool: Executor, keys: Sequence[str]) -> dict[st
         async with connection(conn_or_pool) as conn:
             rows = await conn.fetch(_SELECT_MANY, list(keys))
     return {r["resource_key"]: ResourceRow(**dict(r)) for r in rows}
+
+
+async def existing_keys(conn_or_pool: Executor, keys: Sequence[str]) -> set[str]:
+    """Those of ``keys`` that name a stored resource (an index lookup, nothing loaded)."""
+    with storage_errors():
+        async with connection(conn_or_pool) as conn:
+            rows = await conn.fetch(
+                "SELECT resource_key FROM customer_resources WHERE resource_key = ANY($1::text[])",
+                list(keys),
+            )
+    return {r["resource_key"] for r in rows}
 
 
 async def load_resource(conn_or_pool: Executor, key: str) -> ResourceRow | None:
@@ -232,6 +251,25 @@ async def auto_provision(
     return bool(status.endswith(" 1"))
 
 
+async def notify_changed(conn: asyncpg.Connection, keys: Sequence[str]) -> None:
+    """Tell every running hub that these resources' configuration changed.
+
+    ``keys`` are resource keys, or customer ids (a deleted customer: hubs forget
+    which tenant it belonged to).
+
+    ``NOTIFY resmon_resource_changed`` with each key, delivered when the caller's
+    transaction commits (nothing if it rolls back): each hub retires the live
+    actor and drops the customer's cached usage, so the next reading is checked
+    against the stored limit and thresholds. Every change of what an actor holds
+    goes through here (provisioning, a REST configuration change, an applied
+    recommendation).
+    """
+    if keys:
+        await conn.execute(
+            "SELECT pg_notify($1, k) FROM unnest($2::text[]) AS k", CHANGES_CHANNEL, list(keys)
+        )
+
+
 async def provision_resource(
     conn_or_pool: Executor,
     customer_id: str,
@@ -256,7 +294,7 @@ async def provision_resource(
     if limit_base_units is not None and limit_base_units < 0:
         raise ValueError("limit_base_units must be >= 0 or None")
     key = make_key(customer_id, resource_type, name)
-    kind = "level" if resource_type in _LEVEL_TYPES else "delta"
+    kind = kind_of(resource_type)
     warn = Decimal(80 if warning is None else warning)
     crit = Decimal(95 if critical is None else critical)
     if not Decimal(0) < warn <= crit:
@@ -286,7 +324,7 @@ async def provision_resource(
                 warn,
                 crit,
             )
-            await conn.execute("SELECT pg_notify($1, $2)", CHANGES_CHANNEL, key)
+            await notify_changed(conn, [key])
     return key
 
 
@@ -308,4 +346,4 @@ async def set_plan(
         cost_model_id,
         limit_base_units,
     )
-    await conn.execute("SELECT pg_notify($1, $2)", CHANGES_CHANNEL, key)
+    await notify_changed(conn, [key])

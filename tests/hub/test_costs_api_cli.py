@@ -12,6 +12,7 @@ import asyncpg  # type: ignore[import-untyped]
 import pytest
 from _cost_fixtures import HOUR, ms, readings, resource
 from _keys import bearer, make_key
+from _problem import named
 from aiohttp.test_utils import TestClient, TestServer
 from click.testing import CliRunner
 
@@ -93,17 +94,25 @@ async def test_the_cost_routes(db: asyncpg.Connection, hub_config: HubConfig, un
     assert current["closed"] is False
     assert current["breakdown"]["total"] == "10.00"
     assert current["breakdown"]["period"]["startMs"] <= time.time() * 1000
-    assert answers["customer"] == (404, {"error": "customer 'nobody' not found",
-                                         "where": "/api/costs/customers/nobody"})  # fmt: skip
+    assert answers["customer"] == (
+        404,
+        {
+            "type": "https://resmon.dev/problems/not-found",
+            "title": "Not found",
+            "status": 404,
+            "detail": "customer 'nobody' not found",
+            "instance": "/api/costs/customers/nobody",
+        },
+    )
     assert answers["resource"][0] == 404
-    assert answers["resource"][1]["error"] == (
+    assert answers["resource"][1]["detail"] == (
         f"resource '{customer}/storage' not found for customer '{customer}'"
     )
     for name in ("period", "month"):
         status, answer = answers[name]
         assert status == 400
-        assert answer["where"] == "period"
-        assert "is not a month written YYYY-MM" in answer["error"]
+        assert named(answer) == "period"
+        assert "is not a month written YYYY-MM" in answer["detail"]
 
 
 def test_resmon_hub_cost_show_and_close(pg_dsn: str, unique: str) -> None:
@@ -172,4 +181,4 @@ async def test_a_cost_model_that_cannot_be_read_is_a_422_naming_resource_and_fie
         got = await client.get(f"/api/costs/customers/{customer}?period=2026-03")
         answer = await got.json()
     assert got.status == 422
-    assert answer["error"] == f"resource {key}: cost model $.baseCost: -1 is negative"
+    assert answer["detail"] == f"resource {key}: cost model $.baseCost: -1 is negative"

@@ -407,7 +407,7 @@ async def test_rest_serves_the_stored_forecasts(
         (only,) = (await one.json())["forecasts"]
         unknown = await client.get("/api/forecasts/customers/nobody")
         assert unknown.status == 404
-        assert "nobody" in (await unknown.json())["error"]
+        assert "nobody" in (await unknown.json())["detail"]
         no_resource = await client.get(
             f"/api/forecasts/customers/{customer}", params={"resourceKey": f"{customer}/x"}
         )

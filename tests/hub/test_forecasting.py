@@ -6,7 +6,9 @@ beside it. docs/forecasting.md has the full evaluation.
 
 from __future__ import annotations
 
+import math
 import random
+from collections.abc import Callable
 from datetime import date, timedelta
 from decimal import Decimal
 
@@ -19,6 +21,7 @@ from hub.forecasting import (
     UsageForecast,
     forecast_period,
 )
+from hub.forecasting.forecast import _growth, _Trial
 
 FIRST = date(2026, 1, 5)  # a Monday
 
@@ -208,3 +211,23 @@ def test_probability_above_a_limit_follows_the_calibration_errors() -> None:
     assert answer.probability_above(answer.interval_95.high * 2) == 0.0
     assert 0.3 <= answer.probability_above(answer.predicted) <= 0.7
     assert answer.probability_above(answer.interval_80.high) <= 0.15
+
+
+def _trials(scale: Callable[[int], float], horizons: int) -> list[dict[int, _Trial]]:
+    """Backtest trials of one method over 60 origins whose scores are +-scale(k) at horizon k."""
+    return [
+        {t: _Trial(float(t), (-1) ** t * scale(k)) for t in range(60)}
+        for k in range(1, horizons + 1)
+    ]
+
+
+def test_errors_growing_faster_than_the_spread_are_carried_to_the_horizon() -> None:
+    # scores grow as sqrt(k): from k/2 = 5 to k = 10 by sqrt(2), i.e. as k^0.5, so from the
+    # calibration horizon 10 to the period's 40 remaining days by (40 / 10)^0.5 = 2
+    growing = {"m": _trials(math.sqrt, 40)}
+    assert _growth(growing, ["m"], 10, 40) == pytest.approx(2.0)
+    # scores that keep their scale (the spread grew right) or shrink: no widening
+    assert _growth({"m": _trials(lambda k: 1.0, 40)}, ["m"], 10, 40) == 1.0
+    assert _growth({"m": _trials(lambda k: 1 / k, 40)}, ["m"], 10, 40) == 1.0
+    # calibrated at the period's own horizon: nothing to carry
+    assert _growth(growing, ["m"], 40, 40) == 1.0

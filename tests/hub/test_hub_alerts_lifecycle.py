@@ -14,6 +14,7 @@ from _notify_fakes import raise_alert, recover
 from hub import HubConfig, provision_resource
 from hub.alerts import lifecycle
 from hub.api import ApiContext, create_app, serve
+from hub.api._http import PROBLEM_BASE
 from hub.metrics import HubMetrics
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
@@ -105,8 +106,8 @@ async def test_api_acknowledge_resolve_history_and_409_on_an_illegal_transition(
         resp = await api.post(f"/api/alerts/{alert}/acknowledge", json={"by": "noc-alice"})
         assert resp.status == 409
         body = await resp.json()
-        assert "is ACKNOWLEDGED" in body["error"]
-        assert body["where"] == "status"
+        assert "is ACKNOWLEDGED" in body["detail"]
+        assert (body["type"], body["status"]) == (f"{PROBLEM_BASE}conflict", 409)
         resp = await api.post(f"/api/alerts/{alert}/resolve", json={"by": "noc-bob"})
         assert (await resp.json())["status"] == "RESOLVED"
         resp = await api.post(f"/api/alerts/{alert}/resolve", json={"by": "noc-bob"})

@@ -12,6 +12,7 @@ import msgspec
 import pytest
 from _hub_testing import event, sample, until, wait_for
 from _keys import bearer
+from _problem import named
 
 from hub import HubConfig, HubError, RunningHub, provision_resource, run_hub
 
@@ -160,8 +161,8 @@ async def test_unknown_customer_is_404_json(http: aiohttp.ClientSession, unique:
         resp = await http.get(f"/api/metrics/customer/nobody-{unique}/current")
         assert resp.status == 404
         body = await resp.json()
-    assert "not found" in body["error"]
-    assert body["where"].startswith("/api/metrics/customer/")
+    assert "not found" in body["detail"]
+    assert body["instance"].startswith("/api/metrics/customer/")
 
 
 @pytest.mark.parametrize(
@@ -186,9 +187,9 @@ async def test_invalid_ingest_is_400_naming_the_field_and_publishes_nothing(
         resp = await http.post("/api/metrics/ingest", json=[good, payload])
         assert resp.status == 400
         body = await resp.json()
-        assert where in body["error"]  # names the field
-        assert where in body["where"] or body["where"] == "$[1]"
-        assert body["where"].startswith("$[1]")
+        assert where in body["detail"]  # names the field
+        assert where in named(body) or named(body) == "$[1]"
+        assert named(body).startswith("$[1]")
         # a later valid event is applied; the rejected batch's good event never was
         resp = await http.post("/api/metrics/ingest", json=event(f"cust-{unique}", "2", "byte"))
         assert resp.status == 200
@@ -302,9 +303,9 @@ async def test_ingest_refuses_what_could_not_be_stored_exactly_with_a_400(
         resp = await http.post("/api/metrics/ingest", json=[good, {**good, **change}])
         assert resp.status == 400
         body = await resp.json()
-    assert says in body["error"]
-    assert where in body["where"]
-    assert body["where"].startswith("$[1]")
+    assert says in body["detail"]
+    assert where in named(body)
+    assert named(body).startswith("$[1]")
 
 
 async def test_the_same_event_twice_in_one_request_is_refused_not_counted_once(
@@ -315,8 +316,8 @@ async def test_the_same_event_twice_in_one_request_is_refused_not_counted_once(
         resp = await http.post("/api/metrics/ingest", json=[same, event(f"x-{unique}", "1"), same])
         assert resp.status == 400
         body = await resp.json()
-    assert "$[0] and $[2] are the same event" in body["error"]
-    assert body["where"] == "$[2]"
+    assert "$[0] and $[2] are the same event" in body["detail"]
+    assert named(body) == "$[2]"
 
 
 async def test_an_event_older_than_the_retention_horizon_is_refused(
@@ -336,8 +337,8 @@ async def test_an_event_older_than_the_retention_horizon_is_refused(
                 assert resp.status == 400
                 body = await resp.json()
             tg.cancel_scope.cancel()
-    assert "retention horizon (RESMON_RETENTION_DAYS=30)" in body["error"]
-    assert body["where"] == "$.timestamp"
+    assert "retention horizon (RESMON_RETENTION_DAYS=30)" in body["detail"]
+    assert named(body) == "$.timestamp"
 
 
 @pytest.mark.parametrize(
@@ -358,5 +359,5 @@ async def test_bad_path_and_query_parameters_are_400_naming_them(
         resp = await http.get(path)
         assert resp.status == 400
         body = await resp.json()
-    assert body["where"] == where
-    assert where in body["error"]
+    assert named(body) == where
+    assert where in body["detail"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -18,6 +18,7 @@ import asyncpg  # type: ignore[import-untyped]
 import pytest
 from _keys import TEST_SECRET, bearer, make_key
 from _notify_fakes import raise_alert
+from _problem import named
 from structlog.testing import capture_logs
 
 from hub import RunningHub, provision_resource
@@ -39,6 +40,8 @@ class Tenant:
     resource: str
     key: str
     key_id: str
+    catalog_id: str  # a catalog entry of the tenant's own (api_calls)
+    plan_id: str  # a cost model of the tenant's
 
     async def alert(self, db: asyncpg.Connection) -> str:
         """A fresh ACTIVE alert of the customer (the previous one resolved)."""
@@ -62,7 +65,37 @@ async def _tenant(db: asyncpg.Connection, tenant_id: str, customer: str) -> Tena
     )
     resource = await provision_resource(db, customer, "api_calls", 1000)
     key = await make_key(db, tenant_id=tenant_id, name=f"key-of-{customer}")
-    return Tenant(tenant_id, customer, resource, key, await _key_id(db, key))
+    return Tenant(
+        tenant_id,
+        customer,
+        resource,
+        key,
+        await _key_id(db, key),
+        await _catalog_entry(db, tenant_id),
+        await _plan(db, tenant_id),
+    )
+
+
+async def _catalog_entry(db: asyncpg.Connection, tenant_id: str) -> str:
+    return str(
+        await db.fetchval(
+            "INSERT INTO resource_catalogs (tenant_id, resource_type, resource_name, unit) "
+            "VALUES ($1::uuid, 'api_calls', $2, 'request') RETURNING id::text",
+            tenant_id,
+            f"calls-{uuid.uuid4()}",
+        )
+    )
+
+
+async def _plan(db: asyncpg.Connection, tenant_id: str) -> str:
+    return str(
+        await db.fetchval(
+            "INSERT INTO cost_models (tenant_id, model_name, billing_period) "
+            "VALUES ($1::uuid, $2, 'monthly') RETURNING id::text",
+            tenant_id,
+            f"plan-{uuid.uuid4()}",
+        )
+    )
 
 
 async def _key_id(db: asyncpg.Connection, key: str) -> str:
@@ -96,10 +129,16 @@ class Request:
     method: str
     url: str
     body: Any = None
-    #: the route lists only the caller's own things (no object named): check the body instead
+    #: the route lists (or creates) only the caller's own things (no object named): check
+    #: the body instead
     listing: bool = False
     #: an endless answer (server-sent events): its body is not read when it is 200
     stream: bool = False
+    headers: dict[str, str] = field(default_factory=dict)
+    #: what of a tenant a listing shows (default: its key's id)
+    shows: Callable[[Tenant], str] | None = None
+    #: the tenant's configuration as a whole: a key restricted to customers gets 403
+    whole_tenant: bool = False
 
 
 #: (method, route) -> the request that reaches ``target``'s objects
@@ -236,6 +275,133 @@ async def _stream_token(w: World, t: Tenant) -> Request:
     return Request("POST", f"/api/stream/token?customerId={t.customer}")
 
 
+async def _if_match(w: World, t: Tenant, url: str) -> dict[str, str]:
+    """The current ETag of ``url`` as its owner reads it, as an If-Match header."""
+    async with (
+        aiohttp.ClientSession(base_url=w.hub.http_url) as session,
+        session.get(url, headers=bearer(t.key)) as resp,
+    ):
+        assert resp.status == 200, await resp.text()
+        return {"If-Match": resp.headers["ETag"]}
+
+
+def _catalog_url(entry: str) -> str:
+    return f"/api/config/catalog/api_calls/{entry}"
+
+
+async def _config_catalog(w: World, t: Tenant) -> Request:
+    return Request(
+        "GET", "/api/config/catalog", listing=True, shows=lambda x: x.catalog_id, whole_tenant=True
+    )
+
+
+async def _config_catalog_type(w: World, t: Tenant) -> Request:
+    return Request(
+        "GET",
+        "/api/config/catalog/api_calls",
+        listing=True,
+        shows=lambda x: x.catalog_id,
+        whole_tenant=True,
+    )
+
+
+async def _config_catalog_create(w: World, t: Tenant) -> Request:
+    body = {"resourceType": "api_calls", "resourceName": f"c-{uuid.uuid4()}", "unit": "request"}
+    return Request("POST", "/api/config/catalog", body, listing=True, whole_tenant=True)
+
+
+async def _config_catalog_entry(w: World, t: Tenant) -> Request:
+    return Request("GET", _catalog_url(t.catalog_id), whole_tenant=True)
+
+
+async def _config_catalog_patch(w: World, t: Tenant) -> Request:
+    url = _catalog_url(t.catalog_id)
+    headers = await _if_match(w, t, url)
+    return Request("PATCH", url, {"costPerUnit": "0.002"}, headers=headers, whole_tenant=True)
+
+
+async def _config_catalog_delete(w: World, t: Tenant) -> Request:
+    url = _catalog_url(await _catalog_entry(w.db, t.id))
+    return Request("DELETE", url, headers=await _if_match(w, t, url), whole_tenant=True)
+
+
+async def _config_customers(w: World, t: Tenant) -> Request:
+    return Request(
+        "GET", "/api/config/customers", listing=True, shows=lambda x: x.customer, whole_tenant=True
+    )
+
+
+async def _config_customer_create(w: World, t: Tenant) -> Request:
+    body = {"id": f"c-{uuid.uuid4()}"}
+    return Request("POST", "/api/config/customers", body, listing=True, whole_tenant=True)
+
+
+async def _config_customer(w: World, t: Tenant) -> Request:
+    return Request("GET", f"/api/config/customers/{t.customer}")
+
+
+async def _config_customer_patch(w: World, t: Tenant) -> Request:
+    url = f"/api/config/customers/{t.customer}"
+    return Request("PATCH", url, {"name": "renamed"}, headers=await _if_match(w, t, url))
+
+
+async def _config_customer_delete(w: World, t: Tenant) -> Request:
+    fresh = f"gone-{uuid.uuid4()}"
+    await w.db.execute("INSERT INTO customers (id, tenant_id) VALUES ($1, $2::uuid)", fresh, t.id)
+    url = f"/api/config/customers/{fresh}"
+    return Request("DELETE", url, headers=await _if_match(w, t, url))
+
+
+async def _config_resources(w: World, t: Tenant) -> Request:
+    return Request("GET", f"/api/config/customers/{t.customer}/resources")
+
+
+async def _config_resource_create(w: World, t: Tenant) -> Request:
+    body = {"resourceType": "api_calls", "name": f"r-{uuid.uuid4()}", "catalogId": t.catalog_id}
+    return Request("POST", f"/api/config/customers/{t.customer}/resources", body)
+
+
+async def _config_resource(w: World, t: Tenant) -> Request:
+    return Request("GET", f"/api/config/customers/{t.customer}/resources/{t.resource}")
+
+
+async def _config_resource_patch(w: World, t: Tenant) -> Request:
+    url = f"/api/config/customers/{t.customer}/resources/{t.resource}"
+    return Request("PATCH", url, {"limit": 2000}, headers=await _if_match(w, t, url))
+
+
+async def _config_resource_delete(w: World, t: Tenant) -> Request:
+    key = await provision_resource(w.db, t.customer, "api_calls", 10, name=f"r-{uuid.uuid4()}")
+    url = f"/api/config/customers/{t.customer}/resources/{key}"
+    return Request("DELETE", url, headers=await _if_match(w, t, url))
+
+
+async def _config_plans(w: World, t: Tenant) -> Request:
+    return Request(
+        "GET", "/api/config/cost-models", listing=True, shows=lambda x: x.plan_id, whole_tenant=True
+    )
+
+
+async def _config_plan_create(w: World, t: Tenant) -> Request:
+    body = {"modelName": f"p-{uuid.uuid4()}", "baseCost": "10"}
+    return Request("POST", "/api/config/cost-models", body, listing=True, whole_tenant=True)
+
+
+async def _config_plan(w: World, t: Tenant) -> Request:
+    return Request("GET", f"/api/config/cost-models/{t.plan_id}", whole_tenant=True)
+
+
+async def _config_plan_patch(w: World, t: Tenant) -> Request:
+    url = f"/api/config/cost-models/{t.plan_id}"
+    headers = await _if_match(w, t, url)
+    return Request("PATCH", url, {"baseCost": "12"}, headers=headers, whole_tenant=True)
+
+
+async def _config_plan_delete(w: World, t: Tenant) -> Request:
+    url = f"/api/config/cost-models/{await _plan(w.db, t.id)}"
+    return Request("DELETE", url, headers=await _if_match(w, t, url), whole_tenant=True)
+
+
 REQUESTS: dict[tuple[str, str], Builder] = {
     ("POST", "/api/metrics/ingest"): _ingest,
     ("GET", "/api/metrics/customer/{customerId}/current"): _current,
@@ -262,6 +428,29 @@ REQUESTS: dict[tuple[str, str], Builder] = {
     ("GET", "/ui/session"): _session,
     ("GET", "/api/stream"): _stream,
     ("POST", "/api/stream/token"): _stream_token,
+    ("GET", "/api/config/catalog"): _config_catalog,
+    ("POST", "/api/config/catalog"): _config_catalog_create,
+    ("GET", "/api/config/catalog/{resourceType}"): _config_catalog_type,
+    ("GET", "/api/config/catalog/{resourceType}/{catalogId}"): _config_catalog_entry,
+    ("PATCH", "/api/config/catalog/{resourceType}/{catalogId}"): _config_catalog_patch,
+    ("DELETE", "/api/config/catalog/{resourceType}/{catalogId}"): _config_catalog_delete,
+    ("GET", "/api/config/customers"): _config_customers,
+    ("POST", "/api/config/customers"): _config_customer_create,
+    ("GET", "/api/config/customers/{customerId}"): _config_customer,
+    ("PATCH", "/api/config/customers/{customerId}"): _config_customer_patch,
+    ("DELETE", "/api/config/customers/{customerId}"): _config_customer_delete,
+    ("GET", "/api/config/customers/{customerId}/resources"): _config_resources,
+    ("POST", "/api/config/customers/{customerId}/resources"): _config_resource_create,
+    ("GET", "/api/config/customers/{customerId}/resources/{resourceKey}"): _config_resource,
+    ("PATCH", "/api/config/customers/{customerId}/resources/{resourceKey}"): _config_resource_patch,
+    ("DELETE", "/api/config/customers/{customerId}/resources/{resourceKey}"): (
+        _config_resource_delete
+    ),
+    ("GET", "/api/config/cost-models"): _config_plans,
+    ("POST", "/api/config/cost-models"): _config_plan_create,
+    ("GET", "/api/config/cost-models/{id}"): _config_plan,
+    ("PATCH", "/api/config/cost-models/{id}"): _config_plan_patch,
+    ("DELETE", "/api/config/cost-models/{id}"): _config_plan_delete,
     ("GET", "/api/usage/customers/{customerId}/resources/{resourceKey}/history"): _usage_history,
 }
 
@@ -287,7 +476,8 @@ async def client(world: World) -> AsyncIterator[aiohttp.ClientSession]:
 async def _call(
     client: aiohttp.ClientSession, req: Request, headers: dict[str, str]
 ) -> tuple[int, dict[str, str], str]:
-    async with client.request(req.method, req.url, json=req.body, headers=headers) as resp:
+    sent = {**req.headers, **headers}
+    async with client.request(req.method, req.url, json=req.body, headers=sent) as resp:
         if req.stream and resp.status == 200:
             assert resp.content_type == "text/event-stream"
             return resp.status, dict(resp.headers), ""
@@ -366,9 +556,11 @@ async def test_another_tenants_objects_are_404_never_403(
         req = await REQUESTS[route](world, world.mine)
         status, _, text = await _call(client, req, bearer(world.other.key))
         if req.listing:
-            assert status == 200, (route, status, text)
-            assert world.mine.key_id not in text
-            assert world.other.key_id in text
+            assert 200 <= status < 300, (route, status, text)
+            shows = req.shows or (lambda t: t.key_id)
+            assert shows(world.mine) not in text, route
+            if req.method == "GET":
+                assert shows(world.other) in text, route
         else:
             assert status == 404, (route, status, text)
             assert "not found" in text, (route, text)
@@ -385,9 +577,9 @@ async def test_a_customer_key_sees_only_its_customers(
         req = await REQUESTS[route](world, world.mine)
         status, _, text = await _call(client, req, bearer(portal))
         admin = required_scope(*route) == "admin"
-        expected = 403 if admin else 200 if req.listing else 404
+        expected = 403 if admin or req.whole_tenant else 200 if req.listing else 404
         assert status == expected, (route, status, text)
-        if req.listing and not admin:
+        if req.listing and expected == 200:
             assert world.mine.customer not in text, (route, text)
 
 
@@ -419,7 +611,7 @@ async def test_ingest_takes_the_keys_tenant_and_acts_record_the_key_name(
         "/api/metrics/ingest", json=[_event(fresh)], headers=bearer(world.mine.key)
     ) as r:
         assert r.status == 404
-        assert (await r.json())["where"] == "$.customerId"
+        assert named(await r.json()) == "$.customerId"
     alert = await world.mine.alert(world.db)
     async with client.post(
         f"/api/alerts/{alert}/resolve", json={}, headers=bearer(world.mine.key)
@@ -456,7 +648,7 @@ async def test_keys_through_the_admin_api(world: World, client: aiohttp.ClientSe
         "/api/keys", json={"name": "x", "scopes": ["ingest"]}, headers=bearer(reader_admin)
     ) as resp:
         assert resp.status == 403
-        assert "ingest" in (await resp.json())["error"]
+        assert "ingest" in (await resp.json())["detail"]
     bad = {"name": "x", "scopes": ["admin"], "customerIds": [world.mine.customer]}
     async with client.post("/api/keys", json=bad, headers=admin) as resp:
         assert resp.status == 400
@@ -464,13 +656,13 @@ async def test_keys_through_the_admin_api(world: World, client: aiohttp.ClientSe
         "/api/keys", json={"name": "x", "scopes": ["read"], "expiresIn": "soon"}, headers=admin
     ) as resp:
         assert resp.status == 400
-        assert "expected a number and s, m, h or d" in (await resp.json())["error"]
+        assert "expected a number and s, m, h or d" in (await resp.json())["detail"]
     async with client.delete(f"/api/keys/{record['id']}", headers=admin) as resp:
         assert resp.status == 200
         assert (await resp.json())["revokedAt"] is not None
     async with client.get("/api/alerts", headers=bearer(key)) as resp:
         assert resp.status == 401
-        assert "revoked" in (await resp.json())["error"]
+        assert "revoked" in (await resp.json())["detail"]
     async with client.delete("/api/keys/not-a-uuid", headers=admin) as resp:
         assert resp.status == 404
 
@@ -551,7 +743,7 @@ async def test_the_session_cookie_stands_for_its_key_on_every_route(
         assert 200 <= status < 300, (route, status, text)
         req = await REQUESTS[route](world, world.mine)
         status, _, text = await _call(client, req, {**theirs, "X-CSRF-Token": their_token})
-        assert status == (200 if req.listing else 404), (route, status, text)
+        assert (200 <= status < 300) if req.listing else status == 404, (route, status, text)
         req = await REQUESTS[route](world, world.mine)
         status, _, text = await _call(client, req, {**forged, "X-CSRF-Token": token})
         assert status == 401, (route, status, text)
@@ -575,6 +767,7 @@ async def test_a_customer_keys_session_sees_only_its_customers(
         req = await REQUESTS[route](world, world.mine)
         status, _, text = await _call(client, req, {**cookie, "X-CSRF-Token": token})
         admin = required_scope(*route) == "admin"
-        assert status == (403 if admin else 200 if req.listing else 404), (route, status, text)
+        expected = 403 if admin or req.whole_tenant else 200 if req.listing else 404
+        assert status == expected, (route, status, text)
     async with client.get("/ui/session", headers=cookie) as resp:
         assert (await resp.json())["customers"] == [world.neighbour]

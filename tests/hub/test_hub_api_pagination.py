@@ -18,6 +18,7 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 from _keys import bearer, make_key
+from _problem import named
 from aiohttp.test_utils import TestClient, TestServer
 
 from hub import HubConfig, provision_resource
@@ -154,11 +155,14 @@ async def test_alerts_every_row_once_with_rows_added_between_pages(
         ({"cursor": "not a cursor"}, "cursor"),
         ({"cursor": encode_cursor(["2026-01-01T00:00:00Z"])}, "cursor"),  # too few fields
         ({"cursor": encode_cursor(["yesterday", "x"])}, "cursor"),  # not a time
+        ({"cursor": encode_cursor(["2026-01-01T00:00:00Z", "x"])}, "cursor"),  # not an id
+        ({"cursor": encode_cursor(["2026-01-01T00:00:00", str(uuid.uuid4())])}, "cursor"),
         ({"severity": "URGENT"}, "severity"),
         ({"type": "THRESHOLD"}, "type"),
         ({"status": "OPEN"}, "status"),
         ({"from": "last tuesday"}, "from"),
         ({"to": "2026-03-01T12:00:00"}, "to"),  # no offset
+        ({"to": "9999-12-31T23:00:00-05:00"}, "to"),  # after year 9999 in UTC
         ({"from": "2026-03-02T00:00:00Z", "to": "2026-03-01T00:00:00Z"}, "from"),
     ],
 )
@@ -168,15 +172,27 @@ async def test_bad_list_parameters_are_400_naming_them(
     resp = await client.get("/api/alerts", params=query)
     assert resp.status == 400, await resp.text()
     body = await resp.json()
-    assert body["where"] == where, body
+    assert named(body) == where, body
 
 
-async def test_a_cursor_of_another_list_is_refused(client: TestClient) -> None:
-    alerts_cursor = encode_cursor([T0, str(uuid.uuid4())])
-    for path in ("/api/notifications", "/api/recommendations"):
-        resp = await client.get(path, params={"cursor": alerts_cursor})
-        assert (resp.status, (await resp.json())["where"]) == (400, "cursor"), path
-    assert decode_cursor(alerts_cursor, (dt.datetime, str))[0] == T0
+async def test_a_cursor_of_another_list_or_out_of_range_is_refused(client: TestClient) -> None:
+    an_id = str(uuid.uuid4())
+    alerts_cursor = encode_cursor([T0, an_id])
+    assert decode_cursor(alerts_cursor, (dt.datetime, uuid.UUID)) == (T0, an_id)
+    cases = {
+        "/api/notifications": [alerts_cursor, encode_cursor([0]), encode_cursor([2**63])],
+        "/api/recommendations": [
+            alerts_cursor,
+            encode_cursor(["NaN", an_id]),
+            encode_cursor(["1E+99999", an_id]),
+            encode_cursor(["12.50", "not-an-id"]),
+        ],
+        "/api/keys": [encode_cursor([12, an_id]), encode_cursor([T0, an_id, 1])],
+    }
+    for path, cursors in cases.items():
+        for cursor in cursors:
+            resp = await client.get(path, params={"cursor": cursor})
+            assert (resp.status, named(await resp.json())) == (400, "cursor"), (path, cursor)
 
 
 async def test_notifications_every_row_once_with_rows_added_between_pages(

@@ -84,7 +84,7 @@ async def test_a_session_ends_with_its_keys_expiry_and_its_revocation(
     await revoke_key(db, str(body["keyId"]))
     async with client.get("/ui/session", headers=cookie) as r:
         assert r.status == 401
-        assert "revoked" in (await r.json())["error"]
+        assert "revoked" in (await r.json())["detail"]
 
 
 async def test_an_expired_or_forged_session_is_401_naming_why(
@@ -100,7 +100,7 @@ async def test_an_expired_or_forged_session_is_401_naming_why(
     for value, why in cases.items():
         async with client.get("/ui/session", headers={"Cookie": f"{sessions.COOKIE}={value}"}) as r:
             assert r.status == 401, value
-            error = (await r.json())["error"]
+            error = (await r.json())["detail"]
             assert why in error
             assert "/ui/login" in error
 
@@ -118,7 +118,7 @@ async def test_bad_logins_say_what_was_wrong(
         async with client.post("/ui/login", json=payload) as resp:
             assert resp.status == status, payload
             assert sessions.COOKIE not in resp.cookies
-            assert says in (await resp.json())["error"]
+            assert says in (await resp.json())["detail"]
     async with client.post("/ui/login", data="key=x", headers={"Content-Type": "text/plain"}) as r:
         assert r.status == 415
 

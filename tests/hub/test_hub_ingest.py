@@ -14,6 +14,7 @@ import asyncpg  # type: ignore[import-untyped]
 import msgspec
 import pytest
 from _hub_testing import event, sample, wait_for
+from _problem import named
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -52,9 +53,9 @@ async def test_a_body_that_is_not_declared_json_is_refused_with_415_naming_its_t
         resp = await http.request(method, path, data=body, headers={"Content-Type": content_type})
         assert resp.status == 415
         answer = await resp.json()
-    assert content_type in answer["error"]
-    assert "application/json" in answer["error"]
-    assert answer["where"] == "Content-Type"
+    assert content_type in answer["detail"]
+    assert "application/json" in answer["detail"]
+    assert named(answer) == "Content-Type"
 
 
 async def test_text_plain_ingest_publishes_nothing_and_json_with_a_charset_is_counted(
@@ -101,8 +102,8 @@ async def test_a_body_that_is_not_utf8_is_a_400_naming_the_byte_offset(
         )
         assert resp.status == 400
         answer = await resp.json()
-    assert f"not valid UTF-8 at byte offset {offset} " in answer["error"]
-    assert answer["where"] == "body"
+    assert f"not valid UTF-8 at byte offset {offset} " in answer["detail"]
+    assert named(answer) == "$"
 
 
 _json_values = st.recursive(
@@ -186,15 +187,18 @@ async def _fuzz(
     requests: st.SearchStrategy[tuple[str, str, bytes]],
     examples: int,
 ) -> None:
-    """Send ``examples`` drawn requests; fail on a 5xx or an error not in the JSON shape."""
+    """Send ``examples`` drawn requests; fail on a 5xx or an error not in problem details."""
 
     async def send(method: str, path: str, body: bytes) -> str | None:
         headers = {"Content-Type": "application/json"}
         async with http.request(method, path, data=body, headers=headers) as resp:
             if resp.status >= 500:
                 return f"{resp.status}: {await resp.text()}"
-            if resp.status >= 400 and set(await resp.json()) != {"error", "where"}:
-                return f"{resp.status} not in the error shape: {await resp.text()}"
+            if resp.status >= 400 and (
+                resp.content_type != "application/problem+json"
+                or not {"type", "title", "status", "detail"} <= set(await resp.json())
+            ):
+                return f"{resp.status} not problem details: {await resp.text()}"
         return None
 
     @settings(
@@ -296,13 +300,13 @@ async def test_rounding_is_reported_and_strict_keeps_the_refusal(
         )
         assert resp.status == 400
         refused = await resp.json()
-        assert "2.5 byte is not a whole number of bytes" in refused["error"]
-        assert refused["where"] == "$.unit/$.value"
+        assert "2.5 byte is not a whole number of bytes" in refused["detail"]
+        assert named(refused) == "$.unit/$.value"
         resp = await http.post(
             "/api/metrics/ingest", params={"strict": "yes"}, json=event(customer, "2", "byte")
         )
         assert resp.status == 400
-        assert (await resp.json())["where"] == "strict"
+        assert named(await resp.json()) == "strict"
         resp = await http.post(
             "/api/metrics/ingest", params={"strict": "true"}, json=event(customer, "7", "byte")
         )
@@ -338,7 +342,9 @@ async def test_cpu_time_finer_than_a_second_is_counted_to_the_millisecond(
         assert (answer["accepted"], answer["rounded"], answer["maxRounding"]) == (2, 2, "0.4")
         resp = await http.post("/api/metrics/ingest", params={"strict": "true"}, json=finer[0])
         assert resp.status == 400
-        assert "0.0004 second is not a whole number of milliseconds" in (await resp.json())["error"]
+        assert (
+            "0.0004 second is not a whole number of milliseconds" in (await resp.json())["detail"]
+        )
         resp = await http.post(
             "/api/metrics/ingest",
             params={"strict": "true"},
@@ -410,8 +416,10 @@ async def test_a_resource_that_cannot_be_provisioned_is_refused_at_the_door_not_
         )
         assert resp.status == 422
         refused = await resp.json()
-        assert f"'nobody-{unique}/cpu' does not exist and cannot be provisioned" in refused["error"]
-        assert refused["where"] == "$[1].resourceType"
+        assert (
+            f"'nobody-{unique}/cpu' does not exist and cannot be provisioned" in refused["detail"]
+        )
+        assert named(refused) == "$[1].resourceType"
         # nothing of the refused request was published; a known resource is still counted
         resp = await http.post("/api/metrics/ingest", json=event(known, "2", **cpu))
         assert resp.status == 200, await resp.text()
@@ -482,10 +490,10 @@ async def test_an_event_id_reused_for_a_different_event_is_a_409_and_not_counted
         async with http.post("/api/metrics/ingest", json={**body, "value": 6}) as resp:
             assert resp.status == 409
             problem = await resp.json()
-        assert problem["where"] == "$.eventId"
-        assert "once" in problem["error"]
+        assert named(problem) == "$.eventId"
+        assert "once" in problem["detail"]
         other = {**body, "eventId": None}
         async with http.post("/api/metrics/ingest", json=[other, {**body, "value": 6}]) as resp:
             assert resp.status == 409
-            assert (await resp.json())["where"] == "$[1].eventId"
+            assert named(await resp.json()) == "$[1].eventId"
         await wait_for(db, TOTAL, 5, f"{customer}/api_calls")

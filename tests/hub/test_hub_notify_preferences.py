@@ -17,6 +17,7 @@ import structlog
 from _hub_testing import until
 from _keys import bearer
 from _notify_fakes import FakeHttp, http_server, notify_config, raise_alert
+from _problem import named
 
 from hub import HubConfig, provision_resource
 from hub.api import ApiContext, create_app, serve
@@ -145,9 +146,9 @@ async def test_invalid_preferences_are_refused_with_the_field_that_is_wrong(
         )
         assert resp.status == 400
         err = await resp.json()
-    assert err["where"] == where
-    assert message in err["error"]
-    assert "169.254.169.254/x" not in err["error"]
+    assert named(err) == where
+    assert message in err["detail"]
+    assert "169.254.169.254/x" not in err["detail"]
 
 
 async def test_unknown_customer_preferences_are_404(api: aiohttp.ClientSession) -> None:

@@ -59,8 +59,8 @@ async def test_a_key_past_its_read_budget_gets_429_with_the_headers(
         assert 1 <= int(resp.headers["Retry-After"]) <= 60
         assert resp.headers["RateLimit-Remaining"] == "0"
         body = await resp.json()
-    assert "rate limit" in body["error"]
-    assert body["where"] == "Authorization"
+    assert "rate limit" in body["detail"]
+    assert body["type"].endswith("/rate-limited")
     # the budget is per key and per scope: another key reads, the same key may still write
     async with client.get(url, headers=bearer(other)) as resp:
         assert resp.status == 200
@@ -141,3 +141,21 @@ def test_a_rate_the_hub_cannot_read_is_refused_naming_the_variable(hub_config: H
         msgspec.structs.replace(hub_config, rate_limit_keys="not-a-key=5/second")
     for variable in ("RESMON_RATE_LIMIT_READ", "RESMON_RATE_LIMIT_KEYS", "12000/minute"):
         assert variable in ENV_HELP
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("redis://cache", "async+redis://cache:6379"),
+        ("redis://127.0.0.1:6380/0", "async+redis://127.0.0.1:6380/0"),
+        ("redis://:secret@cache/2", "async+redis://:secret@cache:6379/2"),
+        ("rediss://user:pw@cache:7000", "async+rediss://user:pw@cache:7000"),
+        ("redis://[::1]/0", "async+redis://[::1]:6379/0"),
+    ],
+)
+def test_a_redis_url_without_a_port_reaches_the_limiter_with_the_default_one(
+    given: str, expected: str
+) -> None:
+    from hub.api.ratelimit import _storage_uri
+
+    assert _storage_uri(given) == expected

@@ -69,9 +69,12 @@ async def test_a_down_kafka_is_503_naming_kafka(
     address = f"127.0.0.1:{free_port()}"
     config = msgspec.structs.replace(hub_config, kafka_bootstrap_servers=address)
     nowhere = AIOKafkaProducer(bootstrap_servers=address)  # never reached a broker
-    status, body = await _ready(
-        ApiContext(config=config, db=db, metrics=HubMetrics(), cache=cache, producer=nowhere)
-    )
+    try:
+        status, body = await _ready(
+            ApiContext(config=config, db=db, metrics=HubMetrics(), cache=cache, producer=nowhere)
+        )
+    finally:
+        await nowhere.stop()
     assert status == 503, body
     checks = body["checks"]
     assert isinstance(checks, dict)

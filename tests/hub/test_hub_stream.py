@@ -13,13 +13,16 @@ import msgspec
 import pytest
 from _hub_testing import minute_reading, send_reading, until
 from _keys import TEST_SECRET, bearer, make_key
+from _problem import named
 from _sse import SseReader
 from aiokafka import AIOKafkaProducer
 
 from hub import HubConfig, RunningHub, provision_resource, run_hub
 from hub.apikeys import StreamGrant, stream_token
+from hub.storage.current import CachedUsage
 from hub.storage.live import LiveEvent, LivePublisher, LiveStream
 from hub.storage.provision import DEFAULT_TENANT
+from protocol import OptimizationEvent
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -81,29 +84,36 @@ async def test_a_reading_through_kafka_is_a_usage_event_then_an_alert(
 async def test_usage_updates_are_coalesced_per_resource(hub: RunningHub, unique: str) -> None:
     """Within the interval only the first update goes out; the latest one follows it."""
     stream = LiveStream(hub.cache.client, prefix=f"{hub.config.redis_prefix}-c")
-    tenant = str(uuid.uuid4())
+    tenant, quiet = str(uuid.uuid4()), str(uuid.uuid4())
 
     async def tenants(customers: list[str]) -> dict[str, str]:
-        return dict.fromkeys(customers, tenant)
+        return {c: tenant if c == "c" else quiet for c in customers}
 
     publisher = LivePublisher(stream, tenants, interval=0.3)
-    a, b = f"c-{unique}/bandwidth/a", f"c-{unique}/bandwidth/b"
+    a, b, q = "c/bandwidth/a", "c/bandwidth/b", "q/bandwidth/a"
+    await stream.watch(tenant, ttl=60)  # a stream is open for tenant; none for quiet
     with anyio.fail_after(10):
         async with anyio.create_task_group() as tg:
             tg.start_soon(publisher.run, lambda exc: None)
-            await publisher.usage([("c", a, b'{"v":1}'), ("c", b, b'{"v":10}')])
-            await publisher.usage([("c", a, b'{"v":2}')])
-            await publisher.usage([("c", a, b'{"v":3}')])
+            assert publisher.offer_usage([_usage(a, 1), _usage(b, 10), _usage(q, 5)])
+            assert publisher.offer_usage([_usage(a, 2)])
+            assert publisher.offer_usage([_usage(a, 3)])
 
             async def entries() -> list[tuple[str, LiveEvent]]:
                 return await stream.read(tenant, "0-0", block_ms=1)
 
             await until(lambda: _len(entries, 3))
-            got = [(e.customer, e.data) for _, e in await entries()]
+            got = [(e.customer, msgspec.json.decode(e.data)["usage"]) for _, e in await entries()]
             tg.cancel_scope.cancel()
     # a and b once each at once, then a's latest value; a's middle value never went out
-    assert got == [("c", b'{"v":1}'), ("c", b'{"v":10}'), ("c", b'{"v":3}')]
+    assert got == [("c", 1), ("c", 10), ("c", 3)]
+    # usage of a tenant nobody watches is not written at all
+    assert await stream.read(quiet, "0-0", block_ms=1) == []
     await hub.cache.client.delete(stream.key(tenant))
+
+
+def _usage(resource: str, value: int) -> CachedUsage:
+    return CachedUsage(resource, "bandwidth", value, "byte", None, "GB", "0", None, None, "OK", 0)
 
 
 async def _len(read: object, n: int) -> bool:
@@ -138,7 +148,7 @@ async def test_resume_with_last_event_id(
             assert missed.id != first.id
         async with http.get("/api/stream", headers={"Last-Event-ID": "yesterday"}) as resp:
             assert resp.status == 400
-            assert (await resp.json())["where"] == "Last-Event-ID"
+            assert named(await resp.json()) == "Last-Event-ID"
 
 
 async def test_another_tenant_and_other_customers_see_nothing_of_it(
@@ -150,7 +160,7 @@ async def test_another_tenant_and_other_customers_see_nothing_of_it(
 ) -> None:
     mine = await provision_resource(db, f"cust-{unique}", "bandwidth", None)
     neighbour = await provision_resource(db, f"next-{unique}", "bandwidth", None)
-    _, theirs, their_key = await _other_tenant(db, unique)
+    their_tenant, theirs, their_key = await _other_tenant(db, unique)
     portal = await make_key(db, ("read",), name="portal", customer_ids=[f"next-{unique}"])
     topic = hub.config.usage_topic
     with anyio.fail_after(40):
@@ -166,7 +176,8 @@ async def test_another_tenant_and_other_customers_see_nothing_of_it(
             await own_sse.next_of("usage", resourceKey=mine)
             # then one event each of the others: what came before them is all they got
             await send_reading(producer, topic, minute_reading(neighbour, 0, 8))
-            await send_reading(producer, topic, minute_reading(theirs, 0, 9))
+            their_reading = minute_reading(theirs, 0, 9, tenant_id=their_tenant)
+            await send_reading(producer, topic, their_reading)
             seen_other = await _until_usage(other_sse, theirs)
             seen_portal = await _until_usage(portal_sse, neighbour)
             seen_one = await _until_usage(one_sse, neighbour)
@@ -270,10 +281,120 @@ async def test_a_stream_token_opens_the_stream_and_nothing_else(
     ):
         async with plain.get("/api/stream", params={"token": bad}) as resp:
             assert resp.status == 401, bad
-            assert says in (await resp.json())["error"]
+            assert says in (await resp.json())["detail"]
     # a token for one customer narrows the stream; another tenant's customer is 404
     async with http.post(f"/api/stream/token?customerId=cust-{unique}") as resp:
         assert (await resp.json())["customerIds"] == [f"cust-{unique}"]
     async with http.post("/api/stream/token?customerId=nobody") as resp:
         assert resp.status == 404
     assert _stat(hub, "resmon_hub_api_auth_refused_total", {"reason": "token"}) >= 4
+
+
+async def test_applying_a_recommendation_is_a_recommendation_event(
+    hub: RunningHub, http: aiohttp.ClientSession, db: asyncpg.Connection, unique: str
+) -> None:
+    resource = await provision_resource(db, f"cust-{unique}", "bandwidth", None)
+    rid = str(uuid.uuid4())
+    await db.execute(
+        """INSERT INTO recommendations (id, customer_id, customer_resource_id, kind,
+               monthly_savings, currency, effort, description, evidence)
+           SELECT $1::uuid, cr.customer_id, cr.id, 'ELIMINATE_WASTE', 50, 'USD', 'low',
+                  'idle for 30 days', '{}'::jsonb
+           FROM customer_resources cr WHERE cr.resource_key = $2""",
+        rid,
+        resource,
+    )
+    with anyio.fail_after(20):
+        async with http.get("/api/stream") as resp:
+            sse = SseReader(resp)
+            async with http.post(f"/api/recommendations/{rid}/apply", json={}) as r:
+                assert r.status == 200, await r.text()
+            got = await sse.next_of("recommendation", recommendationId=rid)
+    assert got.data["change"] == "applied"
+    assert got.data["customerId"] == f"cust-{unique}"
+    assert got.data["resourceKey"] == resource
+
+
+async def test_outbox_rows_of_events_only_reach_the_stream(
+    hub_config: HubConfig, db: asyncpg.Connection, unique: str
+) -> None:
+    """A recommendation job's row and a forecast refresh's alert row (events, no usage)."""
+    from decimal import Decimal
+
+    import redis.asyncio as aioredis
+
+    from hub.metrics import HubMetrics
+    from hub.outbox import Outbox, OutboxBatch, OutboxEvent, insert_outbox
+    from protocol import TOPIC_OPTIMIZATION, TYPE_ALERT, TYPE_OPTIMIZATION, AlertEvent, encode_event
+
+    customer = f"cust-{unique}"
+    resource = await provision_resource(db, customer, "bandwidth", 1000)
+    rid = str(uuid.uuid4())
+    found = OptimizationEvent(rid, customer, "ELIMINATE_WASTE", Decimal("12.50"), "USD", "idle", 1)
+    alert = AlertEvent(
+        str(uuid.uuid4()), customer, "bandwidth", resource, "FORECAST_LIMIT", "MEDIUM",
+        "ACTIVE", "limit in 3 days", Decimal(1), None, Decimal(1000), None, "byte", 2,
+    )  # fmt: skip
+    rows = []
+    for topic, payload, etype in (
+        (TOPIC_OPTIMIZATION, found, TYPE_OPTIMIZATION),
+        (hub_config.alerts_topic, alert, TYPE_ALERT),
+    ):
+        r = encode_event(payload, source="urn:test", event_type=etype, id=str(uuid.uuid4()))
+        rows.append(
+            OutboxBatch(topic, [OutboxEvent(r.key, r.value, r.headers, r.event_id)], [], [])
+        )
+    for batch in rows:
+        await insert_outbox(db, batch)
+    client: aioredis.Redis[bytes] = aioredis.Redis.from_url(hub_config.redis_url)
+    pool = await asyncpg.create_pool(hub_config.database_url, min_size=1, max_size=2)
+    try:
+        stream = LiveStream(client, prefix=hub_config.redis_prefix)
+
+        async def tenants(customers: list[str]) -> dict[str, str]:
+            return dict.fromkeys(customers, DEFAULT_TENANT)
+
+        live = LivePublisher(stream, tenants)
+        outbox = Outbox(pool, None, None, HubMetrics(), live=live)
+        assert await outbox.drain() == 2
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(live.run, lambda exc: None)
+
+            async def written() -> bool:
+                return len(await stream.read(DEFAULT_TENANT, "0-0", block_ms=1)) >= 2
+
+            with anyio.fail_after(10):
+                await until(written)
+            tg.cancel_scope.cancel()
+        got = await stream.read(DEFAULT_TENANT, "0-0", block_ms=1)
+    finally:
+        await pool.close()
+        await client.aclose()
+    kinds = [(e.kind, msgspec.json.decode(e.data)) for _, e in got]
+    assert [k for k, _ in kinds] == ["recommendation", "alert"]
+    assert kinds[0][1]["change"] == "created"
+    assert kinds[0][1]["recommendationId"] == rid
+    assert kinds[1][1]["alertType"] == "FORECAST_LIMIT"
+    assert kinds[1][1]["resourceKey"] == resource
+
+
+async def test_a_stopping_hub_ends_its_open_streams(
+    hub_config: HubConfig, db: asyncpg.Connection, api_key: str
+) -> None:
+    """The stop does not wait for clients to leave: each open stream ends, and the hub stops."""
+    with anyio.fail_after(30):
+        async with aiohttp.ClientSession(headers=bearer(api_key)) as session:
+            async with anyio.create_task_group() as tg:
+                running: RunningHub = await tg.start(run_hub, hub_config)
+                resp = await session.get(f"{running.http_url}/api/stream")
+                sse = SseReader(resp)
+                await sse.next_of("heartbeat")
+                tg.cancel_scope.cancel()
+            with pytest.raises((EOFError, aiohttp.ClientPayloadError)):
+                await _read_to_the_end(sse)
+            resp.release()
+
+
+async def _read_to_the_end(sse: SseReader) -> None:
+    while True:
+        await sse.next()

@@ -18,6 +18,7 @@ import pytest
 from _cost_fixtures import resource
 from _hub_testing import minute_reading, until, wait_for
 from _keys import bearer, make_key
+from _problem import named
 from aiohttp.test_utils import TestClient, TestServer
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from click.testing import CliRunner
@@ -326,7 +327,7 @@ async def test_rest_apply_moves_the_resource_and_dismiss_needs_a_reason(
             no_reason = await client.post(
                 f"/api/recommendations/{to_small}/dismiss", json={"by": "ops-bo"}
             )
-            assert (no_reason.status, (await no_reason.json())["where"]) == (400, "$.reason")
+            assert (no_reason.status, named(await no_reason.json())) == (400, "$.reason")
             dismissed = await client.post(
                 f"/api/recommendations/{to_small}/dismiss",
                 json={"by": "ops-bo", "reason": "customer expects growth"},
@@ -338,7 +339,7 @@ async def test_rest_apply_moves_the_resource_and_dismiss_needs_a_reason(
             )
             assert missing.status == 404
             bad = await client.get("/api/recommendations?status=closed")
-            assert (bad.status, (await bad.json())["where"]) == (400, "status")
+            assert (bad.status, named(await bad.json())) == (400, "status")
         # the resize went through the limit-change path: new plan and limit, and a NOTIFY
         row = await db.fetchrow(
             "SELECT cost_model_id::text AS plan, limit_value FROM customer_resources WHERE id = $1",

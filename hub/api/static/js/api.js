@@ -18,7 +18,8 @@ export function useToken(token) {
 function messageOf(body, status) {
   if (body && typeof body === "object") {
     // {"error","where"} today, RFC 9457 problem details ("detail", "title") later
-    return [body.error || body.detail || body.title || `HTTP ${status}`, body.where || body.instance];
+    const field = Array.isArray(body.errors) && body.errors.length ? body.errors[0].path : null;
+    return [body.detail || body.error || body.title || `HTTP ${status}`, field || body.where || null];
   }
   return [`HTTP ${status}`, null];
 }

@@ -1,4 +1,5 @@
-"""Peak/off-peak prices on PostgreSQL: bills from hour buckets, and the off-peak advice job.
+"""Bills from hour buckets on PostgreSQL: peak/off-peak prices, the off-peak advice job, and a
+change of plan inside a period.
 
 The usage is written as the hub's batches write it (hour, day and month buckets in
 the billing time zone); each test carries its hand calculation, to the cent.
@@ -19,6 +20,7 @@ from hub.costs import MoneyPolicy
 from hub.costs.recommend import RecommendSettings
 from hub.metrics import HubMetrics
 from hub.storage import costs, recommendations
+from hub.storage.provision import set_plan
 
 pytestmark = [pytest.mark.integration]
 
@@ -66,14 +68,7 @@ async def test_a_closed_month_is_billed_by_the_local_hour_of_each_bucket(
     )
     # peak 100.55 x 0.12 = 12.066 -> 12.07; off-peak 50 x 0.05 = 2.50; base 10.00
     # total 10.00 + 12.07 + 2.50 = 24.57
-    [view] = await costs.views(
-        db,
-        customer,
-        costs.parse_month("2026-02"),
-        tz=BERLIN,
-        money=MoneyPolicy(),
-        now_ms=ms(2026, 3, 15),
-    )
+    view = await one_view(db, customer, "2026-02", BERLIN, ms(2026, 3, 15))
     bill = view.breakdown
     lines = {line.kind: line for line in bill.lines}
     assert (lines["peak"].quantity, lines["peak"].unrounded, lines["peak"].amount) == (
@@ -98,6 +93,16 @@ async def test_a_closed_month_is_billed_by_the_local_hour_of_each_bucket(
         "AND period_type = 'month'",
         rid,
     ) == Decimal("24.57")
+
+
+async def one_view(
+    db: asyncpg.Connection, customer: str, month: str, tz: ZoneInfo, now_ms: int
+) -> costs.CostView:
+    """The customer's only resource's bill for ``month`` (YYYY-MM)."""
+    [view] = await costs.views(
+        db, customer, costs.parse_month(month), tz=tz, money=MoneyPolicy(), now_ms=now_ms
+    )
+    return view
 
 
 def _midnight_utc() -> dt.datetime:
@@ -146,3 +151,71 @@ async def test_the_job_advises_off_peak_from_the_hour_buckets_of_the_last_30_day
         rec.recommendation_id,
     )
     assert (stored["kind"], stored["monthly_savings"]) == ("SCHEDULE_OFF_PEAK", Decimal("10.50"))
+
+
+@pytest.mark.anyio
+async def test_a_plan_changed_inside_a_closed_month_is_billed_per_plan_by_duration(
+    db: asyncpg.Connection, unique: str
+) -> None:
+    customer = f"c-{unique}"
+    key, rid = await resource(
+        db, customer, "bandwidth", limit=100 * GB, plan=("20.00", "0.50"), name="wan1"
+    )
+    small = await db.fetchval("SELECT cost_model_id FROM customer_resources WHERE id = $1", rid)
+    await db.execute("UPDATE cost_models SET model_name = 'small' WHERE id = $1", small)
+    medium = await db.fetchval(
+        "INSERT INTO cost_models (tenant_id, model_name, billing_period, base_cost, "
+        "overage_rate) VALUES ('00000000-0000-0000-0000-000000000000', 'medium', 'monthly', "
+        "50.00, 0.50) RETURNING id"
+    )
+    # 130 GB on 5 March (on small), 250 GB on 20 March (on medium)
+    await readings(
+        db,
+        key,
+        rid,
+        [
+            (ms(2026, 3, 5, 10, 10), ms(2026, 3, 5, 10, 50), 130 * GB),
+            (ms(2026, 3, 20, 10, 10), ms(2026, 3, 20, 10, 50), 250 * GB),
+        ],
+    )
+    async with db.transaction():
+        await set_plan(db, key, str(medium), 300 * GB)
+    # the trigger recorded the change now; move it back to 11 March 12:00 UTC
+    [change] = await db.fetch(
+        "SELECT from_cost_model_id, to_cost_model_id, from_limit, to_limit "
+        "FROM customer_resource_plan_changes WHERE customer_resource_id = $1::uuid",
+        rid,
+    )
+    assert tuple(change) == (small, medium, 100 * GB, 300 * GB)
+    await db.execute(
+        "UPDATE customer_resource_plan_changes SET changed_at = $2 "
+        "WHERE customer_resource_id = $1::uuid",
+        rid,
+        dt.datetime(2026, 3, 11, 12, tzinfo=dt.UTC),
+    )
+    # small 10.5 of 31 days: 20 x 10.5/31 = 6.77; (130 - 100) x 0.50 = 15.00
+    # medium 20.5 of 31 days: 50 x 20.5/31 = 33.06; 250 GB under 300: 0.00
+    # total 6.77 + 15.00 + 33.06 + 0.00 = 54.83
+    closed = await costs.close_periods(db, tz=UTC, money=MoneyPolicy(), now_ms=ms(2026, 4, 15))
+    assert (key, ms(2026, 3, 1)) in [(k, p.start_ms) for k, p in closed]
+    view = await one_view(db, customer, "2026-03", UTC, ms(2026, 4, 15))
+    assert view.stored
+    bill = view.breakdown
+    got = [
+        (line.plan and line.plan.split("(")[1].split(")")[0], line.kind, line.amount)
+        for line in bill.lines
+    ]
+    assert got == [
+        ("small", "base", Decimal("6.77")),
+        ("small", "overage", Decimal("15.00")),
+        ("medium", "base", Decimal("33.06")),
+        ("medium", "overage", Decimal("0.00")),
+    ]
+    assert bill.total == Decimal("54.83")
+    assert bill.usage == Decimal(380)
+    assert bill.lines[0].proration is not None
+    assert bill.lines[0].proration.active_ms == 10 * 86_400_000 + 12 * 3_600_000
+    # April, after the change, is billed on medium alone
+    april = await one_view(db, customer, "2026-04", UTC, ms(2026, 5, 2))
+    assert [line.plan for line in april.breakdown.lines] == [None, None]
+    assert april.breakdown.total == Decimal("50.00")
