@@ -44,7 +44,7 @@ pytestmark = [
 ]
 
 #: routes the page asks for to learn whether this hub serves them (a 404 is an answer)
-_PROBED = ("/api/usage/", "/api/stream", "/api/config/")
+_PROBED = ("/api/usage/", "/api/stream")
 
 #: how long the page may take to show what the hub has (the page polls every 2 s)
 SHOWN_S = 15.0
@@ -160,8 +160,9 @@ async def _has_text(locator: playwright_api.Locator, expected: str) -> bool:
     return await locator.count() > 0 and expected in (await locator.first.inner_text())
 
 
-def _no_errors(page: playwright_api.Page) -> None:
-    errors = page.errors  # type: ignore[attr-defined]
+def _no_errors(page: playwright_api.Page, allowed: tuple[str, ...] = ()) -> None:
+    """No script error and no refused request (but those of ``allowed`` paths)."""
+    errors = [e for e in page.errors if not any(a in e for a in allowed)]  # type: ignore[attr-defined]
     assert errors == [], errors
 
 
@@ -207,6 +208,7 @@ async def test_an_alert_arrives_without_reload_and_is_acknowledged_then_resolved
     row = page.locator("tr.alert").first
     await _text_becomes(row, dash.resource.split("/", 1)[1])
     assert await page.evaluate("window.__sameDocument") is True
+    assert await page.evaluate("document.body.dataset.live") == "stream"  # pushed, not polled
     assert "CRITICAL" in await row.inner_text()
     await _shot(page, "alerts")
     alert_id = await row.get_attribute("data-alert")
@@ -388,3 +390,36 @@ async def test_the_chart_draws_the_history_and_switches_its_range(
         == "false"
     )
     _no_errors(page)
+
+
+async def test_a_limit_changed_in_the_configuration_rescales_the_bar(
+    browser: playwright_api.Browser, dash: Dash
+) -> None:
+    await dash.send(300)
+    page = await _page(browser, dash)
+    card = _card(page, dash.resource)
+    await _text_becomes(card.locator(".pct"), "30 %")
+    await page.goto("/#/config")
+    form = page.locator(f'form.resource-config[data-resource="{dash.resource}"]')
+    await form.wait_for()
+    await form.get_by_label("Limit").fill("2000")
+    await form.get_by_label("Warning at").fill("10")
+    await form.get_by_role("button", name="Save").click()
+    await _text_becomes(page.locator("#status"), f"Saved {dash.resource}")
+    stored = await dash.db.fetchrow(
+        "SELECT limit_value, warning_threshold FROM customer_resources WHERE resource_key = $1",
+        dash.resource,
+    )
+    assert (stored["limit_value"], stored["warning_threshold"]) == (2000, 10)
+    await _shot(page, "configuration")
+    # a bad value is refused with the hub's reason, next to the form
+    await form.get_by_label("Critical at").fill("5")
+    await form.get_by_role("button", name="Save").click()
+    await _text_becomes(form.locator(".field-error"), "Not saved")
+    await page.goto("/#/overview")
+    card = _card(page, dash.resource)
+    await _text_becomes(card.locator(".limit"), "2,000")
+    await _text_becomes(card.locator(".pct"), "15 %")
+    assert await card.locator("[role=meter]").get_attribute("aria-valuenow") == "15"
+    assert await card.get_attribute("class") == "card level-warning"  # 15 % is past 10 %
+    _no_errors(page, allowed=("/api/config/",))

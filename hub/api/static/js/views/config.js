@@ -16,8 +16,9 @@ function resourceForm(customer, r, reload) {
   const form = h("form", { class: "resource-config", dataset: { resource: r.resourceKey } },
     h("h3", {}, shortKey(r.resourceKey, customer), h("span", { class: "muted" }, ` ${r.resourceType}`)),
     h("label", { class: "stack" }, "Limit ", h("span", { id: `unit-${r.resourceKey}`, class: "muted" }, `(${r.catalogUnit}; empty: no limit)`), limit),
-    h("label", { class: "stack" }, "Warning at (% of the limit)", warning),
-    h("label", { class: "stack" }, "Critical at (% of the limit)", critical),
+    h("label", { class: "stack" }, "Warning at (%)", warning),
+    h("label", { class: "stack" }, "Critical at (%)", critical),
+    h("p", { class: "muted" }, "Thresholds are percentages of the limit."),
     error,
     h("button", { type: "submit" }, "Save"));
   form.addEventListener("submit", async (ev) => {
