@@ -61,11 +61,11 @@ class Dash:
     key: str
     sent: int = 0
 
-    async def send(self, value: int, resource: str | None = None) -> None:
-        """A reading of ``value`` requests, ending now, through Kafka."""
+    async def send(self, value: int, resource: str | None = None, *, ago_s: int = 0) -> None:
+        """A reading of ``value`` requests, ending ``ago_s`` before now, through Kafka."""
         key = resource or self.resource
         customer, rtype = key.split("/")[:2]
-        now = time.time_ns() // 1_000_000
+        now = time.time_ns() // 1_000_000 - ago_s * 1000
         self.sent += 1
         reading = UsageReading(
             customer_id=customer,
@@ -361,7 +361,8 @@ async def test_the_views_say_what_this_hub_does_not_serve(
 async def test_the_chart_draws_the_history_and_switches_its_range(
     browser: playwright_api.Browser, dash: Dash
 ) -> None:
-    await dash.send(300)
+    for hours_ago, value in ((20, 40), (15, 60), (10, 50), (6, 80), (3, 30), (1, 40)):
+        await dash.send(value, ago_s=hours_ago * 3600)
     await wait_for(
         dash.db,
         "SELECT current_usage FROM customer_resources WHERE resource_key = $1",

@@ -114,6 +114,17 @@ export async function render(ctx) {
     const cols = [xs, ys];
     const series = [{}, { label, stroke: cssVar("--accent"), width: 2 }];
     const bands = [];
+    // the whole window on the time axis, and the lines across it, however few the points
+    const fromX = Date.parse(data.from) / 1000;
+    const toX = Date.parse(data.to) / 1000;
+    if (!xs.length || xs[0] > fromX) {
+      xs.unshift(fromX);
+      ys.unshift(null);
+    }
+    if (xs[xs.length - 1] < toX) {
+      xs.push(toX);
+      ys.push(data.kind === "delta" ? Number(res.usageInUnit) : ys[ys.length - 1]);
+    }
     // the forecast for the period end as a band from now, on the ranges that reach that far
     const end = fc && fc.usageInterval80 && data.limit ? Date.parse(`${fc.periodEnd}T23:59:59Z`) / 1000 : null;
     const withForecast = end !== null && xs.length > 0 && data.kind === "delta" && (state.range === "7d" || state.range === "30d") && end > xs[xs.length - 1];
@@ -124,9 +135,10 @@ export async function render(ctx) {
     const line = (v) => xs.map(() => v);
     if (limit !== null) {
       cols.push(line(limit), line((limit * Number(data.warningThreshold)) / 100), line((limit * Number(data.criticalThreshold)) / 100));
-      series.push({ label: "Limit", stroke: cssVar("--fg"), dash: [6, 4] },
-        { label: `Warning (${data.warningThreshold} %)`, stroke: cssVar("--warning"), dash: [4, 4] },
-        { label: `Critical (${data.criticalThreshold} %)`, stroke: cssVar("--critical"), dash: [4, 4] });
+      const flat = { points: { show: false } };
+      series.push({ label: "Limit", stroke: cssVar("--fg"), dash: [6, 4], ...flat },
+        { label: `Warning (${data.warningThreshold} %)`, stroke: cssVar("--warning"), dash: [4, 4], ...flat },
+        { label: `Critical (${data.criticalThreshold} %)`, stroke: cssVar("--critical"), dash: [4, 4], ...flat });
     }
     if (withForecast) {
       const f = Number(data.limitInUnit) / data.limit;
@@ -141,7 +153,7 @@ export async function render(ctx) {
     const opts = {
       width: Math.max(300, plotBox.clientWidth - 20 || 800), height: 320, series, bands,
       axes: [{ stroke: cssVar("--fg") }, { stroke: cssVar("--fg"), label: data.unit, size: 70 }],
-      scales: { x: { time: true } },
+      scales: { x: { time: true, range: [fromX, withForecast ? xs[xs.length - 1] : toX] } },
     };
     if (plot) plot.destroy();
     plotBox.replaceChildren();
