@@ -18,7 +18,8 @@ export function useToken(token) {
 function messageOf(body, status) {
   if (body && typeof body === "object") {
     // {"error","where"} today, RFC 9457 problem details ("detail", "title") later
-    const field = Array.isArray(body.errors) && body.errors.length ? body.errors[0].path : null;
+    const first = Array.isArray(body.errors) && body.errors.length ? body.errors[0] : null;
+    const field = first ? first.path || first.parameter || first.header || null : null;
     return [body.detail || body.error || body.title || `HTTP ${status}`, field || body.where || null];
   }
   return [`HTTP ${status}`, null];
