@@ -95,7 +95,7 @@ _MAX_PARAM = 500
 #: the spellings of a true/false query parameter
 _FLAGS: Final = {"true": True, "1": True, "false": False, "0": False}
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-#: keys of resources the ingest route has seen stored (resources are never deleted)
+#: keys of resources the ingest route has seen stored (one with readings cannot be deleted)
 _RESOURCES: Final = web.AppKey("known_resources", set[str])
 _SEEN_RESOURCES: Final = 1_000_000
 
@@ -309,7 +309,7 @@ async def _unprovisionable(
     The hub creates an unknown customer's resource from the default tenant's
     catalog; without an entry for the type it would dead-letter the reading after
     this answer, so it is refused here instead. ``seen`` holds the keys of
-    resources known to exist (resources are never deleted); it is added to.
+    resources known to exist (one with readings cannot be deleted); it is added to.
     """
     asked = {r.resource_key for _, r in readings} - seen
     known = await existing_keys(db, list(asked)) if asked else set()
