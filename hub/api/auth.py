@@ -51,7 +51,7 @@ _log = structlog.get_logger(component="hub.api.auth")
 #: routes anyone may call (``GET`` and its ``HEAD``): health, metrics, and the contract to come
 PUBLIC: Final = frozenset(
     {"/healthz", "/metrics", "/readyz", "/api/openapi.yaml", "/api/docs"}
-    | {"/", "/ui/login", "/ui/logout", "/ui/static"}  # the dashboard's pages, login, files
+    | {"/", "/ui/login", "/ui/logout", "/ui/static/{path}"}  # the dashboard, its login, files
     | {"/api/docs/redoc.standalone.js"}  # the viewer /api/docs loads
 )
 

@@ -12,7 +12,7 @@ POST     /ui/login           ``{"key": "rsm_..."}`` -> 200 + ``resmon_session`` 
                              and ``{"csrfToken", "expiresAt", ...}``; a bad key is 401
 POST     /ui/logout          clears the cookie
 GET      /ui/session         the caller: key name, scopes, visible customers, CSRF token
-GET      /ui/static/...      the dashboard's ES modules, styles and vendored libraries
+GET      /ui/static/{path}   the dashboard's ES modules, styles and vendored libraries
 =======  ==================  ==========================================================
 
 The files are package data (``hub/api/static/``): nothing is built or fetched
@@ -30,13 +30,14 @@ import msgspec
 import structlog
 from aiohttp import web
 
+from .._exceptions import NotFoundError
 from ..apikeys import KeyFormatError, check_key
 from ..storage.apikeys import ApiKey, find_key, key_by_id, tenant_customers
 from . import session as sessions
 from ._http import context_of, error_response, json_response
 from .auth import add_authenticator, caller_of, refuse_inactive, unauthorized
 
-__all__ = ["STATIC", "add_ui_routes", "session_key"]
+__all__ = ["STATIC", "LoggedOut", "Login", "SessionView", "add_ui_routes", "session_key"]
 
 _log = structlog.get_logger(component="hub.api.ui")
 
@@ -56,8 +57,14 @@ _PAGE_HEADERS: Final = {
 }
 
 
-class _Login(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class Login(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``POST /ui/login``: the API key to log in with."""
+
     key: str
+
+
+class LoggedOut(msgspec.Struct, frozen=True, rename="camel"):
+    logged_out: bool
 
 
 class SessionView(msgspec.Struct, frozen=True, rename="camel"):
@@ -77,7 +84,7 @@ class SessionView(msgspec.Struct, frozen=True, rename="camel"):
     expires_at: dt.datetime | None
 
 
-_decoder = msgspec.json.Decoder(_Login)
+_decoder = msgspec.json.Decoder(Login)
 _SESSION: Final = web.RequestKey("dashboard_session", sessions.Session)
 _SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -200,7 +207,7 @@ async def login(request: web.Request) -> web.Response:
 
 
 async def logout(request: web.Request) -> web.Response:
-    response = json_response({"loggedOut": True})
+    response = json_response(LoggedOut(logged_out=True))
     response.del_cookie(sessions.COOKIE, path="/", samesite="Strict", secure=_secure(request))
     return response
 
@@ -208,6 +215,22 @@ async def logout(request: web.Request) -> web.Response:
 async def whoami(request: web.Request) -> web.Response:
     view = await _view(request, caller_of(request), request.get(_SESSION))
     return json_response(view, headers={"Cache-Control": "no-store"})
+
+
+_STATIC_ROOT: Final = STATIC.resolve()
+_TYPES: Final = {".js": "text/javascript", ".css": "text/css", ".html": "text/html"}
+
+
+async def static_file(request: web.Request) -> web.StreamResponse:
+    """A file of the dashboard; 404 for anything outside ``hub/api/static/``."""
+    wanted = request.match_info["path"]
+    target = (_STATIC_ROOT / wanted).resolve()
+    if not target.is_relative_to(_STATIC_ROOT) or not target.is_file():
+        raise NotFoundError(f"no dashboard file {wanted!r}")
+    headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"}
+    if (kind := _TYPES.get(target.suffix)) is not None:
+        headers["Content-Type"] = kind
+    return web.FileResponse(target, headers=headers)
 
 
 def add_ui_routes(app: web.Application) -> None:
@@ -218,4 +241,4 @@ def add_ui_routes(app: web.Application) -> None:
     r.add_post("/ui/login", login)
     r.add_post("/ui/logout", logout)
     r.add_get("/ui/session", whoami)
-    r.add_static("/ui/static", STATIC, append_version=False)
+    r.add_get("/ui/static/{path:.+}", static_file)
