@@ -322,6 +322,8 @@ async def _reload_everything(hub: RunningHub, why: str) -> None:
     await hub.registry.forget(lambda _actor: True)
     forget_customers(None)
     hub.consumer.customer_tenants.clear()
+    if hub.consumer.outbox.live is not None:
+        hub.consumer.outbox.live.forget_customers(None)
     try:
         await hub.cache.forget_all_usage()
     except HubError as exc:  # the cached usage stays stale until its TTL runs out
@@ -378,6 +380,8 @@ async def _listen_for_changes(
                 await hub.registry.forget_keys([key])
                 forget_customers([key.split("/", 1)[0]])  # a deleted customer: its tenant
                 hub.consumer.customer_tenants.pop(key.split("/", 1)[0], None)
+                if hub.consumer.outbox.live is not None:
+                    hub.consumer.outbox.live.forget_customers([key.split("/", 1)[0]])
                 try:
                     await hub.cache.forget_customer(key.split("/", 1)[0])
                 except HubError as exc:  # the cached usage stays stale until its TTL runs out

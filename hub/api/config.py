@@ -18,6 +18,7 @@ GET     /api/config/customers/{customerId}/resources            its resources (a
 POST    /api/config/customers/{customerId}/resources            a new resource -> 201
 GET     /api/config/customers/{customerId}/resources/{key}      one resource (ETag)
 PATCH   /api/config/customers/{customerId}/resources/{key}      limit, thresholds, plan, status
+                                                                (key: whole, or after the id)
 DELETE  /api/config/customers/{customerId}/resources/{key}      delete it (If-Match) -> 204
 GET     /api/config/cost-models                                 plans (a page)
 POST    /api/config/cost-models                                 a new plan -> 201
@@ -712,6 +713,8 @@ async def list_resources(request: web.Request) -> web.Response:
 
 async def _resource_row(conn: Any, request: web.Request, *, lock: bool = False) -> cfg.Row:
     customer_id, key = request.match_info["customerId"], request.match_info["resourceKey"]
+    if not key.startswith(f"{customer_id}/"):  # the part after the customer id
+        key = f"{customer_id}/{key}"
     await check_customer(request, customer_id)
     row = await cfg.resource(conn, customer_id, key, lock=lock)
     if row is None:

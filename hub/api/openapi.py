@@ -42,12 +42,27 @@ from ._http import PROBLEM_JSON, PROBLEM_TYPES, Problem
 from ._pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 from .alerts import AlertAction
 from .auth import required_scope
+from .config import (
+    CatalogCreate,
+    CatalogEntry,
+    CatalogPatch,
+    CostModelCreate,
+    CostModelPatch,
+    CostModelView,
+    Customer,
+    CustomerCreate,
+    CustomerPatch,
+    ResourceConfig,
+    ResourceCreate,
+    ResourcePatch,
+)
 from .costs import CustomerCosts
 from .forecasts import CustomerForecasts
 from .keys import NewKey
 from .ready import Readiness
 from .recommendations import RecommendationAction
 from .schemas import Health, IngestResult
+from .stream import StreamToken
 
 __all__ = [
     "ROUTES",
@@ -134,6 +149,178 @@ _RESOURCE_KEY = Param(
     True,
 )
 _PERIOD = Param("period", Month, "billing month YYYY-MM (default: the current one, to date)")
+
+_IF_MATCH = Param(
+    "If-Match",
+    Name,
+    "the ETag a GET of the object answered (or ``*``): without it 428, stale 412",
+    "header",
+)
+#: what creating, changing and deleting configuration may also answer
+_CREATE_ERRORS: Final = frozenset({409, 422})
+_CHANGE_ERRORS: Final = frozenset({409, 412, 422, 428})
+
+
+def _configured(
+    path: str, name: str, what: str, params: tuple[Param, ...], view: Any, patch: Any
+) -> tuple[Route, ...]:
+    """GET (with its ETag), PATCH and DELETE (If-Match) of one configuration object."""
+    return (
+        Route(
+            "GET",
+            path,
+            f"get{name}",
+            f"One {what}; its ETag in the ``ETag`` header",
+            "configuration",
+            {200: view},
+            params=params,
+        ),
+        Route(
+            "PATCH",
+            path,
+            f"change{name}",
+            f"Change fields of a {what} (If-Match: its ETag)",
+            "configuration",
+            {200: view},
+            params=(*params, _IF_MATCH),
+            body=patch,
+            errors=_CHANGE_ERRORS,
+        ),
+        Route(
+            "DELETE",
+            path,
+            f"delete{name}",
+            f"Delete a {what} nothing refers to (If-Match: its ETag; 409 names what does)",
+            "configuration",
+            {204: None},
+            params=(*params, _IF_MATCH),
+            errors=_CHANGE_ERRORS - {422},
+        ),
+    )
+
+
+_CATALOG_TYPE = Param("resourceType", Name, "the resource type", "path", True)
+_CATALOG_ENTRY = (_CATALOG_TYPE, Param("catalogId", Uuid, "the entry's id", "path", True))
+_CONFIG_ROUTES: Final[tuple[Route, ...]] = (
+    Route(
+        "GET",
+        "/api/config/catalog",
+        "listCatalog",
+        "The tenant's resource catalog, by type and name",
+        "configuration",
+        {200: Page[CatalogEntry]},
+        params=(Param("resourceType", Name, "only this type's entries"), *_PAGE),
+    ),
+    Route(
+        "POST",
+        "/api/config/catalog",
+        "createCatalogEntry",
+        "A new catalog entry (its unit must measure the type's base unit)",
+        "configuration",
+        {201: CatalogEntry},
+        body=CatalogCreate,
+        errors=_CREATE_ERRORS,
+    ),
+    Route(
+        "GET",
+        "/api/config/catalog/{resourceType}",
+        "listCatalogOfType",
+        "The catalog entries of one resource type",
+        "configuration",
+        {200: Page[CatalogEntry]},
+        params=(_CATALOG_TYPE, *_PAGE),
+    ),
+    *_configured(
+        "/api/config/catalog/{resourceType}/{catalogId}",
+        "CatalogEntry",
+        "catalog entry",
+        _CATALOG_ENTRY,
+        CatalogEntry,
+        CatalogPatch,
+    ),
+    Route(
+        "GET",
+        "/api/config/customers",
+        "listCustomers",
+        "The tenant's customers, by id",
+        "configuration",
+        {200: Page[Customer]},
+        params=_PAGE,
+    ),
+    Route(
+        "POST",
+        "/api/config/customers",
+        "createCustomer",
+        "A new customer of the key's tenant",
+        "configuration",
+        {201: Customer},
+        body=CustomerCreate,
+        errors=_CREATE_ERRORS,
+    ),
+    *_configured(
+        "/api/config/customers/{customerId}",
+        "Customer",
+        "customer",
+        (_customer(),),
+        Customer,
+        CustomerPatch,
+    ),
+    Route(
+        "GET",
+        "/api/config/customers/{customerId}/resources",
+        "listResourceConfigs",
+        "A customer's resources as configured, by key",
+        "configuration",
+        {200: Page[ResourceConfig]},
+        params=(_customer(), *_PAGE),
+    ),
+    Route(
+        "POST",
+        "/api/config/customers/{customerId}/resources",
+        "createResource",
+        "A new resource of the customer: catalog entry, limit, thresholds, plan, status",
+        "configuration",
+        {201: ResourceConfig},
+        params=(_customer(),),
+        body=ResourceCreate,
+        errors=_CREATE_ERRORS,
+    ),
+    *_configured(
+        "/api/config/customers/{customerId}/resources/{resourceKey}",
+        "Resource",
+        "resource's configuration (a limit or threshold change reaches every hub)",
+        (_customer(), _RESOURCE_KEY),
+        ResourceConfig,
+        ResourcePatch,
+    ),
+    Route(
+        "GET",
+        "/api/config/cost-models",
+        "listCostModels",
+        "The tenant's cost models (plans), by name",
+        "configuration",
+        {200: Page[CostModelView]},
+        params=_PAGE,
+    ),
+    Route(
+        "POST",
+        "/api/config/cost-models",
+        "createCostModel",
+        "A new plan: base cost and overage, or a full pricing model",
+        "configuration",
+        {201: CostModelView},
+        body=CostModelCreate,
+        errors=_CREATE_ERRORS,
+    ),
+    *_configured(
+        "/api/config/cost-models/{id}",
+        "CostModel",
+        "cost model",
+        (_id("cost model", Uuid),),
+        CostModelView,
+        CostModelPatch,
+    ),
+)
 
 #: every route of the REST API: add a row here with each new route
 ROUTES: Final[tuple[Route, ...]] = (
@@ -425,6 +612,44 @@ ROUTES: Final[tuple[Route, ...]] = (
         body=RecommendationAction,
         errors=frozenset({409}),
     ),
+    Route(
+        "GET",
+        "/api/stream",
+        "streamEvents",
+        "Live usage, alert and recommendation events of the key's tenant (server-sent events)",
+        "stream",
+        {200: Text("text/event-stream")},
+        params=(
+            Param("customerId", Name, "only this customer's events"),
+            Param(
+                "Last-Event-ID",
+                Annotated[str, msgspec.Meta(pattern="^[0-9]{1,20}-[0-9]{1,20}$")],
+                "resume after this event (EventSource sends it when it reconnects)",
+                "header",
+            ),
+            Param(
+                "token",
+                Annotated[str, msgspec.Meta(pattern="^rst_")],
+                "a token from POST /api/stream/token, in place of a key (EventSource "
+                "cannot send headers)",
+            ),
+        ),
+        description=(
+            "Events `usage` (at most one per resource per second), `alert`, "
+            "`recommendation` and `heartbeat`, each `data` one line of JSON; every event "
+            "but the heartbeat has an `id` to resume from. See docs/api.md."
+        ),
+    ),
+    Route(
+        "POST",
+        "/api/stream/token",
+        "createStreamToken",
+        "A short-lived token that opens GET /api/stream without a key header",
+        "stream",
+        {200: StreamToken},
+        params=(Param("customerId", Name, "a token for this customer's events only"),),
+    ),
+    *_CONFIG_ROUTES,
 )
 
 _TITLE: Final = "resmon monitoring API"
@@ -432,7 +657,8 @@ _VERSION: Final = "1.0.0"
 _REF: Final = "#/components/schemas/{name}"
 _SECURITY: Final[list[dict[str, list[str]]]] = [{"bearerKey": []}, {"headerKey": []}]
 _DEFAULT_ERRORS: Final = frozenset({400, 503})
-_KEYED_ERRORS: Final = frozenset({401, 403, 404})
+#: a route that needs a key is rate limited too (429, docs/api.md "Rate limits")
+_KEYED_ERRORS: Final = frozenset({401, 403, 404, 429})
 _BODY_ERRORS: Final = frozenset({413, 415})
 
 

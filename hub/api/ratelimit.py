@@ -4,7 +4,8 @@ Every route that needs a key is limited (the public ones are not). Each key
 has a budget per scope (``RESMON_RATE_LIMIT_READ`` ... ``_ADMIN``), or one of
 its own (``RESMON_RATE_LIMIT_KEYS``); see :mod:`hub.ratelimits`. The counting
 is the :mod:`limits` library's fixed window, stored in Redis under
-``{prefix}:ratelimit``.
+``{prefix}:ratelimit``: one Redis call per request and limit (the counter's
+increment), plus its TTL once per window a hub did not open itself.
 
 Every response of a limited route carries ``RateLimit-Limit``,
 ``RateLimit-Remaining`` and ``RateLimit-Reset`` (seconds until the window
@@ -42,7 +43,6 @@ __all__ = ["limit_rate", "setup"]
 
 _log = structlog.get_logger(component="hub.api.ratelimit")
 
-_LIMITER: Final = web.AppKey("rate_limiter", FixedWindowRateLimiter)
 _HEADERS: Final = web.RequestKey("rate_limit_headers", dict)
 _WARNED: Final = web.AppKey("rate_limit_warned", list)
 _LIMITS: Final = web.AppKey("rate_limits", RateLimits)
@@ -76,7 +76,7 @@ def setup(app: web.Application) -> None:
         socket_connect_timeout=1,
         socket_timeout=1,
     )
-    app[_LIMITER] = FixedWindowRateLimiter(storage)
+    app[_LIMITER] = _Windows(FixedWindowRateLimiter(storage))
     app[_WARNED] = [0.0]
     app.on_response_prepare.append(_add_headers)
 
@@ -95,25 +95,55 @@ async def _add_headers(request: web.Request, response: web.StreamResponse) -> No
         response.headers.update(headers)
 
 
+class _Windows:
+    """When each fixed window a hub has seen ends, so a request costs one Redis call.
+
+    The count comes from the library's storage (one ``INCR`` with its expiry, a
+    script, exactly as :class:`FixedWindowRateLimiter` counts a hit); a window's
+    end is known when this hub opened it (count 1) and asked of Redis (its TTL)
+    only when it is not known yet or is over, e.g. a window another hub opened.
+    """
+
+    def __init__(self, limiter: FixedWindowRateLimiter) -> None:
+        self.storage = limiter.storage
+        self._ends: dict[str, float] = {}
+
+    async def hit(self, item: RateLimitItem, *who: str) -> tuple[int, float]:
+        """(requests counted in the window, including this one; seconds until it ends)."""
+        key = item.key_for(*who)
+        count = await self.storage.incr(key, item.get_expiry())
+        now = time.time()
+        end = self._ends.get(key)
+        if count == 1:
+            end = now + item.get_expiry()
+        elif end is None or end <= now:
+            end = await self.storage.get_expiry(key)
+        if len(self._ends) > 100_000:
+            self._ends = {k: e for k, e in self._ends.items() if e > now}
+        self._ends[key] = end
+        # the storage keeps whole seconds: never more than the window itself
+        return count, min(float(item.get_expiry()), max(0.0, end - now))
+
+
+_LIMITER: Final = web.AppKey("rate_limiter", _Windows)
+
+
 async def _check(
-    limiter: FixedWindowRateLimiter, items: tuple[RateLimitItem, ...], *who: str
+    windows: _Windows, items: tuple[RateLimitItem, ...], *who: str
 ) -> tuple[bool, dict[str, str]]:
     """(allowed, headers) after counting the request against every one of ``items``."""
     allowed = True
     tightest: tuple[int, float, int] | None = None  # remaining, reset, limit
     retry = 0.0
-    now = time.time()
     for item in items:
-        ok = await limiter.hit(item, *who)
-        stats = await limiter.get_window_stats(item, *who)
-        # the storage keeps whole seconds: never more than the window itself
-        reset = min(float(item.get_expiry()), max(0.0, stats.reset_time - now))
-        if not ok:
+        count, reset = await windows.hit(item, *who)
+        remaining = max(0, item.amount - count)
+        if count > item.amount:
             allowed = False
             retry = max(retry, reset)
-        if tightest is None or stats.remaining < tightest[0]:
-            tightest = (stats.remaining, reset, item.amount)
-    assert tightest is not None
+        if tightest is None or remaining < tightest[0]:
+            tightest = (remaining, reset, item.amount)
+    assert tightest is not None  # items is never empty here
     remaining, reset, amount = tightest
     headers = {
         "RateLimit-Limit": str(amount),

@@ -170,8 +170,8 @@ class LivePublisher:
     update goes out at once when it had none in the last ``interval`` seconds,
     otherwise it is kept (replacing an older one kept) until the interval is
     over. Alerts and recommendations go out at once, watched or not. Customers
-    are mapped to their tenant with ``tenants`` (cached: customers never change
-    tenant).
+    are mapped to their tenant with ``tenants``, cached until
+    :meth:`forget_customers` (a customer deleted and created again elsewhere).
     """
 
     def __init__(
@@ -209,6 +209,15 @@ class LivePublisher:
         self._pending.append((kind, items))
         self._wake.set()
         return True
+
+    def forget_customers(self, customers: Sequence[str] | None) -> None:
+        """Forget the tenant of ``customers`` (None: of all): a deleted customer's id may
+        come back in another tenant, whose stream must then get its events."""
+        if customers is None:
+            self._tenants.clear()
+        else:
+            for c in customers:
+                self._tenants.pop(c, None)
 
     async def tenants_of(self, customers: Sequence[str]) -> dict[str, str]:
         """The tenant of each of ``customers`` that exists."""

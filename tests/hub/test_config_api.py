@@ -11,16 +11,14 @@ from urllib.parse import quote
 import aiohttp
 import anyio
 import asyncpg  # type: ignore[import-untyped]
+import msgspec
 import pytest
 from _hub_testing import minute_reading, send_reading, until, wait_for
 from _keys import bearer, make_key
 from _problem import named
-from aiohttp.test_utils import TestClient, TestServer
 from aiokafka import AIOKafkaProducer
 
-from hub import RunningHub, provision_resource
-from hub.api import ApiContext, create_app
-from hub.metrics import HubMetrics
+from hub import RunningHub, provision_resource, run_hub
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -49,6 +47,13 @@ def where(err: dict[str, Any]) -> str:
 def said(err: dict[str, Any]) -> str:
     """A problem's message."""
     return str(err["detail"])
+
+
+async def new_customer(http: aiohttp.ClientSession, customer: str) -> str:
+    """Create ``customer``; the URL of its resources."""
+    status, made, _ = await call(http, "POST", "/api/config/customers", {"id": customer})
+    assert status == 201, made
+    return f"/api/config/customers/{customer}/resources"
 
 
 async def etag_of(http: aiohttp.ClientSession, url: str) -> str:
@@ -177,6 +182,7 @@ async def test_customers_and_resources_round_trip(
     assert etag == headers["ETag"]
     # the key's slashes may come percent-encoded, as a browser's encodeURIComponent sends them
     assert await etag_of(http, f"{resources}/{quote(key, safe='')}") == etag
+    assert await etag_of(http, f"{resources}/bandwidth/wan1") == etag  # after the customer id
     status, page, _ = await call(http, "GET", resources)
     assert [r["resourceKey"] for r in page["items"]] == [key]
     assert page["next"] is None
@@ -237,12 +243,33 @@ async def test_customers_and_resources_round_trip(
     assert status == 404
 
 
+async def test_of_two_writers_with_one_etag_one_wins(
+    http: aiohttp.ClientSession, unique: str
+) -> None:
+    """Changes made from one version at once: the row lock lets one through, 412 the others."""
+    url = await new_customer(http, f"race-{unique}")
+    status, res, headers = await call(http, "POST", url, {"resourceType": "storage"})
+    assert status == 201, res
+    url = f"{url}/{res['resourceKey']}"
+    tag = {"If-Match": str(headers["ETag"])}
+    statuses: list[int] = []
+
+    async def write(limit: int) -> None:
+        statuses.append((await call(http, "PATCH", url, {"limit": limit}, headers=tag))[0])
+
+    async with anyio.create_task_group() as tg:
+        for limit in (1000, 2000, 3000):
+            tg.start_soon(write, limit)
+    assert sorted(statuses) == [200, 412, 412]
+    status, res, _ = await call(http, "GET", url)
+    assert res["limit"] in (1000, 2000, 3000)
+    assert res["kind"] == "level"
+
+
 async def test_resource_validation_names_the_field(
     http: aiohttp.ClientSession, unique: str
 ) -> None:
-    cust = f"val-{unique}"
-    assert (await call(http, "POST", "/api/config/customers", {"id": cust}))[0] == 201
-    url = f"/api/config/customers/{cust}/resources"
+    url = await new_customer(http, f"val-{unique}")
     status, page, _ = await call(http, "GET", "/api/config/catalog/storage")
     storage_entry = page["items"][0]["id"]
     cases: list[tuple[dict[str, Any], int, str, str]] = [
@@ -329,7 +356,7 @@ async def test_cost_models_round_trip_and_a_plan_brings_its_limit(
     assert (status, where(err)) == (422, "$.overageRate")
     # a resource put on the plan gets the plan's limit; the plan is then in use
     cust = f"plan-{unique}"
-    assert (await call(http, "POST", "/api/config/customers", {"id": cust}))[0] == 201
+    await new_customer(http, cust)
     status, res, _ = await call(
         http,
         "POST",
@@ -368,7 +395,7 @@ async def test_cost_models_round_trip_and_a_plan_brings_its_limit(
 async def test_pages_follow_the_cursor(http: aiohttp.ClientSession, unique: str) -> None:
     made = sorted(f"page-{unique}-{i}" for i in range(5))
     for cust in made:
-        assert (await call(http, "POST", "/api/config/customers", {"id": cust}))[0] == 201
+        await new_customer(http, cust)
     seen: list[str] = []
     url: str | None = "/api/config/customers?limit=2"
     while url is not None:
@@ -469,7 +496,7 @@ async def test_a_deleted_customers_id_can_become_another_tenants(
 ) -> None:
     """Every hub forgets a deleted customer's tenant: the old tenant cannot read the new one's."""
     cust = f"moved-{unique}"
-    assert (await call(http, "POST", "/api/config/customers", {"id": cust}))[0] == 201
+    await new_customer(http, cust)
     current = f"/api/metrics/customer/{cust}/current"
     assert (await call(http, "GET", current))[0] == 200  # the hub now knows its tenant
     url = f"/api/config/customers/{cust}"
@@ -500,8 +527,9 @@ async def test_a_limit_change_reaches_the_running_hub(
 ) -> None:
     """The limit and the thresholds changed over REST decide the next reading's alert.
 
-    The limit is changed through a second instance's REST API (its own app and
-    connection, no actors): the hub holding the actor hears of it all the same.
+    Two hubs on one database: the limit is changed through the REST API of the
+    second, which consumes another topic and holds no actor of the resource; the
+    hub holding it hears of the change all the same.
     """
     cust = f"live-{unique}"
     limit_key = await provision_resource(db, cust, "bandwidth", 1000 * GB, "wan1")
@@ -512,40 +540,46 @@ async def test_a_limit_change_reaches_the_running_hub(
         "ON cr.id = a.customer_resource_id WHERE cr.resource_key = $1"
     )
     usage = "SELECT current_usage FROM customer_resources WHERE resource_key = $1"
-    other = await asyncpg.connect(hub.config.database_url)
-    elsewhere = create_app(ApiContext(config=hub.config, db=other, metrics=HubMetrics()))
-    try:
-        async with TestClient(TestServer(elsewhere), headers=bearer(await make_key(db))) as second:
-            with anyio.fail_after(60):
-                for key in (limit_key, threshold_key):  # 50 %: no alert; actors hold 1000 GB
-                    await send_reading(producer, topic, minute_reading(key, 0, 500 * GB))
-                    await wait_for(db, usage, 500 * GB, key)
-                    assert hub.registry.get(key) is not None
-                    assert await db.fetchval(alerts, key) is None
-                base = f"/api/config/customers/{cust}/resources"
-                url = f"{base}/{limit_key}"
-                etag = await etag_of(http, url)
-                async with second.patch(  # 500 GB of 520: 96 %, critical
+    idle = msgspec.structs.replace(
+        hub.config, consumer_group=f"idle-{unique}", usage_topic=f"idle-{unique}"
+    )
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            other: RunningHub = await tg.start(run_hub, idle)
+            for key in (limit_key, threshold_key):  # 50 %: no alert; the actors hold 1000 GB
+                await send_reading(producer, topic, minute_reading(key, 0, 500 * GB))
+                await wait_for(db, usage, 500 * GB, key)
+                assert hub.registry.get(key) is not None
+                assert await db.fetchval(alerts, key) is None
+            base = f"/api/config/customers/{cust}/resources"
+            url = f"{base}/{limit_key}"
+            etag = await etag_of(http, url)
+            async with (
+                aiohttp.ClientSession(
+                    base_url=other.http_url, headers=bearer(await make_key(db))
+                ) as second,
+                second.patch(  # 500 GB of 520: 96 %, critical
                     url, json={"limitInUnit": "520"}, headers={"If-Match": etag}
-                ) as resp:
-                    assert resp.status == 200, await resp.text()
-                url = f"{base}/{threshold_key}"
-                status, res, _ = await call(  # 50 % is now above the warning threshold
-                    http,
-                    "PATCH",
-                    url,
-                    {"warningThreshold": 40, "criticalThreshold": 60},
-                    headers={"If-Match": await etag_of(http, url)},
-                )
-                assert status == 200, res
-                for key in (limit_key, threshold_key):
-                    await until(lambda key=key: hub.registry.get(key) is None)  # notice heard
-                    await send_reading(producer, topic, minute_reading(key, 1, 1))
-                    await wait_for(db, usage, 500 * GB + 1, key)
-                await wait_for(db, alerts, "THRESHOLD_CRITICAL", limit_key)
-                await wait_for(db, alerts, "THRESHOLD_WARNING", threshold_key)
-    finally:
-        await other.close()
+                ) as resp,
+            ):
+                assert resp.status == 200, await resp.text()
+            url = f"{base}/{threshold_key}"
+            status, res, _ = await call(  # 50 % is now above the warning threshold
+                http,
+                "PATCH",
+                url,
+                {"warningThreshold": 40, "criticalThreshold": 60},
+                headers={"If-Match": await etag_of(http, url)},
+            )
+            assert status == 200, res
+            for key in (limit_key, threshold_key):
+                await until(lambda key=key: hub.registry.get(key) is None)  # notice heard
+                await send_reading(producer, topic, minute_reading(key, 1, 1))
+                await wait_for(db, usage, 500 * GB + 1, key)
+            await wait_for(db, alerts, "THRESHOLD_CRITICAL", limit_key)
+            await wait_for(db, alerts, "THRESHOLD_WARNING", threshold_key)
+            assert other.registry.get(limit_key) is None  # the second hub never held it
+            tg.cancel_scope.cancel()
     alert = await db.fetchrow(
         "SELECT a.threshold_value, a.message FROM alerts a JOIN customer_resources cr "
         "ON cr.id = a.customer_resource_id WHERE cr.resource_key = $1",

@@ -398,3 +398,25 @@ async def test_a_stopping_hub_ends_its_open_streams(
 async def _read_to_the_end(sse: SseReader) -> None:
     while True:
         await sse.next()
+
+
+async def test_a_forgotten_customer_is_looked_up_again(hub: RunningHub) -> None:
+    """A customer deleted and created again in another tenant: its events follow it."""
+    stream = LiveStream(hub.cache.client, prefix=f"{hub.config.redis_prefix}-f")
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    owner = {"c": first}
+
+    async def tenants(customers: list[str]) -> dict[str, str]:
+        return {c: owner[c] for c in customers if c in owner}
+
+    publisher = LivePublisher(stream, tenants)
+    await publisher.send("alert", [("c", b'{"n":1}')])
+    owner["c"] = second
+    await publisher.send("alert", [("c", b'{"n":2}')])  # still cached: the old tenant
+    publisher.forget_customers(["c"])
+    await publisher.send("alert", [("c", b'{"n":3}')])
+    old = [e.data for _, e in await stream.read(first, "0-0", block_ms=1)]
+    new = [e.data for _, e in await stream.read(second, "0-0", block_ms=1)]
+    assert old == [b'{"n":1}', b'{"n":2}']
+    assert new == [b'{"n":3}']
+    await hub.cache.client.delete(stream.key(first), stream.key(second))

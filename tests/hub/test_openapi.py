@@ -12,7 +12,7 @@ import yaml
 from openapi_spec_validator import validate
 
 from hub import RunningHub
-from hub.api import ApiContext, alerts, create_app, keys, openapi, recommendations
+from hub.api import ApiContext, alerts, config, create_app, keys, openapi, recommendations
 from hub.config import HubConfig
 from hub.metrics import HubMetrics
 from hub.notify import preferences
@@ -84,6 +84,16 @@ def test_request_bodies_are_the_types_the_handlers_decode() -> None:
         ("POST", "/api/keys"): keys._decoder.type,
         ("POST", "/api/recommendations/{id}/apply"): recommendations._decoder.type,
         ("POST", "/api/recommendations/{id}/dismiss"): recommendations._decoder.type,
+        ("POST", "/api/config/catalog"): config.CatalogCreate,
+        ("PATCH", "/api/config/catalog/{resourceType}/{catalogId}"): config.CatalogPatch,
+        ("POST", "/api/config/customers"): config.CustomerCreate,
+        ("PATCH", "/api/config/customers/{customerId}"): config.CustomerPatch,
+        ("POST", "/api/config/customers/{customerId}/resources"): config.ResourceCreate,
+        ("PATCH", "/api/config/customers/{customerId}/resources/{resourceKey}"): (
+            config.ResourcePatch
+        ),
+        ("POST", "/api/config/cost-models"): config.CostModelCreate,
+        ("PATCH", "/api/config/cost-models/{id}"): config.CostModelPatch,
     }
     assert bodies == decoded
 
