@@ -321,9 +321,9 @@ async def _reload_everything(hub: RunningHub, why: str) -> None:
     _log.warning("resource_changes_missed", why=why, reloading="every actor")
     await hub.registry.forget(lambda _actor: True)
     forget_customers(None)
-    hub.consumer.customer_tenants.clear()
     if hub.consumer.outbox.live is not None:
         hub.consumer.outbox.live.forget_customers(None)
+    hub.consumer.customer_tenants.clear()
     try:
         await hub.cache.forget_all_usage()
     except HubError as exc:  # the cached usage stays stale until its TTL runs out
@@ -379,9 +379,9 @@ async def _listen_for_changes(
                     continue
                 await hub.registry.forget_keys([key])
                 forget_customers([key.split("/", 1)[0]])  # a deleted customer: its tenant
-                hub.consumer.customer_tenants.pop(key.split("/", 1)[0], None)
                 if hub.consumer.outbox.live is not None:
                     hub.consumer.outbox.live.forget_customers([key.split("/", 1)[0]])
+                hub.consumer.customer_tenants.pop(key.split("/", 1)[0], None)
                 try:
                     await hub.cache.forget_customer(key.split("/", 1)[0])
                 except HubError as exc:  # the cached usage stays stale until its TTL runs out

@@ -89,7 +89,7 @@ from .intake import (
     end_ms,
     plan_writes,
 )
-from .metrics import HubMetrics
+from .metrics import STAGE_SAMPLES, HubMetrics
 from .outbox import Outbox, OutboxBatch, OutboxEvent, insert_outbox
 from .storage.aggregates import Bucketer, write_aggregates
 from .storage.batch import (
@@ -156,11 +156,13 @@ async def _position(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | Non
 class _Stages:
     """Wall seconds per named stage of one batch, added to ``totals`` (what limits throughput)."""
 
-    __slots__ = ("mark", "started", "totals")
+    __slots__ = ("committed_ms", "decided_ms", "fetched_ms", "mark", "started", "totals")
 
     def __init__(self, totals: dict[str, float]) -> None:
         self.totals = totals
         self.started = self.mark = time.perf_counter()
+        #: wall clock (ms) when the batch was fetched, its actors decided, it committed
+        self.fetched_ms = self.decided_ms = self.committed_ms = _wall_ms()
 
     def __call__(self, name: str) -> None:
         now = time.perf_counter()
@@ -254,6 +256,8 @@ class UsageConsumer:
         self._legacy_read = False
         #: wall seconds spent per stage of :meth:`process` (what limits throughput)
         self.stage_seconds: dict[str, float] = {}
+        #: wall clock (ms) of the last fetch that started a batch (the fetched stage)
+        self.fetched_ms: int | None = None
         self.batches = 0
         #: held from decoding a batch until its PostgreSQL commit (not while committing to
         #: Kafka, which may wait for a rebalance that waits for this lock)
@@ -401,6 +405,7 @@ class UsageConsumer:
                 try:
                     await self.apply(consumer, batch)
                     failures = 0
+                    self._measure_lag(consumer, batch)
                 except FatalError:
                     raise
                 except FencedError as exc:
@@ -636,6 +641,7 @@ class UsageConsumer:
         batch: dict[TopicPartition, list[Any]] = await consumer.getmany(
             timeout_ms=cfg.batch_timeout_ms, max_records=cfg.batch_max_records
         )
+        self.fetched_ms = _wall_ms()  # the batch's first records are in: the fetched stage
         if not batch or cfg.batch_linger_ms <= 0:
             return batch
         count = sum(map(len, batch.values()))
@@ -728,6 +734,7 @@ class UsageConsumer:
         inside), then :meth:`_after_commit`.
         """
         stages = _Stages(self.stage_seconds)
+        stages.fetched_ms, self.fetched_ms = self.fetched_ms or stages.fetched_ms, None
         decoded = decode_batch(batch, now_ms=time.time_ns() // 1_000_000, refused=refused)
         stages("decode")
         claim = claimable(
@@ -825,6 +832,7 @@ class UsageConsumer:
                     )
                 )
                 stages("actors")
+                stages.decided_ms = _wall_ms()
                 plan = plan_writes(fresh, results, decoded.dead, topic=self.config.usage_topic)
                 outcomes = [r for r in results.values() if isinstance(r, Outcome)]
                 alert_ids = await write_batch(
@@ -848,6 +856,7 @@ class UsageConsumer:
                     outbox = (await insert_outbox(conn, batch_out), batch_out)
                 stages("outbox")
             stages("commit")
+            stages.committed_ms = _wall_ms()
             self.positions.update(stored)
             if outbox is not None:  # a stop from here on still delivers it
                 self.outbox.committed(*outbox)
@@ -891,6 +900,16 @@ class UsageConsumer:
         batch = {c: seen[c] for c in customers if c in seen}
         return check_tenants(fresh, batch, named, decoded.dead, topic=self.config.usage_topic)
 
+    def _measure_lag(
+        self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[Any]]
+    ) -> None:
+        """How far each partition of ``batch`` is behind its log end, as the last fetch saw it."""
+        for tp, records in batch.items():
+            high = consumer.highwater(tp)
+            if high is not None and records:
+                lag = max(0, high - (records[-1].offset + 1))
+                self.metrics.consumer_lag.labels(str(tp.partition)).set(lag)
+
     async def _after_commit(
         self,
         consumer: AIOKafkaConsumer,
@@ -904,6 +923,7 @@ class UsageConsumer:
         m = self.metrics
         plan = done.plan
         m.batch_seconds.observe(time.perf_counter() - stages.started)
+        _observe_stages(m, decoded.events, stages)
         m.readings.inc(len(plan.readings))
         m.duplicates.inc(len(claim.repeated))
         if claim.repeated:
@@ -1069,4 +1089,28 @@ class UsageConsumer:
             percentage=str(pct) if pct is not None else None,
             level=o.level.name,
             updated=now_ms(),
+        )
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _observe_stages(m: HubMetrics, events: Sequence[Incoming], stages: _Stages) -> None:
+    """The batch's latency stages: per batch once, per reading for an even sample.
+
+    Sampled because an observation costs microseconds (``STAGE_SAMPLES``).
+    """
+    m.observe_stage("decided", (stages.decided_ms - stages.fetched_ms) / 1000)
+    m.observe_stage("committed", (stages.committed_ms - stages.decided_ms) / 1000)
+    step = max(1, -(-len(events) // STAGE_SAMPLES))
+    for item in events[::step]:
+        ev = item.event
+        ts = getattr(item.record, "timestamp", None)
+        m.observe_reading(
+            end_ms(ev),
+            ev.buffered_ms,
+            ts if isinstance(ts, int) and ts > 0 else None,
+            stages.fetched_ms,
+            stages.committed_ms,
         )
