@@ -124,8 +124,48 @@ async def _checked(request: web.Request, handler: Handler) -> web.StreamResponse
     if (refused := _refused_body(request)) is not None:
         return refused
     if request.body_exists:  # read once (aiohttp keeps it for the handler): UTF-8 or 400
-        check_utf8(await request.read())
+        body = await request.read()
+        check_utf8(body)
+        if (at := _nul_at(body)) is not None:
+            return error_response(400, f"{at} contains a NUL (\\u0000): it cannot be stored", at)
     return await handler(request)
+
+
+_ESCAPED_NUL: Final = re.compile(rb"(\\+)u0000")
+
+
+def _nul_at(body: bytes) -> str | None:
+    """The JSON path of the first string of ``body`` with a NUL (``\\u0000``), if any.
+
+    PostgreSQL text cannot hold NUL. None too for a body that is not JSON (its
+    route says why).
+    """
+    if b"u0000" not in body or not any(
+        len(m.group(1)) % 2 == 1 for m in _ESCAPED_NUL.finditer(body)
+    ):
+        return None
+    try:
+        tree = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return None
+    return _nul_in(tree, "$")
+
+
+def _nul_in(node: object, at: str) -> str | None:
+    if isinstance(node, str):
+        return at if "\x00" in node else None
+    if isinstance(node, list):
+        items: list[tuple[str, object]] = [(f"{at}[{i}]", v) for i, v in enumerate(node)]
+    elif isinstance(node, dict):
+        items = [(f"{at}.{k}", v) for k, v in node.items()]
+        if (key := next((k for k in node if "\x00" in k), None)) is not None:
+            return f"{at}.{key.replace(chr(0), '?')}"
+    else:
+        return None
+    for path, value in items:
+        if (found := _nul_in(value, path)) is not None:
+            return found
+    return None
 
 
 @web.middleware
