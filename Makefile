@@ -25,7 +25,7 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 
 env: $(VENV)/.synced  ## create .venv with every extra and the dev tools
 
-system-deps:  ## net-snmp tools (SNMP interop tests), docker-compose (Compose check), wrk (api benchmark); Debian, root only
+system-deps:  ## net-snmp tools (SNMP interop tests), docker-compose (Compose check), wrk (api benchmark), chromium (dashboard browser tests); Debian, root only
 	@if ! command -v snmpbulkwalk >/dev/null 2>&1 || ! command -v snmpd >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing net-snmp (snmp, snmpd) from Debian"; \
@@ -49,6 +49,14 @@ system-deps:  ## net-snmp tools (SNMP interop tests), docker-compose (Compose ch
 	     (apt-get update -qq && apt-get install -y -qq wrk >/dev/null) || \
 	     echo "could not install wrk: the api benchmark is skipped") ; \
 	  else echo "wrk missing and not root: the api benchmark is skipped"; fi; \
+	fi
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium from Debian (the dashboard's browser tests drive it headless)"; \
+	    (apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 || \
+	     (apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null) || \
+	     echo "could not install chromium: the dashboard's browser tests are skipped") ; \
+	  else echo "chromium missing and not root: the dashboard's browser tests are skipped"; fi; \
 	fi
 
 demo: env  ## run the whole pipeline on this machine (embedded servers unless *_URL are set)

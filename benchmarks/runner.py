@@ -99,6 +99,10 @@ SUITES: Final[dict[str, tuple[str, str]]] = {
         "daily recommendation job's time for 10,000 resources x 30 days",
     ),
     "api": ("benchmarks.api:suite", "REST API under wrk: ingest req/s, batch events/s, reads p99"),
+    "dashboard": (
+        "benchmarks.dashboard:suite",
+        "dashboard in Chromium: first load, JavaScript shipped, alert to screen",
+    ),
 }
 
 

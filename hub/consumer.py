@@ -405,6 +405,7 @@ class UsageConsumer:
                 try:
                     await self.apply(consumer, batch)
                     failures = 0
+                    self._measure_lag(consumer, batch)
                 except FatalError:
                     raise
                 except FencedError as exc:
@@ -898,6 +899,16 @@ class UsageConsumer:
             named.update(known)
         batch = {c: seen[c] for c in customers if c in seen}
         return check_tenants(fresh, batch, named, decoded.dead, topic=self.config.usage_topic)
+
+    def _measure_lag(
+        self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[Any]]
+    ) -> None:
+        """How far each partition of ``batch`` is behind its log end, as the last fetch saw it."""
+        for tp, records in batch.items():
+            high = consumer.highwater(tp)
+            if high is not None and records:
+                lag = max(0, high - (records[-1].offset + 1))
+                self.metrics.consumer_lag.labels(str(tp.partition)).set(lag)
 
     async def _after_commit(
         self,

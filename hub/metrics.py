@@ -72,7 +72,7 @@ class HubMetrics:
         self.auth_refused = Counter(
             "resmon_hub_api_auth_refused",
             "REST requests refused for their API key (missing, malformed, unknown, revoked, "
-            "expired, scope)",
+            "expired, scope, session: a bad dashboard cookie, csrf: a change without its token)",
             ["reason"],
             registry=r,
         )
@@ -198,6 +198,19 @@ class HubMetrics:
             registry=r,
         )
         self.actors = Gauge("resmon_hub_actors", "Live resource actors", registry=r)
+        self.consumer_lag = Gauge(
+            "resmon_hub_consumer_lag",
+            "Records of the usage topic not yet consumed, per assigned partition (after a batch)",
+            ["partition"],
+            registry=r,
+        )
+        self.api_seconds = Histogram(
+            "resmon_hub_api_request_seconds",
+            "Time to answer a REST request, by method, route and status (streams excluded)",
+            ["method", "route", "status"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=r,
+        )
         self.stream_clients = Gauge(
             "resmon_hub_stream_clients", "Clients connected to GET /api/stream", registry=r
         )

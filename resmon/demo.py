@@ -173,6 +173,7 @@ async def run_demo(
             key_file = state_dir / "api-key"
             _write_private(key_file, created.key)
             auth = f'-H "Authorization: Bearer {created.key}"'
+            say(f"dashboard:  {base}/   (log in with the API key below)")
             say(f"hub REST API on {base}")
             say(f"  API key (every scope, default tenant; also in {key_file}):")
             say(f"    {created.key}")

@@ -102,6 +102,16 @@ def test_demo_shows_usage_and_an_alert_within_60_seconds(state_dir: Path) -> Non
         assert sum(p["baseValue"] for p in history["points"]) > 0
         with urllib.request.urlopen(f"{base}/readyz", timeout=5) as resp:
             assert json.loads(resp.read())["status"] == "ready"
+        # the printed dashboard answers, and the printed key logs in to it
+        with urllib.request.urlopen(f"{base}/", timeout=5) as resp:
+            assert b"resmon dashboard" in resp.read()
+        login = urllib.request.Request(
+            f"{base}/ui/login",
+            data=json.dumps({"key": key}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(login, timeout=5) as resp:
+            assert "resmon_session=" in resp.headers["Set-Cookie"]
         with pytest.raises(urllib.error.HTTPError) as refused:  # the same call without the key
             urllib.request.urlopen(f"{base}/api/alerts", timeout=2)
         assert refused.value.code == 401
@@ -111,6 +121,7 @@ def test_demo_shows_usage_and_an_alert_within_60_seconds(state_dir: Path) -> Non
         out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out
     assert "hub REST API on" in out
+    assert f"dashboard:  {base}/" in out
     assert f'curl -H "Authorization: Bearer {key}" {base}/api/alerts' in out
     assert f"{base}/api/usage/customers/cust-0001/resources/cust-0001/bandwidth/history" in out
     assert "stopped." in out

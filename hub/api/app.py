@@ -17,6 +17,7 @@ GET      /api/forecasts/customers/{customerId}           stored forecasts: see a
 GET      /api/usage/customers/{customerId}/resources/{resourceKey}/history  usage series
                                                          (raw/hourly/daily): see api/usage.py
 *        /api/recommendations[/{id}/apply|dismiss]     advice: see api/recommendations.py
+*        /, /ui/login, /ui/logout, /ui/session, /ui/static  the dashboard: see api/ui.py
 GET      /api/stream, POST /api/stream/token            live events (SSE): see api/stream.py
 =======  ==============================================  =====================================
 
@@ -78,6 +79,7 @@ from .ready import readyz
 from .recommendations import add_recommendation_routes
 from .schemas import Health, IngestResult
 from .stream import add_stream_routes
+from .ui import add_ui_routes
 from .usage import add_usage_routes
 
 __all__ = ["ApiContext", "create_app"]
@@ -166,6 +168,20 @@ def _nul_in(node: object, at: str) -> str | None:
         if (found := _nul_in(value, path)) is not None:
             return found
     return None
+
+
+@web.middleware
+async def _timed(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Time each answer (``resmon_hub_api_request_seconds``); a stream's lifetime is no answer."""
+    started = time.perf_counter()
+    response = await handler(request)
+    if response.content_type != "text/event-stream":
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        context_of(request).metrics.api_seconds.labels(
+            request.method, route, str(response.status)
+        ).observe(time.perf_counter() - started)
+    return response
 
 
 @web.middleware
@@ -480,7 +496,7 @@ async def ingest(request: web.Request) -> web.Response:
 def create_app(context: ApiContext) -> web.Application:
     """The aiohttp application; run it with :func:`hub.api.serve` or a test client."""
     app = web.Application(
-        middlewares=[_errors, auth.authenticate, ratelimit.limit_rate, _checked],
+        middlewares=[_timed, _errors, auth.authenticate, ratelimit.limit_rate, _checked],
         client_max_size=4 * 1024 * 1024,
     )
     app[CONTEXT] = context
@@ -496,6 +512,7 @@ def create_app(context: ApiContext) -> web.Application:
     add_cost_routes(app)
     add_forecast_routes(app)
     add_key_routes(app)
+    add_ui_routes(app)
     add_stream_routes(app)
     add_config_routes(app)
     add_contract_routes(app)

@@ -1,11 +1,13 @@
 """Who is calling: the API key of each request, its scopes and its tenant.
 
 Every route but the public ones (:data:`PUBLIC`) needs a key, sent as
-``Authorization: Bearer <key>`` or ``X-API-Key: <key>``. A missing, malformed,
-unknown, revoked or expired key is 401 (with ``WWW-Authenticate: Bearer``); a
-key without the route's scope is 403. Objects of another tenant, or of a
-customer a restricted key is not for, are 404, exactly like objects that do not
-exist, so a key cannot learn what other tenants have.
+``Authorization: Bearer <key>`` or ``X-API-Key: <key>``, or credentials that
+stand for one (:func:`add_authenticator`: the stream token, the dashboard's
+session cookie of ``hub/api/ui.py``, with the key's tenant, customers and
+scopes). A missing, malformed, unknown, revoked or expired key is 401 (with
+``WWW-Authenticate: Bearer``); a key without the route's scope is 403. Objects
+of another tenant, or of a customer a restricted key is not for, are 404,
+exactly like objects that do not exist, so a key cannot learn what other tenants have.
 
 Each route's scope is in :data:`ROUTE_SCOPES`; :func:`check_routes` refuses to
 build an app with a route that is in neither table.
@@ -49,6 +51,7 @@ _log = structlog.get_logger(component="hub.api.auth")
 #: routes anyone may call (``GET`` and its ``HEAD``): health, metrics, and the contract to come
 PUBLIC: Final = frozenset(
     {"/healthz", "/metrics", "/readyz", "/api/openapi.yaml", "/api/docs"}
+    | {"/", "/ui/login", "/ui/logout", "/ui/static/{path}"}  # the dashboard, its login, files
     | {"/api/docs/redoc.standalone.js"}  # the viewer /api/docs loads
 )
 
@@ -100,6 +103,7 @@ ROUTE_SCOPES: Final[dict[tuple[str, str], str]] = {
     ("PATCH", "/api/config/cost-models/{id}"): "write",
     ("DELETE", "/api/config/cost-models/{id}"): "write",
     ("GET", "/api/usage/customers/{customerId}/resources/{resourceKey}/history"): "read",
+    ("GET", "/ui/session"): "read",
 }
 
 
@@ -198,6 +202,7 @@ async def _presented_key(request: web.Request) -> ApiKey | web.Response:
         metrics.auth_refused.labels("missing").inc()
         return _unauthorized(
             "an API key is required: send `Authorization: Bearer <key>` or `X-API-Key: <key>`"
+            " (or log in at /ui/login)"
         )
     if presented == "":
         metrics.auth_refused.labels("malformed").inc()

@@ -63,6 +63,7 @@ from .ready import Readiness
 from .recommendations import RecommendationAction
 from .schemas import Health, IngestResult
 from .stream import StreamToken
+from .ui import LoggedOut, Login, SessionView
 
 __all__ = [
     "ROUTES",
@@ -657,7 +658,26 @@ ROUTES: Final[tuple[Route, ...]] = (
         params=(Param("customerId", Name, "a token for this customer's events only"),),
     ),
     *_CONFIG_ROUTES,
-)
+    Route("GET", "/", "dashboard", "The dashboard (docs/dashboard.md)", "dashboard",
+          {200: Text("text/html")}),
+    Route("GET", "/ui/login", "dashboardLoginPage", "The dashboard's login page", "dashboard",
+          {200: Text("text/html")}),
+    Route("POST", "/ui/login", "dashboardLogin",
+          "An API key in, a signed session cookie (resmon_session) and its CSRF token out",
+          "dashboard", {200: SessionView}, body=Login,
+          description=("The cookie is HttpOnly, SameSite=Strict (Secure behind https) and "
+                       "stands for the key on every route; a change made with it needs the "
+                       "`csrfToken` in `X-CSRF-Token`. A bad key is 401, one without the "
+                       "`read` scope 403.")),
+    Route("POST", "/ui/logout", "dashboardLogout", "Clear the session cookie", "dashboard",
+          {200: LoggedOut}),
+    Route("GET", "/ui/session", "dashboardSession",
+          "Who is logged in: key, scopes, visible customers, the session's CSRF token",
+          "dashboard", {200: SessionView}),
+    Route("GET", "/ui/static/{path}", "dashboardFile", "A file of the dashboard (ES modules, "
+          "styles, vendored uPlot)", "dashboard", {200: Text("application/octet-stream")},
+          params=(Param("path", Name, "the file, under hub/api/static/", "path", True),)),
+)  # fmt: skip
 
 _TITLE: Final = "resmon monitoring API"
 _VERSION: Final = "1.0.0"

@@ -25,6 +25,7 @@ __all__ = [
     "list_keys",
     "resolve_tenant",
     "revoke_key",
+    "tenant_customers",
     "tenant_of_customer",
     "tenants_of_customers",
     "touch_key",
@@ -199,6 +200,17 @@ async def key_by_id(db: Executor, key_id: str) -> ApiKey | None:
             key_id,
         )
     return None if row is None else _key(row)
+
+
+async def tenant_customers(db: Executor, tenant_id: str, *, limit: int = 1000) -> list[str]:
+    """The ids of ``tenant_id``'s customers, in order, at most ``limit``."""
+    with storage_errors():
+        rows = await db.fetch(
+            "SELECT id FROM customers WHERE tenant_id = $1::uuid ORDER BY id LIMIT $2",
+            tenant_id,
+            limit,
+        )
+    return [r["id"] for r in rows]
 
 
 class Toucher:

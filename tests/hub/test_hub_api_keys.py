@@ -263,6 +263,10 @@ async def _revoke_key(w: World, t: Tenant) -> Request:
     return Request("DELETE", f"/api/keys/{await _key_id(w.db, spare)}")
 
 
+async def _session(w: World, t: Tenant) -> Request:
+    return Request("GET", "/ui/session", listing=True)
+
+
 async def _stream(w: World, t: Tenant) -> Request:
     return Request("GET", f"/api/stream?customerId={t.customer}", stream=True)
 
@@ -421,6 +425,7 @@ REQUESTS: dict[tuple[str, str], Builder] = {
     ("GET", "/api/recommendations"): _recommendations,
     ("POST", "/api/recommendations/{id}/apply"): _apply,
     ("POST", "/api/recommendations/{id}/dismiss"): _dismiss,
+    ("GET", "/ui/session"): _session,
     ("GET", "/api/stream"): _stream,
     ("POST", "/api/stream/token"): _stream_token,
     ("GET", "/api/config/catalog"): _config_catalog,
@@ -571,8 +576,11 @@ async def test_a_customer_key_sees_only_its_customers(
     for route in _routes(world.hub):
         req = await REQUESTS[route](world, world.mine)
         status, _, text = await _call(client, req, bearer(portal))
-        expected = 403 if required_scope(*route) == "admin" or req.whole_tenant else 404
+        admin = required_scope(*route) == "admin"
+        expected = 403 if admin or req.whole_tenant else 200 if req.listing else 404
         assert status == expected, (route, status, text)
+        if req.listing and expected == 200:
+            assert world.mine.customer not in text, (route, text)
 
 
 async def test_listings_hold_only_the_callers_tenant(
@@ -706,3 +714,60 @@ async def test_keys_and_the_server_secret_never_appear_in_the_log(
         assert key not in logged
         assert key[len("rsm_") : 20] not in logged
     assert TEST_SECRET not in logged
+
+
+async def _login(client: aiohttp.ClientSession, key: str) -> tuple[dict[str, str], str]:
+    """The Cookie header of a dashboard session made from ``key``, and its CSRF token."""
+    async with client.post("/ui/login", json={"key": key}) as resp:
+        assert resp.status == 200, await resp.text()
+        cookie = resp.cookies["resmon_session"].value
+        token = (await resp.json())["csrfToken"]
+    return {"Cookie": f"resmon_session={cookie}"}, token
+
+
+_UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+async def test_the_session_cookie_stands_for_its_key_on_every_route(
+    world: World, client: aiohttp.ClientSession
+) -> None:
+    """Same rules as the key: its own objects 2xx, another tenant's 404; changes need CSRF."""
+    mine, token = await _login(client, world.mine.key)
+    theirs, their_token = await _login(client, world.other.key)
+    forged = {
+        "Cookie": mine["Cookie"][:-3] + ("AAA" if not mine["Cookie"].endswith("AAA") else "BBB")
+    }
+    for route in _routes(world.hub):
+        req = await REQUESTS[route](world, world.mine)
+        status, _, text = await _call(client, req, {**mine, "X-CSRF-Token": token})
+        assert 200 <= status < 300, (route, status, text)
+        req = await REQUESTS[route](world, world.mine)
+        status, _, text = await _call(client, req, {**theirs, "X-CSRF-Token": their_token})
+        assert (200 <= status < 300) if req.listing else status == 404, (route, status, text)
+        req = await REQUESTS[route](world, world.mine)
+        status, _, text = await _call(client, req, {**forged, "X-CSRF-Token": token})
+        assert status == 401, (route, status, text)
+        assert "signature" in text
+        if req.method in _UNSAFE:
+            for headers in (mine, {**mine, "X-CSRF-Token": their_token}):
+                req = await REQUESTS[route](world, world.mine)
+                status, _, text = await _call(client, req, headers)
+                assert status == 403, (route, status, text)
+                assert "X-CSRF-Token" in text
+
+
+async def test_a_customer_keys_session_sees_only_its_customers(
+    world: World, client: aiohttp.ClientSession
+) -> None:
+    portal = await make_key(
+        world.db, ("read", "write", "ingest"), name="portal", customer_ids=[world.neighbour]
+    )
+    cookie, token = await _login(client, portal)
+    for route in _routes(world.hub):
+        req = await REQUESTS[route](world, world.mine)
+        status, _, text = await _call(client, req, {**cookie, "X-CSRF-Token": token})
+        admin = required_scope(*route) == "admin"
+        expected = 403 if admin or req.whole_tenant else 200 if req.listing else 404
+        assert status == expected, (route, status, text)
+    async with client.get("/ui/session", headers=cookie) as resp:
+        assert (await resp.json())["customers"] == [world.neighbour]

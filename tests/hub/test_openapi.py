@@ -12,7 +12,7 @@ import yaml
 from openapi_spec_validator import validate
 
 from hub import RunningHub
-from hub.api import ApiContext, alerts, config, create_app, keys, openapi, recommendations
+from hub.api import ApiContext, alerts, config, create_app, keys, openapi, recommendations, ui
 from hub.apikeys import SCOPES
 from hub.config import HubConfig
 from hub.metrics import HubMetrics
@@ -95,6 +95,7 @@ def test_request_bodies_are_the_types_the_handlers_decode() -> None:
         ),
         ("POST", "/api/config/cost-models"): config.CostModelCreate,
         ("PATCH", "/api/config/cost-models/{id}"): config.CostModelPatch,
+        ("POST", "/ui/login"): ui._decoder.type,
     }
     assert bodies == decoded
     assert set(get_args(keys.Scope)) == set(SCOPES)  # the schema's enum is the scopes there are
