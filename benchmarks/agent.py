@@ -288,6 +288,8 @@ def _suite(quick: bool) -> list[Figure]:
 #: poller also GETs ifHighSpeed and ifCounterDiscontinuityTime, which it does not report
 _COUNTERS_PER_INTERFACE = 2
 _IF_HC_COLUMNS = (".".join(map(str, IF_HC_IN_OCTETS)), ".".join(map(str, IF_HC_OUT_OCTETS)))
+#: the event loop ``resmon agent run`` gives the agent (uvloop, where there is one)
+_AGENT_LOOP: dict[str, Any] = {"use_uvloop": sys.platform != "win32"}
 #: quoted from the issue that set the target, not measured here
 _REFERENCE = "snmp_exporter + Prometheus 0.037, collectd 0.014 CPU s per 1,000 counters"
 
@@ -461,7 +463,10 @@ def full_path_figures(quick: bool) -> list[Figure]:
     cycles = 2 if quick else 4
     interval = 10.0
     with _simulator(routers, shared_port=True) as endpoints, _broker() as bootstrap:
-        run = anyio.run(lambda: _full_path(endpoints, bootstrap, interval=interval, cycles=cycles))
+        run = anyio.run(
+            lambda: _full_path(endpoints, bootstrap, interval=interval, cycles=cycles),
+            backend_options=_AGENT_LOOP,
+        )
         walk_cpu, walked = _bulkwalk_cpu(endpoints, 1 if quick else 2)
     walk_per_1000 = walk_cpu / walked * 1000
     return [
@@ -479,7 +484,8 @@ def full_path_figures(quick: bool) -> list[Figure]:
             baseline_name="net-snmp snmpbulkwalk of the same counters",
             baseline_value=walk_per_1000,
             notes=(
-                f"the agent (run_agent: SNMP over UDP to `resmon sim` in a child process, "
+                f"the agent (run_agent on uvloop, as `resmon agent run` runs it: SNMP "
+                f"over UDP to `resmon sim` in a child process, "
                 f"deltas, CloudEvents, the disk buffer with its fsyncs, aiokafka with zstd "
                 f"and acks=all from a tansu broker in a child process) for {run.cycles} "
                 f"cycles after the first: {run.counters:,} counters (ifHCIn/OutOctets), "
