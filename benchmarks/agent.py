@@ -469,6 +469,7 @@ def full_path_figures(quick: bool) -> list[Figure]:
         )
         walk_cpu, walked = _bulkwalk_cpu(endpoints, 1 if quick else 2)
     walk_per_1000 = walk_cpu / walked * 1000
+    load = os.getloadavg()[0]  # CPU seconds grow on a busy machine: say how busy it was
     return [
         Figure(
             suite="agent",
@@ -493,7 +494,8 @@ def full_path_figures(quick: bool) -> list[Figure]:
                 f"of the agent process in {run.wall_s:.1f} s wall. The baseline is the CPU "
                 f"of one snmpbulkwalk process per router and column ({walked:,} counters, "
                 f"{walk_cpu:.2f} CPU s), process start included. Reference figures quoted, "
-                f"not measured: {_REFERENCE}."
+                f"not measured: {_REFERENCE}. Load average at the end: {load:.1f} on "
+                f"{os.cpu_count()} CPUs."
             ),
         )
     ]
