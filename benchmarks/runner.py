@@ -79,7 +79,10 @@ class Figure(msgspec.Struct, frozen=True, kw_only=True):
 #: ``quick: bool`` and returns ``list[Figure]``.
 SUITES: Final[dict[str, tuple[str, str]]] = {
     "simulator": ("benchmarks.simulator:suite", "GETBULK responses/s the simulator answers"),
-    "agent": ("benchmarks.agent:suite", "varbinds/s polled per core; a 1,000 x 48 poll"),
+    "agent": (
+        "benchmarks.agent:suite",
+        "varbinds/s polled per core; a 1,000 x 48 poll; CPU per 1,000 counters, full path",
+    ),
     "hub-core": (
         "benchmarks.hub:core_suite",
         "actor core readings/s; RSS with 1,000,000 resources",

@@ -48,6 +48,7 @@ __all__ = [
     "DeadLetterFile",
     "Forwarder",
     "KafkaSender",
+    "KeyHashPartitioner",
     "Sender",
     "is_permanent",
     "read_dead_letters",
@@ -158,6 +159,34 @@ class DeadLetterFile:
         return None
 
 
+class KeyHashPartitioner:
+    """aiokafka's default partitioning (murmur2 of the key), with each key's hash remembered.
+
+    The agent sends the same keys every poll (one a resource), and aiokafka's
+    murmur2 is pure Python: remembering the hash gives every record the partition
+    the default partitioner would, at a dictionary lookup's cost. At most
+    ``max_keys`` hashes are kept (then the memory starts afresh).
+    """
+
+    def __init__(self, max_keys: int = 200_000) -> None:
+        from aiokafka.partitioner import DefaultPartitioner, murmur2
+
+        self._fallback = DefaultPartitioner()
+        self._murmur2 = murmur2
+        self._hashes: dict[bytes, int] = {}
+        self.max_keys = max_keys
+
+    def __call__(self, key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+        if key is None:
+            return int(self._fallback(key, all_partitions, available))
+        hashed = self._hashes.get(key)
+        if hashed is None:
+            if len(self._hashes) >= self.max_keys:
+                self._hashes.clear()
+            hashed = self._hashes[key] = int(self._murmur2(key)) & 0x7FFFFFFF
+        return all_partitions[hashed % len(all_partitions)]
+
+
 class KafkaSender:
     """:class:`Sender` over ``aiokafka.AIOKafkaProducer``, configured from :class:`KafkaConfig`."""
 
@@ -177,6 +206,7 @@ class KafkaSender:
             "enable_idempotence": c.enable_idempotence,
             "request_timeout_ms": c.request_timeout_ms,
             "security_protocol": c.security_protocol,
+            "partitioner": KeyHashPartitioner(),
         }
         if c.sasl_mechanism:
             kwargs["sasl_mechanism"] = c.sasl_mechanism

@@ -400,7 +400,7 @@ class Poller:
         # tracks move on only once every event of the poll is encoded: an error part
         # way leaves them all at their baselines, so the next poll bridges this one
         updated: dict[tuple[str, Direction], Track] = {}
-        stale = 0
+        stale = readings = 0
         for iface in state.interfaces.values():
             counters = sample.interfaces.get(iface.if_index)
             for direction in iface.directions:
@@ -423,8 +423,12 @@ class Poller:
                     before, reading, counters_restart_at_zero=target.counters_restart_at_zero
                 )
                 updated[key] = track
-                records += (self._encode(target, iface, direction, o) for o in outcomes)
+                for o in outcomes:
+                    records.append(self._encode(target, iface, direction, o))
+                    readings += type(o) is Delta
         state.tracks.update(updated)
+        if self.metrics and readings:
+            self.metrics.readings.inc(readings)  # once a poll, not once a reading
         if stale:
             # the agent's clock went back: the samples are dropped, the baselines kept
             state.log.warning(
@@ -482,9 +486,7 @@ class Poller:
                 device=target.name,
                 interface=iface.if_name,
                 direction=direction,
-            )
-            if self.metrics:
-                self.metrics.readings.inc()
+            )  # counted in resmon_agent_readings by the caller
         else:
             payload = UsageGap(
                 customer_id=iface.customer_id,

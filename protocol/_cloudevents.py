@@ -9,6 +9,7 @@ CloudEvents SDK in both directions.
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import Final, TypeAlias
 
@@ -119,6 +120,7 @@ def _buffered_ms(raw: bytes | None) -> int | None:
     return int(raw)
 
 
+@functools.lru_cache(maxsize=4096)  # the readings of one poll share their times
 def _format_time(ms: int) -> bytes:
     return (
         datetime.fromtimestamp(ms / 1000, tz=UTC)

@@ -14,7 +14,6 @@ event sent across the upgrade is still recognised as the same event.
 from __future__ import annotations
 
 import hashlib
-import uuid
 
 import msgspec
 
@@ -45,5 +44,6 @@ def event_id(event_type: str, event: msgspec.Struct) -> str:
         digest_size=16,
         person=b"resmon-eventid",
         key=event_type.encode(),
-    ).digest()
-    return str(uuid.UUID(bytes=digest))
+    ).hexdigest()
+    # the canonical UUID text (8-4-4-4-12 lowercase hex), without building a UUID object
+    return f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:]}"

@@ -16,9 +16,11 @@ def test_the_agent_bench_suite_reports_figures_beside_a_same_run_baseline() -> N
     assert any("varbinds/s per core" in n for n in names)
     assert any("wall time" in n for n in names)
     assert any("agent CPU" in n for n in names)
+    assert any("CPU per 1,000 counters" in n for n in names)
     for figure in figures:
         assert figure.suite == "agent"
         assert figure.value > 0
         assert figure.baseline_value is not None
         assert figure.baseline_value > 0
-        assert figure.target_met is True, figure
+        if "CPU per 1,000 counters" not in figure.name:  # the goal the agent works toward
+            assert figure.target_met is True, figure

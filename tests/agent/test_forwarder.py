@@ -320,3 +320,17 @@ async def test_a_record_kafka_refuses_for_good_is_dead_lettered_and_the_rest_flo
     assert logged["event_id"] == "too-big"
     assert logged["kept"] is True
     assert "MessageSizeTooLargeError" in logged["reason"]
+
+
+def test_the_key_hash_partitioner_picks_the_partition_aiokafkas_default_would() -> None:
+    from aiokafka.partitioner import DefaultPartitioner
+
+    from edge_agent.forwarder import KeyHashPartitioner
+
+    ours, default = KeyHashPartitioner(max_keys=50), DefaultPartitioner()
+    keys = [f"cust-{i}|bandwidth|rtr-{i % 7}".encode() for i in range(120)]
+    for partitions in ([0], [0, 1], [0, 1, 2], list(range(12))):
+        for key in keys + keys:  # the second round from the remembered hashes
+            assert ours(key, partitions, partitions) == default(key, partitions, partitions)
+    assert len(ours._hashes) <= 50  # bounded: it starts afresh when full
+    assert ours(None, [0, 1], [1]) == 1  # no key: one of the available partitions
