@@ -305,6 +305,13 @@ def e2e_suite(quick: bool) -> list[Figure]:
     return run_e2e(quick)
 
 
+def markdown_sections() -> list[str]:
+    """The hub-e2e latency per stage, once after the run that measured it."""
+    from .hub_e2e import markdown_sections as e2e_sections
+
+    return e2e_sections()
+
+
 def ingest_suite(quick: bool) -> list[Figure]:
     from .hub_e2e import run_ingest
 

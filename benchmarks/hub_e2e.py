@@ -22,11 +22,17 @@ from hub.config import HubConfig
 from hub.storage.apikeys import create_key
 from hub.storage.migrate import migrate
 from hub.storage.provision import DEFAULT_TENANT
+from loadtest._procs import scrape
+from loadtest._stages import HUB_STAGES, StageLatency, render_stages, stage_buckets, stage_latencies
 from protocol import AlertEvent, UsageReading, decode_record, encode_event
+from resmon._ports import free_tcp_port
 
 from .runner import Figure
 
-__all__ = ["http_config", "run_e2e", "run_ingest"]
+__all__ = ["http_config", "markdown_sections", "run_e2e", "run_ingest"]
+
+#: the stage breakdowns of this run's hub-e2e (title, stages), for BENCHMARKS.md
+_BREAKDOWNS: list[tuple[str, dict[str, StageLatency]]] = []
 
 _T0 = 1_764_547_200_000  # 2025-12-01T00:00:00Z
 _STEP = 600_000
@@ -95,7 +101,7 @@ def _reading(key: str, j: int, value: int) -> UsageReading:
     )
 
 
-def _hub(config: HubConfig, log: Path) -> subprocess.Popen[bytes]:
+def _hub(config: HubConfig, log: Path, port: int) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "DATABASE_URL": config.database_url,
@@ -105,7 +111,7 @@ def _hub(config: HubConfig, log: Path) -> subprocess.Popen[bytes]:
         "RESMON_HUB_USAGE_TOPIC": config.usage_topic,
         "RESMON_HUB_ALERTS_TOPIC": config.alerts_topic,
         "RESMON_HUB_SESSION_MS": "2000",
-        "RESMON_HUB_HTTP": "127.0.0.1:0",
+        "RESMON_HUB_HTTP": f"127.0.0.1:{port}",
         "RESMON_RETENTION_DAYS": "36500",
         "RESMON_REDIS_PREFIX": config.redis_prefix,
         "RESMON_API_KEY_SECRET": config.api_key_secret,
@@ -175,9 +181,12 @@ async def _e2e(quick: bool) -> list[Figure]:
                     config.usage_topic, value=rec.value, key=rec.key, headers=rec.headers
                 )
             await producer.flush()
-            hub = _hub(config, log)
+            port = free_tcp_port()
+            metrics_url = f"http://127.0.0.1:{port}/metrics"
+            hub = _hub(config, log, port)
             first, last = await _wait_count(db, len(records), time.perf_counter() + 200)
             rate = (len(records) - 1) / max(last - first, 1e-6)
+            drained = stage_buckets([await scrape(metrics_url)], HUB_STAGES)
             # 2. a paced stream in which each trigger resource warns, then escalates
             hist = HdrHistogram(1, 60_000_000, 3)  # microseconds
             sent: dict[tuple[str, int], float] = {}
@@ -244,6 +253,7 @@ async def _e2e(quick: bool) -> list[Figure]:
                     stream_rate = bg / (time.perf_counter() - t_start)
                     expected = min(expected, len(sent))
             await consumer.stop()
+            streamed = stage_buckets([await scrape(metrics_url)], HUB_STAGES)
         finally:
             if hub is not None:
                 hub.terminate()
@@ -253,6 +263,17 @@ async def _e2e(quick: bool) -> list[Figure]:
                     hub.kill()
             await producer.stop()
             await db.close()
+    _BREAKDOWNS[:] = [
+        (f"backlog drain ({len(records):,} readings)", stage_latencies(drained)),
+        (
+            f"paced stream ({stream_rate:,.0f} readings/s + {hist.get_total_count():,} alerts)",
+            stage_latencies(streamed, drained),
+        ),
+    ]
+    for _title, stages in _BREAKDOWNS:  # synthetic interval ends: not a latency here
+        stages.pop("poll_to_commit", None)
+    for title, stages in _BREAKDOWNS:
+        print("\n".join([f"hub-e2e, {title}:", *render_stages("hub", stages)]), file=sys.stderr)
     p50 = hist.get_value_at_percentile(50) / 1000
     p99 = hist.get_value_at_percentile(99) / 1000
     n = hist.get_total_count()
@@ -273,6 +294,25 @@ async def _e2e(quick: bool) -> list[Figure]:
         Figure(suite="hub-e2e", name="alert latency p99", value=p99, unit="ms", command=cmd,
                higher_is_better=False, target=250, notes=lat_note),
     ]  # fmt: skip
+
+
+def markdown_sections() -> list[str]:
+    """The hub's latency per stage in this run's hub-e2e, for BENCHMARKS.md (once)."""
+    if not _BREAKDOWNS:
+        return []
+    breakdowns, _BREAKDOWNS[:] = list(_BREAKDOWNS), []
+    lines = [
+        "## Latency per stage, hub-e2e",
+        "",
+        "`resmon bench --only hub-e2e`: the hub's `resmon_hub_reading_stage_seconds` "
+        "histograms, scraped after the backlog drained and after the paced stream; "
+        "percentiles estimated inside histogram buckets. The readings carry no agent "
+        "stamp and synthetic interval times (so no buffered, sent or poll_to_commit "
+        "stage here); fetched is from the producer's record timestamp.",
+    ]
+    for title, stages in breakdowns:
+        lines += ["", f"{title}:", "", *render_stages("hub", stages)]
+    return ["\n".join(lines)]
 
 
 def run_e2e(quick: bool) -> list[Figure]:

@@ -166,11 +166,16 @@ class KafkaConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     bootstrap_servers: Annotated[str, msgspec.Meta(min_length=1)] = "localhost:9092"
     topic: Annotated[str, msgspec.Meta(min_length=1)] = TOPIC_USAGE_RAW
     acks: Literal["all", 1, 0] = "all"
-    linger_ms: NonNegInt = 50
+    #: the forwarder hands Kafka a whole buffer batch at once, so batches fill without
+    #: waiting; the linger only holds each round's partly filled tail
+    linger_ms: NonNegInt = 5
     compression: Literal["zstd", "lz4", "gzip", "none"] = "zstd"
     enable_idempotence: bool = False
     request_timeout_ms: Annotated[int, msgspec.Meta(ge=1000)] = 30000
-    max_batch_records: Annotated[int, msgspec.Meta(ge=1)] = 500
+    max_batch_records: Annotated[int, msgspec.Meta(ge=1)] = 2000
+    #: bytes per partition batch of the producer (aiokafka's max_batch_size): it sends one
+    #: batch per partition per request, so small batches make a poll burst many round trips
+    max_batch_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 262144
     client_id: str | None = None
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None

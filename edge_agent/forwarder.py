@@ -36,7 +36,7 @@ import msgspec
 import structlog
 from anyio.abc import TaskStatus
 
-from protocol import KafkaRecord
+from protocol import BUFFERED_HEADER, KafkaRecord
 
 from ._exceptions import SendError
 from .buffer import BufferedRecord, DiskBuffer
@@ -172,6 +172,7 @@ class KafkaSender:
             "client_id": c.client_id or "resmon-agent",
             "acks": c.acks,
             "linger_ms": c.linger_ms,
+            "max_batch_size": c.max_batch_bytes,
             "compression_type": None if c.compression == "none" else c.compression,
             "enable_idempotence": c.enable_idempotence,
             "request_timeout_ms": c.request_timeout_ms,
@@ -345,6 +346,7 @@ class Forwarder:
             if exc.acked:
                 delivered = batch[exc.acked - 1].seq
                 self._ack(delivered, exc.acked - len(exc.refused))
+                self._observe_acked(batch[: exc.acked])
             if exc.acked == len(batch):  # all settled: the refused ones are out of the way
                 return True
             self.failures += 1
@@ -359,7 +361,26 @@ class Forwarder:
         if self.metrics:
             self.metrics.send_seconds.observe(time.perf_counter() - started)
         self._ack(batch[-1].seq, len(batch))
+        self._observe_acked(batch)
         return True
+
+    def _observe_acked(self, acked: list[BufferedRecord]) -> None:
+        """The ``acked`` stage (buffered -> Kafka acknowledged), once per poll batch.
+
+        The records of one poll share their ``ce_resmonbuffered`` stamp (the
+        sink appends it last) and lie side by side in the buffer, so a change of
+        stamp starts the next poll batch; records without one are skipped.
+        """
+        if self.metrics is None:
+            return
+        now_ms = time.time_ns() // 1_000_000
+        last = b""
+        for item in acked:
+            headers = item.record.headers
+            if headers and headers[-1][0] == BUFFERED_HEADER and headers[-1][1] != last:
+                last = headers[-1][1]
+                if last.isdigit():
+                    self.metrics.stage_acked.observe((now_ms - int(last)) / 1000)
 
     def _move_aside(self, refused: list[tuple[BufferedRecord, str]]) -> None:
         """Records Kafka refused for good: into the dead-letter file, logged, counted, reported."""

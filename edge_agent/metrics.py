@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from protocol import STAGE_BUCKETS
+
 __all__ = ["AgentMetrics"]
 
 
@@ -156,6 +158,18 @@ class AgentMetrics:
         self.send_seconds = Histogram(
             "resmon_agent_send_seconds", "Time from send to Kafka acknowledgement", registry=r
         )
+
+        self.reading_stage = Histogram(
+            "resmon_agent_reading_stage_seconds",
+            "Seconds a reading spent in a stage: buffered (poll done, its end_ms, -> appended "
+            "to the disk buffer), acked (appended -> Kafka acknowledged it); observed once per "
+            "poll batch (the readings of one poll share both times)",
+            ["stage"],
+            buckets=STAGE_BUCKETS,
+            registry=r,
+        )
+        self.stage_buffered = self.reading_stage.labels("buffered")
+        self.stage_acked = self.reading_stage.labels("acked")
 
     def observe_buffer_totals(self, **totals: float) -> None:
         """Add what the buffer's totals (``dropped=``, ``corrupt=``...) grew by since the last call.

@@ -37,11 +37,21 @@ buffer closes (:meth:`BufferSink.flush`).
 
 from __future__ import annotations
 
+import time
+from datetime import datetime
 from typing import NamedTuple
 
 import structlog
 
-from protocol import DecodeError, KafkaRecord, UsageGap, UsageReading, decode_record, encode_event
+from protocol import (
+    DecodeError,
+    KafkaRecord,
+    UsageGap,
+    UsageReading,
+    buffered_header,
+    decode_record,
+    encode_event,
+)
 
 from ._exceptions import BufferFullError, BufferWriteError, DiskBufferError
 from .buffer import DiskBuffer
@@ -148,7 +158,27 @@ class BufferSink:
         if self.journal is not None:
             self.journal.sync()
 
+    def _stamp(self, records: list[KafkaRecord]) -> None:
+        """Stamp the poll batch with the time it is buffered (``ce_resmonbuffered``).
+
+        One clock read and one shared header for the whole batch; the
+        ``buffered`` stage (poll done -> buffered) is observed once, from the
+        first record's ``ce_time`` (every record of one poll has the same sample time).
+        """
+        if not records:
+            return
+        now_ms = time.time_ns() // 1_000_000
+        header = buffered_header(now_ms)
+        for record in records:
+            record.headers.append(header)
+        if self.metrics is not None:
+            polled = next((v for k, v in records[0].headers if k == "ce_time"), None)
+            if polled is not None:
+                polled_ms = datetime.fromisoformat(polled.decode()).timestamp() * 1000
+                self.metrics.stage_buffered.observe((now_ms - polled_ms) / 1000)
+
     async def __call__(self, records: list[KafkaRecord]) -> None:
+        self._stamp(records)
         gaps: list[KafkaRecord] = []
         if self.unreported_spans:
             # only what fits beside the readings: writing more would make the buffer

@@ -118,6 +118,8 @@ def parse_scopes(text: str | list[str]) -> tuple[str, ...]:
     return tuple(s for s in SCOPES if s in wanted)
 
 
+#: the longest a key may be valid for: 100 years
+MAX_EXPIRY_S: Final = 100 * 365 * 86400
 _DURATION: Final = re.compile(r"([1-9][0-9]{0,6})([smhd])")
 _UNIT_S: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -127,7 +129,10 @@ def parse_duration(text: str) -> int:
     found = _DURATION.fullmatch(text.strip().lower())
     if found is None:
         raise ValueError(f"expires in {text!r}: expected a number and s, m, h or d, e.g. 30d")
-    return int(found.group(1)) * _UNIT_S[found.group(2)]
+    seconds = int(found.group(1)) * _UNIT_S[found.group(2)]
+    if seconds > MAX_EXPIRY_S:
+        raise ValueError(f"expires in {text!r}: at most {MAX_EXPIRY_S // 86400}d (100 years)")
+    return seconds
 
 
 def check_restriction(scopes: tuple[str, ...], customer_ids: list[str] | None) -> None:

@@ -323,6 +323,7 @@ async def _reload_everything(hub: RunningHub, why: str) -> None:
     forget_customers(None)
     if hub.consumer.outbox.live is not None:
         hub.consumer.outbox.live.forget_customers(None)
+    hub.consumer.customer_tenants.clear()
     try:
         await hub.cache.forget_all_usage()
     except HubError as exc:  # the cached usage stays stale until its TTL runs out
@@ -380,6 +381,7 @@ async def _listen_for_changes(
                 forget_customers([key.split("/", 1)[0]])  # a deleted customer: its tenant
                 if hub.consumer.outbox.live is not None:
                     hub.consumer.outbox.live.forget_customers([key.split("/", 1)[0]])
+                hub.consumer.customer_tenants.pop(key.split("/", 1)[0], None)
                 try:
                     await hub.cache.forget_customer(key.split("/", 1)[0])
                 except HubError as exc:  # the cached usage stays stale until its TTL runs out

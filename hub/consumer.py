@@ -89,7 +89,7 @@ from .intake import (
     end_ms,
     plan_writes,
 )
-from .metrics import HubMetrics
+from .metrics import STAGE_SAMPLES, HubMetrics
 from .outbox import Outbox, OutboxBatch, OutboxEvent, insert_outbox
 from .storage.aggregates import Bucketer, write_aggregates
 from .storage.batch import (
@@ -115,6 +115,8 @@ _COMMIT_S = 5.0
 #: how long a look for an unparsable record waits for one partition's records (ms)
 _PROBE_MS = 2_000
 _ALL_RECORDS = 2**31 - 1
+#: at most this many customers' (and tenant names') tenants are remembered
+_REMEMBERED = 1_000_000
 #: dead-letter reasons counted in ``resmon_hub_tenant_refused``
 _TENANT_REASONS = ("tenant_mismatch", "unknown_tenant")
 
@@ -154,11 +156,13 @@ async def _position(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | Non
 class _Stages:
     """Wall seconds per named stage of one batch, added to ``totals`` (what limits throughput)."""
 
-    __slots__ = ("mark", "started", "totals")
+    __slots__ = ("committed_ms", "decided_ms", "fetched_ms", "mark", "started", "totals")
 
     def __init__(self, totals: dict[str, float]) -> None:
         self.totals = totals
         self.started = self.mark = time.perf_counter()
+        #: wall clock (ms) when the batch was fetched, its actors decided, it committed
+        self.fetched_ms = self.decided_ms = self.committed_ms = _wall_ms()
 
     def __call__(self, name: str) -> None:
         now = time.perf_counter()
@@ -252,6 +256,8 @@ class UsageConsumer:
         self._legacy_read = False
         #: wall seconds spent per stage of :meth:`process` (what limits throughput)
         self.stage_seconds: dict[str, float] = {}
+        #: wall clock (ms) of the last fetch that started a batch (the fetched stage)
+        self.fetched_ms: int | None = None
         self.batches = 0
         #: held from decoding a batch until its PostgreSQL commit (not while committing to
         #: Kafka, which may wait for a rebalance that waits for this lock)
@@ -269,6 +275,10 @@ class UsageConsumer:
         self._beyond: dict[TopicPartition, tuple[int, int]] = {}
         #: the Kafka client while :meth:`run` runs (tests inject faults through it)
         self.kafka: AIOKafkaConsumer | None = None
+        #: customer id -> tenant id, as stored (see :meth:`_tenant_checked`)
+        self.customer_tenants: dict[str, str] = {}
+        #: tenant name or id -> tenant id, as stored
+        self.tenant_ids: dict[str, str] = {}
 
     async def seek_to_stored(
         self, consumer: AIOKafkaConsumer, partitions: Sequence[TopicPartition]
@@ -631,6 +641,7 @@ class UsageConsumer:
         batch: dict[TopicPartition, list[Any]] = await consumer.getmany(
             timeout_ms=cfg.batch_timeout_ms, max_records=cfg.batch_max_records
         )
+        self.fetched_ms = _wall_ms()  # the batch's first records are in: the fetched stage
         if not batch or cfg.batch_linger_ms <= 0:
             return batch
         count = sum(map(len, batch.values()))
@@ -723,6 +734,7 @@ class UsageConsumer:
         inside), then :meth:`_after_commit`.
         """
         stages = _Stages(self.stage_seconds)
+        stages.fetched_ms, self.fetched_ms = self.fetched_ms or stages.fetched_ms, None
         decoded = decode_batch(batch, now_ms=time.time_ns() // 1_000_000, refused=refused)
         stages("decode")
         claim = claimable(
@@ -820,6 +832,7 @@ class UsageConsumer:
                     )
                 )
                 stages("actors")
+                stages.decided_ms = _wall_ms()
                 plan = plan_writes(fresh, results, decoded.dead, topic=self.config.usage_topic)
                 outcomes = [r for r in results.values() if isinstance(r, Outcome)]
                 alert_ids = await write_batch(
@@ -843,6 +856,7 @@ class UsageConsumer:
                     outbox = (await insert_outbox(conn, batch_out), batch_out)
                 stages("outbox")
             stages("commit")
+            stages.committed_ms = _wall_ms()
             self.positions.update(stored)
             if outbox is not None:  # a stop from here on still delivers it
                 self.outbox.committed(*outbox)
@@ -852,10 +866,20 @@ class UsageConsumer:
         self, conn: asyncpg.Connection, fresh: list[Incoming], decoded: Decoded
     ) -> list[Incoming]:
         """``fresh`` without the events refused for their tenant (see
-        :func:`~hub.intake.check_tenants`); the batch's customers and tenants are
-        read in one query."""
+        :func:`~hub.intake.check_tenants`).
+
+        What was read is remembered (:attr:`customer_tenants`, :attr:`tenant_ids`;
+        a customer is forgotten when a change of it is announced, a delete
+        included, see :mod:`hub.app`): only the customers and tenant names this
+        instance has not seen yet are read, in one query per batch. A customer
+        deleted and created again elsewhere before the notice arrives is still
+        caught when its new resource's actor loads (its row names the tenant).
+        What a batch claims for a new customer is kept for that batch only (the
+        actors create the customer; the next batch reads it).
+        """
         if not fresh:
             return fresh
+        seen, named = self.customer_tenants, self.tenant_ids
         customers: set[str] = set()
         tenants: set[str] = set()
         for item in fresh:
@@ -863,8 +887,18 @@ class UsageConsumer:
             customers.add(data.customer_id)
             if data.tenant_id is not None:
                 tenants.add(data.tenant_id)
-        owners, known = await batch_owners(conn, list(customers), list(tenants))
-        return check_tenants(fresh, owners, known, decoded.dead, topic=self.config.usage_topic)
+        ask_customers = [c for c in customers if c not in seen]
+        ask_tenants = [t for t in tenants if t not in named]
+        if ask_customers or ask_tenants:
+            owners, known = await batch_owners(conn, ask_customers, ask_tenants)
+            if len(seen) + len(owners) > _REMEMBERED:
+                seen.clear()
+            seen.update(owners)
+            if len(named) + len(known) > _REMEMBERED:
+                named.clear()
+            named.update(known)
+        batch = {c: seen[c] for c in customers if c in seen}
+        return check_tenants(fresh, batch, named, decoded.dead, topic=self.config.usage_topic)
 
     def _measure_lag(
         self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[Any]]
@@ -889,6 +923,7 @@ class UsageConsumer:
         m = self.metrics
         plan = done.plan
         m.batch_seconds.observe(time.perf_counter() - stages.started)
+        _observe_stages(m, decoded.events, stages)
         m.readings.inc(len(plan.readings))
         m.duplicates.inc(len(claim.repeated))
         if claim.repeated:
@@ -1054,4 +1089,28 @@ class UsageConsumer:
             percentage=str(pct) if pct is not None else None,
             level=o.level.name,
             updated=now_ms(),
+        )
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _observe_stages(m: HubMetrics, events: Sequence[Incoming], stages: _Stages) -> None:
+    """The batch's latency stages: per batch once, per reading for an even sample.
+
+    Sampled because an observation costs microseconds (``STAGE_SAMPLES``).
+    """
+    m.observe_stage("decided", (stages.decided_ms - stages.fetched_ms) / 1000)
+    m.observe_stage("committed", (stages.committed_ms - stages.decided_ms) / 1000)
+    step = max(1, -(-len(events) // STAGE_SAMPLES))
+    for item in events[::step]:
+        ev = item.event
+        ts = getattr(item.record, "timestamp", None)
+        m.observe_reading(
+            end_ms(ev),
+            ev.buffered_ms,
+            ts if isinstance(ts, int) and ts > 0 else None,
+            stages.fetched_ms,
+            stages.committed_ms,
         )

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-__all__ = ["HubMetrics"]
+from protocol import STAGE_BUCKETS
+
+__all__ = ["STAGE_SAMPLES", "HubMetrics"]
+
+#: readings per batch whose per-reading stages are observed, spread evenly over the
+#: batch: an observation costs a few microseconds, too much for every reading at
+#: tens of thousands a second; the per-batch stages are observed once per batch
+STAGE_SAMPLES = 32
 
 
 class HubMetrics:
@@ -224,6 +231,52 @@ class HubMetrics:
             "Requests let through unlimited because Redis could not count them (fail open)",
             registry=r,
         )
+        self.reading_stage = Histogram(
+            "resmon_hub_reading_stage_seconds",
+            "Seconds a reading spent in a stage on its way to an alert: buffered (poll done "
+            "-> appended to the agent's disk buffer), sent (-> the Kafka record timestamp), "
+            "fetched (-> fetched by the hub), decided (-> its actor decided), committed (-> "
+            "PostgreSQL commit), published (-> the batch's alerts published); poll_to_commit "
+            "is the whole way to the commit. Per-reading stages are sampled (up to "
+            f"{STAGE_SAMPLES} readings a batch), per-batch ones observed once a batch; "
+            "buffered, sent and fetched compare clocks of different hosts",
+            ["stage"],
+            buckets=STAGE_BUCKETS,
+            registry=r,
+        )
+        self._stage = {
+            name: self.reading_stage.labels(name)
+            for name in (
+                "buffered", "sent", "fetched", "decided", "committed", "published",
+                "poll_to_commit",
+            )
+        }  # fmt: skip
+
+    def observe_stage(self, stage: str, seconds: float) -> None:
+        """One observation of a per-batch stage (``decided``, ``committed``, ``published``)."""
+        self._stage[stage].observe(seconds)
+
+    def observe_reading(
+        self,
+        end_ms: int,
+        buffered_ms: int | None,
+        broker_ms: int | None,
+        fetched_ms: int,
+        committed_ms: int,
+    ) -> None:
+        """The per-reading stages of one (sampled) reading, from its times in ms.
+
+        ``buffered_ms`` is the agent's ``ce_resmonbuffered`` stamp (None without
+        it), ``broker_ms`` the Kafka record timestamp (None when the record has none).
+        """
+        st = self._stage
+        if buffered_ms is not None:
+            st["buffered"].observe((buffered_ms - end_ms) / 1000)
+            if broker_ms is not None:
+                st["sent"].observe((broker_ms - buffered_ms) / 1000)
+        if broker_ms is not None:
+            st["fetched"].observe((fetched_ms - broker_ms) / 1000)
+        st["poll_to_commit"].observe((committed_ms - end_ms) / 1000)
 
     def render(self) -> bytes:
         return bytes(generate_latest(self.registry))

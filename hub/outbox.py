@@ -236,11 +236,15 @@ class Outbox:
         self._to_delete: anyio.Event  # set by run()
         #: called with (event, published at perf_counter) for every published alert
         self.on_published: list[Callable[[OutboxEvent, float], None]] = []
+        #: rows with alerts committed by this instance: when (for the published stage)
+        self._committed_at: dict[int, float] = {}
 
     def committed(self, row_id: int, batch: OutboxBatch) -> None:
         """Note a row whose transaction just committed (before anything can cancel the
         caller): a stop delivers it if :meth:`submit` never got it delivered."""
         self._pending[row_id] = batch
+        if batch.events:  # the published stage runs from here (monotonic seconds)
+            self._committed_at[row_id] = time.monotonic()
 
     async def submit(self, row_id: int, batch: OutboxBatch) -> None:
         """Queue a committed row for delivery (waits when the queue is full).
@@ -270,7 +274,12 @@ class Outbox:
                                 break
                             ids.append(more_id)
                             batches.append(more)
-                        if await self._deliver(_merge(batches)):
+                        delivered = await self._deliver(_merge(batches))
+                        now = time.monotonic()
+                        for i in ids:
+                            if (at := self._committed_at.pop(i, None)) is not None and delivered:
+                                self.metrics.observe_stage("published", now - at)
+                        if delivered:
                             # deleted by _deleter, off the delivery path: the next batch's
                             # alerts need not wait for this round trip and its commit
                             self._delivered.append(ids)
@@ -279,6 +288,7 @@ class Outbox:
                                 self._pending.pop(i, None)
             finally:
                 self._send = None
+                self._committed_at.clear()
                 await self._flush_at_stop()
 
     async def _flush_at_stop(self) -> None:

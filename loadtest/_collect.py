@@ -13,6 +13,7 @@ import structlog
 from resmon._machine import machine_description
 
 from ._result import GapRouter, Latency, ProcessUsage, Result
+from ._stages import AGENT_STAGES, HUB_STAGES, stage_buckets, stage_latencies
 from ._world import NS, World
 
 if TYPE_CHECKING:
@@ -287,6 +288,8 @@ async def collect(run: _Run, drain_s: float) -> Result:
     r.max_consumer_lag = run.max_lag
     r.final_consumer_lag = int(last["lag"])
     r.timeline = tl
+    r.agent_stages = stage_latencies(stage_buckets(run.agent_pages.values(), AGENT_STAGES))
+    r.hub_stages = stage_latencies(stage_buckets(run.hub_pages.values(), HUB_STAGES))
 
     gap_routers = _gap_routers(world)
     by_key = {res.key: res for res in world.resources}

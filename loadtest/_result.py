@@ -6,6 +6,8 @@ from pathlib import Path
 
 import msgspec
 
+from ._stages import StageLatency, render_stages
+
 __all__ = ["GapRouter", "Latency", "ProcessUsage", "Result", "render_markdown", "write_result"]
 
 
@@ -109,6 +111,9 @@ class Result(msgspec.Struct, kw_only=True):
     #: from the poll whose reading crossed the threshold (its timestamp) to the alert row:
     #: agent -> broker -> hub -> PostgreSQL, without the wait for the poll
     pipeline_latency: Latency = msgspec.field(default_factory=Latency)
+    #: latency per stage over the whole run, from the agents' and hubs' histograms
+    agent_stages: dict[str, StageLatency] = {}
+    hub_stages: dict[str, StageLatency] = {}
     processes: dict[str, ProcessUsage] = {}
     simulator: dict[str, int] = {}
     timeline: list[dict[str, float]] = []  #: sampled counters (t, polls, consumed, lag, ...)
@@ -198,6 +203,18 @@ def render_markdown(r: Result) -> str:
     ]
     for label, p in r.processes.items():
         lines.append(f"| {label} | {p.cpu_s:.1f} | {p.cpu_percent:.0f} | {p.peak_rss_mb:.0f} |")
+    if r.agent_stages or r.hub_stages:
+        lines += [
+            "",
+            "Latency per stage over the run (from `resmon_agent_reading_stage_seconds` and "
+            "`resmon_hub_reading_stage_seconds`; percentiles estimated inside histogram "
+            "buckets; agent stages once per poll batch, hub per-reading stages sampled):",
+            "",
+        ]
+        if r.agent_stages:
+            lines += [*render_stages("agent", r.agent_stages), ""]
+        if r.hub_stages:
+            lines += render_stages("hub", r.hub_stages)
     if r.gap_routers:
         lines += [
             "",

@@ -62,6 +62,9 @@ class _Run:
     notes: list[str] = field(default_factory=list)
     max_lag: int = 0
     left_in_buffers: int = 0
+    #: the last /metrics pages scraped from each agent and hub (the stage histograms)
+    agent_pages: dict[str, dict[str, float]] = field(default_factory=dict)
+    hub_pages: dict[str, dict[str, float]] = field(default_factory=dict)
     started_mono: float = field(default_factory=time.monotonic)
     #: RESMON_API_KEY_SECRET of this run's hubs
     key_secret: str = field(default_factory=lambda: secrets.token_hex(32))
@@ -278,7 +281,6 @@ def _start_agent(run: _Run, n: int, endpoints: list[Any]) -> Child:
         "kafka": {
             "bootstrap_servers": run.urls.kafka_bootstrap_servers,
             "topic": run.topic,
-            "linger_ms": 20,
         },
         "buffer": {"directory": str(base / f"agent-{n}-buffer")},
         "http": {"host": "127.0.0.1", "port": port},
@@ -357,6 +359,10 @@ async def _event(run: _Run, event: Event) -> None:
 async def _sample(run: _Run) -> dict[str, float]:
     agent_pages = [await scrape(a.metrics_url) for a in run.agents]
     hub_pages = [await scrape(h.metrics_url) for h in run.hubs]
+    for child, page in zip([*run.agents, *run.hubs], [*agent_pages, *hub_pages], strict=True):
+        if page:  # a stopped or busy process keeps its last page
+            pages = run.agent_pages if child in run.agents else run.hub_pages
+            pages[child.label] = page
     lag = await consumer_lag(run.urls, run.topic, run.group)
     if lag is not None:
         run.max_lag = max(run.max_lag, lag)

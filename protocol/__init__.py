@@ -6,6 +6,8 @@ Both the edge agent and the hub import only this package to talk to each other.
 """
 
 from ._cloudevents import (
+    BUFFERED_HEADER,
+    STAGE_BUCKETS,
     TOPIC_ALERTS,
     TOPIC_OPTIMIZATION,
     TOPIC_USAGE_RAW,
@@ -16,6 +18,7 @@ from ._cloudevents import (
     TYPE_USAGE_RAW,
     DecodedEvent,
     KafkaRecord,
+    buffered_header,
     decode_record,
     encode_event,
 )
@@ -44,8 +47,10 @@ from ._units import (
 
 __all__ = [
     "BASE_UNITS",
+    "BUFFERED_HEADER",
     "FORMER_BASE_UNITS",
     "RESOURCE_BASE_UNIT",
+    "STAGE_BUCKETS",
     "TOPIC_ALERTS",
     "TOPIC_OPTIMIZATION",
     "TOPIC_USAGE_RAW",
@@ -66,6 +71,7 @@ __all__ = [
     "UsageGap",
     "UsageReading",
     "base_unit_of",
+    "buffered_header",
     "check_utf8",
     "decode_record",
     "decode_usage_events",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextvars
 import http
+import re
 from typing import Any, Final
 
 import msgspec
@@ -71,6 +72,7 @@ PROBLEM_TYPES: Final[dict[int, tuple[str, str]]] = {
 #: a ``where`` naming a parameter or header is an ``errors`` entry for these statuses only
 _PARAMETER_STATUSES: Final = frozenset({400, 401, 403, 413, 415, 422})
 
+_AT: Final = re.compile(r"at `(\$[^`]*)`")
 _PATH: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_path", default=None)
 
 
@@ -133,8 +135,9 @@ def reset_request_path(token: contextvars.Token[str | None]) -> None:
 def _field_errors(status: int, message: str, where: str | None) -> list[FieldError]:
     if not where or where.startswith("/"):
         return []  # nothing named, or the request path (the problem's ``instance``)
-    if where == "body":
-        return [FieldError(message, path="$")]
+    if where == "body":  # msgspec says where: "... - at `$.scopes[0]`"
+        at = _AT.search(message)
+        return [FieldError(message, path=at.group(1) if at else "$")]
     if where.startswith("$"):
         return [FieldError(message, path=p) for p in where.split("/") if p.startswith("$")]
     if status in _PARAMETER_STATUSES:

@@ -95,9 +95,8 @@ _MAX_PARAM = 500
 #: the spellings of a true/false query parameter
 _FLAGS: Final = {"true": True, "1": True, "false": False, "0": False}
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-#: keys of resources the ingest route has seen stored (one with readings cannot be deleted)
-_RESOURCES: Final = web.AppKey("known_resources", set[str])
-_SEEN_RESOURCES: Final = 1_000_000
+#: at most this many customers' stored resources are remembered by the ingest route
+_SEEN_RESOURCES: Final = 100_000
 
 
 def _refused_body(request: web.Request) -> web.Response | None:
@@ -127,8 +126,48 @@ async def _checked(request: web.Request, handler: Handler) -> web.StreamResponse
     if (refused := _refused_body(request)) is not None:
         return refused
     if request.body_exists:  # read once (aiohttp keeps it for the handler): UTF-8 or 400
-        check_utf8(await request.read())
+        body = await request.read()
+        check_utf8(body)
+        if (at := _nul_at(body)) is not None:
+            return error_response(400, f"{at} contains a NUL (\\u0000): it cannot be stored", at)
     return await handler(request)
+
+
+_ESCAPED_NUL: Final = re.compile(rb"(\\+)u0000")
+
+
+def _nul_at(body: bytes) -> str | None:
+    """The JSON path of the first string of ``body`` with a NUL (``\\u0000``), if any.
+
+    PostgreSQL text cannot hold NUL. None too for a body that is not JSON (its
+    route says why).
+    """
+    if b"u0000" not in body or not any(
+        len(m.group(1)) % 2 == 1 for m in _ESCAPED_NUL.finditer(body)
+    ):
+        return None
+    try:
+        tree = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return None
+    return _nul_in(tree, "$")
+
+
+def _nul_in(node: object, at: str) -> str | None:
+    if isinstance(node, str):
+        return at if "\x00" in node else None
+    if isinstance(node, list):
+        items: list[tuple[str, object]] = [(f"{at}[{i}]", v) for i, v in enumerate(node)]
+    elif isinstance(node, dict):
+        items = [(f"{at}.{k}", v) for k, v in node.items()]
+        if (key := next((k for k in node if "\x00" in k), None)) is not None:
+            return f"{at}.{key.replace(chr(0), '?')}"
+    else:
+        return None
+    for path, value in items:
+        if (found := _nul_in(value, path)) is not None:
+            return found
+    return None
 
 
 @web.middleware
@@ -302,19 +341,23 @@ async def _claim_event_ids(
 
 
 async def _unprovisionable(
-    db: Executor, readings: list[tuple[str, UsageReading]], seen: set[str]
+    db: Executor, readings: list[tuple[str, UsageReading]], seen: dict[str, set[str]]
 ) -> web.Response | None:
     """A 422 for the first reading of a resource that neither exists nor can be created.
 
     The hub creates an unknown customer's resource from the default tenant's
     catalog; without an entry for the type it would dead-letter the reading after
-    this answer, so it is refused here instead. ``seen`` holds the keys of
-    resources known to exist (one with readings cannot be deleted); it is added to.
+    this answer, so it is refused here instead. ``seen`` holds, per customer, the
+    keys of resources found stored (forgotten on a change notice of the customer's,
+    see :func:`hub.api.auth.forget_customers`); it is added to.
     """
-    asked = {r.resource_key for _, r in readings} - seen
+    asked = {
+        r.resource_key for _, r in readings if r.resource_key not in seen.get(r.customer_id, ())
+    }
     known = await existing_keys(db, list(asked)) if asked else set()
-    if len(seen) < _SEEN_RESOURCES:
-        seen |= known
+    for _, r in readings:
+        if r.resource_key in known and (r.customer_id in seen or len(seen) < _SEEN_RESOURCES):
+            seen.setdefault(r.customer_id, set()).add(r.resource_key)
     unknown = [(at, r) for at, r in readings if r.resource_key in asked - known]
     if not unknown:
         return None
@@ -337,7 +380,8 @@ async def _foreign_customer(
     """A 404 for the first event of a customer the key may not write to.
 
     Customers seen for the first time join the key's tenant. A customer's tenant
-    once known is not read again (customers never move between tenants).
+    once known is not read again until a change of the customer is announced
+    (see :func:`hub.api.auth.forget_customers`).
     """
     many = len(events) > 1
     ids = list(dict.fromkeys(e.customer_id for e in events))
@@ -417,7 +461,7 @@ async def ingest(request: web.Request) -> web.Response:
             )
         records.append(record)
         readings.append((at, reading))
-    if (refused := await _unprovisionable(ctx.db, readings, request.app[_RESOURCES])) is not None:
+    if refused := await _unprovisionable(ctx.db, readings, auth.stored_resources(request)):
         return refused
     if (refused := await _foreign_customer(request, ctx.db, caller, events)) is not None:
         return refused
@@ -456,7 +500,6 @@ def create_app(context: ApiContext) -> web.Application:
         client_max_size=4 * 1024 * 1024,
     )
     app[CONTEXT] = context
-    app[_RESOURCES] = set()
     auth.setup(app)
     ratelimit.setup(app)
     app.router.add_get("/healthz", healthz)

@@ -112,6 +112,8 @@ class _Tenants:
 
     def __init__(self) -> None:
         self.of: dict[str, str] = {}
+        #: customer id -> keys of its resources the ingest route found stored
+        self.resources: dict[str, set[str]] = {}
 
 
 #: the memo of every app of this process (see :func:`forget_customers`)
@@ -290,9 +292,17 @@ def forget_customers(customer_ids: Iterable[str] | None) -> None:
     for memo in list(_MEMOS):
         if customer_ids is None:
             memo.of.clear()
+            memo.resources.clear()
         else:
             for customer_id in customer_ids:
                 memo.of.pop(customer_id, None)
+                memo.resources.pop(customer_id, None)
+
+
+def stored_resources(request: web.Request) -> dict[str, set[str]]:
+    """Customer id -> keys of its resources known to be stored; forgotten with the
+    customer (:func:`forget_customers`, on any change notice of the customer's)."""
+    return request.app[_TENANTS].resources
 
 
 def customer_tenants(request: web.Request) -> dict[str, str]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Annotated, Literal
 
 import msgspec
 import structlog
@@ -33,12 +34,23 @@ __all__ = ["add_key_routes"]
 _log = structlog.get_logger(component="hub.api.keys")
 
 
+#: the schema of ``expiresIn`` (the handler says what is wrong with another)
+_DURATION = "^ *[1-9][0-9]{0,6}[smhdSMHD] *$"
+Scope = Literal["read", "write", "ingest", "admin"]
+
+
 class NewKey(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=True):
-    name: str
-    scopes: list[str]
-    customer_ids: list[str] | None = None
-    #: e.g. ``30d``, ``12h``; none: the key does not expire
-    expires_in: str | None = None
+    #: who or what uses the key
+    name: Annotated[
+        str, msgspec.Meta(min_length=1, max_length=200, extra_json_schema={"pattern": "\\S"})
+    ]
+    scopes: Annotated[list[Scope], msgspec.Meta(extra_json_schema={"minItems": 1})]
+    #: only these customers (not with ``admin``); none: every customer of the tenant
+    customer_ids: Annotated[list[str], msgspec.Meta(extra_json_schema={"minItems": 1})] | None = (
+        None
+    )
+    #: e.g. ``30d``, ``12h`` (at most 100 years); none: the key does not expire
+    expires_in: Annotated[str, msgspec.Meta(extra_json_schema={"pattern": _DURATION})] | None = None
 
 
 _decoder = msgspec.json.Decoder(NewKey)
@@ -57,7 +69,7 @@ async def create(request: web.Request) -> web.Response:
     if not 1 <= len(name) <= 200:
         return error_response(400, "name must be 1-200 characters", "$.name")
     try:
-        scopes = parse_scopes(body.scopes)
+        scopes = parse_scopes(list(body.scopes))
         check_restriction(scopes, body.customer_ids)
         expires = parse_duration(body.expires_in) if body.expires_in is not None else None
     except ValueError as exc:

@@ -77,12 +77,16 @@ __all__ = [
 
 #: a path or query parameter as the hub accepts it (longer ones, or with NUL, are 400)
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=500, pattern="^[^\\x00]+$")]
+#: a query filter (empty matches nothing)
+Filter = Annotated[str, msgspec.Meta(max_length=500, pattern="^[^\\x00]*$")]
 Limit = Annotated[int, msgspec.Meta(ge=1, le=MAX_LIMIT)]
 Points = Annotated[int, msgspec.Meta(ge=1, le=MAX_POINTS)]
 Uuid = Annotated[
     str, msgspec.Meta(pattern="^[0-9a-fA-F]{8}(-?[0-9a-fA-F]{4}){3}-?[0-9a-fA-F]{12}$")
 ]
-Month = Annotated[str, msgspec.Meta(pattern="^[0-9]{4}-(0[1-9]|1[0-2])$")]
+Month = Annotated[str, msgspec.Meta(pattern="^(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])$")]
+#: an instant with its UTC offset (``2026-03-01T12:00:00Z``)
+Instant = Annotated[dt.datetime, msgspec.Meta(tz=True, extra_json_schema={"minLength": 20})]
 AlertStatus = Literal["ACTIVE", "ACKNOWLEDGED", "RESOLVED"]
 Severity = Literal["LOW", "MEDIUM", "HIGH", "CRITICAL"]
 AlertType = Literal["THRESHOLD_WARNING", "THRESHOLD_CRITICAL", "ANOMALY_DETECTED", "FORECAST_LIMIT"]
@@ -106,6 +110,8 @@ class Text:
     """A response that is not JSON: its media type (the schema is a string)."""
 
     media_type: str
+    #: what the body parses to (YAML: an object); default a string
+    schema: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -139,9 +145,9 @@ def _id(what: str, kind: Any = Name) -> Param:
 
 
 _LIMIT = Param("limit", Limit, f"the most items in a page (default {DEFAULT_LIMIT})")
-_CURSOR = Param("cursor", Name, "the ``next`` of the previous page, unchanged")
+_CURSOR = Param("cursor", Filter, "the ``next`` of the previous page, unchanged")
 _PAGE = (_LIMIT, _CURSOR)
-_CUSTOMER_FILTER = Param("customerId", Name, "only this customer's")
+_CUSTOMER_FILTER = Param("customerId", Filter, "only this customer's")
 _RESOURCE_KEY = Param(
     "resourceKey",
     Name,
@@ -348,7 +354,7 @@ ROUTES: Final[tuple[Route, ...]] = (
         "openapi",
         "This document",
         "contract",
-        {200: Text("application/yaml")},
+        {200: Text("application/yaml", {"type": "object"})},
     ),
     Route(
         "GET", "/api/docs", "docs", "This document, rendered", "contract", {200: Text("text/html")}
@@ -408,8 +414,8 @@ ROUTES: Final[tuple[Route, ...]] = (
             _customer(),
             _RESOURCE_KEY,
             Param("range", Literal["1h", "24h", "7d", "30d"], "ending now (default 24h)"),
-            Param("from", dt.datetime, "the start (with an offset), instead of ``range``"),
-            Param("to", dt.datetime, "the end (with an offset; default now), with ``from``"),
+            Param("from", Instant, "the start (with an offset), instead of ``range``"),
+            Param("to", Instant, "the end (with an offset; default now), with ``from``"),
             Param("points", Points, "the most buckets (default 500)"),
         ),
     ),
@@ -425,9 +431,9 @@ ROUTES: Final[tuple[Route, ...]] = (
             Param("severity", Severity, "only alerts of this severity"),
             Param("type", AlertType, "only alerts of this type"),
             _CUSTOMER_FILTER,
-            Param("resourceKey", Name, "only this resource's"),
-            Param("from", dt.datetime, "only alerts raised at or after this time (with an offset)"),
-            Param("to", dt.datetime, "only alerts raised before this time (with an offset)"),
+            Param("resourceKey", Filter, "only this resource's"),
+            Param("from", Instant, "only alerts raised at or after this time (with an offset)"),
+            Param("to", Instant, "only alerts raised before this time (with an offset)"),
             *_PAGE,
         ),
     ),
@@ -529,7 +535,8 @@ ROUTES: Final[tuple[Route, ...]] = (
         "listKeys",
         "The tenant's API keys (never the keys)",
         "keys",
-        {200: list[ApiKey]},
+        {200: Page[ApiKey]},
+        params=_PAGE,
     ),
     Route(
         "POST",
@@ -580,7 +587,7 @@ ROUTES: Final[tuple[Route, ...]] = (
         "The newest stored forecast of each of a customer's resources",
         "forecasts",
         {200: CustomerForecasts},
-        params=(_customer(), Param("resourceKey", Name, "only this resource's")),
+        params=(_customer(), Param("resourceKey", Filter, "only this resource's")),
     ),
     Route(
         "GET",
@@ -735,7 +742,8 @@ def _operation(route: Route, schema: Any) -> dict[str, Any]:
     for status, kind in sorted(route.responses.items()):
         answer: dict[str, Any] = {"description": _reason(status)}
         if isinstance(kind, Text):
-            answer["content"] = {kind.media_type: {"schema": {"type": "string"}}}
+            parsed = dict(kind.schema) if kind.schema is not None else {"type": "string"}
+            answer["content"] = {kind.media_type: {"schema": parsed}}
         elif kind is not None:
             answer["content"] = {"application/json": {"schema": schema(kind)}}
         responses[str(status)] = answer
@@ -767,6 +775,7 @@ def document() -> dict[str, Any]:
     """The OpenAPI 3.1 document of :data:`ROUTES`."""
     types = _types()
     schemas, components = msgspec.json.schema_components(types, ref_template=_REF)
+    components = _refined(components)
     by_type = dict(zip(map(_key, types), schemas, strict=True))
 
     def schema(kind: Any) -> Any:
@@ -809,6 +818,31 @@ def document() -> dict[str, Any]:
             },
         },
     }
+
+
+#: a finite decimal as msgspec reads and writes ``Decimal`` (``12.5``, ``-3``, ``1E+3``)
+_DECIMAL: Final = "^[+-]?([0-9]+(\\.[0-9]*)?|\\.[0-9]+)([eE][+-]?[0-9]+)?$"
+
+
+_NO_NUL: Final = "^[^\\u0000]*$"
+
+
+def _refined(node: Any) -> Any:
+    """``node`` with what msgspec's schemas leave out and the hub checks.
+
+    msgspec writes a Decimal as ``{"type": "string", "format": "decimal"}``; it
+    encodes one as a string and decodes a decimal string or a number. A string
+    with NUL is refused (400) wherever it is in a body.
+    """
+    if isinstance(node, dict):
+        if node.get("type") == "string" and node.get("format") == "decimal":
+            return {"anyOf": [{**node, "pattern": _DECIMAL}, {"type": "number"}]}
+        if node.get("type") == "string" and not node.keys() & {"pattern", "format", "enum"}:
+            node = {**node, "pattern": _NO_NUL}  # the hub refuses NUL (PostgreSQL cannot store it)
+        return {k: _refined(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_refined(v) for v in node]
+    return node
 
 
 def _key(kind: Any) -> str:

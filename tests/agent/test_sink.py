@@ -23,7 +23,14 @@ from edge_agent.config import BufferConfig
 from edge_agent.forwarder import Forwarder
 from edge_agent.metrics import AgentMetrics
 from edge_agent.sink import BufferSink, ResourceKey, _add_span
-from protocol import KafkaRecord, UsageGap, UsageReading, decode_record, encode_event
+from protocol import (
+    BUFFERED_HEADER,
+    KafkaRecord,
+    UsageGap,
+    UsageReading,
+    decode_record,
+    encode_event,
+)
 
 from .test_buffer import _frame_offsets
 
@@ -486,3 +493,46 @@ async def test_held_gaps_go_out_as_far_as_room_allows_and_never_push_out_reading
             mine = [e for e in reached if resource_of(e) == resource]
             assert len([e for e in mine if isinstance(e, UsageGap)]) == 1
             assert_covered_once([(e.start_ms, e.end_ms) for e in mine], T0, T0 + i * STEP)
+
+
+class AckingSender:
+    """Kafka that acknowledges everything at once."""
+
+    async def start(self) -> None:
+        pass
+
+    async def send(self, records: Sequence[KafkaRecord]) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+
+@pytest.mark.anyio
+async def test_each_poll_batch_is_stamped_once_when_buffered_and_timed_once_when_acked(
+    tmp_path: Path,
+) -> None:
+    metrics = AgentMetrics()
+    with DiskBuffer.open(buffer_config(tmp_path)) as buffer:
+        sink = BufferSink(buffer, metrics=metrics)
+        for i in range(3):
+            await sink(cycle(i))
+        stored = pending(buffer)
+        stamps = [dict(r.headers)[BUFFERED_HEADER] for r in stored]
+        # one stamp per poll batch, shared by its records, in buffer order
+        assert len(stored) == 3 * len(RESOURCES)
+        assert [len(set(stamps[i : i + 3])) for i in range(0, 9, 3)] == [1, 1, 1]
+        assert [decode_record(r.value, r.headers).buffered_ms for r in stored] == [
+            int(s) for s in stamps
+        ]
+        assert sample(metrics, f"{STAGES}_count", stage="buffered") == 3
+        forwarder = Forwarder(buffer, AckingSender(), batch_size=100, metrics=metrics)
+        assert await forwarder.forward_once()
+        assert buffer.pending_records == 0
+    acked = sample(metrics, f"{STAGES}_count", stage="acked")
+    # stamps taken in the same millisecond read as one batch; never more than three
+    assert 1 <= acked <= 3
+    assert acked == len(dict.fromkeys(stamps))
+
+
+STAGES = "resmon_agent_reading_stage_seconds"

@@ -14,7 +14,7 @@ import anyio
 import asyncpg  # type: ignore[import-untyped]
 import msgspec
 import pytest
-from _hub_testing import minute_reading, send_reading, wait_for
+from _hub_testing import minute_reading, send_reading, until, wait_for
 from aiokafka import AIOKafkaProducer, TopicPartition
 
 from hub import HubConfig, RunningHub, provision_resource, run_hub
@@ -34,6 +34,13 @@ async def _tenant(db: asyncpg.Connection, name: str) -> str:
     return tenant_id
 
 
+@pytest.fixture
+async def acme(db: asyncpg.Connection, unique: str) -> tuple[str, str]:
+    """A tenant of the test's own: (name, id)."""
+    name = f"acme-{unique}"
+    return name, await _tenant(db, name)
+
+
 def _refused(hub: RunningHub, reason: str) -> float:
     value = hub.metrics.registry.get_sample_value(
         "resmon_hub_tenant_refused_total", {"reason": reason}
@@ -44,26 +51,30 @@ def _refused(hub: RunningHub, reason: str) -> float:
 @pytest.mark.integration
 @pytest.mark.anyio
 async def test_kafka_readings_are_provisioned_in_and_checked_against_their_tenant(
-    hub_config: HubConfig, db: asyncpg.Connection, producer: AIOKafkaProducer, unique: str
+    hub_config: HubConfig,
+    db: asyncpg.Connection,
+    producer: AIOKafkaProducer,
+    unique: str,
+    acme: tuple[str, str],
 ) -> None:
-    acme_name = f"acme-{unique}"
-    acme = await _tenant(db, acme_name)
+    acme_name, acme_id = acme
     default_customer = f"dflt-{unique}"
     taken = await provision_resource(db, default_customer, "bandwidth", None)
     new_acme = f"cust-{unique}/bandwidth"  # a customer the hub has not seen
     by_id = f"byid-{unique}/bandwidth"
     untagged = f"untagged-{unique}/bandwidth"
     stray = f"stray-{unique}/bandwidth"
+    late = f"late-{unique}"  # a tenant created only after its agent's first reading
     topic = hub_config.usage_topic
     with anyio.fail_after(60):
         async with anyio.create_task_group() as tg:
             hub: RunningHub = await tg.start(run_hub, hub_config)
             send = send_reading
             await send(producer, topic, minute_reading(new_acme, 0, 1_000, tenant_id=acme_name))
-            await send(producer, topic, minute_reading(by_id, 0, 500, tenant_id=acme))
+            await send(producer, topic, minute_reading(by_id, 0, 500, tenant_id=acme_id))
             await send(producer, topic, minute_reading(untagged, 0, 300))
             await send(producer, topic, minute_reading(taken, 0, 7, tenant_id=acme_name))
-            await send(producer, topic, minute_reading(stray, 0, 9, tenant_id="no-such-tenant"))
+            await send(producer, topic, minute_reading(stray, 0, 9, tenant_id=late))
             await wait_for(db, TOTAL, 1_000, new_acme)
             await wait_for(db, TOTAL, 500, by_id)
             await wait_for(db, TOTAL, 300, untagged)
@@ -75,8 +86,8 @@ async def test_kafka_readings_are_provisioned_in_and_checked_against_their_tenan
             await wait_for(db, TOTAL, 1_020, new_acme)
             await wait_for(db, "SELECT count(*) FROM dead_letters", 3)
 
-            assert await db.fetchval(OWNER, new_acme.split("/")[0]) == acme
-            assert await db.fetchval(OWNER, by_id.split("/")[0]) == acme
+            assert await db.fetchval(OWNER, new_acme.split("/")[0]) == acme_id
+            assert await db.fetchval(OWNER, by_id.split("/")[0]) == acme_id
             assert await db.fetchval(OWNER, untagged.split("/")[0]) == DEFAULT_TENANT
             assert await db.fetchval(OWNER, default_customer) == DEFAULT_TENANT
             assert await db.fetchval(TOTAL, taken) == 0
@@ -89,10 +100,10 @@ async def test_kafka_readings_are_provisioned_in_and_checked_against_their_tenan
                 "tenant_mismatch",
                 "unknown_tenant",
             ]
-            assert "'no-such-tenant'" in dead["unknown_tenant"]
+            assert f"'{late}'" in dead["unknown_tenant"]
             mismatches = [r for r in reasons if r.startswith("tenant_mismatch")]
             assert any(default_customer in r and acme_name in r for r in mismatches)
-            assert any(new_acme.split("/")[0] in r and acme in r for r in mismatches)
+            assert any(new_acme.split("/")[0] in r and acme_id in r for r in mismatches)
             assert _refused(hub, "tenant_mismatch") == 2
             assert _refused(hub, "unknown_tenant") == 1
             # the readings that were refused are not in the raw rows either
@@ -102,6 +113,11 @@ async def test_kafka_readings_are_provisioned_in_and_checked_against_their_tenan
                 new_acme,
             )
             assert stored == 2
+            # an unknown tenant is not remembered: once created, its readings count
+            late_id = await _tenant(db, late)
+            await send(producer, topic, minute_reading(stray, 1, 11, tenant_id=late))
+            await wait_for(db, TOTAL, 11, stray)
+            assert await db.fetchval(OWNER, stray.split("/")[0]) == late_id
             tg.cancel_scope.cancel()
 
 
@@ -160,3 +176,36 @@ def test_one_batch_a_new_customer_belongs_to_the_tenant_of_its_first_event() -> 
         (3, "tenant_mismatch"),
     ]
     assert dead[0].value == batch[TopicPartition("usage", 0)][1].value  # raw bytes kept
+
+
+@pytest.mark.integration
+@pytest.mark.anyio
+async def test_a_deleted_customer_is_forgotten_and_may_come_back_in_another_tenant(
+    hub_config: HubConfig,
+    db: asyncpg.Connection,
+    producer: AIOKafkaProducer,
+    unique: str,
+    acme: tuple[str, str],
+) -> None:
+    from hub.storage.config import delete_customer
+
+    acme_name, acme_id = acme
+    customer = f"moved-{unique}"
+    key = f"{customer}/bandwidth"
+    await db.execute(
+        "INSERT INTO customers (id, tenant_id) VALUES ($1, $2::uuid)", customer, DEFAULT_TENANT
+    )
+    topic = hub_config.usage_topic
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            hub: RunningHub = await tg.start(run_hub, hub_config)
+            await send_reading(producer, topic, minute_reading(key, 0, 5, tenant_id=acme_name))
+            await wait_for(db, "SELECT count(*) FROM dead_letters", 1)
+            assert hub.consumer.customer_tenants[customer] == DEFAULT_TENANT
+            await delete_customer(db, customer)  # announced to every hub
+            await until(lambda: customer not in hub.consumer.customer_tenants)
+            await send_reading(producer, topic, minute_reading(key, 1, 7, tenant_id=acme_name))
+            await wait_for(db, TOTAL, 7, key)
+            assert await db.fetchval(OWNER, customer) == acme_id
+            assert _refused(hub, "tenant_mismatch") == 1
+            tg.cancel_scope.cancel()

@@ -99,6 +99,9 @@ def test_durations_and_the_admin_restriction() -> None:
     for bad in ("", "0d", "30", "1w", "-1d", "1.5h"):
         with pytest.raises(ValueError, match="expected a number and s, m, h or d"):
             parse_duration(bad)
+    assert parse_duration("36500d") == 36500 * 86400
+    with pytest.raises(ValueError, match="at most 36500d"):
+        parse_duration("9904532d")  # past any date: an overflow (500) before
     check_restriction(("read",), ["c1"])
     check_restriction(("admin",), None)
     with pytest.raises(ValueError, match="admin key"):

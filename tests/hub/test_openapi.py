@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import aiohttp
 import anyio
@@ -13,6 +13,7 @@ from openapi_spec_validator import validate
 
 from hub import RunningHub
 from hub.api import ApiContext, alerts, config, create_app, keys, openapi, recommendations, ui
+from hub.apikeys import SCOPES
 from hub.config import HubConfig
 from hub.metrics import HubMetrics
 from hub.notify import preferences
@@ -97,6 +98,7 @@ def test_request_bodies_are_the_types_the_handlers_decode() -> None:
         ("POST", "/ui/login"): ui._decoder.type,
     }
     assert bodies == decoded
+    assert set(get_args(keys.Scope)) == set(SCOPES)  # the schema's enum is the scopes there are
 
 
 def test_every_error_is_a_problem_and_keyed_routes_say_their_scope() -> None:

@@ -12,6 +12,7 @@ from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
 from protocol import (
+    BUFFERED_HEADER,
     TYPE_THRESHOLD,
     TYPE_USAGE_GAP,
     TYPE_USAGE_RAW,
@@ -19,6 +20,7 @@ from protocol import (
     DecodeError,
     UsageGap,
     UsageReading,
+    buffered_header,
     decode_record,
     encode_event,
     resource_key,
@@ -313,3 +315,38 @@ def test_a_whole_number_of_cpu_seconds_in_ms_keeps_the_id_the_release_before_gav
     assert encode_event(finer, source="urn:resmon:hub").event_id != before
     later = msgspec.structs.replace(ms, end_ms=ms.end_ms + 1)
     assert encode_event(later, source="urn:resmon:hub").event_id != before
+
+
+STAMPED_READING = UsageReading(
+    customer_id="c1",
+    resource_type="bandwidth",
+    resource_key="c1/bandwidth",
+    value=7,
+    unit="byte",
+    start_ms=1_700_000_000_000,
+    end_ms=1_700_000_060_000,
+)
+
+
+def test_the_buffered_stamp_round_trips_and_a_record_without_it_still_decodes() -> None:
+    reading = STAMPED_READING
+    record = encode_event(reading, source="urn:agent:a1")
+    old = decode_record(record.value, record.headers)  # as sent before the stamp existed
+    assert old.buffered_ms is None
+    assert old.data == reading
+    stamped = [*record.headers, buffered_header(1_700_000_060_123)]
+    assert ("ce_resmonbuffered", b"1700000060123") in stamped
+    got = decode_record(record.value, stamped)
+    assert got.buffered_ms == 1_700_000_060_123
+    assert (got.id, got.data) == (old.id, old.data)  # the stamp changes nothing else
+
+
+@pytest.mark.parametrize("raw", [b"", b"-5", b"12.5", b"soon", b"1" * 17])
+def test_a_malformed_buffered_stamp_is_ignored_not_a_reason_to_refuse_the_reading(
+    raw: bytes,
+) -> None:
+    reading = STAMPED_READING
+    record = encode_event(reading, source="urn:agent:a1")
+    got = decode_record(record.value, [*record.headers, (BUFFERED_HEADER, raw)])
+    assert got.buffered_ms is None
+    assert got.data == reading
