@@ -664,7 +664,7 @@ ROUTES: Final[tuple[Route, ...]] = (
           {200: Text("text/html")}),
     Route("POST", "/ui/login", "dashboardLogin",
           "An API key in, a signed session cookie (resmon_session) and its CSRF token out",
-          "dashboard", {200: SessionView}, body=Login,
+          "dashboard", {200: SessionView}, body=Login, errors=frozenset({401, 403}),
           description=("The cookie is HttpOnly, SameSite=Strict (Secure behind https) and "
                        "stands for the key on every route; a change made with it needs the "
                        "`csrfToken` in `X-CSRF-Token`. A bad key is 401, one without the "
@@ -676,7 +676,8 @@ ROUTES: Final[tuple[Route, ...]] = (
           "dashboard", {200: SessionView}),
     Route("GET", "/ui/static/{path}", "dashboardFile", "A file of the dashboard (ES modules, "
           "styles, vendored uPlot)", "dashboard", {200: Text("application/octet-stream")},
-          params=(Param("path", Name, "the file, under hub/api/static/", "path", True),)),
+          params=(Param("path", Name, "the file, under hub/api/static/", "path", True),),
+          errors=frozenset({404})),
 )  # fmt: skip
 
 _TITLE: Final = "resmon monitoring API"

@@ -224,9 +224,13 @@ _TYPES: Final = {".js": "text/javascript", ".css": "text/css", ".html": "text/ht
 async def static_file(request: web.Request) -> web.StreamResponse:
     """A file of the dashboard; 404 for anything outside ``hub/api/static/``."""
     wanted = request.match_info["path"]
-    target = (_STATIC_ROOT / wanted).resolve()
-    if not target.is_relative_to(_STATIC_ROOT) or not target.is_file():
-        raise NotFoundError(f"no dashboard file {wanted!r}")
+    try:
+        target = (_STATIC_ROOT / wanted).resolve()
+        found = target.is_relative_to(_STATIC_ROOT) and target.is_file()
+    except (OSError, ValueError):  # a name the file system cannot even look up
+        found = False
+    if not found:
+        raise NotFoundError(f"no dashboard file {wanted[:100]!r}")
     headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"}
     if (kind := _TYPES.get(target.suffix)) is not None:
         headers["Content-Type"] = kind
