@@ -64,9 +64,8 @@ def test_resmon_bench_runs_the_suites_of_the_checkout() -> None:
 
     result = CliRunner().invoke(main, ["bench", "--help"])
     assert result.exit_code == 0, result.output
-    assert "agent|api|costs|dashboard|hub-core|hub-e2e|ingest|loadtest|recommend|simulator" in (
-        result.output
-    )
+    suites = "agent|api|costs|dashboard|hub-core|hub-e2e|ingest|loadtest|recommend|simulator"
+    assert suites in result.output
 
 
 def test_resmon_bench_without_the_benchmarks_says_how_to_get_them(

@@ -7,7 +7,7 @@ POST     /api/keys           ``{"name", "scopes", "customerIds"?, "expiresIn"?}`
                              201 ``{"key": "rsm_...", "apiKey": {...}}`` (key shown once)
 GET      /api/keys           the tenant's keys (never the keys themselves), oldest
                              first, a page: ``?limit=&cursor=`` -> ``{"items", "next"}``
-DELETE   /api/keys/{id}      revoke; another tenant's key is 404
+DELETE   /api/keys/{id}      revoke; another tenant's key is 404, the caller's own 409
 =======  ==================  =====================================================
 
 A new key cannot have a scope its creator lacks.
@@ -108,6 +108,13 @@ async def list_keys(request: web.Request) -> web.Response:
 
 async def revoke(request: web.Request) -> web.Response:
     caller = caller_of(request)
+    if request.match_info["id"] == caller.id:  # it would lock its caller out mid-session
+        return error_response(
+            409,
+            "a key cannot revoke itself: revoke it with another admin key "
+            "or `resmon hub keys revoke`",
+            "id",
+        )
     key = await stored.revoke_key(
         context_of(request).db, request.match_info["id"], tenant_id=caller.tenant_id
     )

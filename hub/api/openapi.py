@@ -157,176 +157,85 @@ _RESOURCE_KEY = Param(
 )
 _PERIOD = Param("period", Month, "billing month YYYY-MM (default: the current one, to date)")
 
+#: a header value (headers are not limited in length like parameters)
+Header = Annotated[str, msgspec.Meta(min_length=1)]
 _IF_MATCH = Param(
     "If-Match",
-    Name,
-    "the ETag a GET of the object answered (or ``*``): without it 428, stale 412",
+    Header,
+    "the object's ``ETag`` from its last answer (``*``: any); 428 without, 412 when stale",
     "header",
+    required=True,
 )
-#: what creating, changing and deleting configuration may also answer
-_CREATE_ERRORS: Final = frozenset({409, 422})
-_CHANGE_ERRORS: Final = frozenset({409, 412, 422, 428})
 
 
-def _configured(
-    path: str, name: str, what: str, params: tuple[Param, ...], view: Any, patch: Any
+def _crud(
+    tag: str,
+    noun: str,
+    collection: str,
+    item: str,
+    answer: Any,
+    create: Any,
+    patch: Any,
+    *,
+    params: Sequence[Param] = (),
+    item_params: Sequence[Param] = (),
+    list_params: Sequence[Param] = (),
 ) -> tuple[Route, ...]:
-    """GET (with its ETag), PATCH and DELETE (If-Match) of one configuration object."""
+    """List, create, get, change (PATCH) and delete rows of a configuration object.
+
+    ``noun`` names the operations (``Customer``: ``listCustomers``, ``getCustomer``, ...).
+    """
+    item_all = (*params, *item_params)
     return (
         Route(
             "GET",
-            path,
-            f"get{name}",
-            f"One {what}; its ETag in the ``ETag`` header",
-            "configuration",
-            {200: view},
+            collection,
+            f"list{noun}s",
+            f"{noun}s of the tenant (a page)",
+            tag,
+            {200: Page[answer]},
+            params=(*params, *list_params, *_PAGE),
+        ),
+        Route(
+            "POST",
+            collection,
+            f"create{noun}",
+            f"Create a {noun} (201 with its ETag and Location)",
+            tag,
+            {201: answer},
             params=params,
+            body=create,
+            errors=frozenset({409, 422}),
+        ),
+        Route(
+            "GET", item, f"get{noun}", f"One {noun} (with its ETag)", tag, {200: answer}, item_all
         ),
         Route(
             "PATCH",
-            path,
-            f"change{name}",
-            f"Change fields of a {what} (If-Match: its ETag)",
-            "configuration",
-            {200: view},
-            params=(*params, _IF_MATCH),
+            item,
+            f"change{noun}",
+            f"Change the fields given of a {noun} (If-Match)",
+            tag,
+            {200: answer},
+            params=(*item_all, _IF_MATCH),
             body=patch,
-            errors=_CHANGE_ERRORS,
+            errors=frozenset({409, 412, 422, 428}),
         ),
         Route(
             "DELETE",
-            path,
-            f"delete{name}",
-            f"Delete a {what} nothing refers to (If-Match: its ETag; 409 names what does)",
-            "configuration",
+            item,
+            f"delete{noun}",
+            f"Delete a {noun} (If-Match)",
+            tag,
             {204: None},
-            params=(*params, _IF_MATCH),
-            errors=_CHANGE_ERRORS - {422},
+            params=(*item_all, _IF_MATCH),
+            errors=frozenset({409, 412, 428}),
         ),
     )
 
 
-_CATALOG_TYPE = Param("resourceType", Name, "the resource type", "path", True)
-_CATALOG_ENTRY = (_CATALOG_TYPE, Param("catalogId", Uuid, "the entry's id", "path", True))
-_CONFIG_ROUTES: Final[tuple[Route, ...]] = (
-    Route(
-        "GET",
-        "/api/config/catalog",
-        "listCatalog",
-        "The tenant's resource catalog, by type and name",
-        "configuration",
-        {200: Page[CatalogEntry]},
-        params=(Param("resourceType", Name, "only this type's entries"), *_PAGE),
-    ),
-    Route(
-        "POST",
-        "/api/config/catalog",
-        "createCatalogEntry",
-        "A new catalog entry (its unit must measure the type's base unit)",
-        "configuration",
-        {201: CatalogEntry},
-        body=CatalogCreate,
-        errors=_CREATE_ERRORS,
-    ),
-    Route(
-        "GET",
-        "/api/config/catalog/{resourceType}",
-        "listCatalogOfType",
-        "The catalog entries of one resource type",
-        "configuration",
-        {200: Page[CatalogEntry]},
-        params=(_CATALOG_TYPE, *_PAGE),
-    ),
-    *_configured(
-        "/api/config/catalog/{resourceType}/{catalogId}",
-        "CatalogEntry",
-        "catalog entry",
-        _CATALOG_ENTRY,
-        CatalogEntry,
-        CatalogPatch,
-    ),
-    Route(
-        "GET",
-        "/api/config/customers",
-        "listCustomers",
-        "The tenant's customers, by id",
-        "configuration",
-        {200: Page[Customer]},
-        params=_PAGE,
-    ),
-    Route(
-        "POST",
-        "/api/config/customers",
-        "createCustomer",
-        "A new customer of the key's tenant",
-        "configuration",
-        {201: Customer},
-        body=CustomerCreate,
-        errors=_CREATE_ERRORS,
-    ),
-    *_configured(
-        "/api/config/customers/{customerId}",
-        "Customer",
-        "customer",
-        (_customer(),),
-        Customer,
-        CustomerPatch,
-    ),
-    Route(
-        "GET",
-        "/api/config/customers/{customerId}/resources",
-        "listResourceConfigs",
-        "A customer's resources as configured, by key",
-        "configuration",
-        {200: Page[ResourceConfig]},
-        params=(_customer(), *_PAGE),
-    ),
-    Route(
-        "POST",
-        "/api/config/customers/{customerId}/resources",
-        "createResource",
-        "A new resource of the customer: catalog entry, limit, thresholds, plan, status",
-        "configuration",
-        {201: ResourceConfig},
-        params=(_customer(),),
-        body=ResourceCreate,
-        errors=_CREATE_ERRORS,
-    ),
-    *_configured(
-        "/api/config/customers/{customerId}/resources/{resourceKey}",
-        "Resource",
-        "resource's configuration (a limit or threshold change reaches every hub)",
-        (_customer(), _RESOURCE_KEY),
-        ResourceConfig,
-        ResourcePatch,
-    ),
-    Route(
-        "GET",
-        "/api/config/cost-models",
-        "listCostModels",
-        "The tenant's cost models (plans), by name",
-        "configuration",
-        {200: Page[CostModelView]},
-        params=_PAGE,
-    ),
-    Route(
-        "POST",
-        "/api/config/cost-models",
-        "createCostModel",
-        "A new plan: base cost and overage, or a full pricing model",
-        "configuration",
-        {201: CostModelView},
-        body=CostModelCreate,
-        errors=_CREATE_ERRORS,
-    ),
-    *_configured(
-        "/api/config/cost-models/{id}",
-        "CostModel",
-        "cost model",
-        (_id("cost model", Uuid),),
-        CostModelView,
-        CostModelPatch,
-    ),
+_RESOURCE_TYPE = Param(
+    "resourceType", Name, "the resource type (``bandwidth``, ``cpu``, ...)", "path"
 )
 
 #: every route of the REST API: add a row here with each new route
@@ -551,10 +460,11 @@ ROUTES: Final[tuple[Route, ...]] = (
         "DELETE",
         "/api/keys/{id}",
         "revokeKey",
-        "Revoke an API key",
+        "Revoke an API key (not the one calling: 409)",
         "keys",
         {200: ApiKey},
         params=(_id("key"),),
+        errors=frozenset({409}),
     ),
     Route(
         "GET",
@@ -620,44 +530,80 @@ ROUTES: Final[tuple[Route, ...]] = (
         body=RecommendationAction,
         errors=frozenset({409}),
     ),
+    *_crud(
+        "configuration",
+        "CatalogEntry",
+        "/api/config/catalog",
+        "/api/config/catalog/{resourceType}/{catalogId}",
+        CatalogEntry,
+        CatalogCreate,
+        CatalogPatch,
+        item_params=(_RESOURCE_TYPE, Param("catalogId", Name, "the entry's id", "path")),
+        list_params=(Param("resourceType", Filter, "only entries of this type"),),
+    ),
+    Route(
+        "GET",
+        "/api/config/catalog/{resourceType}",
+        "listCatalogEntriesOfType",
+        "The catalog entries of one resource type (a page)",
+        "configuration",
+        {200: Page[CatalogEntry]},
+        params=(_RESOURCE_TYPE, *_PAGE),
+    ),
+    *_crud(
+        "configuration",
+        "Customer",
+        "/api/config/customers",
+        "/api/config/customers/{customerId}",
+        Customer,
+        CustomerCreate,
+        CustomerPatch,
+        item_params=(_customer(),),
+    ),
+    *_crud(
+        "configuration",
+        "Resource",
+        "/api/config/customers/{customerId}/resources",
+        "/api/config/customers/{customerId}/resources/{resourceKey}",
+        ResourceConfig,
+        ResourceCreate,
+        ResourcePatch,
+        params=(_customer(),),
+        item_params=(_RESOURCE_KEY,),
+    ),
+    *_crud(
+        "configuration",
+        "CostModel",
+        "/api/config/cost-models",
+        "/api/config/cost-models/{id}",
+        CostModelView,
+        CostModelCreate,
+        CostModelPatch,
+        item_params=(_id("cost model"),),
+    ),
     Route(
         "GET",
         "/api/stream",
-        "streamEvents",
-        "Live usage, alert and recommendation events of the key's tenant (server-sent events)",
+        "stream",
+        "Live events (Server-Sent Events): usage, alert, recommendation, heartbeat",
         "stream",
         {200: Text("text/event-stream")},
         params=(
-            Param("customerId", Name, "only this customer's events"),
-            Param(
-                "Last-Event-ID",
-                Annotated[str, msgspec.Meta(pattern="^[0-9]{1,20}-[0-9]{1,20}$")],
-                "resume after this event (EventSource sends it when it reconnects)",
-                "header",
-            ),
-            Param(
-                "token",
-                Annotated[str, msgspec.Meta(pattern="^rst_")],
-                "a token from POST /api/stream/token, in place of a key (EventSource "
-                "cannot send headers)",
-            ),
+            _CUSTOMER_FILTER,
+            Param("token", Filter, "a token from ``POST /api/stream/token`` (for EventSource)"),
+            Param("Last-Event-ID", Header, "resume after this event id", "header"),
         ),
-        description=(
-            "Events `usage` (at most one per resource per second), `alert`, "
-            "`recommendation` and `heartbeat`, each `data` one line of JSON; every event "
-            "but the heartbeat has an `id` to resume from. See docs/api.md."
-        ),
+        description="An endless response: events as they happen, a heartbeat every 15 s.",
     ),
     Route(
         "POST",
         "/api/stream/token",
-        "createStreamToken",
-        "A short-lived token that opens GET /api/stream without a key header",
+        "streamToken",
+        "A short-lived token for ``GET /api/stream?token=`` (browsers' EventSource)",
         "stream",
         {200: StreamToken},
-        params=(Param("customerId", Name, "a token for this customer's events only"),),
+        params=(_CUSTOMER_FILTER,),
     ),
-    *_CONFIG_ROUTES,
     Route("GET", "/", "dashboard", "The dashboard (docs/dashboard.md)", "dashboard",
           {200: Text("text/html")}),
     Route("GET", "/ui/login", "dashboardLoginPage", "The dashboard's login page", "dashboard",
@@ -685,7 +631,6 @@ _VERSION: Final = "1.0.0"
 _REF: Final = "#/components/schemas/{name}"
 _SECURITY: Final[list[dict[str, list[str]]]] = [{"bearerKey": []}, {"headerKey": []}]
 _DEFAULT_ERRORS: Final = frozenset({400, 503})
-#: a route that needs a key is rate limited too (429, docs/api.md "Rate limits")
 _KEYED_ERRORS: Final = frozenset({401, 403, 404, 429})
 _BODY_ERRORS: Final = frozenset({413, 415})
 

@@ -665,6 +665,9 @@ async def test_keys_through_the_admin_api(world: World, client: aiohttp.ClientSe
         assert "revoked" in (await resp.json())["detail"]
     async with client.delete("/api/keys/not-a-uuid", headers=admin) as resp:
         assert resp.status == 404
+    async with client.delete(f"/api/keys/{world.mine.key_id}", headers=admin) as resp:
+        assert resp.status == 409
+        assert "cannot revoke itself" in (await resp.json())["detail"]
 
 
 async def test_refusals_are_counted(world: World, client: aiohttp.ClientSession) -> None:
