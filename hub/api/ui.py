@@ -227,7 +227,7 @@ async def static_file(request: web.Request) -> web.StreamResponse:
     try:
         target = (_STATIC_ROOT / wanted).resolve()
         found = target.is_relative_to(_STATIC_ROOT) and target.is_file()
-    except OSError:  # a name the file system refuses (too long, ...): no such file
+    except (OSError, ValueError):  # a name the file system cannot even look up
         found = False
     if not found:
         raise NotFoundError(f"no dashboard file {wanted[:100]!r}")
