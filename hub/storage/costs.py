@@ -69,6 +69,7 @@ __all__ = [
     "compute",
     "cost_targets",
     "cost_view",
+    "model_of_row",
     "month_label",
     "parse_month",
     "period_of",
@@ -149,8 +150,9 @@ WHERE {where}
 ORDER BY cr.resource_key"""
 
 
-def _plan_model(row: Any) -> tuple[CostModel, str]:
-    """A cost model and its source in words, from the ``cost_models`` columns of ``_TARGETS``."""
+def model_of_row(row: Any) -> tuple[CostModel, str]:
+    """A resource's cost model and its source in words, from a row with the ``cost_models``
+    columns of ``_TARGETS`` (``model_id`` None: the catalog's cost per unit)."""
     model_id = row["model_id"]
     if model_id is None:
         source = f"resource_catalogs.cost_per_unit {row['cost_per_unit']} per {row['unit']}"
@@ -166,7 +168,7 @@ def target_from_row(row: Any) -> CostTarget:
     """A resource as its bill needs it, from a row with the columns of ``_TARGETS``."""
     where = f"resource {row['resource_key']}"
     try:
-        model, source = _plan_model(row)
+        model, source = model_of_row(row)
     except PricingError as exc:
         raise PricingError(f"{where}: cost model {exc.where}", exc.problem) from None
     start = row["billing_start"]
@@ -395,7 +397,7 @@ async def _plan_changed(
     bounds = [first]
     for change in changes:
         try:
-            model, source = _plan_model({**dict(change), "cost_per_unit": None, "unit": ""})
+            model, source = model_of_row({**dict(change), "cost_per_unit": None, "unit": ""})
         except PricingError as exc:
             raise PricingError(f"{where}: cost model {exc.where}", exc.problem) from None
         plans.append((source, model, change["from_limit"]))

@@ -43,14 +43,12 @@ from ..costs import (
     TimeOfUse,
     Volume,
     billing_period,
-    catalog_model,
-    load_cost_model,
     minor_units,
-    plan_model,
     price,
 )
 from ..forecasting import NoForecast, UsageForecast, forecast_period
 from ..metrics import HubMetrics
+from .costs import model_of_row
 from .forecast_alerts import OnAlerts, apply_forecast_alert
 from .provision import Executor
 
@@ -145,19 +143,9 @@ ORDER BY cr.resource_key"""
 
 
 def _model(row: Any) -> tuple[CostModel | None, str | None]:
-    """The resource's cost model as its bill uses it, or why it cannot be priced."""
+    """The resource's cost model as its bill uses it, or why its forecast cannot be priced."""
     try:
-        if row["model_id"] is None:
-            model = catalog_model(row["cost_per_unit"])
-        elif row["pricing"] is not None:
-            model = load_cost_model(row["pricing"])
-        else:
-            model = plan_model(
-                row["billing_period"],
-                row["base_cost"],
-                row["overage_rate"],
-                row["model_name"] or "",
-            )
+        model, _ = model_of_row(row)
     except PricingError as exc:
         return None, f"cost model {row['model_id'] or 'of the catalog'}: {exc}"
     if isinstance(model.usage, Percentile95):
