@@ -16,6 +16,7 @@ path parameter or a header (``limit``, ``Content-Type``).
 from __future__ import annotations
 
 import contextvars
+import hashlib
 import http
 import re
 from typing import Any, Final
@@ -40,7 +41,9 @@ __all__ = [
     "Problem",
     "context_of",
     "error_response",
+    "etag_of",
     "json_response",
+    "precondition_failure",
     "problem_of",
     "request_path",
     "reset_request_path",
@@ -121,6 +124,27 @@ def json_response(
     return web.Response(
         body=_encoder.encode(data), status=status, content_type="application/json", headers=headers
     )
+
+
+def etag_of(body: bytes) -> str:
+    """The strong ``ETag`` of an answer's body: changes whenever the answer does."""
+    return '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
+
+
+def precondition_failure(if_match: str | None, method: str, etag: str) -> tuple[int, str] | None:
+    """Why ``If-Match`` does not allow a change of the object now tagged ``etag``, or None.
+
+    (428, why) without the header; (412, why) unless it names ``etag`` or ``*``.
+    """
+    if if_match is None or not if_match.strip():
+        return 428, f"{method} needs an If-Match header with the ETag a GET of it answered"
+    tags = [t.strip() for t in if_match.split(",")]
+    if "*" not in tags and etag not in tags:
+        return 412, (
+            f"If-Match {if_match.strip()} does not name the current version: it changed since "
+            "it was read; GET it again and redo the change"
+        )
+    return None
 
 
 def request_path(path: str | None) -> contextvars.Token[str | None]:

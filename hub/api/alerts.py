@@ -31,9 +31,9 @@ from typing import Final
 
 import msgspec
 import structlog
-from aiohttp import web
+from aiohttp import hdrs, web
 
-from .._exceptions import HubError, NotFoundError
+from .._exceptions import HubError, NotFoundError, storage_errors
 from ..alerts import lifecycle
 from ..notify import log as notify_log
 from ..notify._exceptions import PreferencesError
@@ -41,7 +41,15 @@ from ..notify.preferences import Stored, decode_preferences, masked, save_prefer
 from ..notify.preferences import stored_preferences as load_preferences
 from ..notify.settings import NotifyConfig
 from ..storage import queries
-from ._http import ApiContext, context_of, error_response, json_response
+from ..storage.provision import connection
+from ._http import (
+    ApiContext,
+    context_of,
+    error_response,
+    etag_of,
+    json_response,
+    precondition_failure,
+)
 from ._pagination import Instant, Serial, page, page_request
 from ._params import choice, iso_time
 from .auth import caller_of, check_customer, check_tenant
@@ -49,6 +57,7 @@ from .stream import publish_change
 
 __all__ = ["add_alert_routes"]
 
+_encoder = msgspec.json.Encoder(decimal_format="string")
 _log = structlog.get_logger(component="hub.api.alerts")
 _STATUSES: Final = frozenset({"ACTIVE", "ACKNOWLEDGED", "RESOLVED"})
 _LOG_STATUSES: Final = frozenset({"PENDING", "SENDING", "SENT", "DEAD", "SUPPRESSED"})
@@ -201,26 +210,53 @@ async def _customer(request: web.Request) -> str:
     return customer
 
 
+def _prefs_answer(stored: Stored) -> web.Response:
+    """The preferences as shown (secrets masked), with their ``ETag``."""
+    body = _encoder.encode(_shown(stored))
+    return web.Response(
+        body=body, content_type="application/json", headers={hdrs.ETAG: etag_of(body)}
+    )
+
+
 async def get_customer_prefs(request: web.Request) -> web.Response:
     stored = await load_preferences(context_of(request).db, customer_id=await _customer(request))
-    return json_response(_shown(stored))
+    return _prefs_answer(stored)
 
 
 async def get_tenant_prefs(request: web.Request) -> web.Response:
     stored = await load_preferences(context_of(request).db, tenant_id=_tenant(request))
-    return json_response(_shown(stored))
+    return _prefs_answer(stored)
 
 
 async def _put(request: web.Request, **scope: str) -> web.Response:
+    """Replace the preferences of ``scope``, once ``If-Match`` names their current ETag.
+
+    The check and the write hold a transaction-scoped advisory lock on the scope,
+    so of two writers that read the same version one wins and the other gets 412
+    (there may be no row to lock yet: the first write creates it).
+    """
     ctx = context_of(request)
     try:
         prefs = decode_preferences(await request.read(), _notify_config(ctx).allow_networks)
     except PreferencesError as exc:
         return error_response(400, str(exc), exc.where)
     by = request.headers.get("X-Resmon-User") or caller_of(request).name
-    stored = await save_preferences(ctx.db, prefs, by=by, **scope)
+    ((what, who),) = scope.items()
+    with storage_errors(ctx.config.database_address):
+        async with connection(ctx.db) as conn, conn.transaction():
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                f"resmon-preferences:{what}:{who}",
+            )
+            current = _encoder.encode(_shown(await load_preferences(conn, **scope)))
+            failure = precondition_failure(
+                request.headers.get(hdrs.IF_MATCH), request.method, etag_of(current)
+            )
+            if failure is not None:
+                return error_response(*failure, "If-Match")
+            stored = await save_preferences(conn, prefs, by=by, **scope)
     _log.info("notification_preferences_saved", **scope)
-    return json_response(_shown(stored))
+    return _prefs_answer(stored)
 
 
 async def put_customer_prefs(request: web.Request) -> web.Response:

@@ -49,7 +49,6 @@ import dataclasses
 import datetime as dt
 import decimal
 import functools
-import hashlib
 import re
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
@@ -65,7 +64,7 @@ from ..alerts.records import display_unit, plain, to_unit
 from ..costs import CostModel, PricingError, load_cost_model
 from ..storage import config as cfg
 from ..storage.provision import connection, kind_of
-from ._http import context_of, error_response, json_response
+from ._http import context_of, error_response, etag_of, json_response, precondition_failure
 from ._pagination import page, page_request
 from .auth import caller_of, check_customer
 
@@ -313,7 +312,7 @@ async def _body(request: web.Request, kind: type[T]) -> T:
 
 def _etag(view: msgspec.Struct) -> tuple[bytes, str]:
     body = _encoder.encode(view)
-    return body, '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
+    return body, etag_of(body)
 
 
 def _answer(view: msgspec.Struct, status: int = 200, location: str | None = None) -> web.Response:
@@ -326,22 +325,11 @@ def _answer(view: msgspec.Struct, status: int = 200, location: str | None = None
 
 def _precondition(request: web.Request, current: msgspec.Struct) -> None:
     """428 without ``If-Match``, 412 unless it names ``current``'s ETag (or is ``*``)."""
-    given = request.headers.get(hdrs.IF_MATCH)
-    if given is None or not given.strip():
-        raise _Refused(
-            428,
-            f"{request.method} needs an If-Match header with the ETag a GET of it answered",
-            "If-Match",
-        )
-    _, etag = _etag(current)
-    tags = [t.strip() for t in given.split(",")]
-    if "*" not in tags and etag not in tags:
-        raise _Refused(
-            412,
-            f"If-Match {given.strip()} does not name the current version: it changed since "
-            "it was read; GET it again and redo the change",
-            "If-Match",
-        )
+    failure = precondition_failure(
+        request.headers.get(hdrs.IF_MATCH), request.method, _etag(current)[1]
+    )
+    if failure is not None:
+        raise _Refused(*failure, "If-Match")
 
 
 Conn = Any  # an asyncpg connection inside a transaction

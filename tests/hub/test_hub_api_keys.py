@@ -186,7 +186,8 @@ async def _customer_prefs(w: World, t: Tenant) -> Request:
 
 
 async def _put_customer_prefs(w: World, t: Tenant) -> Request:
-    return Request("PUT", f"/api/customers/{t.customer}/notification-preferences", {})
+    url = f"/api/customers/{t.customer}/notification-preferences"
+    return Request("PUT", url, {}, headers={"If-Match": "*"})
 
 
 async def _tenant_prefs(w: World, t: Tenant) -> Request:
@@ -194,7 +195,8 @@ async def _tenant_prefs(w: World, t: Tenant) -> Request:
 
 
 async def _put_tenant_prefs(w: World, t: Tenant) -> Request:
-    return Request("PUT", f"/api/tenants/{t.id}/notification-preferences", {})
+    url = f"/api/tenants/{t.id}/notification-preferences"
+    return Request("PUT", url, {}, headers={"If-Match": "*"})
 
 
 async def _notifications(w: World, t: Tenant) -> Request:

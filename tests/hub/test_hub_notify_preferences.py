@@ -81,6 +81,7 @@ async def test_customer_preferences_round_trip_masked_and_fall_back_to_the_tenan
         assert (await resp.json())["scope"] == "builtin"
         resp = await api.put(
             "/api/tenants/default/notification-preferences",
+            headers={"If-Match": "*"},
             json={
                 "email": {"enabled": True, "recipients": ["isp-noc@isp.example"]},
                 "rateLimitsPerHour": {"sms": 20},
@@ -91,12 +92,16 @@ async def test_customer_preferences_round_trip_masked_and_fall_back_to_the_tenan
         shown = await resp.json()
         assert shown["scope"] == "tenant"
         assert shown["preferences"]["email"]["recipients"] == ["isp-noc@isp.example"]
-        resp = await api.put(url, json=body(), headers={"X-Resmon-User": "noc-alice"})
+        tag = resp.headers["ETag"]  # of the tenant default the customer sees
+        resp = await api.put(
+            url, json=body(), headers={"X-Resmon-User": "noc-alice", "If-Match": tag}
+        )
         assert resp.status == 200, await resp.text()
         saved = await resp.json()
         assert saved["scope"] == "customer"
         assert saved["updatedBy"] == "noc-alice"
-        text = await (await api.get(url)).text()
+        read = await api.get(url)
+        text = await read.text()
         shown = msgspec.json.decode(text)["preferences"]
         assert shown["slack"]["url"] == "https://hooks.slack.com/***"
         assert shown["webhook"]["secret"] == "***"
@@ -104,7 +109,7 @@ async def test_customer_preferences_round_trip_masked_and_fall_back_to_the_tenan
         assert shown["sms"]["minSeverity"] == "CRITICAL"
         assert not any(c in text for c in CANARIES)
         # sending the masked document back keeps the stored URL and secret
-        resp = await api.put(url, json=shown)
+        resp = await api.put(url, json=shown, headers={"If-Match": read.headers["ETag"]})
         assert resp.status == 200
         stored = await db.fetchval(
             "SELECT settings FROM notification_preferences WHERE customer_id = $1", customer
@@ -142,7 +147,9 @@ async def test_invalid_preferences_are_refused_with_the_field_that_is_wrong(
     await provision_resource(db, customer, "api_calls", 1000)
     with anyio.fail_after(10):
         resp = await api.put(
-            f"/api/customers/{customer}/notification-preferences", json=body(**change)
+            f"/api/customers/{customer}/notification-preferences",
+            json=body(**change),
+            headers={"If-Match": "*"},
         )
         assert resp.status == 400
         err = await resp.json()
@@ -155,7 +162,11 @@ async def test_unknown_customer_preferences_are_404(api: aiohttp.ClientSession) 
     with anyio.fail_after(10):
         resp = await api.get("/api/customers/nobody/notification-preferences")
         assert resp.status == 404
-        resp = await api.put("/api/customers/nobody/notification-preferences", json=body())
+        resp = await api.put(
+            "/api/customers/nobody/notification-preferences",
+            json=body(),
+            headers={"If-Match": "*"},
+        )
         assert resp.status == 404
 
 
@@ -218,3 +229,26 @@ async def test_the_webhook_is_signed_and_no_secret_reaches_logs_or_the_api(
     seen = repr(logs) + text + repr(config)
     for canary in CANARIES:
         assert canary not in seen
+
+
+async def test_a_change_needs_the_etag_of_what_it_replaces(
+    api: aiohttp.ClientSession, db: asyncpg.Connection, unique: str
+) -> None:
+    customer = f"cust-{unique}"
+    await provision_resource(db, customer, "api_calls", 1000)
+    url = f"/api/customers/{customer}/notification-preferences"
+    with anyio.fail_after(20):
+        first = (await api.get(url)).headers["ETag"]
+        resp = await api.put(url, json=body())
+        assert resp.status == 428
+        assert (await resp.json())["type"].endswith("/precondition-required")
+        resp = await api.put(url, json=body(), headers={"If-Match": first})
+        assert resp.status == 200, await resp.text()
+        second = resp.headers["ETag"]
+        assert second != first
+        assert (await api.get(url)).headers["ETag"] == second
+        # a writer that read the first version loses, and nothing it sent is stored
+        resp = await api.put(url, json=body(sms={"enabled": False}), headers={"If-Match": first})
+        assert resp.status == 412
+        assert (await resp.json())["type"].endswith("/precondition-failed")
+        assert (await api.get(url)).headers["ETag"] == second

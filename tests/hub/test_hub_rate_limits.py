@@ -68,7 +68,9 @@ async def test_a_key_past_its_read_budget_gets_429_with_the_headers(
     async with client.post("/api/stream/token", headers=bearer(key)) as resp:
         assert resp.status == 429  # a read route: same budget
     async with client.put(
-        f"/api/customers/{customer}/notification-preferences", json={}, headers=bearer(key)
+        f"/api/customers/{customer}/notification-preferences",
+        json={},
+        headers={**bearer(key), "If-Match": "*"},
     ) as resp:
         assert resp.status == 200  # writes are unlimited here (RESMON_RATE_LIMIT_WRITE=off)
         assert "RateLimit-Limit" not in resp.headers
