@@ -44,6 +44,10 @@ async def notifier(
         await pool.close()
 
 
+def _sent(registry: CollectorRegistry, channel: str) -> float:
+    return registry.get_sample_value("resmon_notify_sent_total", {"channel": channel}) or 0.0
+
+
 async def rounds_later(registry: CollectorRegistry, count: int = 3) -> None:
     """Wait until the notifier has run ``count`` more rounds: what it would still send is sent."""
 
@@ -172,6 +176,8 @@ async def test_500_500_500_429_then_200_is_delivered_once_with_visible_retries(
                 alert = await raise_alert(db, key)
                 await until(lambda: len(server.requests) == 5)
                 await until(lambda: db.fetchval("SELECT status = 'SENT' FROM notification_log"))
+                # the worker counts a send after recording it: wait for that too
+                await until(lambda: _sent(registry, channel) == 1)
     assert [r.status for r in server.requests] == [
         500,
         500,
@@ -191,7 +197,7 @@ async def test_500_500_500_429_then_200_is_delivered_once_with_visible_retries(
         ("sent", None),
     ]
     assert registry.get_sample_value("resmon_notify_retries_total", {"channel": channel}) == 4
-    assert registry.get_sample_value("resmon_notify_sent_total", {"channel": channel}) == 1
+    assert _sent(registry, channel) == 1
 
 
 async def test_a_notification_past_its_deadline_is_dead_lettered_and_visible(
