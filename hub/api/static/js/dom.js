@@ -27,6 +27,12 @@ function append(el, children) {
 }
 
 /** Replace everything inside ``el``. */
+/** Mark ``main`` loaded for ``view``, unless the user has moved on to another view:
+ * a view that finishes after a navigation must not say the next one is ready. */
+export function markLoaded(main, view) {
+  if (main.dataset.view === view) main.dataset.loaded = "true";
+}
+
 export function fill(el, ...children) {
   el.replaceChildren();
   append(el, children);

@@ -1,6 +1,6 @@
 // Alerts: the active list (live), filters, acknowledge / resolve, each alert's history.
 import { api, enc, get } from "../api.js";
-import { announce, fill, h, notice, serialized } from "../dom.js";
+import { announce, fill, h, markLoaded, notice, serialized } from "../dom.js";
 import { ago, num, shortKey, when } from "../format.js";
 
 const STATUSES = ["ACTIVE", "ACKNOWLEDGED", "RESOLVED"];
@@ -113,7 +113,7 @@ export async function render(ctx) {
         ? document.activeElement.getAttribute("aria-label") : null;
       fill(tbody, alerts.length ? alerts.map(row) : h("tr", {}, h("td", { colspan: 7 }, "No alerts match.")));
       count.textContent = `${alerts.length} alert${alerts.length === 1 ? "" : "s"}`;
-      main.dataset.loaded = "true";
+      markLoaded(main, "alerts");
       if (hadFocus) {
         const again = [...tbody.querySelectorAll("button")].find((b) => b.getAttribute("aria-label") === hadFocus);
         if (again) again.focus();

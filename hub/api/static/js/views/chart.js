@@ -2,7 +2,7 @@
 // thresholds as lines, the forecast interval as a band. The hub downsamples (about one
 // point per pixel); uPlot (vendored) draws.
 import { enc, get, ApiError } from "../api.js";
-import { fill, h, notice } from "../dom.js";
+import { fill, h, markLoaded, notice } from "../dom.js";
 import { shortKey } from "../format.js";
 
 const RANGES = [["1h", "1H"], ["24h", "24H"], ["7d", "7D"], ["30d", "30D"]];
@@ -75,7 +75,7 @@ export async function render(ctx) {
       if (err instanceof ApiError && (err.status === 404 || err.status === 405)) {
         fill(plotBox, notice("Usage history is not available on this hub (it does not serve /api/usage/…/history yet)."));
         summary.textContent = "";
-        main.dataset.loaded = "true";
+        markLoaded(main, "chart");
         return;
       }
       fill(plotBox, notice(`Could not load the history: ${err.message}`, "error"));
@@ -160,7 +160,7 @@ export async function render(ctx) {
     plot = new uPlot(opts, cols, plotBox);
     plotBox.setAttribute("aria-label", `Usage of ${state.resource}, ${data.from} to ${data.to}, ${data.points.length} points (${data.source} data)${limit !== null ? `, limit ${limit} ${data.unit}` : ""}`);
     summary.textContent = `${data.points.length} points, one every ${data.stepSeconds} s (${data.source} data), ${new Date(data.from).toLocaleString()} – ${new Date(data.to).toLocaleString()}${withForecast ? "; the band is the 80 % forecast interval for the period end" : ""}`;
-    main.dataset.loaded = "true";
+    markLoaded(main, "chart");
     main.dataset.range = state.range || "custom";
   }
 

@@ -1,7 +1,7 @@
 // Configuration: each resource's limit and thresholds (on hubs that serve /api/config),
 // and the tenant's API keys for an admin key.
 import { api, available, enc, listing } from "../api.js";
-import { announce, confirmDialog, fill, h, notice, serialized } from "../dom.js";
+import { announce, confirmDialog, fill, h, markLoaded, notice, serialized } from "../dom.js";
 import { shortKey, when } from "../format.js";
 
 function field(label, attrs) {
@@ -107,13 +107,16 @@ export async function render(ctx) {
     resources.append(notice(`Could not load the configuration: ${err.message}`, "error"));
   }
   if (session.scopes.includes("admin")) {
+    let keys;
     try {
-      main.append(await keysSection(session));
+      keys = await keysSection(session);
     } catch (err) {
-      main.append(notice(`Could not load the keys: ${err.message}`, "error"));
+      keys = notice(`Could not load the keys: ${err.message}`, "error");
     }
+    if (main.dataset.view !== "config") return () => {};  // the user moved on meanwhile
+    main.append(keys);
   }
-  main.dataset.loaded = "true";
+  markLoaded(main, "config");
   return () => {};
 }
 

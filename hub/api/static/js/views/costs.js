@@ -1,7 +1,7 @@
 // Costs: each resource's bill for the current or a past period, the customers' totals,
 // and the forecast of the period's cost with its confidence.
 import { enc, get } from "../api.js";
-import { fill, h, notice } from "../dom.js";
+import { fill, h, markLoaded, notice } from "../dom.js";
 import { money, num, shortKey } from "../format.js";
 
 function months(n) {
@@ -81,7 +81,7 @@ export async function render(ctx) {
       if (!period) parts.push(h("h2", {}, "Forecast"), forecastTable(customer, fc.forecasts || []));
       if (session.customers.length > 1) parts.push(h("h2", {}, "All customers"), await customersTable(session.customers.slice(0, 50), q));
       fill(body, ...parts);
-      main.dataset.loaded = "true";
+      markLoaded(main, "costs");
     } catch (err) {
       fill(body, notice(`Could not load the costs: ${err.message}`, "error"));
     }

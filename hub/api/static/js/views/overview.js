@@ -1,6 +1,6 @@
 // Overview: one card per resource of the customer, live.
 import { enc, get, available } from "../api.js";
-import { fill, h, notice, serialized } from "../dom.js";
+import { fill, h, markLoaded, notice, serialized } from "../dom.js";
 import { ago, levelOf, num, shortKey, when } from "../format.js";
 
 const LEVEL_TEXT = { ok: "OK", warning: "Warning", critical: "Critical", none: "No limit" };
@@ -131,7 +131,7 @@ export async function render(ctx) {
       current.sort((a, b) => a.resourceKey.localeCompare(b.resourceKey));
       last = [current, resources];
       draw();
-      main.dataset.loaded = "true";
+      markLoaded(main, "overview");
       // the first cards drawn since the page loaded (what "first load" is measured to)
       if (!performance.getEntriesByName("resmon:cards").length) performance.mark("resmon:cards");
       if (Date.now() - lastSlow > 60000) {

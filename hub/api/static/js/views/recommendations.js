@@ -1,7 +1,7 @@
 // Recommendations: savings, evidence, and Apply / Dismiss after a confirmation that says
 // what will change.
 import { api, enc, listing } from "../api.js";
-import { announce, confirmDialog, fill, h, notice, serialized } from "../dom.js";
+import { announce, confirmDialog, fill, h, markLoaded, notice, serialized } from "../dom.js";
 import { money, shortKey, when } from "../format.js";
 
 const KIND = {
@@ -89,7 +89,7 @@ export async function render(ctx) {
     try {
       const recs = await listing(`/api/recommendations?${params}`);
       fill(list, recs.length ? recs.map(item) : notice(`No ${status.value} recommendations.`));
-      main.dataset.loaded = "true";
+      markLoaded(main, "recommendations");
     } catch (err) {
       fill(list, notice(`Could not load recommendations: ${err.message}`, "error"));
     }
