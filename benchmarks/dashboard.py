@@ -28,14 +28,14 @@ from typing import Any
 
 import anyio
 import asyncpg  # type: ignore[import-untyped]
+import msgspec
 from aiokafka import AIOKafkaProducer
 
-from hub.config import HubConfig
 from hub.storage.apikeys import create_key
 from hub.storage.provision import DEFAULT_TENANT, provision_resource
 from protocol import UsageReading, encode_event
 
-from .hub_e2e import _KEY_SECRET, _servers
+from .hub_e2e import _servers, http_config
 from .runner import Figure
 
 __all__ = ["suite"]
@@ -86,18 +86,9 @@ async def _run(quick: bool) -> list[Figure]:
     alerts = 3 if quick else 10
     cmd = "resmon bench --only dashboard" + (" --quick" if quick else "")
     async with _servers() as (dsn, redis_url, bootstrap):
-        config = HubConfig(
-            database_url=dsn,
-            redis_url=redis_url,
-            kafka_bootstrap_servers=bootstrap,
-            api_key_secret=_KEY_SECRET,
-            http_port=0,
-            consumer_group=f"bench-{tag}",
-            usage_topic=f"bench-usage-{tag}",
-            alerts_topic=f"bench-alerts-{tag}",
-            redis_prefix=f"bench-{tag}",
-            session_timeout_ms=2000,
-            batch_timeout_ms=50,
+        # the e2e bench's hub, polling Kafka more often so an alert reaches the page sooner
+        config = msgspec.structs.replace(
+            http_config(dsn, redis_url, bootstrap, tag), batch_timeout_ms=50
         )
         customer = f"dash{tag}"
         async with anyio.create_task_group() as tg:
@@ -113,7 +104,11 @@ async def _run(quick: bool) -> list[Figure]:
                 for n, key in enumerate(keys[:12]):
                     await _send(producer, config.usage_topic, key, 100 + n, n)
                 created = await create_key(
-                    db, _KEY_SECRET, tenant_id=DEFAULT_TENANT, name="bench", scopes=("read",)
+                    db,
+                    config.api_key_secret,
+                    tenant_id=DEFAULT_TENANT,
+                    name="bench",
+                    scopes=("read",),
                 )
                 async with async_playwright() as p:
                     browser = await p.chromium.launch(
